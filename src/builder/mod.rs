@@ -1,0 +1,651 @@
+//! The offline builder: input files → rules → a hot tantivy index, cold parquet files and a
+//! cold tantivy index in a local staging directory → an immutable version in the store.
+//!
+//! Threads: one reads and decodes input (`input`), the calling thread evaluates rules and makes
+//! tantivy documents, tantivy's own threads index each tier, and one thread encodes parquet
+//! (`cold`). Memory is bounded by the batch size, the channels between stages and tantivy's
+//! memory budget, whatever the input size; the one structure that grows with the input is the
+//! set of id hashes used to reject duplicate ids (8 bytes per document).
+
+pub mod input;
+
+mod cold;
+mod documents;
+mod progress;
+mod publish;
+
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray, BooleanArray};
+use arrow::compute::{filter_record_batch, not};
+use arrow::datatypes::{DataType, Int64Type, UInt64Type};
+use arrow::error::ArrowError;
+use parquet::errors::ParquetError;
+use tantivy::{Index, IndexWriter, TantivyDocument};
+use tracing::{info, info_span};
+
+use crate::format::addr::MAX_ROWS_PER_FILE;
+use crate::format::layout::{self, COLD_INDEX_DIR, HOT_DIR};
+use crate::format::manifest::{ColdTier, HotTier, InputSummary, ParquetFile};
+use crate::format::{DocAddr, FORMAT_VERSION, Manifest, version};
+use crate::rules::{BudgetSelector, CompiledRules, HotCut, RankPosition, RulesError};
+use crate::schema::{FieldType, IndexSchema};
+use crate::store::{BlobStore, StoreError};
+
+pub use input::{InputError, InputFormat, InputStats, ReadError};
+pub use progress::Progress;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildErrorKind {
+    /// A bad input record (strict mode) or an unreadable input file.
+    Input,
+    Rules,
+    Store,
+    /// tantivy failed while indexing.
+    Index,
+    /// Encoding the cold parquet files failed.
+    Parquet,
+    /// Local I/O: the staging directory.
+    Io,
+    /// Options that cannot work (bad index name, a version that exists).
+    Invalid,
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("bad input: {0}")]
+    Input(InputError),
+    #[error("cannot read input {0}")]
+    Read(String),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("indexing failed: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error("writing cold parquet failed: {0}")]
+    Parquet(#[from] ParquetError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl BuildError {
+    pub fn kind(&self) -> BuildErrorKind {
+        match self {
+            BuildError::Input(_) | BuildError::Read(_) => BuildErrorKind::Input,
+            BuildError::Rules(_) => BuildErrorKind::Rules,
+            BuildError::Store(_) => BuildErrorKind::Store,
+            BuildError::Index(_) => BuildErrorKind::Index,
+            BuildError::Parquet(_) => BuildErrorKind::Parquet,
+            BuildError::Io { .. } => BuildErrorKind::Io,
+            BuildError::Invalid(_) => BuildErrorKind::Invalid,
+            BuildError::Internal(_) => BuildErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> BuildError {
+        BuildError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> BuildError {
+        BuildError::Invalid(message.into())
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> BuildError {
+        BuildError::Internal(message.into())
+    }
+}
+
+impl From<ReadError> for BuildError {
+    fn from(err: ReadError) -> BuildError {
+        match err {
+            ReadError::Invalid(input) => BuildError::Input(input),
+            ReadError::Io { file, message } => BuildError::Read(format!("{file}: {message}")),
+        }
+    }
+}
+
+impl From<ArrowError> for BuildError {
+    fn from(err: ArrowError) -> BuildError {
+        BuildError::Internal(format!("arrow: {err}"))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub schema: Arc<IndexSchema>,
+    pub rules: Arc<CompiledRules>,
+    /// The rules file's text, kept in the manifest.
+    pub rules_text: String,
+    pub inputs: Vec<PathBuf>,
+    pub index: String,
+    pub skip_invalid: bool,
+    pub block_size: u64,
+    /// Indexing threads per tier.
+    pub indexing_threads: usize,
+    /// tantivy memory budget per tier, in bytes.
+    pub indexing_memory: usize,
+    /// Where the staging directory goes (default: the system temp directory).
+    pub staging_parent: Option<PathBuf>,
+    pub progress: Progress,
+}
+
+impl BuildOptions {
+    pub fn new(
+        schema: Arc<IndexSchema>,
+        rules: Arc<CompiledRules>,
+        rules_text: String,
+        inputs: Vec<PathBuf>,
+        index: String,
+    ) -> BuildOptions {
+        BuildOptions {
+            schema,
+            rules,
+            rules_text,
+            inputs,
+            index,
+            skip_invalid: false,
+            block_size: crate::format::DEFAULT_BLOCK_SIZE,
+            indexing_threads: 1,
+            indexing_memory: 256 * 1024 * 1024,
+            staging_parent: None,
+            progress: Progress::hidden(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildSummary {
+    pub store_uri: String,
+    pub manifest: Manifest,
+    pub invalid_examples: Vec<InputError>,
+    pub seconds: f64,
+}
+
+impl BuildSummary {
+    pub fn docs_per_second(&self) -> f64 {
+        self.manifest.input.docs as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Builds and publishes a new version of `options.index` into `store`.
+pub async fn build(
+    options: BuildOptions,
+    store: Arc<dyn BlobStore>,
+) -> Result<BuildSummary, BuildError> {
+    let started = Instant::now();
+    layout::check_index_name(&options.index).map_err(BuildError::Invalid)?;
+    if options.block_size == 0 {
+        return Err(BuildError::invalid("block size must be positive"));
+    }
+    if options.inputs.is_empty() {
+        return Err(BuildError::invalid("no input files"));
+    }
+    for path in &options.inputs {
+        InputFormat::detect(path).map_err(BuildError::Read)?;
+        if !path.is_file() {
+            return Err(BuildError::Read(format!(
+                "{}: no such file",
+                path.display()
+            )));
+        }
+    }
+    let staging_parent = options
+        .staging_parent
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let staging = tempfile::Builder::new()
+        .prefix("tierdex-build-")
+        .tempdir_in(&staging_parent)
+        .map_err(|err| {
+            BuildError::io(
+                format!(
+                    "creating a staging directory in {}",
+                    staging_parent.display()
+                ),
+                err,
+            )
+        })?;
+    let staging_path = staging.path().to_path_buf();
+    let split_options = options.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _span = info_span!("split", index = %split_options.index).entered();
+        split(&split_options, &staging_path)
+    })
+    .await
+    .map_err(|err| BuildError::internal(format!("split task: {err}")))??;
+
+    let staged = publish::staged_files(staging.path())
+        .map_err(|err| BuildError::io("listing the staging directory", err))?;
+    let size_under = |dir: &str| -> u64 {
+        staged
+            .iter()
+            .filter(|(relative, _)| relative.starts_with(&format!("{dir}/")))
+            .filter_map(|(_, path)| std::fs::metadata(path).ok())
+            .map(|meta| meta.len())
+            .sum()
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let schema = &options.schema;
+    let multi_valued_fields = schema
+        .spec
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(index, field)| {
+            field.field_type == FieldType::Keyword
+                && *index != schema.id_index
+                && outcome.stats.saw_array[*index]
+        })
+        .map(|(_, field)| field.name.clone())
+        .collect();
+    let parquet_bytes: u64 = outcome
+        .parquet
+        .iter()
+        .filter_map(|file| std::fs::metadata(staging.path().join(&file.path)).ok())
+        .map(|meta| meta.len())
+        .sum();
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        index: options.index.clone(),
+        version: version::new_version_id(),
+        created_at: version::rfc3339(now),
+        builder_version: env!("CARGO_PKG_VERSION").to_string(),
+        schema: schema.spec.clone(),
+        multi_valued_fields,
+        rules: options.rules.spec.clone(),
+        rules_text: options.rules_text.clone(),
+        block_size: options.block_size,
+        hot: HotTier {
+            docs: outcome.hot_docs,
+            index_bytes: size_under(HOT_DIR),
+        },
+        cold: ColdTier {
+            docs: outcome.cold_docs,
+            index_bytes: size_under(COLD_INDEX_DIR),
+            parquet_bytes,
+            parquet_files: outcome
+                .parquet
+                .iter()
+                .map(|file| ParquetFile {
+                    path: file.path.clone(),
+                    rows: file.rows,
+                    row_groups: file.row_groups,
+                })
+                .collect(),
+            parquet_layout: cold::layout_description(),
+        },
+        input: InputSummary {
+            files: options
+                .inputs
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect(),
+            docs: outcome.hot_docs + outcome.cold_docs,
+            invalid_skipped: outcome.stats.invalid,
+            ignored_fields: outcome.stats.ignored_fields.clone(),
+        },
+        files: Vec::new(),
+    };
+    options.progress.set_stage("uploading");
+    let manifest = publish::publish(store.clone(), staging.path(), manifest).await?;
+    options.progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    info!(
+        index = %manifest.index,
+        version = %manifest.version,
+        hot = manifest.hot.docs,
+        cold = manifest.cold.docs,
+        seconds,
+        "build done"
+    );
+    Ok(BuildSummary {
+        store_uri: store.uri().to_string(),
+        manifest,
+        invalid_examples: outcome.stats.invalid_examples,
+        seconds,
+    })
+}
+
+struct SplitOutcome {
+    hot_docs: u64,
+    cold_docs: u64,
+    parquet: Vec<cold::WrittenParquet>,
+    stats: InputStats,
+}
+
+/// Reads every input on its own thread; batches arrive through the returned channel.
+fn read_inputs(
+    options: &BuildOptions,
+    bytes_read: Arc<AtomicU64>,
+) -> (
+    Receiver<input::InputBatch>,
+    JoinHandle<Result<InputStats, ReadError>>,
+) {
+    let (sender, receiver) = sync_channel(2);
+    let context = input::ReadContext {
+        schema: options.schema.clone(),
+        skip_invalid: options.skip_invalid,
+        bytes_read,
+    };
+    let inputs = options.inputs.clone();
+    let fields = options.schema.spec.fields.len();
+    let thread = std::thread::Builder::new()
+        .name("input".into())
+        .spawn(move || {
+            let mut stats = InputStats::new(fields);
+            for (file_index, path) in inputs.iter().enumerate() {
+                let mut reader = input::open(path, file_index as u32, &context)?;
+                while let Some(batch) = reader.next_batch(&mut stats)? {
+                    if batch.batch.num_rows() > 0 && sender.send(batch).is_err() {
+                        // The consumer stopped; its error is what gets reported.
+                        return Ok(stats);
+                    }
+                }
+            }
+            Ok(stats)
+        })
+        .expect("spawn the input thread");
+    (receiver, thread)
+}
+
+fn join_reader(
+    thread: JoinHandle<Result<InputStats, ReadError>>,
+) -> Result<InputStats, BuildError> {
+    thread
+        .join()
+        .map_err(|_| BuildError::internal("the input thread panicked"))?
+        .map_err(BuildError::from)
+}
+
+/// Rejects documents whose id was seen before (by 64-bit hash of the id).
+struct IdSet {
+    seen: HashSet<u64>,
+    file_names: Vec<String>,
+}
+
+impl IdSet {
+    fn new(options: &BuildOptions) -> IdSet {
+        IdSet {
+            seen: HashSet::new(),
+            file_names: options
+                .inputs
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect(),
+        }
+    }
+
+    fn dedupe(
+        &mut self,
+        mut input: input::InputBatch,
+        id_column: usize,
+        skip_invalid: bool,
+        stats: &mut InputStats,
+    ) -> Result<input::InputBatch, BuildError> {
+        let ids = input.batch.column(id_column).clone();
+        let mut duplicates = Vec::new();
+        for row in 0..ids.len() {
+            let mut hasher = DefaultHasher::new();
+            let shown = match ids.data_type() {
+                DataType::UInt64 => {
+                    let value = ids.as_primitive::<UInt64Type>().value(row);
+                    value.hash(&mut hasher);
+                    value.to_string()
+                }
+                DataType::Int64 => {
+                    let value = ids.as_primitive::<Int64Type>().value(row);
+                    value.hash(&mut hasher);
+                    value.to_string()
+                }
+                _ => {
+                    let value = ids.as_string::<i32>().value(row);
+                    value.hash(&mut hasher);
+                    String::new()
+                }
+            };
+            if !self.seen.insert(hasher.finish()) {
+                let shown = if shown.is_empty() {
+                    format!("\"{}\"", ids.as_string::<i32>().value(row))
+                } else {
+                    shown
+                };
+                stats
+                    .invalid(
+                        skip_invalid,
+                        InputError {
+                            file: self.file_names[input.file as usize].clone(),
+                            line: input.lines[row],
+                            column: None,
+                            message: format!(
+                                "duplicate id {shown}: an earlier document has the same id"
+                            ),
+                        },
+                    )
+                    .map_err(BuildError::from)?;
+                duplicates.push(row);
+            }
+        }
+        if duplicates.is_empty() {
+            return Ok(input);
+        }
+        let mut keep = vec![true; input.batch.num_rows()];
+        for row in &duplicates {
+            keep[*row] = false;
+        }
+        input.batch = filter_record_batch(&input.batch, &BooleanArray::from(keep.clone()))?;
+        let mut row = 0;
+        input.lines.retain(|_| {
+            row += 1;
+            keep[row - 1]
+        });
+        Ok(input)
+    }
+}
+
+/// First pass when a budget is set: which of the selected documents rank within it.
+fn rank_pass(options: &BuildOptions, bytes_read: Arc<AtomicU64>) -> Result<HotCut, BuildError> {
+    let Some((budget, rank)) = options.rules.budget() else {
+        return Ok(HotCut::All);
+    };
+    options.progress.set_stage("ranking");
+    let (receiver, reader) = read_inputs(options, bytes_read);
+    let mut ids = IdSet::new(options);
+    // Bad records are reported by the second pass, which meets them again.
+    let mut scratch = InputStats::new(options.schema.spec.fields.len());
+    let mut selector = BudgetSelector::new(budget.max_hot_docs);
+    for input in receiver {
+        let input = ids.dedupe(
+            input,
+            options.schema.id_index,
+            options.skip_invalid,
+            &mut scratch,
+        )?;
+        let selected = options.rules.select_hot(&input.batch)?;
+        let keys = rank.keys(&input.batch)?;
+        for row in 0..input.batch.num_rows() {
+            if selected.value(row) {
+                let key = keys
+                    .as_ref()
+                    .map(|keys| keys.row(row))
+                    .map(|row| row.as_ref().to_vec())
+                    .unwrap_or_default();
+                selector.offer(
+                    &key,
+                    RankPosition {
+                        file: input.file,
+                        row: input.lines[row],
+                    },
+                );
+            }
+        }
+        options.progress.advance(0, 0);
+    }
+    join_reader(reader)?;
+    info!(
+        selected = selector.offered(),
+        limit = budget.max_hot_docs,
+        "ranked the hot selection"
+    );
+    Ok(selector.finish())
+}
+
+fn apply_cut(
+    cut: &HotCut,
+    options: &BuildOptions,
+    input: &input::InputBatch,
+    selected: BooleanArray,
+) -> Result<BooleanArray, BuildError> {
+    if matches!(cut, HotCut::All) {
+        return Ok(selected);
+    }
+    let (_, rank) = options.rules.budget().expect("a cut comes from a budget");
+    let keys = rank.keys(&input.batch)?;
+    Ok((0..input.batch.num_rows())
+        .map(|row| {
+            let admitted = selected.value(row)
+                && cut.admits(
+                    keys.as_ref()
+                        .map(|keys| keys.row(row))
+                        .as_ref()
+                        .map(|row| row.as_ref())
+                        .unwrap_or(&[]),
+                    RankPosition {
+                        file: input.file,
+                        row: input.lines[row],
+                    },
+                );
+            Some(admitted)
+        })
+        .collect())
+}
+
+fn create_index(
+    dir: &Path,
+    schema: tantivy::schema::Schema,
+    options: &BuildOptions,
+) -> Result<IndexWriter<TantivyDocument>, BuildError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|err| BuildError::io(format!("creating {}", dir.display()), err))?;
+    let index = Index::create_in_dir(dir, schema)?;
+    Ok(index.writer_with_num_threads(options.indexing_threads.max(1), options.indexing_memory)?)
+}
+
+/// The second (or only) pass: every document to its tier.
+fn split(options: &BuildOptions, staging: &Path) -> Result<SplitOutcome, BuildError> {
+    let schema = options.schema.clone();
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    options.progress.watch_bytes(bytes_read.clone());
+    let input_bytes: u64 = options
+        .inputs
+        .iter()
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .map(|meta| meta.len())
+        .sum();
+    let passes = if options.rules.budget().is_some() {
+        2
+    } else {
+        1
+    };
+    options.progress.set_total(input_bytes * passes);
+    let cut = rank_pass(options, bytes_read.clone())?;
+
+    options.progress.set_stage("building");
+    let mut hot_writer = create_index(&staging.join(HOT_DIR), schema.hot_tantivy.clone(), options)?;
+    let mut cold_writer = create_index(
+        &staging.join(COLD_INDEX_DIR),
+        schema.cold_tantivy.clone(),
+        options,
+    )?;
+    let parquet = cold::ColdWriter::start(staging, schema.cold_arrow.clone());
+    let maker = documents::DocumentMaker::new(&schema);
+
+    let (receiver, reader) = read_inputs(options, bytes_read);
+    let mut ids = IdSet::new(options);
+    let mut dedupe_stats = InputStats::new(schema.spec.fields.len());
+    let (mut hot_docs, mut cold_docs) = (0u64, 0u64);
+    let (mut cold_file, mut rows_in_file, mut bytes_in_file) = (0u32, 0u64, 0u64);
+    for input in receiver {
+        let input = ids.dedupe(
+            input,
+            schema.id_index,
+            options.skip_invalid,
+            &mut dedupe_stats,
+        )?;
+        let selected = options.rules.select_hot(&input.batch)?;
+        let hot_mask = apply_cut(&cut, options, &input, selected)?;
+        let hot = filter_record_batch(&input.batch, &hot_mask)?;
+        let cold = filter_record_batch(&input.batch, &not(&hot_mask)?)?;
+        for document in maker.hot_documents(&hot) {
+            hot_writer.add_document(document)?;
+        }
+        hot_docs += hot.num_rows() as u64;
+        let rows = cold.num_rows() as u64;
+        if rows > 0 {
+            let size = cold.get_array_memory_size() as u64;
+            if rows_in_file > 0
+                && (rows_in_file + rows > MAX_ROWS_PER_FILE
+                    || bytes_in_file + size > cold::MAX_FILE_ARROW_BYTES)
+            {
+                cold_file += 1;
+                rows_in_file = 0;
+                bytes_in_file = 0;
+            }
+            let addrs: Vec<u64> = (0..rows)
+                .map(|row| DocAddr::new(cold_file, rows_in_file + row).pack())
+                .collect();
+            parquet.write(cold_file, cold.project(&schema.cold_columns)?)?;
+            for document in maker.cold_documents(&cold, &addrs) {
+                cold_writer.add_document(document)?;
+            }
+            rows_in_file += rows;
+            bytes_in_file += size;
+            cold_docs += rows;
+        }
+        options.progress.advance(hot.num_rows() as u64, rows);
+    }
+    let mut stats = join_reader(reader)?;
+    stats.invalid += dedupe_stats.invalid;
+    for example in dedupe_stats.invalid_examples {
+        if stats.invalid_examples.len() < input::REPORTED_INVALID {
+            stats.invalid_examples.push(example);
+        }
+    }
+
+    options.progress.set_stage("committing");
+    hot_writer.commit()?;
+    cold_writer.commit()?;
+    let (hot_done, cold_done) = std::thread::scope(|scope| {
+        let hot = scope.spawn(|| hot_writer.wait_merging_threads());
+        let cold = scope.spawn(|| cold_writer.wait_merging_threads());
+        (hot.join(), cold.join())
+    });
+    hot_done.map_err(|_| BuildError::internal("hot merge thread panicked"))??;
+    cold_done.map_err(|_| BuildError::internal("cold merge thread panicked"))??;
+    let parquet = parquet.finish()?;
+    Ok(SplitOutcome {
+        hot_docs,
+        cold_docs,
+        parquet,
+        stats,
+    })
+}

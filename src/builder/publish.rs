@@ -1,0 +1,207 @@
+//! Staging directory → an immutable version in the store. Files go up first (with their block
+//! tables), then `manifest.json`, then `CURRENT`: a reader that follows CURRENT only ever finds
+//! complete versions. On failure the partial version is deleted and CURRENT is left alone.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use tracing::{info, warn};
+
+use super::BuildError;
+use crate::format::layout::{self, block_table_path, version_key};
+use crate::format::{FileChecksummer, FileEntry, Manifest, TableRef};
+use crate::store::BlobStore;
+
+/// Files uploaded at once.
+const UPLOAD_CONCURRENCY: usize = 8;
+
+/// tantivy's lock files live in index directories but are not part of an index.
+fn is_lock_file(name: &str) -> bool {
+    name.starts_with(".tantivy-") && name.ends_with(".lock")
+}
+
+/// Every file under `staging`, as (path relative to it, absolute path), sorted.
+pub fn staged_files(staging: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    let mut pending = vec![staging.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().to_string();
+            if is_lock_file(&name) {
+                continue;
+            }
+            let relative = path
+                .strip_prefix(staging)
+                .expect("under staging")
+                .to_string_lossy()
+                .replace('\\', "/");
+            found.push((relative, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// CRC32C and block table of a local file, read once.
+fn checksum_file(
+    path: &Path,
+    block_size: u64,
+) -> std::io::Result<(u64, u32, crate::format::BlockTable)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut checksummer = FileChecksummer::new(block_size);
+    let mut buffer = vec![0u8; 1024 * 1024];
+    let mut size = 0u64;
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        size += read as u64;
+        checksummer.update(&buffer[..read]);
+    }
+    let (crc, table) = checksummer.finish();
+    Ok((size, crc, table))
+}
+
+/// Checksums and uploads one staged file (and its block table when it spans several blocks).
+async fn upload_file(
+    store: Arc<dyn BlobStore>,
+    index: String,
+    version: String,
+    relative: String,
+    local: PathBuf,
+    block_size: u64,
+) -> Result<FileEntry, BuildError> {
+    let local_for_sum = local.clone();
+    let (size, crc32c, table) =
+        tokio::task::spawn_blocking(move || checksum_file(&local_for_sum, block_size))
+            .await
+            .map_err(|err| BuildError::internal(format!("checksum task: {err}")))?
+            .map_err(|err| {
+                BuildError::io(format!("reading staged file {}", local.display()), err)
+            })?;
+    let block_table = if size > block_size {
+        let encoded = table.encode();
+        let path = block_table_path(&relative);
+        let reference = TableRef {
+            path: path.clone(),
+            size: encoded.len() as u64,
+            crc32c: crc32c::crc32c(&encoded),
+        };
+        store
+            .put(&version_key(&index, &version, &path), encoded)
+            .await?;
+        Some(reference)
+    } else {
+        None
+    };
+    store
+        .put_file(&version_key(&index, &version, &relative), &local)
+        .await?;
+    Ok(FileEntry {
+        path: relative,
+        size,
+        crc32c,
+        block_table,
+    })
+}
+
+/// Uploads the staged files, then the manifest, then CURRENT. `manifest.files` is filled here.
+pub async fn publish(
+    store: Arc<dyn BlobStore>,
+    staging: &Path,
+    mut manifest: Manifest,
+) -> Result<Manifest, BuildError> {
+    let index = manifest.index.clone();
+    let version = manifest.version.clone();
+    let prefix = layout::version_prefix(&index, &version);
+    let existing = store.list(&prefix).await?;
+    if !existing.is_empty() {
+        return Err(BuildError::invalid(format!(
+            "version {version} of index {index} already exists in {}: versions are never overwritten",
+            store.uri()
+        )));
+    }
+    let files = staged_files(staging).map_err(|err| {
+        BuildError::io(
+            format!("listing staging directory {}", staging.display()),
+            err,
+        )
+    })?;
+    let result = async {
+        let mut entries: Vec<FileEntry> = futures::stream::iter(files)
+            .map(|(relative, local)| {
+                upload_file(
+                    store.clone(),
+                    index.clone(),
+                    version.clone(),
+                    relative,
+                    local,
+                    manifest.block_size,
+                )
+            })
+            .buffer_unordered(UPLOAD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        manifest.files = entries;
+        store
+            .put(
+                &version_key(&index, &version, layout::MANIFEST),
+                manifest.encode().into(),
+            )
+            .await?;
+        Ok::<(), BuildError>(())
+    }
+    .await;
+    if let Err(err) = result {
+        warn!(%index, %version, "publishing failed, removing the partial version: {err}");
+        remove_version(store.as_ref(), &prefix).await;
+        return Err(err);
+    }
+    let current_key = layout::current_key(&index);
+    if let Err(err) = store.put(&current_key, format!("{version}\n").into()).await {
+        // The write may have landed even though its answer was lost: only remove the version
+        // when CURRENT is known not to name it.
+        match store.get(&current_key).await {
+            Ok(current) if String::from_utf8_lossy(&current).trim() == version => {
+                warn!(%index, %version, "CURRENT was written although the store reported: {err}");
+            }
+            Ok(_) => {
+                warn!(%index, %version, "writing CURRENT failed, removing the version: {err}");
+                remove_version(store.as_ref(), &prefix).await;
+                return Err(err.into());
+            }
+            Err(read_err) => {
+                warn!(%index, %version, "writing CURRENT failed and CURRENT cannot be read ({read_err}); \
+                       keeping the version, which CURRENT may or may not name");
+                return Err(err.into());
+            }
+        }
+    }
+    info!(%index, %version, store = store.uri(), "published");
+    Ok(manifest)
+}
+
+/// Best effort: a leftover partial version is invisible (CURRENT never names it) but wastes
+/// space.
+async fn remove_version(store: &dyn BlobStore, prefix: &str) {
+    match store.list(prefix).await {
+        Ok(objects) => {
+            for object in objects {
+                if let Err(err) = store.delete(&object.key).await {
+                    warn!("could not remove {}: {err}", object.key);
+                }
+            }
+        }
+        Err(err) => warn!("could not list {prefix} to remove it: {err}"),
+    }
+}

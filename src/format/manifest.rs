@@ -1,0 +1,203 @@
+//! `manifest.json`: everything a reader needs to use one immutable version of an index.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{FormatError, FormatErrorKind, layout};
+use crate::rules::RulesSpec;
+use crate::schema::SchemaSpec;
+
+/// Bumped on any change a reader of the previous version would misread.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub index: String,
+    pub version: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub builder_version: String,
+    pub schema: SchemaSpec,
+    /// Keyword fields for which some input document gave a JSON array (or a list column):
+    /// readers return their values as lists, and those of other keyword fields as strings.
+    pub multi_valued_fields: Vec<String>,
+    pub rules: RulesSpec,
+    /// The rules file exactly as given to the builder.
+    pub rules_text: String,
+    /// Size of checksummed blocks; readers align cache blocks to it.
+    pub block_size: u64,
+    pub hot: HotTier,
+    pub cold: ColdTier,
+    pub input: InputSummary,
+    /// Every file of the version except the manifest itself and the block tables.
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HotTier {
+    pub docs: u64,
+    /// Total size of the files under `hot/`.
+    pub index_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColdTier {
+    pub docs: u64,
+    /// Total size of the files under `cold/index/`.
+    pub index_bytes: u64,
+    /// Total size of the cold parquet files.
+    pub parquet_bytes: u64,
+    pub parquet_files: Vec<ParquetFile>,
+    pub parquet_layout: ParquetLayout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParquetFile {
+    pub path: String,
+    pub rows: u64,
+    pub row_groups: u64,
+}
+
+/// The writer settings the cold parquet files were made with (see docs/format.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParquetLayout {
+    pub compression: String,
+    pub max_row_group_rows: u64,
+    pub max_row_group_bytes: u64,
+    pub data_page_size_limit: u64,
+    pub data_page_row_limit: u64,
+    pub dictionary: bool,
+    pub page_index: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct InputSummary {
+    pub files: Vec<String>,
+    pub docs: u64,
+    pub invalid_skipped: u64,
+    /// Input field names not in the schema, with the number of documents that had them.
+    pub ignored_fields: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative to the version directory.
+    pub path: String,
+    pub size: u64,
+    pub crc32c: u32,
+    /// The block checksum table; absent when the file fits in one block, whose checksum is
+    /// then `crc32c`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_table: Option<TableRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRef {
+    pub path: String,
+    pub size: u64,
+    pub crc32c: u32,
+}
+
+impl Manifest {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    pub fn decode(what: &str, bytes: &[u8]) -> Result<Manifest, FormatError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            format_version: u32,
+        }
+        let version: VersionOnly = serde_json::from_slice(bytes).map_err(|err| {
+            FormatError::new(
+                FormatErrorKind::Corrupt,
+                what,
+                format!("not a manifest: {err}"),
+            )
+        })?;
+        if version.format_version > FORMAT_VERSION {
+            return Err(FormatError::new(
+                FormatErrorKind::Unsupported,
+                what,
+                format!(
+                    "format version {} is newer than this reader's {FORMAT_VERSION}: upgrade tierdex",
+                    version.format_version
+                ),
+            ));
+        }
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|err| {
+            FormatError::new(
+                FormatErrorKind::Corrupt,
+                what,
+                format!("bad manifest: {err}"),
+            )
+        })?;
+        manifest.validate(what)?;
+        Ok(manifest)
+    }
+
+    fn validate(&self, what: &str) -> Result<(), FormatError> {
+        let invalid = |message: String| FormatError::new(FormatErrorKind::Invalid, what, message);
+        if self.block_size == 0 {
+            return Err(invalid("block_size is 0".into()));
+        }
+        let mut seen = HashSet::new();
+        for entry in &self.files {
+            for path in std::iter::once(&entry.path)
+                .chain(entry.block_table.as_ref().map(|table| &table.path))
+            {
+                if path.is_empty()
+                    || path.starts_with('/')
+                    || path.split('/').any(|part| part == ".." || part.is_empty())
+                {
+                    return Err(invalid(format!("unsafe file path `{path}`")));
+                }
+            }
+            if !seen.insert(entry.path.as_str()) {
+                return Err(invalid(format!("file `{}` listed twice", entry.path)));
+            }
+            if entry.block_table.is_none() && entry.size > self.block_size {
+                return Err(invalid(format!(
+                    "file `{}` spans several blocks but has no block table",
+                    entry.path
+                )));
+            }
+        }
+        for parquet in &self.cold.parquet_files {
+            if !seen.contains(parquet.path.as_str()) {
+                return Err(invalid(format!(
+                    "cold file `{}` is not in the file list",
+                    parquet.path
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn file(&self, path: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|entry| entry.path == path)
+    }
+
+    /// Files of one tantivy index directory (`hot` or `cold/index`), by their name in it.
+    pub fn index_files<'a>(
+        &'a self,
+        dir: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a FileEntry)> + 'a {
+        self.files.iter().filter_map(move |entry| {
+            let name = entry.path.strip_prefix(dir)?.strip_prefix('/')?;
+            (!name.contains('/')).then_some((name, entry))
+        })
+    }
+
+    pub fn hot_files(&self) -> impl Iterator<Item = (&str, &FileEntry)> {
+        self.index_files(layout::HOT_DIR)
+    }
+
+    pub fn cold_index_files(&self) -> impl Iterator<Item = (&str, &FileEntry)> {
+        self.index_files(layout::COLD_INDEX_DIR)
+    }
+}

@@ -1,0 +1,21 @@
+//! tierdex: a tiered search index. An offline builder splits documents by rules into a hot
+//! tantivy index kept on the query node and a cold tier (parquet + a postings-only tantivy
+//! index) in object storage.
+//!
+//! Modules follow the data flow, and each imports only from those listed before it:
+//!
+//! - [`units`]: byte sizes in flags and files (`64KiB`, `1GiB`).
+//! - [`schema`]: the schema file and the arrow / tantivy schemas derived from it.
+//! - [`rules`]: hot-tier rules (SQL expressions) evaluated on arrow batches.
+//! - [`format`]: the artifact contract: key layout, manifest, checksums, addresses.
+//! - [`store`]: the byte-range blob store trait and its backends and wrappers.
+//! - [`builder`]: inputs → rules → hot index, cold parquet, cold index → a published version.
+//! - [`published`]: reading and verifying published versions.
+
+pub mod builder;
+pub mod format;
+pub mod published;
+pub mod rules;
+pub mod schema;
+pub mod store;
+pub mod units;

@@ -1,0 +1,197 @@
+//! Hot-tier rules: which documents the builder puts in the hot index.
+//!
+//! A rules file (TOML) holds `hot = ["<sql boolean expression>", ...]` and an optional
+//! `[budget]`. Expressions are parsed with `sqlparser`, checked against the schema before any
+//! input is read (`compile`), and evaluated a whole arrow record batch at a time with arrow
+//! compute kernels (`eval`). A document is hot when any expression is true; SQL three-valued
+//! logic applies, and unknown (NULL) counts as not hot.
+//!
+//! Multi-valued keyword fields follow `ANY` semantics: `authors = 'x'` holds when some value
+//! equals `'x'`, and the negated forms (`!=`, `NOT IN`, `NOT LIKE`, `NOT BETWEEN`) are the
+//! negation of the positive form ("no value matches").
+//!
+//! This module is pure: no I/O beyond reading the rules file itself.
+
+mod budget;
+mod compile;
+mod eval;
+
+use std::fmt;
+use std::path::Path;
+
+use arrow::array::BooleanArray;
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::IndexSchema;
+
+pub use budget::{BudgetSelector, HotCut, RankKeys, RankPosition};
+pub use compile::Predicate;
+
+/// The rules file as written by the user; embedded verbatim in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSpec {
+    pub hot: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSpec {
+    pub max_hot_docs: u64,
+    /// `"<field> DESC"` or `"<field> ASC"`; without it the first documents in input order
+    /// stay hot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RulesErrorKind {
+    /// The rules file cannot be read or is not valid TOML of the expected shape.
+    File,
+    Syntax,
+    UnknownField,
+    TypeMismatch,
+    Unsupported,
+    /// An arrow kernel failed while evaluating a batch (a bug or an unexpected column type).
+    Evaluation,
+}
+
+/// A rules error, located in the rules file and within the expression.
+#[derive(Debug, thiserror::Error)]
+pub struct RulesError {
+    pub kind: RulesErrorKind,
+    pub source_name: String,
+    /// Which entry: `hot[2]`, `budget.rank_by`; empty for file-level errors.
+    pub entry: String,
+    pub expression: String,
+    /// 1-based column within the expression (0 when unknown).
+    pub column: u64,
+    pub message: String,
+}
+
+impl RulesError {
+    pub fn kind(&self) -> RulesErrorKind {
+        self.kind
+    }
+
+    fn file(source_name: &str, message: String) -> RulesError {
+        RulesError {
+            kind: RulesErrorKind::File,
+            source_name: source_name.to_string(),
+            entry: String::new(),
+            expression: String::new(),
+            column: 0,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for RulesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.entry.is_empty() {
+            return write!(f, "rules {}: {}", self.source_name, self.message);
+        }
+        write!(
+            f,
+            "rules {} {}: {}",
+            self.source_name, self.entry, self.message
+        )?;
+        if self.column > 0 {
+            write!(f, " (column {})", self.column)?;
+        }
+        write!(f, "\n    {}", self.expression)?;
+        if self.column > 0 {
+            let pad = " ".repeat(self.column as usize - 1);
+            write!(f, "\n    {pad}^")?;
+        }
+        Ok(())
+    }
+}
+
+/// Rules checked against a schema, ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct CompiledRules {
+    pub spec: RulesSpec,
+    predicates: Vec<Predicate>,
+    rank: Option<RankKeys>,
+}
+
+impl CompiledRules {
+    pub fn from_toml_file(path: &Path, schema: &IndexSchema) -> Result<CompiledRules, RulesError> {
+        let source_name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| RulesError::file(&source_name, format!("cannot read: {err}")))?;
+        Self::from_toml_str(&text, &source_name, schema)
+    }
+
+    pub fn from_toml_str(
+        text: &str,
+        source_name: &str,
+        schema: &IndexSchema,
+    ) -> Result<CompiledRules, RulesError> {
+        let spec: RulesSpec =
+            toml::from_str(text).map_err(|err| RulesError::file(source_name, err.to_string()))?;
+        Self::new(spec, source_name, schema)
+    }
+
+    pub fn new(
+        spec: RulesSpec,
+        source_name: &str,
+        schema: &IndexSchema,
+    ) -> Result<CompiledRules, RulesError> {
+        let predicates = spec
+            .hot
+            .iter()
+            .enumerate()
+            .map(|(index, expression)| {
+                compile::compile(expression, schema).map_err(|located| RulesError {
+                    kind: located.kind,
+                    source_name: source_name.to_string(),
+                    entry: format!("hot[{index}]"),
+                    expression: expression.clone(),
+                    column: located.column,
+                    message: located.message,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let rank = match &spec.budget {
+            Some(budget) => Some(RankKeys::new(budget, schema).map_err(|message| RulesError {
+                kind: RulesErrorKind::UnknownField,
+                source_name: source_name.to_string(),
+                entry: "budget.rank_by".into(),
+                expression: budget.rank_by.clone().unwrap_or_default(),
+                column: 0,
+                message,
+            })?),
+            None => None,
+        };
+        Ok(CompiledRules {
+            spec,
+            predicates,
+            rank,
+        })
+    }
+
+    /// One boolean per row: true when the row belongs to the hot tier by the expressions
+    /// (before any budget). Never null.
+    pub fn select_hot(&self, batch: &RecordBatch) -> Result<BooleanArray, RulesError> {
+        eval::select_any(&self.predicates, batch).map_err(|err| RulesError {
+            kind: RulesErrorKind::Evaluation,
+            source_name: String::new(),
+            entry: String::new(),
+            expression: String::new(),
+            column: 0,
+            message: err.to_string(),
+        })
+    }
+
+    pub fn budget(&self) -> Option<(&BudgetSpec, &RankKeys)> {
+        Some((self.spec.budget.as_ref()?, self.rank.as_ref()?))
+    }
+}
+
+#[cfg(test)]
+mod tests;
