@@ -157,6 +157,15 @@ impl BlobStore for LocalStore {
     }
 
     async fn put_file(&self, key: &str, local: &Path) -> StoreResult<()> {
+        // A missing source is a local I/O problem, not a missing object.
+        if let Err(err) = tokio::fs::metadata(local).await {
+            return Err(StoreError::new(
+                StoreErrorKind::Io,
+                "put_file",
+                self.object(key),
+                format!("reading {}: {err}", local.display()),
+            ));
+        }
         let source = local.to_path_buf();
         self.write_atomically("put_file", key, move |temp| {
             fs::copy(&source, temp).map(|_| ())

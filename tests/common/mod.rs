@@ -1,0 +1,188 @@
+//! Shared test helpers: a real S3-compatible server process, the shared data sets, building
+//! fixtures through the library and reading them back.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tierdex::builder::{self, BuildOptions, BuildSummary};
+use tierdex::rules::CompiledRules;
+use tierdex::schema::IndexSchema;
+use tierdex::store::{BlobStore, LocalStore, S3Options, S3Store};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/data/<name>` beside the repository.
+pub fn shared_data(name: &str) -> PathBuf {
+    let path = repo_root().join("../shared/data").join(name);
+    assert!(path.is_file(), "missing shared data set {}", path.display());
+    path
+}
+
+pub fn fixture(path: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(path)
+}
+
+/// An s3s-fs server on a free loopback port, stopped when dropped.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl S3Server {
+    /// Starts the server installed by `tools/test.sh` (`TIERDEX_S3S_FS`).
+    pub fn start() -> S3Server {
+        let binary = std::env::var("TIERDEX_S3S_FS").unwrap_or_else(|_| {
+            let local = repo_root().join("target/tools/bin/s3s-fs");
+            assert!(
+                local.is_file(),
+                "no S3-compatible server: run the tests with ./tools/test.sh, which installs s3s-fs"
+            );
+            local.display().to_string()
+        });
+        let access_key = std::env::var("AWS_ACCESS_KEY_ID")
+            .expect("AWS_ACCESS_KEY_ID is set by ./tools/test.sh for the local S3 server");
+        let secret_key = std::env::var("AWS_SECRET_ACCESS_KEY")
+            .expect("AWS_SECRET_ACCESS_KEY is set by ./tools/test.sh for the local S3 server");
+        let data_dir = tempfile::tempdir().unwrap();
+        // The port is free when asked; another process could take it before s3s-fs binds, in
+        // which case the readiness check below fails loudly rather than talking to a stranger.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", &access_key, "--secret-key", &secret_key])
+            .arg(data_dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("starting {binary}: {err}"));
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            data_dir,
+        };
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "s3s-fs did not start listening on {address}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    pub fn uri(&self, bucket: &str, prefix: &str) -> String {
+        format!(
+            "s3://{bucket}/{prefix}?endpoint={}&path_style=true",
+            self.endpoint
+        )
+    }
+
+    /// Creates the bucket and returns a store on `bucket/prefix`.
+    pub async fn store(&self, bucket: &str, prefix: &str) -> Arc<S3Store> {
+        let options =
+            S3Options::parse(self.uri(bucket, prefix).strip_prefix("s3://").unwrap()).unwrap();
+        let store = S3Store::connect(options).await.unwrap();
+        let created = store.client().create_bucket().bucket(bucket).send().await;
+        if let Err(err) = created {
+            let text = format!("{err:?}");
+            assert!(
+                text.contains("BucketAlready"),
+                "creating bucket {bucket}: {text}"
+            );
+        }
+        Arc::new(store)
+    }
+
+    /// Where s3s-fs keeps an object on disk.
+    pub fn object_path(&self, bucket: &str, key: &str) -> PathBuf {
+        self.data_dir.path().join(bucket).join(key)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn local_store(dir: &Path) -> Arc<dyn BlobStore> {
+    Arc::new(LocalStore::new(dir).unwrap())
+}
+
+pub fn cacm_schema() -> Arc<IndexSchema> {
+    Arc::new(IndexSchema::from_toml_file(&fixture("cacm/schema.toml")).unwrap())
+}
+
+pub fn compile_rules(schema: &IndexSchema, text: &str) -> Arc<CompiledRules> {
+    Arc::new(CompiledRules::from_toml_str(text, "rules.toml", schema).unwrap())
+}
+
+pub fn build_options(
+    schema: Arc<IndexSchema>,
+    rules_text: &str,
+    inputs: Vec<PathBuf>,
+    index: &str,
+) -> BuildOptions {
+    let rules = compile_rules(&schema, rules_text);
+    BuildOptions::new(
+        schema,
+        rules,
+        rules_text.to_string(),
+        inputs,
+        index.to_string(),
+    )
+}
+
+pub async fn build_cacm(store: Arc<dyn BlobStore>, rules_text: &str, index: &str) -> BuildSummary {
+    let options = build_options(
+        cacm_schema(),
+        rules_text,
+        vec![shared_data("cacm.jsonl")],
+        index,
+    );
+    builder::build(options, store).await.unwrap()
+}
+
+/// The CACM documents as JSON values, by id.
+pub fn cacm_documents() -> std::collections::BTreeMap<u64, serde_json::Value> {
+    std::fs::read_to_string(shared_data("cacm.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            (value["id"].as_u64().unwrap(), value)
+        })
+        .collect()
+}
+
+/// The Python with pyarrow installed by `tools/test.sh`.
+pub fn python() -> String {
+    std::env::var("TIERDEX_PYTHON").unwrap_or_else(|_| {
+        let local = repo_root().join("target/tools/pyenv/bin/python");
+        assert!(
+            local.is_file(),
+            "no Python test environment: run the tests with ./tools/test.sh"
+        );
+        local.display().to_string()
+    })
+}
+
+/// The `tierdex` binary built for this test run.
+pub fn tierdex_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tierdex"))
+}

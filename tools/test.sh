@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs the whole test suite, installing what the tests need first:
+#   - s3s-fs, a real S3-compatible server (crates.io), which the storage tests start on 127.0.0.1;
+#   - a Python venv with pyarrow, the independent reader of our parquet files.
+# Everything goes under target/tools, so a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+tools="$root/target/tools"
+mkdir -p "$tools"
+
+S3S_FS_VERSION=0.14.1
+if [ ! -x "$tools/bin/s3s-fs" ]; then
+  echo "installing s3s-fs $S3S_FS_VERSION into $tools (once)" >&2
+  cargo install --quiet --locked s3s-fs@"$S3S_FS_VERSION" --features binary --root "$tools" \
+    || cargo install --quiet s3s-fs@"$S3S_FS_VERSION" --features binary --root "$tools"
+fi
+
+venv="$tools/pyenv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import pyarrow" 2>/dev/null; then
+  echo "creating the Python test environment in $venv (once)" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tools/python-requirements.txt
+fi
+
+export TIERDEX_S3S_FS="$tools/bin/s3s-fs"
+export TIERDEX_PYTHON="$venv/bin/python"
+# Credentials for the local S3-compatible servers the tests start; never a real account.
+export AWS_ACCESS_KEY_ID=tierdex-test
+export AWS_SECRET_ACCESS_KEY=tierdex-test-secret
+export AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+export AWS_CONFIG_FILE=/dev/null
+export AWS_SHARED_CREDENTIALS_FILE=/dev/null
+unset AWS_ENDPOINT_URL AWS_PROFILE AWS_SESSION_TOKEN
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast "$@"
+else
+  cargo test --no-fail-fast "$@"
+fi
