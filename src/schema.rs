@@ -363,7 +363,7 @@ mod tests {
 
     const CACM: &str = r#"
 id_field = "id"
-default_search_fields = ["title", "abstract"]
+default_search_fields = ["title", "authors"]
 [[field]]
 name = "id"
 type = "u64"

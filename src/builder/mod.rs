@@ -41,6 +41,7 @@ use crate::store::{BlobStore, StoreError};
 
 pub use input::{InputError, InputFormat, InputStats, ReadError};
 pub use progress::Progress;
+pub use publish::publish_version;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildErrorKind {
@@ -307,7 +308,7 @@ pub async fn build(
         files: Vec::new(),
     };
     options.progress.set_stage("uploading");
-    let manifest = publish::publish(store.clone(), staging.path(), manifest).await?;
+    let manifest = publish::publish_version(store.clone(), staging.path(), manifest).await?;
     options.progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     info!(

@@ -115,7 +115,7 @@ async fn upload_file(
 }
 
 /// Uploads the staged files, then the manifest, then CURRENT. `manifest.files` is filled here.
-pub async fn publish(
+pub async fn publish_version(
     store: Arc<dyn BlobStore>,
     staging: &Path,
     mut manifest: Manifest,

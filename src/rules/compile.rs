@@ -107,7 +107,14 @@ pub fn compile(expression: &str, schema: &IndexSchema) -> Result<Predicate, Loca
     let mut parser = Parser::new(&dialect)
         .try_with_sql(expression)
         .map_err(syntax_error)?;
-    let expr = parser.parse_expr().map_err(syntax_error)?;
+    let expr = parser.parse_expr().map_err(|err| {
+        let mut located = syntax_error(err);
+        if located.column == 0 && located.message.ends_with("found: EOF") {
+            // The expression ended too early: point just past its end.
+            located.column = expression.chars().count() as u64 + 1;
+        }
+        located
+    })?;
     let next = parser.peek_token();
     if next.token != Token::EOF {
         return Err(located(

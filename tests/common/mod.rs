@@ -186,3 +186,52 @@ pub fn python() -> String {
 pub fn tierdex_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tierdex"))
 }
+
+/// Copies one tantivy directory of a version (`hot` or `cold/index`) out of the store.
+pub async fn download_index(
+    store: &dyn BlobStore,
+    manifest: &tierdex::format::Manifest,
+    dir: &str,
+) -> tempfile::TempDir {
+    let local = tempfile::tempdir().unwrap();
+    for (name, _) in manifest.index_files(dir) {
+        let key = tierdex::format::layout::version_key(
+            &manifest.index,
+            &manifest.version,
+            &format!("{dir}/{name}"),
+        );
+        let data = store.get(&key).await.unwrap();
+        std::fs::write(local.path().join(name), &data).unwrap();
+    }
+    local
+}
+
+/// Every live document of a tantivy index: its u64 id and, when the index has it, `_addr`.
+pub fn index_ids(dir: &Path) -> std::collections::BTreeMap<u64, Option<u64>> {
+    let index = tantivy::Index::open_in_dir(dir).unwrap();
+    let searcher = index.reader().unwrap().searcher();
+    let mut ids = std::collections::BTreeMap::new();
+    for segment in searcher.segment_readers() {
+        let id_column = segment.fast_fields().u64("id").unwrap();
+        let addr_column = segment.fast_fields().u64("_addr").ok();
+        for doc in segment.doc_ids_alive() {
+            let id = id_column.first(doc).expect("every document has an id");
+            let addr = addr_column.as_ref().and_then(|column| column.first(doc));
+            assert!(
+                ids.insert(id, addr).is_none(),
+                "id {id} twice in {}",
+                dir.display()
+            );
+        }
+    }
+    ids
+}
+
+/// The CACM ids the rule `citations >= 1` selects.
+pub fn cacm_cited_ids() -> std::collections::BTreeSet<u64> {
+    cacm_documents()
+        .iter()
+        .filter(|(_, doc)| doc["citations"].as_u64().unwrap() >= 1)
+        .map(|(id, _)| *id)
+        .collect()
+}

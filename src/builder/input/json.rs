@@ -329,7 +329,7 @@ impl CellSeed<'_> {
         E::custom(format_args!("field `{}`: {message}", self.field.name))
     }
 
-    fn from_str<'de, E: de::Error>(&self, value: Cow<'de, str>) -> Result<Cell<'de>, E> {
+    fn cell_from_str<'de, E: de::Error>(&self, value: Cow<'de, str>) -> Result<Cell<'de>, E> {
         match self.field.field_type {
             FieldType::Text | FieldType::Keyword => Ok(Cell::Str(value)),
             FieldType::Date => string_to_timestamp_nanos(&value)
@@ -432,7 +432,7 @@ impl<'de> Visitor<'de> for CellSeed<'_> {
         match self.field.field_type {
             FieldType::F64 => Ok(Cell::F64(value)),
             // 2^63 and 2^64 are exact in f64, so these bounds convert without rounding.
-            FieldType::U64 if integral && value >= 0.0 && value < 18_446_744_073_709_551_616.0 => {
+            FieldType::U64 if integral && (0.0..18_446_744_073_709_551_616.0).contains(&value) => {
                 Ok(Cell::U64(value as u64))
             }
             FieldType::I64
@@ -454,15 +454,15 @@ impl<'de> Visitor<'de> for CellSeed<'_> {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
-        self.from_str(Cow::Borrowed(value))
+        self.cell_from_str(Cow::Borrowed(value))
     }
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-        self.from_str(Cow::Owned(value.to_string()))
+        self.cell_from_str(Cow::Owned(value.to_string()))
     }
 
     fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
-        self.from_str(Cow::Owned(value))
+        self.cell_from_str(Cow::Owned(value))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
