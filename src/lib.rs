@@ -5,6 +5,7 @@
 //! Modules follow the data flow, and each imports only from those listed before it:
 //!
 //! - [`units`]: byte sizes in flags and files (`64KiB`, `1GiB`).
+//! - [`sample`]: the generated corpus of the quickstart.
 //! - [`schema`]: the schema file and the arrow / tantivy schemas derived from it.
 //! - [`rules`]: hot-tier rules (SQL expressions) evaluated on arrow batches.
 //! - [`format`]: the artifact contract: key layout, manifest, checksums, addresses.
@@ -16,6 +17,7 @@ pub mod builder;
 pub mod format;
 pub mod published;
 pub mod rules;
+pub mod sample;
 pub mod schema;
 pub mod store;
 pub mod units;

@@ -11,6 +11,7 @@ use tierdex::builder::{self, BuildOptions, BuildSummary, Progress};
 use tierdex::format::Manifest;
 use tierdex::published;
 use tierdex::rules::CompiledRules;
+use tierdex::sample;
 use tierdex::schema::IndexSchema;
 use tierdex::store::open_store;
 use tierdex::units::{format_bytes, parse_bytes};
@@ -32,6 +33,18 @@ enum Command {
     Build(BuildArgs),
     /// Print the current version's manifest summary; with --verify, check every checksum.
     Inspect(InspectArgs),
+    /// Generate a sample corpus, build it into a local store and show what was built.
+    Quickstart(QuickstartArgs),
+}
+
+#[derive(Args)]
+struct QuickstartArgs {
+    /// Working directory for the sample, its schema and rules, and the store.
+    #[arg(long, default_value = "tierdex-quickstart")]
+    dir: PathBuf,
+    /// Number of sample documents.
+    #[arg(long, default_value_t = 20_000)]
+    docs: u64,
 }
 
 #[derive(Args)]
@@ -102,6 +115,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Build(args) => run_build(args).await,
             Command::Inspect(args) => run_inspect(args).await,
+            Command::Quickstart(args) => run_quickstart(args).await,
         }
     });
     match result {
@@ -239,4 +253,46 @@ async fn run_inspect(args: InspectArgs) -> Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
+    let dir = &args.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let documents = dir.join("sample.jsonl");
+    let schema_path = dir.join("schema.toml");
+    let rules_path = dir.join("rules.toml");
+    sample::write_documents(&documents, args.docs).context("writing the sample documents")?;
+    std::fs::write(&schema_path, sample::SCHEMA)?;
+    std::fs::write(&rules_path, sample::RULES)?;
+    println!(
+        "wrote {} sample documents, a schema and rules to {}",
+        args.docs,
+        dir.display()
+    );
+    let store_dir = dir.join("store");
+    let store_arg = store_dir.display().to_string();
+    run_build(BuildArgs {
+        schema: schema_path.clone(),
+        rules: rules_path.clone(),
+        input: vec![documents.clone()],
+        store: store_arg.clone(),
+        index: "sample".into(),
+        skip_invalid: false,
+        block_size: tierdex::format::DEFAULT_BLOCK_SIZE,
+        indexing_threads: 1,
+        indexing_memory: 128 * 1024 * 1024,
+        staging_dir: None,
+        no_progress: false,
+    })
+    .await?;
+    println!();
+    println!("next:");
+    println!("  tierdex inspect --store {store_arg} --index sample --verify");
+    println!(
+        "  tierdex build --schema {} --rules {} --input {} --store {store_arg} --index sample",
+        schema_path.display(),
+        rules_path.display(),
+        documents.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
