@@ -72,6 +72,8 @@ struct Measurement {
     max_rss_bytes: u64,
 }
 
+// The child is reaped by `wait4` below, which also yields its resource usage.
+#[allow(clippy::zombie_processes)]
 fn measure(role: &str) -> Measurement {
     let started = Instant::now();
     let child = Command::new(std::env::current_exe().unwrap())
