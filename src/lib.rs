@@ -12,10 +12,14 @@
 //! - [`store`]: the byte-range blob store trait and its backends and wrappers.
 //! - [`builder`]: inputs → rules → hot index, cold parquet, cold index → a published version.
 //! - [`published`]: reading and verifying published versions.
+//! - [`config`]: node settings from a file and flags.
+//! - [`cache`]: the verified block cache in front of the store, for cold reads.
 
 pub mod builder;
 pub mod format;
 pub mod published;
+pub mod config;
+pub mod cache;
 pub mod rules;
 pub mod sample;
 pub mod schema;

@@ -1,0 +1,359 @@
+//! The block cache in front of the blob store, for cold reads.
+//!
+//! Files are read in blocks aligned to the manifest's block size, each verified against the
+//! file's block checksum table before it is cached or used. A read of several ranges works out
+//! every block it needs, takes what the cache has, and fetches the rest in one round: adjacent
+//! missing blocks merge into one range request, and all requests go out at once. Concurrent
+//! misses on the same block load it once (moka's `try_get_with` is single-flight).
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{join_all, BoxFuture, Shared};
+use futures::FutureExt;
+use moka::future::Cache;
+use moka::policy::EvictionPolicy;
+use tracing::warn;
+
+use crate::format::BlockTable;
+use crate::store::{BlobStore, StoreError};
+
+/// Longest single range request, in blocks: bounds the bytes one request holds in memory.
+const MAX_RUN_BLOCKS: u64 = 256;
+/// Per-entry bookkeeping counted against the capacity besides the block's bytes.
+const ENTRY_OVERHEAD: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheErrorKind {
+    Store,
+    /// A block failed its checksum: never cached, never returned.
+    Corrupt,
+    /// A read past the end of the file (a caller bug or a wrong manifest).
+    OutOfBounds,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{object} block {block} (bytes {}..{}): checksum mismatch", range.start, range.end)]
+    Corrupt {
+        object: String,
+        block: u64,
+        range: Range<u64>,
+    },
+    #[error("{object}: bytes {}..{} are outside the file ({size} bytes)", range.start, range.end)]
+    OutOfBounds {
+        object: String,
+        range: Range<u64>,
+        size: u64,
+    },
+}
+
+impl CacheError {
+    pub fn kind(&self) -> CacheErrorKind {
+        match self {
+            CacheError::Store(_) => CacheErrorKind::Store,
+            CacheError::Corrupt { .. } => CacheErrorKind::Corrupt,
+            CacheError::OutOfBounds { .. } => CacheErrorKind::OutOfBounds,
+        }
+    }
+}
+
+/// Counters for one unit of work (a query, a start-up), shared by the reads it makes.
+#[derive(Debug, Default)]
+pub struct ReadStats {
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub requests: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl ReadStats {
+    pub fn snapshot(&self) -> ReadCounts {
+        ReadCounts {
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            cache_misses: self.cache_misses.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub requests: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+struct BlockKey {
+    file: u64,
+    block: u64,
+}
+
+/// The node-wide cache of verified blocks, with capacity in bytes.
+pub struct BlockCache {
+    blocks: Cache<BlockKey, Bytes>,
+    capacity: u64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    next_file: AtomicU64,
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockCache")
+            .field("capacity", &self.capacity)
+            .field("used", &self.blocks.weighted_size())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CacheStatus {
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl CacheStatus {
+    pub fn hit_rate(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+impl BlockCache {
+    pub fn new(capacity_bytes: u64) -> Arc<BlockCache> {
+        let blocks = Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|_key: &BlockKey, block: &Bytes| {
+                u32::try_from(block.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            // TinyLFU may refuse to admit a block just fetched; plain LRU keeps what a query
+            // read, so the next query for the same documents is served from memory.
+            .eviction_policy(EvictionPolicy::lru())
+            .build();
+        Arc::new(BlockCache {
+            blocks,
+            capacity: capacity_bytes,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            next_file: AtomicU64::new(0),
+        })
+    }
+
+    pub fn status(&self) -> CacheStatus {
+        CacheStatus {
+            capacity_bytes: self.capacity,
+            used_bytes: self.blocks.weighted_size(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Applies pending evictions, so that `status` is exact (tests, status reports).
+    pub async fn settle(&self) {
+        self.blocks.run_pending_tasks().await;
+    }
+
+    /// A file in `store`, read through this cache and verified with `table`.
+    pub fn file(self: &Arc<Self>, store: Arc<dyn BlobStore>, key: String, table: BlockTable) -> CachedFile {
+        CachedFile {
+            inner: Arc::new(FileInner {
+                id: self.next_file.fetch_add(1, Ordering::Relaxed),
+                object: format!("{}/{key}", store.uri()),
+                store,
+                key,
+                table,
+                cache: self.clone(),
+            }),
+        }
+    }
+}
+
+struct FileInner {
+    /// Distinguishes this file's blocks in the shared cache.
+    id: u64,
+    store: Arc<dyn BlobStore>,
+    key: String,
+    object: String,
+    table: BlockTable,
+    cache: Arc<BlockCache>,
+}
+
+/// One immutable file of the store, read by ranges through the block cache. Cheap to clone.
+#[derive(Clone)]
+pub struct CachedFile {
+    inner: Arc<FileInner>,
+}
+
+impl std::fmt::Debug for CachedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedFile").field("object", &self.inner.object).finish()
+    }
+}
+
+type RunFuture = Shared<BoxFuture<'static, Result<Arc<Vec<Bytes>>, Arc<CacheError>>>>;
+
+impl CachedFile {
+    pub fn size(&self) -> u64 {
+        self.inner.table.file_size
+    }
+
+    pub fn object(&self) -> &str {
+        &self.inner.object
+    }
+
+    pub async fn read_range(&self, range: Range<u64>, stats: &Arc<ReadStats>) -> Result<Bytes, Arc<CacheError>> {
+        Ok(self.read_ranges(std::slice::from_ref(&range), stats).await?.remove(0))
+    }
+
+    /// Reads several ranges, fetching every missing block in one round of requests.
+    pub async fn read_ranges(
+        &self,
+        ranges: &[Range<u64>],
+        stats: &Arc<ReadStats>,
+    ) -> Result<Vec<Bytes>, Arc<CacheError>> {
+        let inner = &self.inner;
+        let block_size = inner.table.block_size;
+        let mut needed = BTreeSet::new();
+        for range in ranges {
+            if range.start > range.end || range.end > self.size() {
+                return Err(Arc::new(CacheError::OutOfBounds {
+                    object: inner.object.clone(),
+                    range: range.clone(),
+                    size: self.size(),
+                }));
+            }
+            if range.start < range.end {
+                needed.extend(range.start / block_size..=(range.end - 1) / block_size);
+            }
+        }
+        let mut blocks: HashMap<u64, Bytes> = HashMap::with_capacity(needed.len());
+        let mut missing = Vec::new();
+        for block in needed {
+            match inner.cache.blocks.get(&BlockKey { file: inner.id, block }).await {
+                Some(data) => {
+                    blocks.insert(block, data);
+                }
+                None => missing.push(block),
+            }
+        }
+        let hits = blocks.len() as u64;
+        inner.cache.hits.fetch_add(hits, Ordering::Relaxed);
+        inner.cache.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        stats.cache_hits.fetch_add(hits, Ordering::Relaxed);
+        stats.cache_misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
+
+        let mut loads = Vec::with_capacity(missing.len());
+        for run in runs(&missing) {
+            let fetch: RunFuture = fetch_run(inner.clone(), run.clone(), stats.clone()).boxed().shared();
+            for block in run.clone() {
+                let fetch = fetch.clone();
+                let first = run.start;
+                let key = BlockKey { file: inner.id, block };
+                loads.push(async move {
+                    let loaded = inner
+                        .cache
+                        .blocks
+                        .try_get_with(key, async move {
+                            fetch.await.map(|run_blocks| run_blocks[(block - first) as usize].clone())
+                        })
+                        .await;
+                    (block, loaded)
+                });
+            }
+        }
+        for (block, loaded) in join_all(loads).await {
+            // moka wraps the loader's error (already an Arc) in another Arc.
+            blocks.insert(block, loaded.map_err(|err| (*err).clone())?);
+        }
+        Ok(ranges
+            .iter()
+            .map(|range| assemble(&blocks, block_size, range))
+            .collect())
+    }
+}
+
+/// Consecutive block numbers grouped into runs of at most `MAX_RUN_BLOCKS`.
+fn runs(blocks: &[u64]) -> Vec<Range<u64>> {
+    let mut runs: Vec<Range<u64>> = Vec::new();
+    for &block in blocks {
+        match runs.last_mut() {
+            Some(run) if run.end == block && run.end - run.start < MAX_RUN_BLOCKS => run.end += 1,
+            _ => runs.push(block..block + 1),
+        }
+    }
+    runs
+}
+
+/// One range request for a run of blocks, each verified before anyone sees it.
+async fn fetch_run(
+    file: Arc<FileInner>,
+    run: Range<u64>,
+    stats: Arc<ReadStats>,
+) -> Result<Arc<Vec<Bytes>>, Arc<CacheError>> {
+    let table = &file.table;
+    let start = table.block_range(run.start).start;
+    let end = table.block_range(run.end - 1).end;
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    let data = file
+        .store
+        .get_range(&file.key, start..end)
+        .await
+        .map_err(|err| Arc::new(CacheError::Store(err)))?;
+    stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+    let mut blocks = Vec::with_capacity((run.end - run.start) as usize);
+    for block in run {
+        let range = table.block_range(block);
+        let slice = data.slice((range.start - start) as usize..(range.end - start) as usize);
+        if !table.verify_block(block, &slice) {
+            let err = CacheError::Corrupt {
+                object: file.object.clone(),
+                block,
+                range,
+            };
+            warn!("{err}");
+            return Err(Arc::new(err));
+        }
+        blocks.push(slice);
+    }
+    Ok(Arc::new(blocks))
+}
+
+/// The bytes of `range` from its blocks: a slice when it lies in one block, else a copy.
+fn assemble(blocks: &HashMap<u64, Bytes>, block_size: u64, range: &Range<u64>) -> Bytes {
+    if range.start == range.end {
+        return Bytes::new();
+    }
+    let first = range.start / block_size;
+    let last = (range.end - 1) / block_size;
+    if first == last {
+        let offset = (range.start - first * block_size) as usize;
+        return blocks[&first].slice(offset..offset + (range.end - range.start) as usize);
+    }
+    let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+    for block in first..=last {
+        let block_start = block * block_size;
+        let data = &blocks[&block];
+        let from = range.start.saturating_sub(block_start) as usize;
+        let to = ((range.end - block_start) as usize).min(data.len());
+        out.extend_from_slice(&data[from..to]);
+    }
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests;

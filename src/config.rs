@@ -1,0 +1,202 @@
+//! Node settings: a TOML file, overridden by command-line flags. The only place that decides a
+//! setting's value; everything else receives a `NodeConfig`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::units::parse_bytes;
+
+#[derive(Debug, thiserror::Error)]
+#[error("config {source_name}: {message}")]
+pub struct ConfigError {
+    pub source_name: String,
+    pub message: String,
+}
+
+/// Settings as written in the config file or given as flags; every one optional, so that a
+/// flag overrides the file field by field.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub store: Option<String>,
+    pub indexes: Option<Vec<String>>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// Block cache capacity, e.g. "1GiB".
+    pub cache_size: Option<String>,
+    /// Concurrent range requests while rehydrating.
+    pub rehydrate_concurrency: Option<usize>,
+    /// Bytes per rehydration request, e.g. "8MiB" (rounded to whole checksum blocks).
+    pub rehydrate_chunk_size: Option<String>,
+    /// Largest `limit + offset` a search may ask for.
+    pub max_results: Option<u32>,
+    /// Searches running at once (tantivy and parquet decoding, off the async runtime).
+    pub search_concurrency: Option<usize>,
+    /// Budget of a search without a gRPC deadline, e.g. "10s".
+    pub default_timeout: Option<String>,
+}
+
+impl Settings {
+    pub fn from_toml_file(path: &Path) -> Result<Settings, ConfigError> {
+        let source_name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            source_name: source_name.clone(),
+            message: format!("cannot read: {err}"),
+        })?;
+        toml::from_str(&text).map_err(|err| ConfigError {
+            source_name,
+            message: err.to_string(),
+        })
+    }
+
+    /// `self` with every field that `flags` sets replaced.
+    pub fn overridden_by(self, flags: Settings) -> Settings {
+        Settings {
+            store: flags.store.or(self.store),
+            indexes: flags.indexes.filter(|indexes| !indexes.is_empty()).or(self.indexes),
+            listen: flags.listen.or(self.listen),
+            data_dir: flags.data_dir.or(self.data_dir),
+            cache_size: flags.cache_size.or(self.cache_size),
+            rehydrate_concurrency: flags.rehydrate_concurrency.or(self.rehydrate_concurrency),
+            rehydrate_chunk_size: flags.rehydrate_chunk_size.or(self.rehydrate_chunk_size),
+            max_results: flags.max_results.or(self.max_results),
+            search_concurrency: flags.search_concurrency.or(self.search_concurrency),
+            default_timeout: flags.default_timeout.or(self.default_timeout),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub store: String,
+    pub indexes: Vec<String>,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub cache_size: u64,
+    pub rehydrate_concurrency: usize,
+    pub rehydrate_chunk_size: u64,
+    pub max_results: u32,
+    pub search_concurrency: usize,
+    pub default_timeout: Duration,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+impl NodeConfig {
+    /// Resolves settings to a complete configuration, with defaults for what is not set.
+    pub fn resolve(settings: Settings, source_name: &str) -> Result<NodeConfig, ConfigError> {
+        let fail = |message: String| ConfigError {
+            source_name: source_name.to_string(),
+            message,
+        };
+        let store = settings
+            .store
+            .ok_or_else(|| fail("no store: give --store or `store = \"...\"`".into()))?;
+        let indexes = settings.indexes.unwrap_or_default();
+        if indexes.is_empty() {
+            return Err(fail("no index to serve: give --index or `indexes = [...]`".into()));
+        }
+        let listen = settings.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| fail(format!("listen: `{listen}` is not an address like 127.0.0.1:50051")))?;
+        let data_dir = settings
+            .data_dir
+            .ok_or_else(|| fail("no data dir: give --data-dir or `data_dir = \"...\"`".into()))?;
+        let size = |name: &str, value: Option<&str>, default: u64| -> Result<u64, ConfigError> {
+            value
+                .map(|text| parse_bytes(text).map_err(|err| fail(format!("{name}: {err}"))))
+                .unwrap_or(Ok(default))
+        };
+        let cache_size = size("cache_size", settings.cache_size.as_deref(), 1 << 30)?;
+        let rehydrate_chunk_size = size(
+            "rehydrate_chunk_size",
+            settings.rehydrate_chunk_size.as_deref(),
+            8 << 20,
+        )?;
+        if rehydrate_chunk_size == 0 {
+            return Err(fail("rehydrate_chunk_size must be positive".into()));
+        }
+        let default_timeout = match settings.default_timeout.as_deref() {
+            None => Duration::from_secs(10),
+            Some(text) => parse_duration(text).map_err(|err| fail(format!("default_timeout: {err}")))?,
+        };
+        let positive = |name: &str, value: Option<usize>, default: usize| match value {
+            Some(0) => Err(fail(format!("{name} must be positive"))),
+            Some(value) => Ok(value),
+            None => Ok(default),
+        };
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Ok(NodeConfig {
+            store,
+            indexes,
+            listen,
+            data_dir,
+            cache_size,
+            rehydrate_concurrency: positive("rehydrate_concurrency", settings.rehydrate_concurrency, 16)?,
+            rehydrate_chunk_size,
+            max_results: settings.max_results.unwrap_or(10_000),
+            search_concurrency: positive("search_concurrency", settings.search_concurrency, 2 * cores)?,
+            default_timeout,
+        })
+    }
+}
+
+/// `250ms`, `10s`, `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (examples: 250ms, 10s, 2m)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        other => return Err(format!("`{text}`: unknown unit `{other}` (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_field_by_field() {
+        let file: Settings = toml::from_str(
+            "store = \"s3://b/p\"\nindexes = [\"a\"]\ndata_dir = \"/d\"\ncache_size = \"2GiB\"\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            cache_size: Some("64MiB".into()),
+            listen: Some("127.0.0.1:0".into()),
+            ..Settings::default()
+        };
+        let config = NodeConfig::resolve(file.overridden_by(flags), "node.toml").unwrap();
+        assert_eq!(config.store, "s3://b/p");
+        assert_eq!(config.indexes, vec!["a".to_string()]);
+        assert_eq!(config.cache_size, 64 << 20);
+        assert_eq!(config.listen.port(), 0);
+        assert_eq!(config.default_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let settings = Settings {
+            store: Some("/s".into()),
+            indexes: Some(vec!["a".into()]),
+            data_dir: Some("/d".into()),
+            cache_size: Some("lots".into()),
+            ..Settings::default()
+        };
+        let err = NodeConfig::resolve(settings, "node.toml").unwrap_err();
+        assert!(err.to_string().contains("cache_size"), "{err}");
+        assert!(toml::from_str::<Settings>("colour = 1").is_err());
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+    }
+}
