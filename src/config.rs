@@ -56,7 +56,10 @@ impl Settings {
     pub fn overridden_by(self, flags: Settings) -> Settings {
         Settings {
             store: flags.store.or(self.store),
-            indexes: flags.indexes.filter(|indexes| !indexes.is_empty()).or(self.indexes),
+            indexes: flags
+                .indexes
+                .filter(|indexes| !indexes.is_empty())
+                .or(self.indexes),
             listen: flags.listen.or(self.listen),
             data_dir: flags.data_dir.or(self.data_dir),
             cache_size: flags.cache_size.or(self.cache_size),
@@ -97,12 +100,16 @@ impl NodeConfig {
             .ok_or_else(|| fail("no store: give --store or `store = \"...\"`".into()))?;
         let indexes = settings.indexes.unwrap_or_default();
         if indexes.is_empty() {
-            return Err(fail("no index to serve: give --index or `indexes = [...]`".into()));
+            return Err(fail(
+                "no index to serve: give --index or `indexes = [...]`".into(),
+            ));
         }
         let listen = settings.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen: SocketAddr = listen
-            .parse()
-            .map_err(|_| fail(format!("listen: `{listen}` is not an address like 127.0.0.1:50051")))?;
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            fail(format!(
+                "listen: `{listen}` is not an address like 127.0.0.1:50051"
+            ))
+        })?;
         let data_dir = settings
             .data_dir
             .ok_or_else(|| fail("no data dir: give --data-dir or `data_dir = \"...\"`".into()))?;
@@ -122,24 +129,36 @@ impl NodeConfig {
         }
         let default_timeout = match settings.default_timeout.as_deref() {
             None => Duration::from_secs(10),
-            Some(text) => parse_duration(text).map_err(|err| fail(format!("default_timeout: {err}")))?,
+            Some(text) => {
+                parse_duration(text).map_err(|err| fail(format!("default_timeout: {err}")))?
+            }
         };
         let positive = |name: &str, value: Option<usize>, default: usize| match value {
             Some(0) => Err(fail(format!("{name} must be positive"))),
             Some(value) => Ok(value),
             None => Ok(default),
         };
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         Ok(NodeConfig {
             store,
             indexes,
             listen,
             data_dir,
             cache_size,
-            rehydrate_concurrency: positive("rehydrate_concurrency", settings.rehydrate_concurrency, 16)?,
+            rehydrate_concurrency: positive(
+                "rehydrate_concurrency",
+                settings.rehydrate_concurrency,
+                16,
+            )?,
             rehydrate_chunk_size,
             max_results: settings.max_results.unwrap_or(10_000),
-            search_concurrency: positive("search_concurrency", settings.search_concurrency, 2 * cores)?,
+            search_concurrency: positive(
+                "search_concurrency",
+                settings.search_concurrency,
+                2 * cores,
+            )?,
             default_timeout,
         })
     }
@@ -148,7 +167,9 @@ impl NodeConfig {
 /// `250ms`, `10s`, `2m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()

@@ -14,14 +14,20 @@
 //! - [`published`]: reading and verifying published versions.
 //! - [`config`]: node settings from a file and flags.
 //! - [`cache`]: the verified block cache in front of the store, for cold reads.
+//! - [`node`]: loading versions (rehydration, hot then cold) and searching them.
+//! - [`api`]: the gRPC API: proto messages and status codes; nothing else knows gRPC.
+//! - [`server`]: `run(listener, node, shutdown)` with health and reflection.
 
+pub mod api;
 pub mod builder;
-pub mod format;
-pub mod published;
-pub mod config;
 pub mod cache;
+pub mod config;
+pub mod format;
+pub mod node;
+pub mod published;
 pub mod rules;
 pub mod sample;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod units;

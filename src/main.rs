@@ -7,12 +7,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use tierdex::api::{client, pb};
 use tierdex::builder::{self, BuildOptions, BuildSummary, Progress};
+use tierdex::config::{NodeConfig, Settings};
 use tierdex::format::Manifest;
+use tierdex::node::Node;
 use tierdex::published;
 use tierdex::rules::CompiledRules;
 use tierdex::sample;
 use tierdex::schema::IndexSchema;
+use tierdex::server;
 use tierdex::store::open_store;
 use tierdex::units::{format_bytes, parse_bytes};
 
@@ -33,8 +37,70 @@ enum Command {
     Build(BuildArgs),
     /// Print the current version's manifest summary; with --verify, check every checksum.
     Inspect(InspectArgs),
-    /// Generate a sample corpus, build it into a local store and show what was built.
+    /// Serve indexes over gRPC: rehydrate from the store, hot tier first.
+    Serve(ServeArgs),
+    /// Run one search against a serving node.
+    Query(QueryArgs),
+    /// Generate a sample corpus, build it into a local store and serve it.
     Quickstart(QuickstartArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Settings file (TOML); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the indexes are published: a directory, file:///dir, or s3://bucket/prefix.
+    #[arg(long)]
+    store: Option<String>,
+    /// An index to serve (repeat for several).
+    #[arg(long = "index")]
+    indexes: Vec<String>,
+    /// Address to listen on [default: 127.0.0.1:50051].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Local directory for rehydrated index files.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Block cache capacity for cold reads [default: 1GiB].
+    #[arg(long)]
+    cache_size: Option<String>,
+    /// Concurrent range requests while rehydrating [default: 16].
+    #[arg(long)]
+    rehydrate_concurrency: Option<usize>,
+    /// Bytes per rehydration request [default: 8MiB].
+    #[arg(long)]
+    rehydrate_chunk_size: Option<String>,
+    /// Largest limit + offset a search may ask for [default: 10000].
+    #[arg(long)]
+    max_results: Option<u32>,
+    /// Searches running at once [default: 2 × cores].
+    #[arg(long)]
+    search_concurrency: Option<usize>,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// The node's address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    #[arg(long)]
+    index: String,
+    #[arg(long, default_value_t = 10)]
+    limit: u32,
+    #[arg(long, default_value_t = 0)]
+    offset: u32,
+    /// Search the hot tier only.
+    #[arg(long)]
+    hot_only: bool,
+    /// Stored fields to return (repeat); all by default.
+    #[arg(long = "field")]
+    fields: Vec<String>,
+    /// Print exactly one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// tantivy query syntax: terms, "phrases", AND/OR/NOT, field:value, field:[a TO b].
+    query: String,
 }
 
 #[derive(Args)]
@@ -45,6 +111,12 @@ struct QuickstartArgs {
     /// Number of sample documents.
     #[arg(long, default_value_t = 20_000)]
     docs: u64,
+    /// Address to serve the sample on.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: String,
+    /// Build only; do not serve.
+    #[arg(long)]
+    no_serve: bool,
 }
 
 #[derive(Args)]
@@ -100,11 +172,15 @@ struct InspectArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_log = match cli.command {
+        Command::Serve(_) | Command::Quickstart(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -115,6 +191,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Build(args) => run_build(args).await,
             Command::Inspect(args) => run_inspect(args).await,
+            Command::Serve(args) => run_serve(args).await,
+            Command::Query(args) => run_query(args).await,
             Command::Quickstart(args) => run_quickstart(args).await,
         }
     });
@@ -285,14 +363,100 @@ async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
         no_progress: false,
     })
     .await?;
+    if args.no_serve {
+        println!("  tierdex inspect --store {store_arg} --index sample --verify");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let addr = format!("http://{}", args.listen);
     println!();
-    println!("next:");
-    println!("  tierdex inspect --store {store_arg} --index sample --verify");
+    println!("serving index `sample` on {addr} (Ctrl-C to stop). Try, in another terminal:");
+    println!("  tierdex query --addr {addr} --index sample \"compressed index\"");
     println!(
-        "  tierdex build --schema {} --rules {} --input {} --store {store_arg} --index sample",
-        schema_path.display(),
-        rules_path.display(),
-        documents.display()
+        "  tierdex query --addr {addr} --index sample --json --limit 3 'title:cache AND citations:[10 TO 40]'"
     );
+    println!("  tierdex query --addr {addr} --index sample --hot-only 'tags:search'");
+    println!("  tierdex inspect --store {store_arg} --index sample --verify");
+    println!();
+    run_serve(ServeArgs {
+        config: None,
+        store: Some(store_arg),
+        indexes: vec!["sample".into()],
+        listen: Some(args.listen),
+        data_dir: Some(dir.join("data")),
+        cache_size: Some("256MiB".into()),
+        rehydrate_concurrency: None,
+        rehydrate_chunk_size: None,
+        max_results: None,
+        search_concurrency: None,
+    })
+    .await
+}
+
+async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
+    let from_file = match &args.config {
+        Some(path) => Settings::from_toml_file(path)?,
+        None => Settings::default(),
+    };
+    let flags = Settings {
+        store: args.store,
+        indexes: Some(args.indexes),
+        listen: args.listen,
+        data_dir: args.data_dir,
+        cache_size: args.cache_size,
+        rehydrate_concurrency: args.rehydrate_concurrency,
+        rehydrate_chunk_size: args.rehydrate_chunk_size,
+        max_results: args.max_results,
+        search_concurrency: args.search_concurrency,
+        default_timeout: None,
+    };
+    let source = args
+        .config
+        .as_ref()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|| "flags".into());
+    let config = NodeConfig::resolve(from_file.overridden_by(flags), &source)?;
+    let store = open_store(&config.store).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let node = Node::new(config, store)?;
+    let loader = node.clone();
+    tokio::spawn(async move { loader.load_all().await });
+    server::run(listener, node, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn run_query(args: QueryArgs) -> Result<ExitCode> {
+    let request = pb::SearchRequest {
+        index: args.index,
+        query: args.query,
+        limit: args.limit,
+        offset: args.offset,
+        fields: args.fields,
+        tiers: if args.hot_only {
+            pb::Tiers::HotOnly as i32
+        } else {
+            pb::Tiers::All as i32
+        },
+    };
+    let response = client::search(&args.addr, request)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if args.json {
+        println!("{}", client::response_json(&response));
+    } else {
+        println!("{}", client::response_table(&response, args.offset));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,12 +8,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use futures::future::{join_all, BoxFuture, Shared};
 use futures::FutureExt;
+use futures::future::{BoxFuture, Shared, join_all};
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use tracing::warn;
@@ -169,7 +169,12 @@ impl BlockCache {
     }
 
     /// A file in `store`, read through this cache and verified with `table`.
-    pub fn file(self: &Arc<Self>, store: Arc<dyn BlobStore>, key: String, table: BlockTable) -> CachedFile {
+    pub fn file(
+        self: &Arc<Self>,
+        store: Arc<dyn BlobStore>,
+        key: String,
+        table: BlockTable,
+    ) -> CachedFile {
         CachedFile {
             inner: Arc::new(FileInner {
                 id: self.next_file.fetch_add(1, Ordering::Relaxed),
@@ -201,7 +206,9 @@ pub struct CachedFile {
 
 impl std::fmt::Debug for CachedFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CachedFile").field("object", &self.inner.object).finish()
+        f.debug_struct("CachedFile")
+            .field("object", &self.inner.object)
+            .finish()
     }
 }
 
@@ -216,8 +223,15 @@ impl CachedFile {
         &self.inner.object
     }
 
-    pub async fn read_range(&self, range: Range<u64>, stats: &Arc<ReadStats>) -> Result<Bytes, Arc<CacheError>> {
-        Ok(self.read_ranges(std::slice::from_ref(&range), stats).await?.remove(0))
+    pub async fn read_range(
+        &self,
+        range: Range<u64>,
+        stats: &Arc<ReadStats>,
+    ) -> Result<Bytes, Arc<CacheError>> {
+        Ok(self
+            .read_ranges(std::slice::from_ref(&range), stats)
+            .await?
+            .remove(0))
     }
 
     /// Reads several ranges, fetching every missing block in one round of requests.
@@ -244,7 +258,15 @@ impl CachedFile {
         let mut blocks: HashMap<u64, Bytes> = HashMap::with_capacity(needed.len());
         let mut missing = Vec::new();
         for block in needed {
-            match inner.cache.blocks.get(&BlockKey { file: inner.id, block }).await {
+            match inner
+                .cache
+                .blocks
+                .get(&BlockKey {
+                    file: inner.id,
+                    block,
+                })
+                .await
+            {
                 Some(data) => {
                     blocks.insert(block, data);
                 }
@@ -253,23 +275,35 @@ impl CachedFile {
         }
         let hits = blocks.len() as u64;
         inner.cache.hits.fetch_add(hits, Ordering::Relaxed);
-        inner.cache.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        inner
+            .cache
+            .misses
+            .fetch_add(missing.len() as u64, Ordering::Relaxed);
         stats.cache_hits.fetch_add(hits, Ordering::Relaxed);
-        stats.cache_misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        stats
+            .cache_misses
+            .fetch_add(missing.len() as u64, Ordering::Relaxed);
 
         let mut loads = Vec::with_capacity(missing.len());
         for run in runs(&missing) {
-            let fetch: RunFuture = fetch_run(inner.clone(), run.clone(), stats.clone()).boxed().shared();
+            let fetch: RunFuture = fetch_run(inner.clone(), run.clone(), stats.clone())
+                .boxed()
+                .shared();
             for block in run.clone() {
                 let fetch = fetch.clone();
                 let first = run.start;
-                let key = BlockKey { file: inner.id, block };
+                let key = BlockKey {
+                    file: inner.id,
+                    block,
+                };
                 loads.push(async move {
                     let loaded = inner
                         .cache
                         .blocks
                         .try_get_with(key, async move {
-                            fetch.await.map(|run_blocks| run_blocks[(block - first) as usize].clone())
+                            fetch
+                                .await
+                                .map(|run_blocks| run_blocks[(block - first) as usize].clone())
                         })
                         .await;
                     (block, loaded)

@@ -31,9 +31,20 @@ impl BlobStore for MemoryStore {
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(20)).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        let data = self.objects.lock().unwrap().get(key).cloned().ok_or_else(|| {
-            StoreError::new(StoreErrorKind::NotFound, "get_range", key.to_string(), "no such object")
-        })?;
+        let data = self
+            .objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::NotFound,
+                    "get_range",
+                    key.to_string(),
+                    "no such object",
+                )
+            })?;
         Ok(data.slice(range.start as usize..range.end as usize))
     }
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
@@ -91,9 +102,16 @@ async fn missing_blocks_merge_into_runs_fetched_in_one_round() {
     assert_eq!(requests.len(), 3, "{requests:?}");
     assert!(requests.contains(&(0..3 * BLOCK)));
     assert!(requests.contains(&(19 * BLOCK..20_000)));
-    assert_eq!(store.max_in_flight.load(Ordering::SeqCst), 3, "all requests at once");
+    assert_eq!(
+        store.max_in_flight.load(Ordering::SeqCst),
+        3,
+        "all requests at once"
+    );
     let counts = stats.snapshot();
-    assert_eq!((counts.cache_hits, counts.cache_misses, counts.requests), (0, 5, 3));
+    assert_eq!(
+        (counts.cache_hits, counts.cache_misses, counts.requests),
+        (0, 5, 3)
+    );
     assert_eq!(counts.bytes, 3 * BLOCK + BLOCK + (20_000 - 19 * BLOCK));
 
     // Again: everything from the cache.
@@ -133,7 +151,10 @@ async fn a_corrupt_block_is_never_returned_or_cached() {
     assert!(err.to_string().contains("memory:///f block 4"), "{err}");
     // Not cached: the next read asks the store again, and succeeds once the data is good.
     store.put("f", Bytes::from(data())).await.unwrap();
-    assert_eq!(file.read_range(4096..6000, &stats).await.unwrap()[..], data()[4096..6000]);
+    assert_eq!(
+        file.read_range(4096..6000, &stats).await.unwrap()[..],
+        data()[4096..6000]
+    );
     assert_eq!(store.requests.lock().unwrap().len(), 2);
 }
 
@@ -149,5 +170,12 @@ async fn reads_outside_the_file_are_refused() {
 #[test]
 fn runs_are_capped() {
     let blocks: Vec<u64> = (0..MAX_RUN_BLOCKS + 3).chain([1000, 1001]).collect();
-    assert_eq!(runs(&blocks), vec![0..MAX_RUN_BLOCKS, MAX_RUN_BLOCKS..MAX_RUN_BLOCKS + 3, 1000..1002]);
+    assert_eq!(
+        runs(&blocks),
+        vec![
+            0..MAX_RUN_BLOCKS,
+            MAX_RUN_BLOCKS..MAX_RUN_BLOCKS + 3,
+            1000..1002
+        ]
+    );
 }

@@ -1,0 +1,270 @@
+//! The gRPC API (`proto/tierdex/v1/tierdex.proto`): requests to node calls, node results to
+//! messages, `NodeError` kinds to status codes. The only module that knows gRPC.
+
+pub mod client;
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use tracing::{Instrument, info_span, warn};
+
+use crate::node::documents::FieldValue;
+use crate::node::search::{SearchRequest, SearchResult, TierName};
+use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, TierState};
+
+pub mod pb {
+    tonic::include_proto!("tierdex.v1");
+
+    /// For server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("tierdex_descriptor");
+}
+
+/// Queries longer than this are refused before parsing.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+
+pub struct TierdexService {
+    node: Arc<Node>,
+}
+
+impl TierdexService {
+    pub fn new(node: Arc<Node>) -> TierdexService {
+        TierdexService { node }
+    }
+}
+
+/// The status a caller sees for a node error. Server-side failures are logged here, once.
+pub fn status_of(err: NodeError) -> Status {
+    let message = err.to_string();
+    match err.kind() {
+        NodeErrorKind::InvalidQuery | NodeErrorKind::InvalidArgument => {
+            Status::invalid_argument(message)
+        }
+        NodeErrorKind::UnknownIndex => Status::not_found(message),
+        NodeErrorKind::NotReady => Status::unavailable(message),
+        NodeErrorKind::Storage => {
+            warn!("search failed: {message}");
+            Status::unavailable(message)
+        }
+        NodeErrorKind::Corrupt => {
+            warn!("search failed: {message}");
+            Status::data_loss(message)
+        }
+        NodeErrorKind::Internal => {
+            warn!("search failed: {message}");
+            Status::internal(message)
+        }
+    }
+}
+
+pub fn value_to_pb(value: FieldValue) -> pb::Value {
+    use pb::value::Kind;
+    let kind = match value {
+        FieldValue::Text(text) => Kind::Text(text),
+        FieldValue::I64(value) => Kind::I64(value),
+        FieldValue::U64(value) => Kind::U64(value),
+        FieldValue::F64(value) => Kind::F64(value),
+        FieldValue::Bool(value) => Kind::Boolean(value),
+        FieldValue::Date(micros) => Kind::Date(format_micros(micros)),
+        FieldValue::Strings(values) => Kind::Strings(pb::StringList { values }),
+    };
+    pb::Value { kind: Some(kind) }
+}
+
+/// RFC 3339 with microseconds, UTC.
+fn format_micros(micros: i64) -> String {
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000) else {
+        return micros.to_string();
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
+}
+
+fn result_to_pb(result: SearchResult) -> pb::SearchResponse {
+    let stats = &result.stats;
+    pb::SearchResponse {
+        hits: result
+            .hits
+            .into_iter()
+            .map(|hit| pb::Hit {
+                id: Some(value_to_pb(hit.id)),
+                score: f64::from(hit.score),
+                tier: match hit.tier {
+                    TierName::Hot => pb::Tier::Hot,
+                    TierName::Cold => pb::Tier::Cold,
+                } as i32,
+                fields: hit
+                    .fields
+                    .into_iter()
+                    .map(|(name, value)| pb::Field {
+                        name,
+                        value: Some(value_to_pb(value)),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        total_hits: result.hot_total + result.cold_total,
+        hot_total_hits: result.hot_total,
+        cold_total_hits: result.cold_total,
+        degraded: result.degraded.is_some(),
+        degraded_reason: result.degraded.unwrap_or_default(),
+        omitted_cold_hits: result.omitted_cold_hits,
+        omitted_ids: result.omitted_ids.into_iter().map(value_to_pb).collect(),
+        stats: Some(pb::QueryStats {
+            cache_hits: stats.cache_hits,
+            cache_misses: stats.cache_misses,
+            storage_requests: stats.storage_requests,
+            storage_bytes: stats.storage_bytes,
+            parse_ms: stats.parse_ms,
+            search_ms: stats.search_ms,
+            hot_fetch_ms: stats.hot_fetch_ms,
+            cold_fetch_ms: stats.cold_fetch_ms,
+            total_ms: stats.total_ms,
+        }),
+        version: result.version,
+    }
+}
+
+fn tier_state(state: TierState) -> i32 {
+    let state = match state {
+        TierState::Loading => pb::TierState::Loading,
+        TierState::Ready => pb::TierState::Ready,
+        TierState::Failed => pb::TierState::Failed,
+    };
+    state as i32
+}
+
+fn index_status_to_pb(status: IndexStatus) -> pb::IndexStatus {
+    pb::IndexStatus {
+        name: status.name,
+        version: status.version.unwrap_or_default(),
+        hot: tier_state(status.hot),
+        cold: tier_state(status.cold),
+        hot_docs: status.hot_docs,
+        cold_docs: status.cold_docs,
+        error: status.error.unwrap_or_default(),
+    }
+}
+
+fn search_request(request: pb::SearchRequest) -> Result<(String, SearchRequest), Status> {
+    if request.query.len() > MAX_QUERY_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "query is {} bytes, more than the {MAX_QUERY_BYTES} allowed",
+            request.query.len()
+        )));
+    }
+    let hot_only = match pb::Tiers::try_from(request.tiers) {
+        Ok(pb::Tiers::Unspecified | pb::Tiers::All) => false,
+        Ok(pb::Tiers::HotOnly) => true,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "tiers: unknown value {} (use TIERS_ALL or TIERS_HOT_ONLY)",
+                request.tiers
+            )));
+        }
+    };
+    Ok((
+        request.index,
+        SearchRequest {
+            query: request.query,
+            limit: request.limit,
+            offset: request.offset,
+            fields: request.fields,
+            hot_only,
+        },
+    ))
+}
+
+#[tonic::async_trait]
+impl pb::tierdex_server::Tierdex for TierdexService {
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let (index, request) = search_request(request.into_inner())?;
+        let span = info_span!("search", %index, query = %request.query, limit = request.limit, offset = request.offset);
+        let result = self
+            .node
+            .search(&index, request)
+            .instrument(span)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(result_to_pb(result)))
+    }
+
+    async fn list_indexes(
+        &self,
+        _request: Request<pb::ListIndexesRequest>,
+    ) -> Result<Response<pb::ListIndexesResponse>, Status> {
+        Ok(Response::new(pb::ListIndexesResponse {
+            indexes: self
+                .node
+                .statuses()
+                .into_iter()
+                .map(index_status_to_pb)
+                .collect(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let cache = self.node.cache_status();
+        Ok(Response::new(pb::StatusResponse {
+            indexes: self
+                .node
+                .statuses()
+                .into_iter()
+                .map(index_status_to_pb)
+                .collect(),
+            cache: Some(pb::CacheStatus {
+                capacity_bytes: cache.capacity_bytes,
+                used_bytes: cache.used_bytes,
+                hits: cache.hits,
+                misses: cache.misses,
+                hit_rate: cache.hit_rate(),
+            }),
+            node_version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_rfc3339_with_microseconds() {
+        assert_eq!(format_micros(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(format_micros(86_400_000_001), "1970-01-02T00:00:00.000001Z");
+    }
+
+    #[test]
+    fn unknown_tiers_and_huge_queries_are_invalid() {
+        let request = pb::SearchRequest {
+            tiers: 7,
+            ..Default::default()
+        };
+        assert_eq!(
+            search_request(request).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let request = pb::SearchRequest {
+            query: "a".repeat(MAX_QUERY_BYTES + 1),
+            ..Default::default()
+        };
+        assert_eq!(
+            search_request(request).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+}

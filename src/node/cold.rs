@@ -1,0 +1,397 @@
+//! Cold documents from parquet, through the block cache.
+//!
+//! Each cold file's footer and page index are read once, when the tier loads, and kept. A fetch
+//! then works out from the offset index exactly which pages hold the requested rows in the
+//! requested columns, reads all of them (across all files) in one round through the cache,
+//! and decodes off the async runtime from those bytes alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::{BoxFuture, join_all};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
+use parquet::arrow::async_reader::MetadataFetch;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
+use parquet::file::reader::{ChunkReader, Length};
+
+use super::NodeError;
+use super::documents::{FieldSelection, Fields, from_arrow};
+use crate::cache::{BlockCache, CachedFile, ReadStats};
+use crate::format::layout::version_key;
+use crate::format::{DocAddr, FileEntry, Manifest};
+use crate::published::read_block_table;
+use crate::schema::IndexSchema;
+use crate::store::BlobStore;
+
+/// Bytes read from the end of a file in the first metadata request: footer and page index
+/// usually fit, so loading takes one request instead of three.
+const FOOTER_PREFETCH: usize = 64 * 1024;
+
+/// One cold parquet file, with its metadata in memory.
+pub struct ColdFile {
+    file: CachedFile,
+    metadata: ArrowReaderMetadata,
+    /// First row of each row group.
+    group_starts: Vec<u64>,
+}
+
+impl std::fmt::Debug for ColdFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColdFile")
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+/// `MetadataFetch` for the parquet metadata reader, through the block cache.
+struct CachedFetch<'a> {
+    file: &'a CachedFile,
+    stats: &'a Arc<ReadStats>,
+}
+
+impl MetadataFetch for CachedFetch<'_> {
+    fn fetch(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.file
+                .read_range(range, self.stats)
+                .await
+                .map_err(|err| ParquetError::External(Box::new(ArcError(err))))
+        }
+        .boxed()
+    }
+}
+
+/// Lets an `Arc`ed error travel as a boxed error.
+#[derive(Debug)]
+struct ArcError(Arc<crate::cache::CacheError>);
+
+impl std::fmt::Display for ArcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ArcError {}
+
+impl ColdFile {
+    pub async fn open(
+        cache: &Arc<BlockCache>,
+        store: &Arc<dyn BlobStore>,
+        manifest: &Manifest,
+        entry: &FileEntry,
+        stats: &Arc<ReadStats>,
+    ) -> Result<ColdFile, NodeError> {
+        let table = read_block_table(store.as_ref(), manifest, entry).await?;
+        let key = version_key(&manifest.index, &manifest.version, &entry.path);
+        let file = cache.file(store.clone(), key, table);
+        let fetch = CachedFetch { file: &file, stats };
+        let metadata = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Required)
+            .with_prefetch_hint(Some(FOOTER_PREFETCH))
+            .load_and_finish(fetch, file.size())
+            .await
+            .map_err(|err| NodeError::parquet(&entry.path, err))?;
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let metadata = ArrowReaderMetadata::try_new(Arc::new(metadata), options)
+            .map_err(|err| NodeError::parquet(&entry.path, err))?;
+        let mut group_starts = Vec::new();
+        let mut next = 0u64;
+        for group in metadata.metadata().row_groups() {
+            group_starts.push(next);
+            next += group.num_rows() as u64;
+        }
+        Ok(ColdFile {
+            file,
+            metadata,
+            group_starts,
+        })
+    }
+
+    fn rows(&self) -> u64 {
+        self.metadata.metadata().file_metadata().num_rows() as u64
+    }
+
+    /// Which row group holds `row`, and the row's place in it.
+    fn locate(&self, row: u64) -> (usize, u64) {
+        let group = self.group_starts.partition_point(|start| *start <= row) - 1;
+        (group, row - self.group_starts[group])
+    }
+
+    /// Leaf columns of the projected root columns.
+    fn leaves(&self, roots: &[usize]) -> Vec<usize> {
+        let descriptor = self.metadata.metadata().file_metadata().schema_descr();
+        (0..descriptor.num_columns())
+            .filter(|&leaf| roots.contains(&descriptor.get_column_root_idx(leaf)))
+            .collect()
+    }
+}
+
+/// The rows of one file a fetch needs, by row group.
+struct FilePlan {
+    file: usize,
+    groups: BTreeMap<usize, BTreeSet<u64>>,
+    ranges: Vec<Range<u64>>,
+}
+
+/// Byte ranges of the pages holding `rows` of `group`, for each leaf column (plus dictionary
+/// pages, which our writer does not produce but other writers might).
+fn page_ranges(
+    file: &ColdFile,
+    group: usize,
+    rows: &BTreeSet<u64>,
+    leaves: &[usize],
+) -> Result<Vec<Range<u64>>, String> {
+    let metadata = file.metadata.metadata();
+    let group_meta = metadata.row_group(group);
+    let group_rows = group_meta.num_rows() as u64;
+    let index = metadata.page_index_for_row_group(group);
+    let mut ranges = Vec::new();
+    for &leaf in leaves {
+        let pages = index
+            .page_locations(leaf)
+            .ok_or_else(|| format!("row group {group} column {leaf} has no offset index"))?;
+        let chunk = group_meta.column(leaf);
+        if let (Some(dictionary), Some(first)) = (chunk.dictionary_page_offset(), pages.first()) {
+            ranges.push(dictionary as u64..first.offset as u64);
+        }
+        for (page, location) in pages.iter().enumerate() {
+            let first_row = location.first_row_index as u64;
+            let end_row = pages
+                .get(page + 1)
+                .map(|next| next.first_row_index as u64)
+                .unwrap_or(group_rows);
+            if rows.range(first_row..end_row).next().is_some() {
+                let start = location.offset as u64;
+                ranges.push(start..start + location.compressed_page_size as u64);
+            }
+        }
+    }
+    Ok(ranges)
+}
+
+/// The fetched pages of one file, served to the synchronous parquet reader. A read outside
+/// them is a planning bug and fails loudly rather than going to storage.
+struct FetchedPages {
+    size: u64,
+    pages: Vec<(u64, Bytes)>,
+}
+
+impl Length for FetchedPages {
+    fn len(&self) -> u64 {
+        self.size
+    }
+}
+
+impl FetchedPages {
+    fn slice(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let index = self.pages.partition_point(|(offset, _)| *offset <= start);
+        if index > 0 {
+            let (offset, data) = &self.pages[index - 1];
+            let from = (start - offset) as usize;
+            if from + length <= data.len() {
+                return Ok(data.slice(from..from + length));
+            }
+        }
+        Err(ParquetError::General(format!(
+            "bytes {start}..{} were not fetched for this read",
+            start + length as u64
+        )))
+    }
+}
+
+impl ChunkReader for FetchedPages {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        let index = self.pages.partition_point(|(offset, _)| *offset <= start);
+        if index == 0 {
+            return Err(ParquetError::General(format!(
+                "byte {start} was not fetched"
+            )));
+        }
+        let (offset, data) = &self.pages[index - 1];
+        let from = (start - offset) as usize;
+        if from > data.len() {
+            return Err(ParquetError::General(format!(
+                "byte {start} was not fetched"
+            )));
+        }
+        Ok(bytes::Buf::reader(data.slice(from..)))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        self.slice(start, length)
+    }
+}
+
+/// Reads the documents at `addrs`, returned in the same order.
+pub async fn fetch_documents(
+    files: &Arc<Vec<ColdFile>>,
+    schema: &Arc<IndexSchema>,
+    selection: &FieldSelection,
+    addrs: &[DocAddr],
+    stats: &Arc<ReadStats>,
+) -> Result<Vec<Fields>, NodeError> {
+    if addrs.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Projected root columns: positions of the selected fields among the cold columns.
+    let roots: Vec<usize> = selection
+        .columns
+        .iter()
+        .filter_map(|column| schema.cold_columns.iter().position(|cold| cold == column))
+        .collect();
+    let mut plans: BTreeMap<usize, FilePlan> = BTreeMap::new();
+    for addr in addrs {
+        let file_index = addr.file as usize;
+        let file = files.get(file_index).ok_or_else(|| {
+            NodeError::Corrupt(format!(
+                "cold address names file {file_index}, the manifest has {}",
+                files.len()
+            ))
+        })?;
+        if addr.row >= file.rows() {
+            return Err(NodeError::Corrupt(format!(
+                "cold address names row {} of file {file_index}, which has {} rows",
+                addr.row,
+                file.rows()
+            )));
+        }
+        let (group, row) = file.locate(addr.row);
+        plans
+            .entry(file_index)
+            .or_insert_with(|| FilePlan {
+                file: file_index,
+                groups: BTreeMap::new(),
+                ranges: Vec::new(),
+            })
+            .groups
+            .entry(group)
+            .or_default()
+            .insert(row);
+    }
+    for plan in plans.values_mut() {
+        let file = &files[plan.file];
+        let leaves = file.leaves(&roots);
+        for (group, rows) in &plan.groups {
+            plan.ranges
+                .extend(page_ranges(file, *group, rows, &leaves).map_err(|message| {
+                    NodeError::Corrupt(format!("{}: {message}", file.file.object()))
+                })?);
+        }
+        plan.ranges.sort_by_key(|range| range.start);
+        plan.ranges.dedup();
+    }
+    // One round: every file's pages requested at once.
+    let fetched = join_all(
+        plans
+            .values()
+            .map(|plan| files[plan.file].file.read_ranges(&plan.ranges, stats)),
+    )
+    .await;
+    let mut inputs = Vec::with_capacity(plans.len());
+    for (plan, pages) in plans.into_values().zip(fetched) {
+        let pages = pages.map_err(NodeError::Cache)?;
+        inputs.push((plan, pages));
+    }
+    let files = files.clone();
+    let selection_roots = roots.clone();
+    let decoded = tokio::task::spawn_blocking(
+        move || -> Result<BTreeMap<(usize, u64), (Arc<RecordBatch>, usize)>, NodeError> {
+            let mut rows = BTreeMap::new();
+            for (plan, pages) in inputs {
+                let file = &files[plan.file];
+                let batch = decode(file, &plan, pages, &selection_roots)?;
+                let batch = Arc::new(batch);
+                let mut index = 0;
+                for (group, group_rows) in &plan.groups {
+                    for row in group_rows {
+                        rows.insert(
+                            (plan.file, file.group_starts[*group] + row),
+                            (batch.clone(), index),
+                        );
+                        index += 1;
+                    }
+                }
+            }
+            Ok(rows)
+        },
+    )
+    .await
+    .map_err(|err| NodeError::Internal(format!("decode task: {err}")))??;
+    Ok(addrs
+        .iter()
+        .map(|addr| {
+            let (batch, row) = &decoded[&(addr.file as usize, addr.row)];
+            from_arrow(schema, selection, batch, *row)
+        })
+        .collect())
+}
+
+/// Decodes the planned rows of one file from its fetched pages, in file order.
+fn decode(
+    file: &ColdFile,
+    plan: &FilePlan,
+    pages: Vec<Bytes>,
+    roots: &[usize],
+) -> Result<RecordBatch, NodeError> {
+    let fail = |err: ParquetError| NodeError::parquet(file.file.object(), err);
+    let chunk = FetchedPages {
+        size: file.file.size(),
+        pages: plan
+            .ranges
+            .iter()
+            .map(|range| range.start)
+            .zip(pages)
+            .collect(),
+    };
+    let metadata = file.metadata.metadata();
+    let mut selected = Vec::new();
+    let mut offset = 0usize;
+    let mut wanted = 0usize;
+    for (group, rows) in &plan.groups {
+        for row in rows {
+            let at = offset + *row as usize;
+            selected.push(at..at + 1);
+            wanted += 1;
+        }
+        offset += metadata.row_group(*group).num_rows() as usize;
+    }
+    let selection = RowSelection::from_consecutive_ranges(selected.into_iter(), offset);
+    let mask = ProjectionMask::roots(file.metadata.parquet_schema(), roots.iter().copied());
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(chunk, file.metadata.clone())
+        .with_row_groups(plan.groups.keys().copied().collect())
+        .with_row_selection(selection)
+        .with_projection(mask)
+        .with_batch_size(wanted.max(1))
+        .build()
+        .map_err(fail)?;
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|err| {
+        NodeError::parquet(
+            file.file.object(),
+            ParquetError::ArrowError(err.to_string()),
+        )
+    })?;
+    let schema = batches
+        .first()
+        .map(|batch| batch.schema())
+        .unwrap_or_else(|| file.metadata.schema().clone());
+    let batch = arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|err| NodeError::Internal(format!("concatenating cold rows: {err}")))?;
+    if batch.num_rows() != wanted {
+        return Err(NodeError::Corrupt(format!(
+            "{}: decoded {} rows, expected {wanted}",
+            file.file.object(),
+            batch.num_rows()
+        )));
+    }
+    Ok(batch)
+}

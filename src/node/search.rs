@@ -1,0 +1,350 @@
+//! One search over a loaded version: parse, score both tiers with the statistics of the whole
+//! corpus, merge by (score, id), read the page's documents — hot ones locally, cold ones from
+//! parquet through the cache, in one round.
+//!
+//! tantivy search and parquet decoding run on the blocking pool, bounded by a semaphore.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tantivy::collector::Count;
+use tantivy::query::{Bm25StatisticsProvider, Query};
+use tantivy::schema::Field;
+use tantivy::{Searcher, TantivyDocument, Term};
+use tokio::sync::Semaphore;
+use tracing::{Instrument, debug_span};
+
+use super::NodeError;
+use super::cold::fetch_documents;
+use super::collector::{RankedHit, TopHits, rank_order};
+use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
+use super::version::LoadedVersion;
+use crate::cache::ReadStats;
+use crate::format::DocAddr;
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    pub query: String,
+    /// 0 means the default, 10.
+    pub limit: u32,
+    pub offset: u32,
+    /// Stored fields to return; empty for all.
+    pub fields: Vec<String>,
+    pub hot_only: bool,
+}
+
+pub const DEFAULT_LIMIT: u32 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierName {
+    Hot,
+    Cold,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub id: FieldValue,
+    pub score: f32,
+    pub tier: TierName,
+    pub fields: Fields,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchStats {
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub storage_requests: u64,
+    pub storage_bytes: u64,
+    pub parse_ms: f64,
+    pub search_ms: f64,
+    pub hot_fetch_ms: f64,
+    pub cold_fetch_ms: f64,
+    pub total_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    pub hits: Vec<SearchHit>,
+    pub hot_total: u64,
+    pub cold_total: u64,
+    /// Why the answer lacks cold documents it should hold, if it does.
+    pub degraded: Option<String>,
+    pub omitted_cold_hits: u64,
+    pub omitted_ids: Vec<FieldValue>,
+    pub stats: SearchStats,
+    pub version: String,
+}
+
+/// BM25 statistics of the whole corpus: both tiers summed.
+struct CorpusStatistics<'a> {
+    tiers: Vec<&'a Searcher>,
+}
+
+impl Bm25StatisticsProvider for CorpusStatistics<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        self.tiers
+            .iter()
+            .map(|searcher| searcher.total_num_tokens(field))
+            .sum()
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        self.tiers
+            .iter()
+            .map(|searcher| searcher.total_num_docs())
+            .sum()
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        self.tiers
+            .iter()
+            .map(|searcher| searcher.doc_freq(term))
+            .sum()
+    }
+}
+
+fn millis(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Parses a query, locating errors: by the grammar's position, or by the field it names.
+fn parse(version: &LoadedVersion, text: &str) -> Result<Box<dyn Query>, NodeError> {
+    if text.trim().is_empty() {
+        return Err(NodeError::InvalidQuery {
+            message: "empty query".into(),
+            position: None,
+        });
+    }
+    let (_, errors) = tantivy::query_grammar::parse_query_lenient(text);
+    if let Some(error) = errors.first() {
+        return Err(NodeError::InvalidQuery {
+            message: error.message.clone(),
+            position: Some(error.pos),
+        });
+    }
+    version.query_parser().parse_query(text).map_err(|err| {
+        use tantivy::query::QueryParserError as E;
+        let field = match &err {
+            E::FieldDoesNotExist(name)
+            | E::FieldNotIndexed(name)
+            | E::FieldDoesNotHavePositionsIndexed(name) => Some(name.clone()),
+            _ => None,
+        };
+        let position = field.and_then(|name| text.find(&format!("{name}:")));
+        NodeError::InvalidQuery {
+            message: err.to_string(),
+            position,
+        }
+    })
+}
+
+struct TierPage {
+    hits: Vec<RankedHit>,
+    total: u64,
+}
+
+fn search_tier(
+    searcher: &Searcher,
+    query: &dyn Query,
+    statistics: &CorpusStatistics<'_>,
+    version: &LoadedVersion,
+    depth: usize,
+    with_addr: bool,
+) -> Result<TierPage, NodeError> {
+    let collector = (
+        TopHits {
+            limit: depth,
+            id_field: version.schema.spec.id_field.clone(),
+            id_kind: version.id_kind,
+            with_addr,
+        },
+        Count,
+    );
+    let (hits, total) = searcher.search_with_statistics_provider(query, &collector, statistics)?;
+    Ok(TierPage {
+        hits,
+        total: total as u64,
+    })
+}
+
+/// The ranked page, before cold documents are read.
+struct Ranked {
+    page: Vec<(RankedHit, TierName, Option<Fields>)>,
+    hot_total: u64,
+    cold_total: u64,
+    parse_ms: f64,
+    search_ms: f64,
+    hot_fetch_ms: f64,
+}
+
+pub async fn search(
+    version: Arc<LoadedVersion>,
+    request: SearchRequest,
+    max_results: u32,
+    permits: &Arc<Semaphore>,
+) -> Result<SearchResult, NodeError> {
+    let started = Instant::now();
+    let limit = if request.limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        request.limit
+    };
+    let depth = u64::from(limit) + u64::from(request.offset);
+    if depth > u64::from(max_results) {
+        return Err(NodeError::InvalidArgument(format!(
+            "limit + offset is {depth}, above this node's maximum of {max_results}"
+        )));
+    }
+    let selection = FieldSelection::new(
+        &version.schema,
+        &version.manifest.multi_valued_fields,
+        &request.fields,
+    )
+    .map_err(NodeError::InvalidArgument)?;
+    let cold = if request.hot_only {
+        None
+    } else {
+        version.cold().cloned()
+    };
+    let degraded = (!request.hot_only && cold.is_none())
+        .then(|| "cold tier still loading: hot results only".to_string());
+
+    let permit = permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| NodeError::Internal("search pool closed".into()))?;
+    let ranked = {
+        let version = version.clone();
+        let cold = cold.clone();
+        let selection = selection.clone();
+        let query_text = request.query.clone();
+        let offset = request.offset as usize;
+        let span = debug_span!("rank");
+        tokio::task::spawn_blocking(move || -> Result<Ranked, NodeError> {
+            let _entered = span.entered();
+            let parse_started = Instant::now();
+            let query = parse(&version, &query_text)?;
+            let parse_ms = millis(parse_started);
+            let search_started = Instant::now();
+            let hot_searcher = version.hot.searcher();
+            let cold_searcher = cold.as_ref().map(|cold| cold.tier.searcher());
+            let mut tiers = vec![&hot_searcher];
+            tiers.extend(cold_searcher.as_ref());
+            let statistics = CorpusStatistics { tiers };
+            let hot = search_tier(
+                &hot_searcher,
+                query.as_ref(),
+                &statistics,
+                &version,
+                depth as usize,
+                false,
+            )?;
+            let cold_page = match &cold_searcher {
+                Some(searcher) => Some(search_tier(
+                    searcher,
+                    query.as_ref(),
+                    &statistics,
+                    &version,
+                    depth as usize,
+                    true,
+                )?),
+                None => None,
+            };
+            let search_ms = millis(search_started);
+            let hot_total = hot.total;
+            let cold_total = cold_page.as_ref().map_or(0, |page| page.total);
+            let tagged = hot.hits.into_iter().map(|hit| (hit, TierName::Hot)).chain(
+                cold_page
+                    .into_iter()
+                    .flat_map(|page| page.hits)
+                    .map(|hit| (hit, TierName::Cold)),
+            );
+            let mut all: Vec<(RankedHit, TierName)> = tagged.collect();
+            all.sort_by(|(a, _), (b, _)| rank_order(a.score, &a.id, b.score, &b.id));
+            let page: Vec<(RankedHit, TierName)> =
+                all.into_iter().skip(offset).take(limit as usize).collect();
+            let hot_fetch_started = Instant::now();
+            let mut with_documents = Vec::with_capacity(page.len());
+            for (hit, tier) in page {
+                let fields = match tier {
+                    TierName::Hot => {
+                        let document: TantivyDocument = hot_searcher.doc(hit.doc)?;
+                        Some(from_tantivy(&version.schema, &selection, &document))
+                    }
+                    TierName::Cold => None,
+                };
+                with_documents.push((hit, tier, fields));
+            }
+            Ok(Ranked {
+                page: with_documents,
+                hot_total,
+                cold_total,
+                parse_ms,
+                search_ms,
+                hot_fetch_ms: millis(hot_fetch_started),
+            })
+        })
+        .await
+        .map_err(|err| NodeError::Internal(format!("search task: {err}")))??
+    };
+    drop(permit);
+
+    let stats = Arc::new(ReadStats::default());
+    let cold_started = Instant::now();
+    let cold_addrs: Vec<DocAddr> = ranked
+        .page
+        .iter()
+        .filter(|(_, tier, _)| *tier == TierName::Cold)
+        .map(|(hit, _, _)| DocAddr::unpack(hit.addr.unwrap_or(u64::MAX)))
+        .collect();
+    let mut cold_documents = match (&cold, cold_addrs.is_empty()) {
+        (Some(cold), false) => fetch_documents(
+            &cold.files,
+            &version.schema,
+            &selection,
+            &cold_addrs,
+            &stats,
+        )
+        .instrument(debug_span!("cold_fetch", documents = cold_addrs.len()))
+        .await?
+        .into_iter(),
+        _ => Vec::new().into_iter(),
+    };
+    let cold_fetch_ms = if cold_addrs.is_empty() {
+        0.0
+    } else {
+        millis(cold_started)
+    };
+    let hits = ranked
+        .page
+        .into_iter()
+        .map(|(hit, tier, fields)| SearchHit {
+            id: hit.id.into(),
+            score: hit.score,
+            tier,
+            fields: fields.unwrap_or_else(|| cold_documents.next().unwrap_or_default()),
+        })
+        .collect();
+    let counts = stats.snapshot();
+    Ok(SearchResult {
+        hits,
+        hot_total: ranked.hot_total,
+        cold_total: ranked.cold_total,
+        degraded,
+        omitted_cold_hits: 0,
+        omitted_ids: Vec::new(),
+        stats: SearchStats {
+            cache_hits: counts.cache_hits,
+            cache_misses: counts.cache_misses,
+            storage_requests: counts.requests,
+            storage_bytes: counts.bytes,
+            parse_ms: ranked.parse_ms,
+            search_ms: ranked.search_ms,
+            hot_fetch_ms: ranked.hot_fetch_ms,
+            cold_fetch_ms,
+            total_ms: millis(started),
+        },
+        version: version.version().to_string(),
+    })
+}

@@ -1,0 +1,119 @@
+//! One loaded version of an index: its manifest, the open hot index and, once loaded, the cold
+//! tier (cold index + cold parquet metadata). Immutable once built, shared by every search.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use tantivy::query::QueryParser;
+use tantivy::schema::Field;
+use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
+
+use super::NodeError;
+use super::cold::ColdFile;
+use super::collector::IdKind;
+use crate::format::Manifest;
+use crate::schema::{FieldType, IndexSchema};
+
+/// An open, read-only tantivy index.
+pub struct Tier {
+    pub index: Index,
+    reader: IndexReader,
+}
+
+impl Tier {
+    pub fn open(dir: &Path) -> Result<Tier, NodeError> {
+        let index = Index::open_in_dir(dir)?;
+        // The index never changes under a version: no reloading.
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Tier { index, reader })
+    }
+
+    pub fn searcher(&self) -> Searcher {
+        self.reader.searcher()
+    }
+
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+}
+
+pub struct ColdTier {
+    pub tier: Tier,
+    pub files: Arc<Vec<ColdFile>>,
+}
+
+pub struct LoadedVersion {
+    pub manifest: Manifest,
+    pub schema: Arc<IndexSchema>,
+    pub hot: Tier,
+    cold: OnceLock<Arc<ColdTier>>,
+    pub default_fields: Vec<Field>,
+    pub id_kind: IdKind,
+}
+
+impl LoadedVersion {
+    pub fn new(manifest: Manifest, hot: Tier) -> Result<LoadedVersion, NodeError> {
+        let schema = IndexSchema::new(manifest.schema.clone(), "manifest")
+            .map_err(|err| NodeError::Corrupt(err.to_string()))?;
+        if hot.index.schema() != schema.hot_tantivy {
+            return Err(NodeError::Corrupt(format!(
+                "{}/{}: the hot index's schema differs from the manifest's",
+                manifest.index, manifest.version
+            )));
+        }
+        let default_fields = schema
+            .spec
+            .default_search_fields
+            .iter()
+            .filter_map(|name| schema.field_index(name))
+            .map(|index| schema.tantivy_field(index))
+            .collect();
+        let id_kind = match schema.id_spec().field_type {
+            FieldType::U64 => IdKind::U64,
+            FieldType::I64 => IdKind::I64,
+            _ => IdKind::Str,
+        };
+        Ok(LoadedVersion {
+            manifest,
+            schema: Arc::new(schema),
+            hot,
+            cold: OnceLock::new(),
+            default_fields,
+            id_kind,
+        })
+    }
+
+    pub fn version(&self) -> &str {
+        &self.manifest.version
+    }
+
+    pub fn cold(&self) -> Option<&Arc<ColdTier>> {
+        self.cold.get()
+    }
+
+    pub fn set_cold(&self, cold: ColdTier) -> Result<(), NodeError> {
+        let searcher = cold.tier.searcher();
+        if cold.tier.index.schema() != self.schema.cold_tantivy {
+            return Err(NodeError::Corrupt(
+                "the cold index's schema differs from the manifest's".into(),
+            ));
+        }
+        if searcher.num_docs() != self.manifest.cold.docs {
+            return Err(NodeError::Corrupt(format!(
+                "the cold index holds {} documents, the manifest says {}",
+                searcher.num_docs(),
+                self.manifest.cold.docs
+            )));
+        }
+        self.cold
+            .set(Arc::new(cold))
+            .map_err(|_| NodeError::Internal("cold tier loaded twice".into()))
+    }
+
+    pub fn query_parser(&self) -> QueryParser {
+        QueryParser::for_index(&self.hot.index, self.default_fields.clone())
+    }
+}

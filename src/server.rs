@@ -1,0 +1,81 @@
+//! The gRPC server: the Tierdex service, standard health (`grpc.health.v1`, one service name
+//! per index plus "" for the whole node) and server reflection (v1 and v1alpha). Binds nothing
+//! itself: callers pass a bound listener, so tests can use port 0.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tracing::info;
+
+use crate::api::{TierdexService, pb};
+use crate::node::{Node, TierState};
+
+/// Largest request accepted by the transport; bigger queries than `MAX_QUERY_BYTES` are still
+/// refused, but with INVALID_ARGUMENT and a message instead of a transport error.
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+pub async fn run(
+    listener: TcpListener,
+    node: Arc<Node>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    for status in node.statuses() {
+        reporter
+            .set_service_status(&status.name, ServingStatus::NotServing)
+            .await;
+    }
+    let watched = node.clone();
+    let health_task = tokio::spawn(async move {
+        let mut changes = watched.subscribe();
+        loop {
+            let statuses = watched.statuses();
+            let all_serving = statuses.iter().all(|status| status.hot == TierState::Ready);
+            for status in &statuses {
+                let serving = if status.hot == TierState::Ready {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                reporter.set_service_status(&status.name, serving).await;
+            }
+            let overall = if all_serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", overall).await;
+            if changes.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("valid descriptors");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("valid descriptors");
+    let service = pb::tierdex_server::TierdexServer::new(TierdexService::new(node))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving gRPC");
+    let result = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    health_task.abort();
+    result
+}
