@@ -370,7 +370,7 @@ async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
     let addr = format!("http://{}", args.listen);
     println!();
     println!("serving index `sample` on {addr} (Ctrl-C to stop). Try, in another terminal:");
-    println!("  tierdex query --addr {addr} --index sample \"compressed index\"");
+    println!("  tierdex query --addr {addr} --index sample \"compression index\"");
     println!(
         "  tierdex query --addr {addr} --index sample --json --limit 3 'title:cache AND citations:[10 TO 40]'"
     );

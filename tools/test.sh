@@ -17,10 +17,12 @@ if [ ! -x "$tools/bin/s3s-fs" ]; then
 fi
 
 venv="$tools/pyenv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import pyarrow" 2>/dev/null; then
-  echo "creating the Python test environment in $venv (once)" >&2
+# Reinstalled whenever the requirements change (the installed copy is kept as a stamp).
+if [ ! -x "$venv/bin/python" ] || ! cmp -s tools/python-requirements.txt "$venv/requirements.txt"; then
+  echo "creating the Python test environment in $venv" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r tools/python-requirements.txt
+  cp tools/python-requirements.txt "$venv/requirements.txt"
 fi
 
 export TIERDEX_S3S_FS="$tools/bin/s3s-fs"

@@ -7,6 +7,7 @@ pub mod collector;
 pub mod documents;
 pub mod rehydrate;
 pub mod search;
+pub mod stable;
 pub mod version;
 
 use std::collections::BTreeMap;

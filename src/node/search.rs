@@ -18,6 +18,7 @@ use super::NodeError;
 use super::cold::fetch_documents;
 use super::collector::{RankedHit, TopHits, rank_order};
 use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
+use super::stable::keep_constant_scores;
 use super::version::LoadedVersion;
 use crate::cache::ReadStats;
 use crate::format::DocAddr;
@@ -122,7 +123,7 @@ fn parse(version: &LoadedVersion, text: &str) -> Result<Box<dyn Query>, NodeErro
             position: Some(error.pos),
         });
     }
-    version.query_parser().parse_query(text).map_err(|err| {
+    let query = version.query_parser().parse_query(text).map_err(|err| {
         use tantivy::query::QueryParserError as E;
         let field = match &err {
             E::FieldDoesNotExist(name)
@@ -135,7 +136,8 @@ fn parse(version: &LoadedVersion, text: &str) -> Result<Box<dyn Query>, NodeErro
             message: err.to_string(),
             position,
         }
-    })
+    })?;
+    Ok(keep_constant_scores(query))
 }
 
 struct TierPage {

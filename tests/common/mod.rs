@@ -235,3 +235,178 @@ pub fn cacm_cited_ids() -> std::collections::BTreeSet<u64> {
         .map(|(id, _)| *id)
         .collect()
 }
+
+/// A read of the store, as a test sees it.
+#[derive(Debug, Clone)]
+pub struct RecordedRead {
+    pub key: String,
+    pub range: Option<std::ops::Range<u64>>,
+    pub started: Instant,
+    pub finished: Instant,
+}
+
+/// Wraps a store and records every read (`get`, `get_range`) with its start and end time.
+#[derive(Debug)]
+pub struct RecordingStore {
+    inner: Arc<dyn BlobStore>,
+    reads: std::sync::Mutex<Vec<RecordedRead>>,
+}
+
+impl RecordingStore {
+    pub fn new(inner: Arc<dyn BlobStore>) -> Arc<RecordingStore> {
+        Arc::new(RecordingStore {
+            inner,
+            reads: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn reads(&self) -> Vec<RecordedRead> {
+        self.reads.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.reads.lock().unwrap().clear();
+    }
+
+    fn record(&self, key: &str, range: Option<std::ops::Range<u64>>, started: Instant) {
+        self.reads.lock().unwrap().push(RecordedRead {
+            key: key.to_string(),
+            range,
+            started,
+            finished: Instant::now(),
+        });
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for RecordingStore {
+    fn uri(&self) -> &str {
+        self.inner.uri()
+    }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> tierdex::store::StoreResult<bytes::Bytes> {
+        let started = Instant::now();
+        let result = self.inner.get_range(key, range.clone()).await;
+        self.record(key, Some(range), started);
+        result
+    }
+    async fn get(&self, key: &str) -> tierdex::store::StoreResult<bytes::Bytes> {
+        let started = Instant::now();
+        let result = self.inner.get(key).await;
+        self.record(key, None, started);
+        result
+    }
+    async fn size(&self, key: &str) -> tierdex::store::StoreResult<u64> {
+        self.inner.size(key).await
+    }
+    async fn put(&self, key: &str, data: bytes::Bytes) -> tierdex::store::StoreResult<()> {
+        self.inner.put(key, data).await
+    }
+    async fn put_file(&self, key: &str, local: &Path) -> tierdex::store::StoreResult<()> {
+        self.inner.put_file(key, local).await
+    }
+    async fn list(&self, prefix: &str) -> tierdex::store::StoreResult<Vec<tierdex::store::ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> tierdex::store::StoreResult<()> {
+        self.inner.delete(key).await
+    }
+}
+
+/// A node serving `indexes` from `store`, on a free loopback port, stopped when dropped.
+pub struct TestNode {
+    pub addr: String,
+    pub node: Arc<tierdex::node::Node>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestNode {
+    pub async fn start(store: Arc<dyn BlobStore>, indexes: &[&str], data_dir: &Path) -> TestNode {
+        Self::start_with(store, indexes, data_dir, |_| {}).await
+    }
+
+    pub async fn start_with(
+        store: Arc<dyn BlobStore>,
+        indexes: &[&str],
+        data_dir: &Path,
+        adjust: impl FnOnce(&mut tierdex::config::Settings),
+    ) -> TestNode {
+        let mut settings = tierdex::config::Settings {
+            store: Some(store.uri().to_string()),
+            indexes: Some(indexes.iter().map(|name| name.to_string()).collect()),
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(data_dir.to_path_buf()),
+            cache_size: Some("64MiB".into()),
+            ..Default::default()
+        };
+        adjust(&mut settings);
+        let config = tierdex::config::NodeConfig::resolve(settings, "test").unwrap();
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let node = tierdex::node::Node::new(config, store).unwrap();
+        let loader = node.clone();
+        tokio::spawn(async move { loader.load_all().await });
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = node.clone();
+        let server = tokio::spawn(async move {
+            tierdex::server::run(listener, serving, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestNode {
+            addr,
+            node,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// Waits (up to 60 s) until every index has both tiers ready.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let statuses = self.node.statuses();
+            if statuses.iter().all(|status| status.cold == tierdex::node::TierState::Ready) {
+                return;
+            }
+            for status in &statuses {
+                assert!(status.error.is_none(), "loading {} failed: {:?}", status.name, status.error);
+            }
+            assert!(Instant::now() < deadline, "node not ready: {statuses:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn client(&self) -> tierdex::api::pb::tierdex_client::TierdexClient<tonic::transport::Channel> {
+        tierdex::api::pb::tierdex_client::TierdexClient::connect(self.addr.clone()).await.unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// A search request with the defaults tests use.
+pub fn search_request(index: &str, query: &str, limit: u32) -> tierdex::api::pb::SearchRequest {
+    tierdex::api::pb::SearchRequest {
+        index: index.to_string(),
+        query: query.to_string(),
+        limit,
+        ..Default::default()
+    }
+}
