@@ -52,7 +52,10 @@ fn structured_queries() -> Vec<String> {
                 _ => format!("title:{} AND abstract:{}", title[0], title[2]),
             });
         }
-        if let Some(author) = doc["authors"].as_array().and_then(|authors| authors.first()) {
+        if let Some(author) = doc["authors"]
+            .as_array()
+            .and_then(|authors| authors.first())
+        {
             let author = author.as_str().unwrap().replace('"', "");
             queries.push(format!("authors:\"{author}\""));
         }
@@ -83,7 +86,10 @@ impl Oracle {
             let mut object = doc.as_object().unwrap().clone();
             object.retain(|name, value| schema.field_index(name).is_some() && !value.is_null());
             writer
-                .add_document(tantivy::TantivyDocument::from_json_object(&schema.hot_tantivy, object).unwrap())
+                .add_document(
+                    tantivy::TantivyDocument::from_json_object(&schema.hot_tantivy, object)
+                        .unwrap(),
+                )
                 .unwrap();
         }
         writer.commit().unwrap();
@@ -93,20 +99,31 @@ impl Oracle {
     }
 
     fn top(&self, query: &str, limit: usize) -> Vec<(u64, f32)> {
-        let query = self.parser.parse_query(query).unwrap_or_else(|err| panic!("{query}: {err}"));
+        let query = self
+            .parser
+            .parse_query(query)
+            .unwrap_or_else(|err| panic!("{query}: {err}"));
         // The node's query semantics: constant-score clauses keep their score in every segment
         // (see tierdex::node::stable); tantivy alone would drop it where a range covers a whole
         // segment.
         let query = tierdex::node::stable::keep_constant_scores(query);
         let searcher = self.index.reader().unwrap().searcher();
         let all = searcher
-            .search(&query, &TopDocs::with_limit(searcher.num_docs() as usize).order_by_score())
+            .search(
+                &query,
+                &TopDocs::with_limit(searcher.num_docs() as usize).order_by_score(),
+            )
             .unwrap();
         let mut scored: Vec<(u64, f32)> = all
             .into_iter()
             .map(|(score, address)| {
                 let segment = searcher.segment_reader(address.segment_ord);
-                let id = segment.fast_fields().u64("id").unwrap().first(address.doc_id).unwrap();
+                let id = segment
+                    .fast_fields()
+                    .u64("id")
+                    .unwrap()
+                    .first(address.doc_id)
+                    .unwrap();
                 (id, score)
             })
             .collect();
@@ -133,8 +150,15 @@ async fn check_against_oracle(rules: &str, hot_ids: BTreeSet<u64>) {
     let mut client = node.client().await;
     let oracle = Oracle::new();
     let documents = cacm_documents();
-    let queries: Vec<String> = cacm_queries().into_iter().chain(structured_queries()).collect();
-    assert!(queries.len() >= 164, "64 CACM queries and at least 100 more: {}", queries.len());
+    let queries: Vec<String> = cacm_queries()
+        .into_iter()
+        .chain(structured_queries())
+        .collect();
+    assert!(
+        queries.len() >= 164,
+        "64 CACM queries and at least 100 more: {}",
+        queries.len()
+    );
     let mut nonempty = 0;
     let mut cold_hits = 0;
     for query in &queries {
@@ -145,28 +169,51 @@ async fn check_against_oracle(rules: &str, hot_ids: BTreeSet<u64>) {
             .unwrap_or_else(|status| panic!("{query}: {status}"))
             .into_inner();
         assert!(!response.degraded, "{query}: {}", response.degraded_reason);
-        let got: Vec<(u64, f32)> = response.hits.iter().map(|hit| (hit_id(hit), hit.score as f32)).collect();
+        let got: Vec<(u64, f32)> = response
+            .hits
+            .iter()
+            .map(|hit| (hit_id(hit), hit.score as f32))
+            .collect();
         let expected_ids: Vec<u64> = expected.iter().map(|(id, _)| *id).collect();
         let got_ids: Vec<u64> = got.iter().map(|(id, _)| *id).collect();
-        assert_eq!(got_ids, expected_ids, "ids and order for `{query}`: got {got:?} expected {expected:?}");
+        assert_eq!(
+            got_ids, expected_ids,
+            "ids and order for `{query}`: got {got:?} expected {expected:?}"
+        );
         for ((id, score), (_, expected_score)) in got.iter().zip(&expected) {
-            assert!((score - expected_score).abs() <= 1e-4, "`{query}`: score of {id} {score} vs {expected_score}");
+            assert!(
+                (score - expected_score).abs() <= 1e-4,
+                "`{query}`: score of {id} {score} vs {expected_score}"
+            );
         }
         for hit in &response.hits {
             let id = hit_id(hit);
-            let tier = if hot_ids.contains(&id) { pb::Tier::Hot } else { pb::Tier::Cold };
+            let tier = if hot_ids.contains(&id) {
+                pb::Tier::Hot
+            } else {
+                pb::Tier::Cold
+            };
             assert_eq!(hit.tier, tier as i32, "tier of {id}");
             cold_hits += usize::from(tier == pb::Tier::Cold);
-            let title = hit.fields.iter().find(|field| field.name == "title").unwrap();
+            let title = hit
+                .fields
+                .iter()
+                .find(|field| field.name == "title")
+                .unwrap();
             assert_eq!(
                 title.value.as_ref().unwrap().kind,
-                Some(pb::value::Kind::Text(documents[&id]["title"].as_str().unwrap().to_string())),
+                Some(pb::value::Kind::Text(
+                    documents[&id]["title"].as_str().unwrap().to_string()
+                )),
                 "stored title of {id}"
             );
         }
         nonempty += usize::from(!got.is_empty());
     }
-    assert!(nonempty > queries.len() * 3 / 4, "most queries match something: {nonempty}");
+    assert!(
+        nonempty > queries.len() * 3 / 4,
+        "most queries match something: {nonempty}"
+    );
     if hot_ids.len() < documents.len() {
         assert!(cold_hits > 100, "the cold tier answered: {cold_hits}");
     }
@@ -179,7 +226,11 @@ async fn merged_answers_equal_one_index_for_a_real_split() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_answers_equal_one_index_when_all_hot() {
-    check_against_oracle("hot = [\"true\"]", cacm_documents().keys().copied().collect()).await;
+    check_against_oracle(
+        "hot = [\"true\"]",
+        cacm_documents().keys().copied().collect(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -232,6 +232,9 @@ impl ChunkReader for FetchedPages {
     }
 }
 
+/// Decoded cold rows by (file, row): the batch holding each and its index in the batch.
+type DecodedRows = BTreeMap<(usize, u64), (Arc<RecordBatch>, usize)>;
+
 /// Reads the documents at `addrs`, returned in the same order.
 pub async fn fetch_documents(
     files: &Arc<Vec<ColdFile>>,
@@ -304,27 +307,25 @@ pub async fn fetch_documents(
     }
     let files = files.clone();
     let selection_roots = roots.clone();
-    let decoded = tokio::task::spawn_blocking(
-        move || -> Result<BTreeMap<(usize, u64), (Arc<RecordBatch>, usize)>, NodeError> {
-            let mut rows = BTreeMap::new();
-            for (plan, pages) in inputs {
-                let file = &files[plan.file];
-                let batch = decode(file, &plan, pages, &selection_roots)?;
-                let batch = Arc::new(batch);
-                let mut index = 0;
-                for (group, group_rows) in &plan.groups {
-                    for row in group_rows {
-                        rows.insert(
-                            (plan.file, file.group_starts[*group] + row),
-                            (batch.clone(), index),
-                        );
-                        index += 1;
-                    }
+    let decoded = tokio::task::spawn_blocking(move || -> Result<DecodedRows, NodeError> {
+        let mut rows = BTreeMap::new();
+        for (plan, pages) in inputs {
+            let file = &files[plan.file];
+            let batch = decode(file, &plan, pages, &selection_roots)?;
+            let batch = Arc::new(batch);
+            let mut index = 0;
+            for (group, group_rows) in &plan.groups {
+                for row in group_rows {
+                    rows.insert(
+                        (plan.file, file.group_starts[*group] + row),
+                        (batch.clone(), index),
+                    );
+                    index += 1;
                 }
             }
-            Ok(rows)
-        },
-    )
+        }
+        Ok(rows)
+    })
     .await
     .map_err(|err| NodeError::Internal(format!("decode task: {err}")))??;
     Ok(addrs

@@ -8,7 +8,9 @@
 //! every leaf of the query keeps the clause's constant score wherever it is evaluated, making
 //! the score a property of the document and the query alone.
 
-use tantivy::query::{AllScorer, BooleanQuery, ConstScorer, EnableScoring, Explanation, Query, Scorer, Weight};
+use tantivy::query::{
+    AllScorer, BooleanQuery, ConstScorer, EnableScoring, Explanation, Query, Scorer, Weight,
+};
 use tantivy::{DocId, Score, SegmentReader, Term};
 
 /// Wraps every non-boolean node of `query` so that its constant score survives.
@@ -38,7 +40,9 @@ impl Clone for KeepConstantScore {
 
 impl Query for KeepConstantScore {
     fn weight(&self, enable_scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(KeepConstantScoreWeight(self.0.weight(enable_scoring)?)))
+        Ok(Box::new(KeepConstantScoreWeight(
+            self.0.weight(enable_scoring)?,
+        )))
     }
 
     fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {

@@ -283,7 +283,11 @@ impl BlobStore for RecordingStore {
     fn uri(&self) -> &str {
         self.inner.uri()
     }
-    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> tierdex::store::StoreResult<bytes::Bytes> {
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> tierdex::store::StoreResult<bytes::Bytes> {
         let started = Instant::now();
         let result = self.inner.get_range(key, range.clone()).await;
         self.record(key, Some(range), started);
@@ -304,7 +308,10 @@ impl BlobStore for RecordingStore {
     async fn put_file(&self, key: &str, local: &Path) -> tierdex::store::StoreResult<()> {
         self.inner.put_file(key, local).await
     }
-    async fn list(&self, prefix: &str) -> tierdex::store::StoreResult<Vec<tierdex::store::ObjectMeta>> {
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> tierdex::store::StoreResult<Vec<tierdex::store::ObjectMeta>> {
         self.inner.list(prefix).await
     }
     async fn delete(&self, key: &str) -> tierdex::store::StoreResult<()> {
@@ -368,19 +375,31 @@ impl TestNode {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let statuses = self.node.statuses();
-            if statuses.iter().all(|status| status.cold == tierdex::node::TierState::Ready) {
+            if statuses
+                .iter()
+                .all(|status| status.cold == tierdex::node::TierState::Ready)
+            {
                 return;
             }
             for status in &statuses {
-                assert!(status.error.is_none(), "loading {} failed: {:?}", status.name, status.error);
+                assert!(
+                    status.error.is_none(),
+                    "loading {} failed: {:?}",
+                    status.name,
+                    status.error
+                );
             }
             assert!(Instant::now() < deadline, "node not ready: {statuses:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    pub async fn client(&self) -> tierdex::api::pb::tierdex_client::TierdexClient<tonic::transport::Channel> {
-        tierdex::api::pb::tierdex_client::TierdexClient::connect(self.addr.clone()).await.unwrap()
+    pub async fn client(
+        &self,
+    ) -> tierdex::api::pb::tierdex_client::TierdexClient<tonic::transport::Channel> {
+        tierdex::api::pb::tierdex_client::TierdexClient::connect(self.addr.clone())
+            .await
+            .unwrap()
     }
 
     pub async fn stop(mut self) {
