@@ -37,6 +37,8 @@ pub struct Settings {
     pub search_concurrency: Option<usize>,
     /// Budget of a search without a gRPC deadline, e.g. "10s".
     pub default_timeout: Option<String>,
+    /// Decoded cold documents kept in memory, e.g. "64MiB" ("0" turns it off).
+    pub document_cache_size: Option<String>,
 }
 
 impl Settings {
@@ -68,6 +70,7 @@ impl Settings {
             max_results: flags.max_results.or(self.max_results),
             search_concurrency: flags.search_concurrency.or(self.search_concurrency),
             default_timeout: flags.default_timeout.or(self.default_timeout),
+            document_cache_size: flags.document_cache_size.or(self.document_cache_size),
         }
     }
 }
@@ -84,6 +87,7 @@ pub struct NodeConfig {
     pub max_results: u32,
     pub search_concurrency: usize,
     pub default_timeout: Duration,
+    pub document_cache_size: u64,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -119,6 +123,11 @@ impl NodeConfig {
                 .unwrap_or(Ok(default))
         };
         let cache_size = size("cache_size", settings.cache_size.as_deref(), 1 << 30)?;
+        let document_cache_size = size(
+            "document_cache_size",
+            settings.document_cache_size.as_deref(),
+            64 << 20,
+        )?;
         let rehydrate_chunk_size = size(
             "rehydrate_chunk_size",
             settings.rehydrate_chunk_size.as_deref(),
@@ -160,6 +169,7 @@ impl NodeConfig {
                 2 * cores,
             )?,
             default_timeout,
+            document_cache_size,
         })
     }
 }

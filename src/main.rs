@@ -77,6 +77,9 @@ struct ServeArgs {
     /// Searches running at once [default: 2 × cores].
     #[arg(long)]
     search_concurrency: Option<usize>,
+    /// Decoded cold documents kept in memory [default: 64MiB].
+    #[arg(long)]
+    document_cache_size: Option<String>,
 }
 
 #[derive(Args)]
@@ -388,6 +391,7 @@ async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
         rehydrate_chunk_size: None,
         max_results: None,
         search_concurrency: None,
+        document_cache_size: None,
     })
     .await
 }
@@ -408,6 +412,7 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         max_results: args.max_results,
         search_concurrency: args.search_concurrency,
         default_timeout: None,
+        document_cache_size: args.document_cache_size,
     };
     let source = args
         .config

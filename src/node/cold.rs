@@ -235,8 +235,90 @@ impl ChunkReader for FetchedPages {
 /// Decoded cold rows by (file, row): the batch holding each and its index in the batch.
 type DecodedRows = BTreeMap<(usize, u64), (Arc<RecordBatch>, usize)>;
 
-/// Reads the documents at `addrs`, returned in the same order.
+/// Decoded cold documents, so that a document read again costs neither storage nor decoding.
+/// Keyed by the version, the document's address and the fields asked for.
+pub struct DocumentCache {
+    documents: moka::sync::Cache<(Arc<str>, u64, u64), Arc<Fields>>,
+}
+
+impl DocumentCache {
+    pub fn new(capacity_bytes: u64) -> DocumentCache {
+        DocumentCache {
+            documents: moka::sync::Cache::builder()
+                .max_capacity(capacity_bytes)
+                .weigher(|_key, fields: &Arc<Fields>| {
+                    let bytes: usize = fields
+                        .iter()
+                        .map(|(name, value)| name.len() + value.approximate_size())
+                        .sum();
+                    u32::try_from(bytes + 64).unwrap_or(u32::MAX)
+                })
+                .build(),
+        }
+    }
+
+    fn key(version: &Arc<str>, selection: &FieldSelection, addr: DocAddr) -> (Arc<str>, u64, u64) {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&selection.columns, &mut hasher);
+        (
+            version.clone(),
+            addr.pack(),
+            std::hash::Hasher::finish(&hasher),
+        )
+    }
+}
+
+/// Reads the documents at `addrs`, returned in the same order: from the document cache when
+/// there, else from parquet.
 pub async fn fetch_documents(
+    files: &Arc<Vec<ColdFile>>,
+    schema: &Arc<IndexSchema>,
+    selection: &FieldSelection,
+    addrs: &[DocAddr],
+    stats: &Arc<ReadStats>,
+    cache: (&DocumentCache, &Arc<str>),
+) -> Result<Vec<Fields>, NodeError> {
+    let (documents, version) = cache;
+    let mut found: Vec<Option<Arc<Fields>>> = addrs
+        .iter()
+        .map(|addr| {
+            documents
+                .documents
+                .get(&DocumentCache::key(version, selection, *addr))
+        })
+        .collect();
+    let missing: Vec<DocAddr> = addrs
+        .iter()
+        .zip(&found)
+        .filter(|(_, cached)| cached.is_none())
+        .map(|(addr, _)| *addr)
+        .collect();
+    if !missing.is_empty() {
+        let read = read_documents(files, schema, selection, &missing, stats).await?;
+        let mut read = missing.iter().zip(read).map(|(addr, fields)| {
+            let fields = Arc::new(fields);
+            documents.documents.insert(
+                DocumentCache::key(version, selection, *addr),
+                fields.clone(),
+            );
+            fields
+        });
+        for slot in found.iter_mut().filter(|slot| slot.is_none()) {
+            *slot = read.next();
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|fields| {
+            fields
+                .map(|fields| fields.as_ref().clone())
+                .unwrap_or_default()
+        })
+        .collect())
+}
+
+/// Reads the documents at `addrs` from parquet, returned in the same order.
+async fn read_documents(
     files: &Arc<Vec<ColdFile>>,
     schema: &Arc<IndexSchema>,
     selection: &FieldSelection,

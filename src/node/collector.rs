@@ -204,6 +204,39 @@ impl Collector for TopHits {
         true
     }
 
+    /// Block-max pruning: once the heap is full, tantivy may skip documents that cannot beat
+    /// its worst score. The threshold handed back is just below that score, so documents that
+    /// tie it still arrive and compete on id.
+    fn collect_segment(
+        &self,
+        weight: &dyn tantivy::query::Weight,
+        segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<Vec<RankedHit>> {
+        let mut collector = self.for_segment(segment, reader)?;
+        if self.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let alive = reader.alive_bitset().cloned();
+        weight.for_each_pruning(Score::NEG_INFINITY, reader, &mut |doc, score| {
+            if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
+                collector.collect(doc, score);
+            }
+            if collector.heap.len() == collector.limit {
+                collector
+                    .heap
+                    .peek()
+                    .expect("full heap")
+                    .0
+                    .score
+                    .next_down()
+            } else {
+                Score::NEG_INFINITY
+            }
+        })?;
+        Ok(collector.harvest())
+    }
+
     fn merge_fruits(&self, fruits: Vec<Vec<RankedHit>>) -> tantivy::Result<Vec<RankedHit>> {
         Ok(best_of(fruits.into_iter().flatten(), self.limit))
     }

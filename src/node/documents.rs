@@ -22,6 +22,19 @@ pub enum FieldValue {
     Strings(Vec<String>),
 }
 
+impl FieldValue {
+    /// Bytes this value holds, roughly (for cache weights).
+    pub fn approximate_size(&self) -> usize {
+        match self {
+            FieldValue::Text(text) => text.len() + 24,
+            FieldValue::Strings(values) => {
+                values.iter().map(|value| value.len() + 24).sum::<usize>() + 24
+            }
+            _ => 16,
+        }
+    }
+}
+
 impl From<IdKey> for FieldValue {
     fn from(id: IdKey) -> FieldValue {
         match id {

@@ -203,6 +203,7 @@ pub struct Node {
     cache: Arc<BlockCache>,
     indexes: BTreeMap<String, Arc<IndexSlot>>,
     search_permits: Arc<Semaphore>,
+    documents: cold::DocumentCache,
     changes: watch::Sender<u64>,
 }
 
@@ -216,6 +217,7 @@ impl Node {
         Ok(Arc::new(Node {
             cache: BlockCache::new(config.cache_size),
             search_permits: Arc::new(Semaphore::new(config.search_concurrency)),
+            documents: cold::DocumentCache::new(config.document_cache_size),
             changes: watch::channel(0).0,
             config,
             store,
@@ -259,13 +261,12 @@ impl Node {
         request: SearchRequest,
     ) -> Result<SearchResult, NodeError> {
         let version = self.current_version(index)?;
-        search::search(
-            version,
-            request,
-            self.config.max_results,
-            &self.search_permits,
-        )
-        .await
+        let context = search::SearchContext {
+            max_results: self.config.max_results,
+            permits: &self.search_permits,
+            documents: &self.documents,
+        };
+        search::search(version, request, &context).await
     }
 
     fn update(&self, slot: &IndexSlot, change: impl FnOnce(&mut SlotState)) {

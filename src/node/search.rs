@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tracing::{Instrument, debug_span};
 
 use super::NodeError;
-use super::cold::fetch_documents;
+use super::cold::{DocumentCache, fetch_documents};
 use super::collector::{RankedHit, TopHits, rank_order};
 use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
 use super::stable::keep_constant_scores;
@@ -153,20 +153,17 @@ fn search_tier(
     depth: usize,
     with_addr: bool,
 ) -> Result<TierPage, NodeError> {
-    let collector = (
-        TopHits {
-            limit: depth,
-            id_field: version.schema.spec.id_field.clone(),
-            id_kind: version.id_kind,
-            with_addr,
-        },
-        Count,
-    );
-    let (hits, total) = searcher.search_with_statistics_provider(query, &collector, statistics)?;
-    Ok(TierPage {
-        hits,
-        total: total as u64,
-    })
+    let collector = TopHits {
+        limit: depth,
+        id_field: version.schema.spec.id_field.clone(),
+        id_kind: version.id_kind,
+        with_addr,
+    };
+    let hits = searcher.search_with_statistics_provider(query, &collector, statistics)?;
+    // Counted apart from the ranking, which prunes: counting needs no scores, and a single
+    // term is counted from its document frequency.
+    let total = searcher.search(query, &Count)? as u64;
+    Ok(TierPage { hits, total })
 }
 
 /// The ranked page, before cold documents are read.
@@ -179,12 +176,21 @@ struct Ranked {
     hot_fetch_ms: f64,
 }
 
+/// What a search uses of the node besides the version.
+pub struct SearchContext<'a> {
+    pub max_results: u32,
+    /// Bounds searches running on the blocking pool.
+    pub permits: &'a Arc<Semaphore>,
+    pub documents: &'a DocumentCache,
+}
+
 pub async fn search(
     version: Arc<LoadedVersion>,
     request: SearchRequest,
-    max_results: u32,
-    permits: &Arc<Semaphore>,
+    context: &SearchContext<'_>,
 ) -> Result<SearchResult, NodeError> {
+    let max_results = context.max_results;
+    let permits = context.permits;
     let started = Instant::now();
     let limit = if request.limit == 0 {
         DEFAULT_LIMIT
@@ -307,6 +313,7 @@ pub async fn search(
             &selection,
             &cold_addrs,
             &stats,
+            (context.documents, &version.version_key),
         )
         .instrument(debug_span!("cold_fetch", documents = cold_addrs.len()))
         .await?

@@ -52,6 +52,8 @@ pub struct LoadedVersion {
     cold: OnceLock<Arc<ColdTier>>,
     pub default_fields: Vec<Field>,
     pub id_kind: IdKind,
+    /// `<index>/<version>`, shared by cache keys.
+    pub version_key: Arc<str>,
 }
 
 impl LoadedVersion {
@@ -76,7 +78,9 @@ impl LoadedVersion {
             FieldType::I64 => IdKind::I64,
             _ => IdKind::Str,
         };
+        let version_key: Arc<str> = format!("{}/{}", manifest.index, manifest.version).into();
         Ok(LoadedVersion {
+            version_key,
             manifest,
             schema: Arc::new(schema),
             hot,

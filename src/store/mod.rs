@@ -1,9 +1,14 @@
 //! Object storage by byte ranges: the one narrow trait every backend implements, and every
-//! extra behaviour (counting, and later retry, timeout, hedging...) wraps, one file each.
+//! extra behaviour wraps, one file each: counting, per-request timeouts, the circuit breaker,
+//! hedged reads over two replicas, and the bandwidth limit.
 
+mod bandwidth;
+mod breaker;
 mod counting;
+mod hedged;
 mod local;
 mod s3;
+mod timeout;
 
 use std::fmt;
 use std::ops::Range;
@@ -14,9 +19,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::try_join_all;
 
+pub use bandwidth::{Bandwidth, LimitedStore, Priority};
+pub use breaker::{BreakerSettings, BreakerState, CircuitBreaker};
 pub use counting::{CountingStore, StoreCounts};
+pub use hedged::HedgedStore;
 pub use local::LocalStore;
 pub use s3::{S3Options, S3Store};
+pub use timeout::TimeoutStore;
 
 /// Objects at most this large are written with one request; larger ones are uploaded in
 /// parts by backends that support it.

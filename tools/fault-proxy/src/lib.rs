@@ -1,0 +1,283 @@
+//! An HTTP/1.1 proxy for fault tests. It forwards every request unchanged (headers included, so
+//! S3 signatures stay valid) to one upstream server on loopback, and applies the current
+//! `Faults` on the way:
+//!
+//! - `latency`: wait before forwarding, for a fraction of requests;
+//! - `refuse`: close every new connection at once;
+//! - `hang`: accept requests and never answer;
+//! - `error_status`: answer a fraction of requests with a 5xx and an S3-style error body;
+//! - `flip_bytes`: flip one byte in the body of a fraction of successful answers.
+//!
+//! Faults can apply to every request or only to those whose path contains `path_filter`.
+//! They are switched with `FaultProxy::set` (in process) or with `PUT /__faults?...` (the
+//! `fault-proxy` binary).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Delay, and the fraction of requests it applies to (1.0 = all).
+    pub latency: Option<(Duration, f64)>,
+    pub refuse: bool,
+    pub hang: bool,
+    /// Status code, and the fraction of requests answered with it.
+    pub error_status: Option<(u16, f64)>,
+    /// Fraction of successful answers with one byte flipped.
+    pub flip_bytes: Option<f64>,
+    /// Apply faults only to requests whose path contains this.
+    pub path_filter: Option<String>,
+}
+
+impl Faults {
+    pub fn none() -> Faults {
+        Faults::default()
+    }
+
+    /// Parses `latency_ms=100&fraction=0.05&refuse=1&hang=1&status=503&flip=0.5&path=parquet`.
+    pub fn from_query(query: &str) -> Result<Faults, String> {
+        let mut faults = Faults::default();
+        let mut fraction = 1.0;
+        let mut latency = None;
+        let mut status = None;
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, "1"));
+            let number = || {
+                value
+                    .parse::<f64>()
+                    .map_err(|_| format!("{name}: `{value}` is not a number"))
+            };
+            match name {
+                "latency_ms" => latency = Some(Duration::from_secs_f64(number()? / 1000.0)),
+                "fraction" => fraction = number()?,
+                "refuse" => faults.refuse = number()? != 0.0,
+                "hang" => faults.hang = number()? != 0.0,
+                "status" => status = Some(number()? as u16),
+                "flip" => faults.flip_bytes = Some(number()?),
+                "path" => faults.path_filter = Some(value.to_string()),
+                other => return Err(format!("unknown fault `{other}`")),
+            }
+        }
+        faults.latency = latency.map(|delay| (delay, fraction));
+        faults.error_status = status.map(|code| (code, fraction));
+        Ok(faults)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    faulted: AtomicU64,
+}
+
+struct Shared {
+    upstream: SocketAddr,
+    faults: Mutex<Faults>,
+    counters: Counters,
+    random: Mutex<u64>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    control: bool,
+}
+
+impl Shared {
+    /// A uniform number in [0, 1) (splitmix64: deterministic runs, no dependency).
+    fn random(&self) -> f64 {
+        let mut state = self.random.lock().expect("not poisoned");
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn chance(&self, fraction: f64) -> bool {
+        fraction >= 1.0 || self.random() < fraction
+    }
+}
+
+/// A running proxy; stops when dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Listens on a free loopback port and forwards to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> std::io::Result<FaultProxy> {
+        Self::start_on("127.0.0.1:0".parse().expect("valid"), upstream, false).await
+    }
+
+    /// `control` enables `PUT /__faults?...` for switching faults from outside the process.
+    pub async fn start_on(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        control: bool,
+    ) -> std::io::Result<FaultProxy> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            upstream,
+            faults: Mutex::new(Faults::none()),
+            counters: Counters::default(),
+            random: Mutex::new(0x5EED),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            control,
+        });
+        let accepting = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                if accepting.faults.lock().expect("not poisoned").refuse {
+                    drop(stream);
+                    accepting.counters.faulted.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let shared = accepting.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| handle(shared.clone(), request));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(FaultProxy { addr, shared, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set(&self, faults: Faults) {
+        *self.shared.faults.lock().expect("not poisoned") = faults;
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.shared.counters.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn faulted(&self) -> u64 {
+        self.shared.counters.faulted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn error_response(status: u16) -> Response<Full<Bytes>> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InjectedFault</Code><Message>fault proxy answered {status}</Message></Error>"
+    );
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE))
+        .header("content-type", "application/xml")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response")
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if shared.control && request.uri().path() == "/__faults" {
+        let query = request.uri().query().unwrap_or("").to_string();
+        return Ok(match Faults::from_query(&query) {
+            Ok(faults) => {
+                *shared.faults.lock().expect("not poisoned") = faults;
+                Response::new(Full::new(Bytes::from_static(b"ok\n")))
+            }
+            Err(message) => Response::builder()
+                .status(StatusCode::BAD_REQUEST)
+                .body(Full::new(Bytes::from(message)))
+                .expect("valid response"),
+        });
+    }
+    shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let faults = shared.faults.lock().expect("not poisoned").clone();
+    let applies = faults
+        .path_filter
+        .as_ref()
+        .is_none_or(|filter| request.uri().path().contains(filter.as_str()));
+    if applies {
+        if faults.hang {
+            shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
+            std::future::pending::<()>().await;
+        }
+        if let Some((delay, fraction)) = faults.latency {
+            if shared.chance(fraction) {
+                shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(delay).await;
+            }
+        }
+        if let Some((status, fraction)) = faults.error_status {
+            if shared.chance(fraction) {
+                shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
+                return Ok(error_response(status));
+            }
+        }
+    }
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(error_response(502)),
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri = format!("http://{}{}", shared.upstream, path_and_query);
+    let mut upstream_request = Request::builder().method(parts.method).uri(uri);
+    for (name, value) in &parts.headers {
+        upstream_request = upstream_request.header(name, value);
+    }
+    let upstream_request = upstream_request
+        .body(Full::new(body))
+        .expect("valid request");
+    let response = match shared.client.request(upstream_request).await {
+        Ok(response) => response,
+        Err(_) => return Ok(error_response(502)),
+    };
+    let (parts, body) = response.into_parts();
+    let mut body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(error_response(502)),
+    };
+    if applies && parts.status.is_success() && !body.is_empty() {
+        if let Some(fraction) = faults.flip_bytes {
+            if shared.chance(fraction) {
+                shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
+                let mut flipped = body.to_vec();
+                let at = (shared.random() * flipped.len() as f64) as usize % flipped.len();
+                flipped[at] ^= 0x01;
+                body = Bytes::from(flipped);
+            }
+        }
+    }
+    Ok(Response::from_parts(parts, Full::new(body)))
+}
