@@ -39,6 +39,24 @@ pub struct Settings {
     pub default_timeout: Option<String>,
     /// Decoded cold documents kept in memory, e.g. "64MiB" ("0" turns it off).
     pub document_cache_size: Option<String>,
+    /// A second store with the same content: query reads are hedged across both, bulk reads
+    /// spread over both.
+    pub replica_store: Option<String>,
+    /// Time limit of one storage request, e.g. "2s".
+    pub storage_timeout: Option<String>,
+    /// Consecutive storage failures that open the circuit breaker.
+    pub breaker_failures: Option<u32>,
+    /// How long the open breaker keeps requests away from storage, e.g. "5s".
+    pub breaker_cool_down: Option<String>,
+    /// Bytes per second read from storage, e.g. "100MiB" (unlimited when absent).
+    pub bandwidth_limit: Option<String>,
+    /// When cold documents cannot be read in time: "answer" (hot hits, flagged degraded) or
+    /// "fail" (an error).
+    pub on_degraded: Option<String>,
+    /// How often to look for a new version in the store, e.g. "30s" ("0s" never).
+    pub poll_interval: Option<String>,
+    /// Token required by the admin RPCs (disabled without one).
+    pub admin_token: Option<String>,
 }
 
 impl Settings {
@@ -71,6 +89,14 @@ impl Settings {
             search_concurrency: flags.search_concurrency.or(self.search_concurrency),
             default_timeout: flags.default_timeout.or(self.default_timeout),
             document_cache_size: flags.document_cache_size.or(self.document_cache_size),
+            replica_store: flags.replica_store.or(self.replica_store),
+            storage_timeout: flags.storage_timeout.or(self.storage_timeout),
+            breaker_failures: flags.breaker_failures.or(self.breaker_failures),
+            breaker_cool_down: flags.breaker_cool_down.or(self.breaker_cool_down),
+            bandwidth_limit: flags.bandwidth_limit.or(self.bandwidth_limit),
+            on_degraded: flags.on_degraded.or(self.on_degraded),
+            poll_interval: flags.poll_interval.or(self.poll_interval),
+            admin_token: flags.admin_token.or(self.admin_token),
         }
     }
 }
@@ -88,6 +114,24 @@ pub struct NodeConfig {
     pub search_concurrency: usize,
     pub default_timeout: Duration,
     pub document_cache_size: u64,
+    pub replica_store: Option<String>,
+    pub storage_timeout: Duration,
+    pub breaker_failures: u32,
+    pub breaker_cool_down: Duration,
+    pub bandwidth_limit: Option<u64>,
+    pub on_degraded: DegradedPolicy,
+    /// `None`: never poll.
+    pub poll_interval: Option<Duration>,
+    pub admin_token: Option<String>,
+}
+
+/// What a search does when the cold part of its answer cannot be read in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DegradedPolicy {
+    /// Answer with the hot hits, flagged degraded.
+    Answer,
+    /// Fail the search.
+    Fail,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -136,10 +180,50 @@ impl NodeConfig {
         if rehydrate_chunk_size == 0 {
             return Err(fail("rehydrate_chunk_size must be positive".into()));
         }
-        let default_timeout = match settings.default_timeout.as_deref() {
-            None => Duration::from_secs(10),
+        let duration =
+            |name: &str, value: Option<&str>, default: Duration| -> Result<Duration, ConfigError> {
+                value
+                    .map(|text| parse_duration(text).map_err(|err| fail(format!("{name}: {err}"))))
+                    .unwrap_or(Ok(default))
+            };
+        let default_timeout = duration(
+            "default_timeout",
+            settings.default_timeout.as_deref(),
+            Duration::from_secs(10),
+        )?;
+        let storage_timeout = duration(
+            "storage_timeout",
+            settings.storage_timeout.as_deref(),
+            Duration::from_secs(2),
+        )?;
+        let breaker_cool_down = duration(
+            "breaker_cool_down",
+            settings.breaker_cool_down.as_deref(),
+            Duration::from_secs(5),
+        )?;
+        let poll_interval = duration(
+            "poll_interval",
+            settings.poll_interval.as_deref(),
+            Duration::from_secs(30),
+        )?;
+        let poll_interval = (!poll_interval.is_zero()).then_some(poll_interval);
+        if storage_timeout.is_zero() || default_timeout.is_zero() {
+            return Err(fail("timeouts must be positive".into()));
+        }
+        let bandwidth_limit = match settings.bandwidth_limit.as_deref() {
+            None => None,
             Some(text) => {
-                parse_duration(text).map_err(|err| fail(format!("default_timeout: {err}")))?
+                Some(parse_bytes(text).map_err(|err| fail(format!("bandwidth_limit: {err}")))?)
+                    .filter(|limit| *limit > 0)
+            }
+        };
+        let on_degraded = match settings.on_degraded.as_deref() {
+            None | Some("answer") => DegradedPolicy::Answer,
+            Some("fail") => DegradedPolicy::Fail,
+            Some(other) => {
+                return Err(fail(format!(
+                    "on_degraded: `{other}` is neither `answer` nor `fail`"
+                )));
             }
         };
         let positive = |name: &str, value: Option<usize>, default: usize| match value {
@@ -170,6 +254,14 @@ impl NodeConfig {
             )?,
             default_timeout,
             document_cache_size,
+            replica_store: settings.replica_store,
+            storage_timeout,
+            breaker_failures: settings.breaker_failures.unwrap_or(5).max(1),
+            breaker_cool_down,
+            bandwidth_limit,
+            on_degraded,
+            poll_interval,
+            admin_token: settings.admin_token.filter(|token| !token.is_empty()),
         })
     }
 }

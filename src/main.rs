@@ -80,6 +80,27 @@ struct ServeArgs {
     /// Decoded cold documents kept in memory [default: 64MiB].
     #[arg(long)]
     document_cache_size: Option<String>,
+    /// A second store with the same content: reads are hedged across both.
+    #[arg(long)]
+    replica_store: Option<String>,
+    /// Time limit of one storage request [default: 2s].
+    #[arg(long)]
+    storage_timeout: Option<String>,
+    /// Budget of a search without a gRPC deadline [default: 10s].
+    #[arg(long)]
+    default_timeout: Option<String>,
+    /// Storage bytes per second, queries first [default: unlimited].
+    #[arg(long)]
+    bandwidth_limit: Option<String>,
+    /// When cold documents cannot be read in time: answer (degraded) or fail [default: answer].
+    #[arg(long)]
+    on_degraded: Option<String>,
+    /// How often to look for a new version [default: 30s; 0s never].
+    #[arg(long)]
+    poll_interval: Option<String>,
+    /// Token for the admin RPCs (also TIERDEX_ADMIN_TOKEN).
+    #[arg(long, env = "TIERDEX_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -392,6 +413,13 @@ async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
         max_results: None,
         search_concurrency: None,
         document_cache_size: None,
+        replica_store: None,
+        storage_timeout: None,
+        default_timeout: None,
+        bandwidth_limit: None,
+        on_degraded: None,
+        poll_interval: None,
+        admin_token: None,
     })
     .await
 }
@@ -411,8 +439,16 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         rehydrate_chunk_size: args.rehydrate_chunk_size,
         max_results: args.max_results,
         search_concurrency: args.search_concurrency,
-        default_timeout: None,
+        default_timeout: args.default_timeout,
         document_cache_size: args.document_cache_size,
+        replica_store: args.replica_store,
+        storage_timeout: args.storage_timeout,
+        breaker_failures: None,
+        breaker_cool_down: None,
+        bandwidth_limit: args.bandwidth_limit,
+        on_degraded: args.on_degraded,
+        poll_interval: args.poll_interval,
+        admin_token: args.admin_token,
     };
     let source = args
         .config
@@ -421,12 +457,16 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| "flags".into());
     let config = NodeConfig::resolve(from_file.overridden_by(flags), &source)?;
     let store = open_store(&config.store).await?;
+    let replica = match &config.replica_store {
+        Some(uri) => Some(open_store(uri).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    let node = Node::new(config, store)?;
+    let node = Node::new(config, store, replica)?;
     let loader = node.clone();
-    tokio::spawn(async move { loader.load_all().await });
+    tokio::spawn(async move { loader.run().await });
     server::run(listener, node, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
-//! The gRPC server: the Tierdex service, standard health (`grpc.health.v1`, one service name
-//! per index plus "" for the whole node) and server reflection (v1 and v1alpha). Binds nothing
-//! itself: callers pass a bound listener, so tests can use port 0.
+//! The gRPC server: the Tierdex and Admin services, standard health (`grpc.health.v1`: one
+//! service name per index, "" for the whole node, and `tierdex.storage`) and server reflection
+//! (v1 and v1alpha). Binds nothing itself: callers pass a bound listener, so tests can use
+//! port 0.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,8 +11,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::info;
 
-use crate::api::{TierdexService, pb};
+use crate::api::{AdminService, TierdexService, pb};
 use crate::node::{Node, TierState};
+use crate::store::BreakerState;
+
+/// Health service name that reports storage: NOT_SERVING while the circuit breaker is open
+/// (the indexes still serve, from their hot tiers).
+pub const STORAGE_HEALTH: &str = "tierdex.storage";
 
 /// Largest request accepted by the transport; bigger queries than `MAX_QUERY_BYTES` are still
 /// refused, but with INVALID_ARGUMENT and a message instead of a transport error.
@@ -31,6 +37,24 @@ pub async fn run(
             .set_service_status(&status.name, ServingStatus::NotServing)
             .await;
     }
+    let watched = node.clone();
+    let storage_reporter = reporter.clone();
+    let storage_task = tokio::spawn(async move {
+        let mut changes = watched.storage_changes();
+        loop {
+            let status = if *changes.borrow_and_update() == BreakerState::Closed {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            storage_reporter
+                .set_service_status(STORAGE_HEALTH, status)
+                .await;
+            if changes.changed().await.is_err() {
+                break;
+            }
+        }
+    });
     let watched = node.clone();
     let health_task = tokio::spawn(async move {
         let mut changes = watched.subscribe();
@@ -66,6 +90,7 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("valid descriptors");
+    let admin = pb::admin_server::AdminServer::new(AdminService::new(node.clone()));
     let service = pb::tierdex_server::TierdexServer::new(TierdexService::new(node))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving gRPC");
@@ -74,6 +99,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
+        .add_service(admin)
         // Small gRPC messages would otherwise wait on Nagle's algorithm (~40 ms per answer).
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -81,5 +107,6 @@ pub async fn run(
         )
         .await;
     health_task.abort();
+    storage_task.abort();
     result
 }

@@ -4,13 +4,15 @@
 pub mod client;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span, warn};
 
 use crate::node::documents::FieldValue;
 use crate::node::search::{SearchRequest, SearchResult, TierName};
-use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, TierState};
+use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, StorageStatus, TierState};
+use crate::store::BreakerState;
 
 pub mod pb {
     tonic::include_proto!("tierdex.v1");
@@ -42,6 +44,7 @@ pub fn status_of(err: NodeError) -> Status {
         }
         NodeErrorKind::UnknownIndex => Status::not_found(message),
         NodeErrorKind::NotReady => Status::unavailable(message),
+        NodeErrorKind::DeadlineExceeded => Status::deadline_exceeded(message),
         NodeErrorKind::Storage => {
             warn!("search failed: {message}");
             Status::unavailable(message)
@@ -154,6 +157,23 @@ fn index_status_to_pb(status: IndexStatus) -> pb::IndexStatus {
     }
 }
 
+/// The caller's deadline from the `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
+pub fn deadline_of(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    };
+    Instant::now().checked_add(timeout)
+}
+
 fn search_request(request: pb::SearchRequest) -> Result<(String, SearchRequest), Status> {
     if request.query.len() > MAX_QUERY_BYTES {
         return Err(Status::invalid_argument(format!(
@@ -179,6 +199,7 @@ fn search_request(request: pb::SearchRequest) -> Result<(String, SearchRequest),
             offset: request.offset,
             fields: request.fields,
             hot_only,
+            deadline: None,
         },
     ))
 }
@@ -234,7 +255,79 @@ impl pb::tierdex_server::Tierdex for TierdexService {
                 hit_rate: cache.hit_rate(),
             }),
             node_version: env!("CARGO_PKG_VERSION").to_string(),
+            storage: Some(storage_status_to_pb(self.node.storage_status())),
         }))
+    }
+}
+
+fn storage_status_to_pb(status: StorageStatus) -> pb::StorageStatus {
+    let breaker = match status.breaker {
+        BreakerState::Closed => pb::BreakerState::Closed,
+        BreakerState::Open => pb::BreakerState::Open,
+        BreakerState::HalfOpen => pb::BreakerState::HalfOpen,
+    };
+    pb::StorageStatus {
+        breaker: breaker as i32,
+        replicas: status.replicas as u32,
+        hedged_requests: status.hedged_requests,
+    }
+}
+
+/// The admin service: every call must carry `authorization: Bearer <admin_token>`.
+pub struct AdminService {
+    node: Arc<Node>,
+}
+
+impl AdminService {
+    pub fn new(node: Arc<Node>) -> AdminService {
+        AdminService { node }
+    }
+
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(expected) = &self.node.config().admin_token else {
+            return Err(Status::permission_denied(
+                "admin RPCs are disabled: the node has no admin_token",
+            ));
+        };
+        let given = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        // Compared in full whatever the input, so timing does not reveal a prefix.
+        let matches = given.is_some_and(|given| {
+            given.len() == expected.len()
+                && given
+                    .bytes()
+                    .zip(expected.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+        if matches {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("missing or wrong admin token"))
+        }
+    }
+}
+
+/// How long a reload may take before the call gives up (the load goes on).
+const RELOAD_WAIT: Duration = Duration::from_secs(600);
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn reload(
+        &self,
+        request: Request<pb::ReloadRequest>,
+    ) -> Result<Response<pb::ReloadResponse>, Status> {
+        self.authorize(&request)?;
+        let index = request.into_inner().index;
+        let version = self
+            .node
+            .reload(&index, RELOAD_WAIT)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(pb::ReloadResponse { version }))
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -69,6 +70,20 @@ impl MetadataFetch for CachedFetch<'_> {
     }
 }
 
+async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+    let temp = path.with_extension("partial");
+    let parent = path.parent().expect("kept files live in a directory");
+    tokio::fs::create_dir_all(parent)
+        .await
+        .map_err(|err| NodeError::io(format!("creating {}", parent.display()), err))?;
+    tokio::fs::write(&temp, bytes)
+        .await
+        .map_err(|err| NodeError::io(format!("writing {}", temp.display()), err))?;
+    tokio::fs::rename(&temp, path)
+        .await
+        .map_err(|err| NodeError::io(format!("writing {}", path.display()), err))
+}
+
 /// Lets an `Arc`ed error travel as a boxed error.
 #[derive(Debug)]
 struct ArcError(Arc<crate::cache::CacheError>);
@@ -81,35 +96,174 @@ impl std::fmt::Display for ArcError {
 
 impl std::error::Error for ArcError {}
 
+/// A file's tail, from the first block holding its page index to its end: what a reader
+/// needs besides data pages. Kept in the data dir so that the cold tier can open with storage
+/// down.
+struct LocalTail {
+    start: u64,
+    bytes: Bytes,
+}
+
+impl MetadataFetch for &LocalTail {
+    fn fetch(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        let result =
+            if range.start >= self.start && range.end <= self.start + self.bytes.len() as u64 {
+                Ok(self
+                    .bytes
+                    .slice((range.start - self.start) as usize..(range.end - self.start) as usize))
+            } else {
+                Err(ParquetError::General(format!(
+                    "bytes {}..{} are outside the kept file tail",
+                    range.start, range.end
+                )))
+            };
+        futures::future::ready(result).boxed()
+    }
+}
+
+fn file_name(entry: &FileEntry) -> &str {
+    entry.path.rsplit('/').next().unwrap_or(&entry.path)
+}
+
+async fn load_metadata(
+    what: &str,
+    fetch: impl MetadataFetch,
+    size: u64,
+) -> Result<(ArrowReaderMetadata, Vec<u64>), NodeError> {
+    let metadata = ParquetMetaDataReader::new()
+        .with_page_index_policy(PageIndexPolicy::Required)
+        .with_prefetch_hint(Some(FOOTER_PREFETCH))
+        .load_and_finish(fetch, size)
+        .await
+        .map_err(|err| NodeError::parquet(what, err))?;
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+    let metadata = ArrowReaderMetadata::try_new(Arc::new(metadata), options)
+        .map_err(|err| NodeError::parquet(what, err))?;
+    let mut group_starts = Vec::new();
+    let mut next = 0u64;
+    for group in metadata.metadata().row_groups() {
+        group_starts.push(next);
+        next += group.num_rows() as u64;
+    }
+    Ok((metadata, group_starts))
+}
+
+/// Where the page indexes and the footer begin.
+fn tail_start(metadata: &ArrowReaderMetadata, size: u64, footer_len: u64) -> u64 {
+    let mut start = size.saturating_sub(footer_len + 8);
+    for group in metadata.metadata().row_groups() {
+        for column in group.columns() {
+            for offset in [column.column_index_offset(), column.offset_index_offset()]
+                .into_iter()
+                .flatten()
+            {
+                start = start.min(offset.max(0) as u64);
+            }
+        }
+    }
+    start
+}
+
 impl ColdFile {
+    /// Opens a cold file from the store: block table, then footer and page index through the
+    /// cache. Both are also written under `keep` for `open_local`.
     pub async fn open(
         cache: &Arc<BlockCache>,
         store: &Arc<dyn BlobStore>,
         manifest: &Manifest,
         entry: &FileEntry,
         stats: &Arc<ReadStats>,
+        keep: &Path,
     ) -> Result<ColdFile, NodeError> {
         let table = read_block_table(store.as_ref(), manifest, entry).await?;
+        let encoded_table = table.encode();
         let key = version_key(&manifest.index, &manifest.version, &entry.path);
         let file = cache.file(store.clone(), key, table);
         let fetch = CachedFetch { file: &file, stats };
-        let metadata = ParquetMetaDataReader::new()
-            .with_page_index_policy(PageIndexPolicy::Required)
-            .with_prefetch_hint(Some(FOOTER_PREFETCH))
-            .load_and_finish(fetch, file.size())
+        let (metadata, group_starts) = load_metadata(&entry.path, fetch, file.size()).await?;
+        let last = file
+            .read_range(file.size().saturating_sub(8)..file.size(), stats)
             .await
-            .map_err(|err| NodeError::parquet(&entry.path, err))?;
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
-        let metadata = ArrowReaderMetadata::try_new(Arc::new(metadata), options)
-            .map_err(|err| NodeError::parquet(&entry.path, err))?;
-        let mut group_starts = Vec::new();
-        let mut next = 0u64;
-        for group in metadata.metadata().row_groups() {
-            group_starts.push(next);
-            next += group.num_rows() as u64;
-        }
+            .map_err(NodeError::Cache)?;
+        let footer_len = u32::from_le_bytes(last[..4].try_into().expect("4 bytes")) as u64;
+        let block_size = manifest.block_size;
+        let start = tail_start(&metadata, file.size(), footer_len) / block_size * block_size;
+        let tail = file
+            .read_range(start..file.size(), stats)
+            .await
+            .map_err(NodeError::Cache)?;
+        let name = file_name(entry);
+        let mut kept = start.to_le_bytes().to_vec();
+        kept.extend_from_slice(&tail);
+        write_atomically(&keep.join(format!("{name}.tail")), &kept).await?;
+        write_atomically(&keep.join(format!("{name}.blocks")), &encoded_table).await?;
         Ok(ColdFile {
             file,
+            metadata,
+            group_starts,
+        })
+    }
+
+    /// Opens a cold file from what `open` kept in the data dir, verified against the manifest;
+    /// only data pages will need storage.
+    pub async fn open_local(
+        cache: &Arc<BlockCache>,
+        store: &Arc<dyn BlobStore>,
+        manifest: &Manifest,
+        entry: &FileEntry,
+        keep: &Path,
+    ) -> Result<ColdFile, NodeError> {
+        let name = file_name(entry);
+        let read = |path: std::path::PathBuf| async move {
+            tokio::fs::read(&path)
+                .await
+                .map_err(|err| NodeError::io(format!("reading {}", path.display()), err))
+        };
+        let table_bytes = read(keep.join(format!("{name}.blocks"))).await?;
+        let table = match &entry.block_table {
+            Some(reference) => {
+                if table_bytes.len() as u64 != reference.size
+                    || crc32c::crc32c(&table_bytes) != reference.crc32c
+                {
+                    return Err(NodeError::Corrupt(format!(
+                        "kept block table of {} does not match the manifest",
+                        entry.path
+                    )));
+                }
+                crate::format::BlockTable::decode(&entry.path, &table_bytes)
+                    .map_err(|err| NodeError::Corrupt(err.to_string()))?
+            }
+            None => crate::format::BlockTable::single_block(
+                manifest.block_size,
+                entry.size,
+                entry.crc32c,
+            ),
+        };
+        let kept = read(keep.join(format!("{name}.tail"))).await?;
+        if kept.len() < 8 {
+            return Err(NodeError::Corrupt(format!(
+                "kept tail of {} is truncated",
+                entry.path
+            )));
+        }
+        let start = u64::from_le_bytes(kept[..8].try_into().expect("8 bytes"));
+        let bytes = Bytes::from(kept).slice(8..);
+        if start % manifest.block_size != 0
+            || start + bytes.len() as u64 != entry.size
+            || table
+                .first_bad_block(start / manifest.block_size, &bytes)
+                .is_some()
+        {
+            return Err(NodeError::Corrupt(format!(
+                "kept tail of {} fails its checksums",
+                entry.path
+            )));
+        }
+        let tail = LocalTail { start, bytes };
+        let (metadata, group_starts) = load_metadata(&entry.path, &tail, entry.size).await?;
+        let key = version_key(&manifest.index, &manifest.version, &entry.path);
+        Ok(ColdFile {
+            file: cache.file(store.clone(), key, table),
             metadata,
             group_starts,
         })
@@ -277,6 +431,7 @@ pub async fn fetch_documents(
     addrs: &[DocAddr],
     stats: &Arc<ReadStats>,
     cache: (&DocumentCache, &Arc<str>),
+    storage_allowed: bool,
 ) -> Result<Vec<Fields>, NodeError> {
     let (documents, version) = cache;
     let mut found: Vec<Option<Arc<Fields>>> = addrs
@@ -293,6 +448,11 @@ pub async fn fetch_documents(
         .filter(|(_, cached)| cached.is_none())
         .map(|(addr, _)| *addr)
         .collect();
+    if !missing.is_empty() && !storage_allowed {
+        return Err(NodeError::StorageUnavailable(
+            "storage is failing (circuit breaker open)".into(),
+        ));
+    }
     if !missing.is_empty() {
         let read = read_documents(files, schema, selection, &missing, stats).await?;
         let mut read = missing.iter().zip(read).map(|(addr, fields)| {

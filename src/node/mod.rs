@@ -8,25 +8,27 @@ pub mod documents;
 pub mod rehydrate;
 pub mod search;
 pub mod stable;
+pub mod stores;
 pub mod version;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use tokio::sync::{Semaphore, watch};
-use tracing::{Instrument, error, info, info_span, warn};
+use tokio::sync::{Notify, Semaphore, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cache::{BlockCache, CacheError, CacheStatus, ReadStats};
 use crate::config::NodeConfig;
 use crate::format::Manifest;
 use crate::format::layout::{self, COLD_INDEX_DIR, HOT_DIR};
 use crate::published::{self, PublishedError};
-use crate::store::{BlobStore, StoreError};
+use crate::store::{BlobStore, BreakerState, StoreError, StoreErrorKind};
 use rehydrate::{RehydrateOptions, rehydrate};
 use search::{SearchRequest, SearchResult};
+use stores::NodeStores;
 use version::{ColdTier, LoadedVersion, Tier};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +40,10 @@ pub enum NodeErrorKind {
     UnknownIndex,
     /// The index is not serving yet (its hot tier is still loading).
     NotReady,
-    /// Object storage failed.
+    /// Object storage failed, or is known to be failing.
     Storage,
+    /// The search's time budget ran out.
+    DeadlineExceeded,
     /// Data that fails its checksums or contradicts its manifest.
     Corrupt,
     Internal,
@@ -58,6 +62,10 @@ pub enum NodeError {
     UnknownIndex(String),
     #[error("index `{0}` is not serving yet")]
     NotReady(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("storage unavailable: {0}")]
+    StorageUnavailable(String),
     #[error(transparent)]
     Published(#[from] PublishedError),
     #[error(transparent)]
@@ -91,6 +99,8 @@ impl NodeError {
             NodeError::InvalidArgument(_) => NodeErrorKind::InvalidArgument,
             NodeError::UnknownIndex(_) => NodeErrorKind::UnknownIndex,
             NodeError::NotReady(_) => NodeErrorKind::NotReady,
+            NodeError::DeadlineExceeded(_) => NodeErrorKind::DeadlineExceeded,
+            NodeError::StorageUnavailable(_) => NodeErrorKind::Storage,
             NodeError::Published(PublishedError::Format(_)) => NodeErrorKind::Corrupt,
             NodeError::Published(_) | NodeError::Store(_) => NodeErrorKind::Storage,
             NodeError::Cache(err) => match err.kind() {
@@ -152,6 +162,10 @@ pub struct IndexSlot {
     name: String,
     current: ArcSwapOption<LoadedVersion>,
     state: Mutex<SlotState>,
+    /// Asks the index's task to look for a new version now.
+    check_now: Notify,
+    /// Counts finished checks, so that a caller can wait for the one it asked for.
+    checks: watch::Sender<u64>,
 }
 
 impl IndexSlot {
@@ -164,6 +178,8 @@ impl IndexSlot {
                 cold: TierState::Loading,
                 error: None,
             }),
+            check_now: Notify::new(),
+            checks: watch::channel(0).0,
         }
     }
 
@@ -188,18 +204,17 @@ impl IndexSlot {
     }
 }
 
-/// Timings and counts of one index's start-up, for logs and benchmarks.
-#[derive(Debug, Clone, Default)]
-pub struct LoadReport {
-    pub hot: rehydrate::RehydrateReport,
-    pub cold: rehydrate::RehydrateReport,
-    pub hot_ready_after: Duration,
-    pub cold_ready_after: Duration,
+/// The node's view of its storage, for status and health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageStatus {
+    pub breaker: BreakerState,
+    pub replicas: usize,
+    pub hedged_requests: u64,
 }
 
 pub struct Node {
     config: NodeConfig,
-    store: Arc<dyn BlobStore>,
+    stores: NodeStores,
     cache: Arc<BlockCache>,
     indexes: BTreeMap<String, Arc<IndexSlot>>,
     search_permits: Arc<Semaphore>,
@@ -207,8 +222,20 @@ pub struct Node {
     changes: watch::Sender<u64>,
 }
 
+/// Directory of the cold index in a version's local copy.
+const COLD_INDEX_LOCAL: &str = "cold-index";
+/// Directory of the cold files' kept footers and block tables.
+const COLD_META_LOCAL: &str = "cold-meta";
+/// Longest wait between two attempts at loading an index.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
 impl Node {
-    pub fn new(config: NodeConfig, store: Arc<dyn BlobStore>) -> Result<Arc<Node>, NodeError> {
+    /// A node over `primary`, and `replica` when there is a second store with the same content.
+    pub fn new(
+        config: NodeConfig,
+        primary: Arc<dyn BlobStore>,
+        replica: Option<Arc<dyn BlobStore>>,
+    ) -> Result<Arc<Node>, NodeError> {
         let mut indexes = BTreeMap::new();
         for name in &config.indexes {
             layout::check_index_name(name).map_err(NodeError::InvalidArgument)?;
@@ -219,8 +246,8 @@ impl Node {
             search_permits: Arc::new(Semaphore::new(config.search_concurrency)),
             documents: cold::DocumentCache::new(config.document_cache_size),
             changes: watch::channel(0).0,
+            stores: stores::assemble(primary, replica, &config),
             config,
-            store,
             indexes,
         }))
     }
@@ -231,6 +258,23 @@ impl Node {
 
     pub fn cache_status(&self) -> CacheStatus {
         self.cache.status()
+    }
+
+    pub fn storage_status(&self) -> StorageStatus {
+        StorageStatus {
+            breaker: self.stores.breaker.state(),
+            replicas: self.stores.bulk.len(),
+            hedged_requests: self
+                .stores
+                .hedged
+                .as_ref()
+                .map_or(0, |hedged| hedged.hedged_requests()),
+        }
+    }
+
+    /// Fires whenever the circuit breaker changes state.
+    pub fn storage_changes(&self) -> watch::Receiver<BreakerState> {
+        self.stores.breaker.subscribe()
     }
 
     /// Fires whenever an index's state changes.
@@ -265,8 +309,27 @@ impl Node {
             max_results: self.config.max_results,
             permits: &self.search_permits,
             documents: &self.documents,
+            default_timeout: self.config.default_timeout,
+            on_degraded: self.config.on_degraded,
+            storage_allowed: self.stores.breaker.allows_requests(),
         };
         search::search(version, request, &context).await
+    }
+
+    /// Looks for a new version of `index` now and waits until that check is done; returns the
+    /// version serving afterwards.
+    pub async fn reload(&self, index: &str, within: Duration) -> Result<String, NodeError> {
+        let slot = self.slot(index)?;
+        let mut checks = slot.checks.subscribe();
+        let before = *checks.borrow_and_update();
+        slot.check_now.notify_one();
+        let finished = tokio::time::timeout(within, checks.wait_for(|count| *count > before)).await;
+        if finished.is_err() {
+            return Err(NodeError::DeadlineExceeded(format!(
+                "index `{index}` did not finish checking in time"
+            )));
+        }
+        Ok(self.current_version(index)?.version().to_string())
     }
 
     fn update(&self, slot: &IndexSlot, change: impl FnOnce(&mut SlotState)) {
@@ -274,132 +337,347 @@ impl Node {
         self.changes.send_modify(|generation| *generation += 1);
     }
 
-    /// Loads every index in the background; returns when all have finished loading (or
-    /// failed), which callers need not wait for.
-    pub async fn load_all(self: &Arc<Self>) -> Vec<Result<LoadReport, String>> {
-        let loads = self.indexes.values().map(|slot| {
+    /// Serves every index: loads it (hot tier first, from storage or, when storage is down,
+    /// from the data dir), then keeps looking for new versions. Runs until dropped.
+    pub async fn run(self: &Arc<Self>) {
+        let tasks = self.indexes.values().map(|slot| {
             let node = self.clone();
             let slot = slot.clone();
-            async move {
-                let span = info_span!("load", index = %slot.name);
-                let result = node.load(&slot).instrument(span).await;
-                match &result {
-                    Ok(_) => {}
-                    Err(err) => {
-                        error!(index = %slot.name, "loading failed: {err}");
-                        let message = err.to_string();
-                        node.update(&slot, |state| {
-                            if state.hot == TierState::Loading {
-                                state.hot = TierState::Failed;
-                            }
-                            if state.cold == TierState::Loading {
-                                state.cold = TierState::Failed;
-                            }
-                            state.error = Some(message);
-                        });
-                    }
-                }
-                result.map_err(|err| err.to_string())
-            }
+            let span = info_span!("index", index = %slot.name);
+            async move { node.serve_index(slot).await }.instrument(span)
         });
-        futures::future::join_all(loads).await
+        futures::future::join_all(tasks).await;
     }
 
-    fn version_dir(&self, manifest: &Manifest) -> PathBuf {
-        self.config
-            .data_dir
-            .join(&manifest.index)
-            .join(&manifest.version)
+    async fn serve_index(&self, slot: Arc<IndexSlot>) {
+        let mut delay = Duration::from_millis(200);
+        let mut last_error = String::new();
+        // Until both tiers are up; the hot one serves as soon as it is open.
+        loop {
+            let attempt = match slot.current.load_full() {
+                None => self.initial_load(&slot).await,
+                Some(version) if version.cold().is_none() => self.load_cold(&slot, &version).await,
+                Some(_) => break,
+            };
+            if let Err(err) = attempt {
+                let message = err.to_string();
+                if message != last_error {
+                    warn!("loading failed, retrying: {message}");
+                    last_error = message.clone();
+                }
+                self.update(&slot, |state| state.error = Some(message));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+        }
+        loop {
+            let wait = async {
+                match self.config.poll_interval {
+                    Some(interval) => tokio::time::sleep(interval).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = wait => {}
+                _ = slot.check_now.notified() => {}
+            }
+            if let Err(err) = self.check_for_new_version(&slot).await {
+                debug!("looking for a new version failed: {err}");
+            }
+            slot.checks.send_modify(|count| *count += 1);
+        }
     }
 
-    async fn load(&self, slot: &IndexSlot) -> Result<LoadReport, NodeError> {
+    fn version_dir(&self, index: &str, version: &str) -> PathBuf {
+        self.config.data_dir.join(index).join(version)
+    }
+
+    fn rehydrate_options(&self) -> RehydrateOptions {
+        RehydrateOptions {
+            concurrency: self.config.rehydrate_concurrency,
+            chunk_size: self.config.rehydrate_chunk_size,
+        }
+    }
+
+    async fn initial_load(&self, slot: &Arc<IndexSlot>) -> Result<(), NodeError> {
+        match published::read_current_manifest(self.stores.query.as_ref(), &slot.name).await {
+            Ok(manifest) => self.load_version(slot, manifest, true).await,
+            Err(PublishedError::Store(err)) if err.kind() == StoreErrorKind::Unavailable => {
+                match self.open_local(slot).await {
+                    Some(Ok(())) => {
+                        warn!("storage unreachable ({err}): serving the copy in the data dir");
+                        Ok(())
+                    }
+                    Some(Err(local)) => Err(NodeError::StorageUnavailable(format!(
+                        "{err}; the local copy failed: {local}"
+                    ))),
+                    None => Err(err.into()),
+                }
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Loads a version from storage (reusing verified local files). The first version of an
+    /// index serves as soon as its hot tier is open; a later one replaces the current version
+    /// only once both its tiers are loaded.
+    async fn load_version(
+        &self,
+        slot: &Arc<IndexSlot>,
+        manifest: Manifest,
+        first: bool,
+    ) -> Result<(), NodeError> {
         let started = Instant::now();
-        let manifest = self.read_manifest_patiently(&slot.name).await?;
-        let local = self.version_dir(&manifest);
+        let local = self.version_dir(&manifest.index, &manifest.version);
         tokio::fs::create_dir_all(&local)
             .await
             .map_err(|err| NodeError::io(format!("creating {}", local.display()), err))?;
-        tokio::fs::write(local.join(layout::MANIFEST), manifest.encode())
-            .await
-            .map_err(|err| NodeError::io("keeping the manifest in the data dir", err))?;
-        let options = RehydrateOptions {
-            concurrency: self.config.rehydrate_concurrency,
-            chunk_size: self.config.rehydrate_chunk_size,
-        };
-        let mut report = LoadReport {
-            hot: rehydrate(
-                &self.store,
-                &manifest,
-                HOT_DIR,
-                &local.join(HOT_DIR),
-                options,
-            )
-            .await?,
-            ..LoadReport::default()
-        };
-        let hot_dir = local.join(HOT_DIR);
-        let hot = tokio::task::spawn_blocking(move || Tier::open(&hot_dir))
-            .await
-            .map_err(|err| NodeError::Internal(format!("open task: {err}")))??;
-        let version = Arc::new(LoadedVersion::new(manifest.clone(), hot)?);
-        slot.current.store(Some(version.clone()));
-        report.hot_ready_after = started.elapsed();
-        self.update(slot, |state| state.hot = TierState::Ready);
-        info!(version = %manifest.version, seconds = report.hot_ready_after.as_secs_f64(), "hot tier serving");
-
-        report.cold = rehydrate(
-            &self.store,
+        let hot = rehydrate(
+            &self.stores.bulk,
             &manifest,
-            COLD_INDEX_DIR,
-            &local.join("cold-index"),
-            options,
+            HOT_DIR,
+            &local.join(HOT_DIR),
+            self.rehydrate_options(),
         )
         .await?;
-        let cold_dir = local.join("cold-index");
+        let hot_dir = local.join(HOT_DIR);
+        let hot_tier = tokio::task::spawn_blocking(move || Tier::open(&hot_dir))
+            .await
+            .map_err(|err| NodeError::Internal(format!("open task: {err}")))??;
+        // The manifest goes last: a local copy with a manifest is complete as far as it goes.
+        write_atomically(&local.join(layout::MANIFEST), &manifest.encode()).await?;
+        let version = Arc::new(LoadedVersion::new(manifest, hot_tier)?);
+        if first {
+            slot.current.store(Some(version.clone()));
+            self.update(slot, |state| state.hot = TierState::Ready);
+            info!(
+                version = %version.version(),
+                seconds = started.elapsed().as_secs_f64(),
+                downloaded = hot.bytes_downloaded,
+                reused_files = hot.reused_files,
+                "hot tier serving"
+            );
+            self.load_cold(slot, &version).await?;
+            self.remove_other_versions(&slot.name, version.version())
+                .await;
+        } else {
+            self.load_cold_tier(&version).await?;
+            let old = slot.current.swap(Some(version.clone()));
+            self.update(slot, |state| {
+                state.hot = TierState::Ready;
+                state.cold = TierState::Ready;
+                state.error = None;
+            });
+            info!(version = %version.version(), "switched to the new version");
+            if let Some(old) = old {
+                self.retire(old);
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_cold(
+        &self,
+        slot: &Arc<IndexSlot>,
+        version: &Arc<LoadedVersion>,
+    ) -> Result<(), NodeError> {
+        self.load_cold_tier(version).await?;
+        self.update(slot, |state| {
+            state.cold = TierState::Ready;
+            state.error = None;
+        });
+        info!(version = %version.version(), "cold tier serving");
+        Ok(())
+    }
+
+    /// Downloads and opens the cold index, and reads the cold files' footers (keeping them).
+    async fn load_cold_tier(&self, version: &Arc<LoadedVersion>) -> Result<(), NodeError> {
+        let manifest = &version.manifest;
+        let local = self.version_dir(&manifest.index, &manifest.version);
+        rehydrate(
+            &self.stores.bulk,
+            manifest,
+            COLD_INDEX_DIR,
+            &local.join(COLD_INDEX_LOCAL),
+            self.rehydrate_options(),
+        )
+        .await?;
+        let cold_dir = local.join(COLD_INDEX_LOCAL);
         let cold_index = tokio::task::spawn_blocking(move || Tier::open(&cold_dir))
             .await
             .map_err(|err| NodeError::Internal(format!("open task: {err}")))??;
         let stats = Arc::new(ReadStats::default());
-        let mut files = Vec::with_capacity(manifest.cold.parquet_files.len());
+        let keep = local.join(COLD_META_LOCAL);
         let opens = manifest.cold.parquet_files.iter().map(|parquet| {
             let entry = manifest
                 .file(&parquet.path)
                 .expect("validated manifest lists its cold files");
-            cold::ColdFile::open(&self.cache, &self.store, &manifest, entry, &stats)
+            cold::ColdFile::open(
+                &self.cache,
+                &self.stores.query,
+                manifest,
+                entry,
+                &stats,
+                &keep,
+            )
         });
-        for opened in futures::future::join_all(opens).await {
-            files.push(opened?);
+        let files = futures::future::join_all(opens)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        version.set_cold(ColdTier {
+            tier: cold_index,
+            files: Arc::new(files),
+        })
+    }
+
+    /// The newest complete local copy of the index, opened without storage: hot tier always,
+    /// cold tier when its index and kept footers are there. `None` when there is no copy.
+    async fn open_local(&self, slot: &Arc<IndexSlot>) -> Option<Result<(), NodeError>> {
+        let dir = self.config.data_dir.join(&slot.name);
+        let mut versions: Vec<String> = std::fs::read_dir(&dir)
+            .ok()?
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().join(layout::MANIFEST).is_file())
+            .map(|entry| entry.file_name().to_string_lossy().to_string())
+            .collect();
+        versions.sort();
+        let newest = versions.pop()?;
+        Some(self.open_local_version(slot, &newest).await)
+    }
+
+    async fn open_local_version(
+        &self,
+        slot: &Arc<IndexSlot>,
+        version: &str,
+    ) -> Result<(), NodeError> {
+        let local = self.version_dir(&slot.name, version);
+        let bytes = tokio::fs::read(local.join(layout::MANIFEST))
+            .await
+            .map_err(|err| NodeError::io("reading the kept manifest", err))?;
+        let manifest =
+            Manifest::decode(&local.join(layout::MANIFEST).display().to_string(), &bytes)
+                .map_err(|err| NodeError::Corrupt(err.to_string()))?;
+        for (name, entry) in manifest.hot_files() {
+            if !rehydrate::local_file_matches(&local.join(HOT_DIR).join(name), entry).await {
+                return Err(NodeError::Corrupt(format!(
+                    "kept hot file {name} does not match its checksum"
+                )));
+            }
+        }
+        let hot_dir = local.join(HOT_DIR);
+        let hot = tokio::task::spawn_blocking(move || Tier::open(&hot_dir))
+            .await
+            .map_err(|err| NodeError::Internal(format!("open task: {err}")))??;
+        let loaded = Arc::new(LoadedVersion::new(manifest, hot)?);
+        slot.current.store(Some(loaded.clone()));
+        self.update(slot, |state| state.hot = TierState::Ready);
+        info!(version, "hot tier serving from the data dir");
+        match self.open_local_cold(&loaded, &local).await {
+            Ok(()) => {
+                self.update(slot, |state| state.cold = TierState::Ready);
+                info!(
+                    version,
+                    "cold tier open from the data dir; its documents need storage"
+                );
+            }
+            Err(err) => warn!(
+                version,
+                "cold tier not available locally, waiting for storage: {err}"
+            ),
+        }
+        Ok(())
+    }
+
+    async fn open_local_cold(
+        &self,
+        version: &Arc<LoadedVersion>,
+        local: &Path,
+    ) -> Result<(), NodeError> {
+        let manifest = &version.manifest;
+        for (name, entry) in manifest.cold_index_files() {
+            if !rehydrate::local_file_matches(&local.join(COLD_INDEX_LOCAL).join(name), entry).await
+            {
+                return Err(NodeError::Corrupt(format!(
+                    "kept cold index file {name} does not match its checksum"
+                )));
+            }
+        }
+        let cold_dir = local.join(COLD_INDEX_LOCAL);
+        let cold_index = tokio::task::spawn_blocking(move || Tier::open(&cold_dir))
+            .await
+            .map_err(|err| NodeError::Internal(format!("open task: {err}")))??;
+        let keep = local.join(COLD_META_LOCAL);
+        let mut files = Vec::new();
+        for parquet in &manifest.cold.parquet_files {
+            let entry = manifest
+                .file(&parquet.path)
+                .expect("validated manifest lists its cold files");
+            files.push(
+                cold::ColdFile::open_local(&self.cache, &self.stores.query, manifest, entry, &keep)
+                    .await?,
+            );
         }
         version.set_cold(ColdTier {
             tier: cold_index,
             files: Arc::new(files),
-        })?;
-        report.cold_ready_after = started.elapsed();
-        self.update(slot, |state| state.cold = TierState::Ready);
-        info!(
-            version = %manifest.version,
-            seconds = report.cold_ready_after.as_secs_f64(),
-            "cold tier serving"
-        );
-        Ok(report)
+        })
     }
 
-    /// Reads CURRENT and the manifest, retrying while storage is unreachable (the node keeps
-    /// answering health checks, NOT_SERVING, meanwhile).
-    async fn read_manifest_patiently(&self, index: &str) -> Result<Manifest, NodeError> {
-        let mut delay = Duration::from_millis(200);
-        loop {
-            match published::read_current_manifest(self.store.as_ref(), index).await {
-                Ok(manifest) => return Ok(manifest),
-                Err(PublishedError::Store(err))
-                    if err.kind() == crate::store::StoreErrorKind::Unavailable =>
-                {
-                    warn!(index, "storage unreachable, retrying in {delay:?}: {err}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                Err(err) => return Err(err.into()),
+    async fn check_for_new_version(&self, slot: &Arc<IndexSlot>) -> Result<(), NodeError> {
+        let current = slot.current.load_full();
+        let version = published::read_current(self.stores.query.as_ref(), &slot.name).await?;
+        if current
+            .as_ref()
+            .is_some_and(|current| current.version() == version)
+        {
+            return Ok(());
+        }
+        let manifest =
+            published::read_manifest(self.stores.query.as_ref(), &slot.name, &version).await?;
+        info!(version = %manifest.version, "new version published: loading it");
+        self.load_version(slot, manifest, current.is_none()).await
+    }
+
+    /// Removes a replaced version's files once no search holds it any more.
+    fn retire(&self, old: Arc<LoadedVersion>) {
+        let dir = self.version_dir(&old.manifest.index, old.version());
+        tokio::spawn(async move {
+            while Arc::strong_count(&old) > 1 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let version = old.version().to_string();
+            drop(old);
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => info!(%version, "removed the replaced version's files"),
+                Err(err) => warn!(%version, "could not remove {}: {err}", dir.display()),
+            }
+        });
+    }
+
+    /// Leftovers of earlier runs: any other version's directory.
+    async fn remove_other_versions(&self, index: &str, keep: &str) {
+        let dir = self.config.data_dir.join(index);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.filter_map(|entry| entry.ok()) {
+            if entry.file_name() != keep
+                && entry.path().is_dir()
+                && let Err(err) = tokio::fs::remove_dir_all(entry.path()).await
+            {
+                warn!("could not remove {}: {err}", entry.path().display());
             }
         }
     }
+}
+
+async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+    let temp = path.with_extension("partial");
+    tokio::fs::write(&temp, bytes)
+        .await
+        .map_err(|err| NodeError::io(format!("writing {}", temp.display()), err))?;
+    tokio::fs::rename(&temp, path)
+        .await
+        .map_err(|err| NodeError::io(format!("writing {}", path.display()), err))
 }

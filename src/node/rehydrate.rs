@@ -46,9 +46,26 @@ struct Download {
     target: PathBuf,
 }
 
-/// Makes `local` hold exactly the files of `dir` in `manifest`, verified.
+/// Reads a block table from the first replica that has it.
+async fn block_table(
+    stores: &[Arc<dyn BlobStore>],
+    manifest: &Manifest,
+    entry: &FileEntry,
+) -> Result<BlockTable, NodeError> {
+    let mut last = None;
+    for store in stores {
+        match read_block_table(store.as_ref(), manifest, entry).await {
+            Ok(table) => return Ok(table),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.expect("at least one store").into())
+}
+
+/// Makes `local` hold exactly the files of `dir` in `manifest`, verified. Chunks are spread
+/// over `stores` (replicas of the same content); a failed chunk is retried on the next one.
 pub async fn rehydrate(
-    store: &Arc<dyn BlobStore>,
+    stores: &[Arc<dyn BlobStore>],
     manifest: &Manifest,
     dir: &str,
     local: &Path,
@@ -66,7 +83,7 @@ pub async fn rehydrate(
             report.reused_files += 1;
             continue;
         }
-        let table = read_block_table(store.as_ref(), manifest, entry).await?;
+        let table = block_table(stores, manifest, entry).await?;
         downloads.push(Download {
             entry: entry.clone(),
             table,
@@ -92,6 +109,7 @@ pub async fn rehydrate(
     let block_size = manifest.block_size;
     let chunk_blocks = (options.chunk_size / block_size).max(1);
     let mut chunks: Vec<(usize, u64, Range<u64>)> = Vec::new();
+    // Chunk `i` starts on replica `i % replicas`.
     for (file, download) in downloads.iter().enumerate() {
         let blocks = download.table.block_count();
         let mut first = 0;
@@ -106,42 +124,46 @@ pub async fn rehydrate(
     let requests = AtomicU64::new(0);
     let refetched = AtomicU64::new(0);
     let downloads = &downloads;
-    let results: Vec<(usize, u64, u32, u64)> = futures::stream::iter(chunks)
-        .map(|(file, first_block, range)| {
-            let download = &downloads[file];
-            let key = version_key(&manifest.index, &manifest.version, &download.entry.path);
-            let requests = &requests;
-            let refetched = &refetched;
-            async move {
-                let data = fetch_chunk(
-                    store,
-                    &key,
-                    &download.table,
-                    first_block,
-                    range.clone(),
-                    requests,
-                    refetched,
-                )
-                .await?;
-                let crc = crc32c::crc32c(&data);
-                let len = data.len() as u64;
-                let path = download.partial.clone();
-                let offset = range.start;
-                tokio::task::spawn_blocking(move || {
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .and_then(|file| file.write_all_at(&data, offset))
-                        .map_err(|err| NodeError::io(format!("writing {}", path.display()), err))
-                })
-                .await
-                .map_err(|err| NodeError::Internal(format!("write task: {err}")))??;
-                Ok::<_, NodeError>((file, range.start, crc, len))
-            }
-        })
-        .buffer_unordered(options.concurrency.max(1))
-        .try_collect()
-        .await?;
+    let results: Vec<(usize, u64, u32, u64)> =
+        futures::stream::iter(chunks.into_iter().enumerate())
+            .map(|(chunk, (file, first_block, range))| {
+                let download = &downloads[file];
+                let key = version_key(&manifest.index, &manifest.version, &download.entry.path);
+                let requests = &requests;
+                let refetched = &refetched;
+                async move {
+                    let data = fetch_chunk(
+                        stores,
+                        chunk,
+                        &key,
+                        &download.table,
+                        first_block,
+                        range.clone(),
+                        requests,
+                        refetched,
+                    )
+                    .await?;
+                    let crc = crc32c::crc32c(&data);
+                    let len = data.len() as u64;
+                    let path = download.partial.clone();
+                    let offset = range.start;
+                    tokio::task::spawn_blocking(move || {
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .and_then(|file| file.write_all_at(&data, offset))
+                            .map_err(|err| {
+                                NodeError::io(format!("writing {}", path.display()), err)
+                            })
+                    })
+                    .await
+                    .map_err(|err| NodeError::Internal(format!("write task: {err}")))??;
+                    Ok::<_, NodeError>((file, range.start, crc, len))
+                }
+            })
+            .buffer_unordered(options.concurrency.max(1))
+            .try_collect()
+            .await?;
     report.requests = requests.load(Ordering::Relaxed);
     report.refetched_chunks = refetched.load(Ordering::Relaxed);
 
@@ -183,9 +205,12 @@ pub async fn rehydrate(
     Ok(report)
 }
 
-/// One chunk, verified block by block; a chunk failing its checksums is fetched again.
+/// One chunk, verified block by block; a chunk failing its checksums, or whose read fails, is
+/// fetched again from the next replica.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_chunk(
-    store: &Arc<dyn BlobStore>,
+    stores: &[Arc<dyn BlobStore>],
+    chunk: usize,
     key: &str,
     table: &BlockTable,
     first_block: u64,
@@ -195,6 +220,7 @@ async fn fetch_chunk(
 ) -> Result<bytes::Bytes, NodeError> {
     let mut attempt = 0;
     loop {
+        let store = &stores[(chunk + attempt as usize) % stores.len()];
         attempt += 1;
         requests.fetch_add(1, Ordering::Relaxed);
         match store.get_range(key, range.clone()).await {
@@ -222,7 +248,7 @@ async fn fetch_chunk(
 }
 
 /// True when `path` exists with the entry's size and CRC32C.
-async fn local_file_matches(path: &Path, entry: &FileEntry) -> bool {
+pub async fn local_file_matches(path: &Path, entry: &FileEntry) -> bool {
     let path = path.to_path_buf();
     let (size, crc) = (entry.size, entry.crc32c);
     tokio::task::spawn_blocking(move || {

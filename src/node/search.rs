@@ -5,7 +5,7 @@
 //! tantivy search and parquet decoding run on the blocking pool, bounded by a semaphore.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tantivy::collector::Count;
 use tantivy::query::{Bm25StatisticsProvider, Query};
@@ -19,8 +19,9 @@ use super::cold::{DocumentCache, fetch_documents};
 use super::collector::{RankedHit, TopHits, rank_order};
 use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
 use super::stable::keep_constant_scores;
-use super::version::LoadedVersion;
+use super::version::{ColdTier, LoadedVersion};
 use crate::cache::ReadStats;
+use crate::config::DegradedPolicy;
 use crate::format::DocAddr;
 
 #[derive(Debug, Clone, Default)]
@@ -32,6 +33,8 @@ pub struct SearchRequest {
     /// Stored fields to return; empty for all.
     pub fields: Vec<String>,
     pub hot_only: bool,
+    /// When the caller stops waiting (the gRPC deadline); else the node's default budget.
+    pub deadline: Option<Instant>,
 }
 
 pub const DEFAULT_LIMIT: u32 = 10;
@@ -169,6 +172,8 @@ fn search_tier(
 /// The ranked page, before cold documents are read.
 struct Ranked {
     page: Vec<(RankedHit, TierName, Option<Fields>)>,
+    /// Hot hits ranked after the page: they fill a degraded page in place of cold ones.
+    hot_after_page: Vec<RankedHit>,
     hot_total: u64,
     cold_total: u64,
     parse_ms: f64,
@@ -182,25 +187,35 @@ pub struct SearchContext<'a> {
     /// Bounds searches running on the blocking pool.
     pub permits: &'a Arc<Semaphore>,
     pub documents: &'a DocumentCache,
+    /// Budget of a search that brings no deadline of its own.
+    pub default_timeout: Duration,
+    pub on_degraded: DegradedPolicy,
+    /// False while storage is known to be failing (the circuit breaker is open).
+    pub storage_allowed: bool,
 }
+
+/// Time kept back from the budget for assembling the answer after the cold fetch gives up.
+const ANSWER_MARGIN: Duration = Duration::from_millis(5);
 
 pub async fn search(
     version: Arc<LoadedVersion>,
     request: SearchRequest,
     context: &SearchContext<'_>,
 ) -> Result<SearchResult, NodeError> {
-    let max_results = context.max_results;
-    let permits = context.permits;
     let started = Instant::now();
+    let deadline = request
+        .deadline
+        .unwrap_or(started + context.default_timeout);
     let limit = if request.limit == 0 {
         DEFAULT_LIMIT
     } else {
         request.limit
     };
     let depth = u64::from(limit) + u64::from(request.offset);
-    if depth > u64::from(max_results) {
+    if depth > u64::from(context.max_results) {
         return Err(NodeError::InvalidArgument(format!(
-            "limit + offset is {depth}, above this node's maximum of {max_results}"
+            "limit + offset is {depth}, above this node's maximum of {}",
+            context.max_results
         )));
     }
     let selection = FieldSelection::new(
@@ -214,135 +229,134 @@ pub async fn search(
     } else {
         version.cold().cloned()
     };
-    let degraded = (!request.hot_only && cold.is_none())
+    let mut degraded = (!request.hot_only && cold.is_none())
         .then(|| "cold tier still loading: hot results only".to_string());
 
-    let permit = permits
-        .clone()
-        .acquire_owned()
+    let permit = tokio::time::timeout_at(deadline.into(), context.permits.clone().acquire_owned())
         .await
+        .map_err(|_| {
+            NodeError::DeadlineExceeded("no search slot became free within the time budget".into())
+        })?
         .map_err(|_| NodeError::Internal("search pool closed".into()))?;
-    let ranked = {
+    let ranking = {
         let version = version.clone();
         let cold = cold.clone();
         let selection = selection.clone();
         let query_text = request.query.clone();
         let offset = request.offset as usize;
         let span = debug_span!("rank");
-        tokio::task::spawn_blocking(move || -> Result<Ranked, NodeError> {
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let _entered = span.entered();
-            let parse_started = Instant::now();
-            let query = parse(&version, &query_text)?;
-            let parse_ms = millis(parse_started);
-            let search_started = Instant::now();
-            let hot_searcher = version.hot.searcher();
-            let cold_searcher = cold.as_ref().map(|cold| cold.tier.searcher());
-            let mut tiers = vec![&hot_searcher];
-            tiers.extend(cold_searcher.as_ref());
-            let statistics = CorpusStatistics { tiers };
-            let hot = search_tier(
-                &hot_searcher,
-                query.as_ref(),
-                &statistics,
+            rank(
                 &version,
+                cold.as_deref(),
+                &selection,
+                &query_text,
                 depth as usize,
-                false,
-            )?;
-            let cold_page = match &cold_searcher {
-                Some(searcher) => Some(search_tier(
-                    searcher,
-                    query.as_ref(),
-                    &statistics,
-                    &version,
-                    depth as usize,
-                    true,
-                )?),
-                None => None,
-            };
-            let search_ms = millis(search_started);
-            let hot_total = hot.total;
-            let cold_total = cold_page.as_ref().map_or(0, |page| page.total);
-            let tagged = hot.hits.into_iter().map(|hit| (hit, TierName::Hot)).chain(
-                cold_page
-                    .into_iter()
-                    .flat_map(|page| page.hits)
-                    .map(|hit| (hit, TierName::Cold)),
-            );
-            let mut all: Vec<(RankedHit, TierName)> = tagged.collect();
-            all.sort_by(|(a, _), (b, _)| rank_order(a.score, &a.id, b.score, &b.id));
-            let page: Vec<(RankedHit, TierName)> =
-                all.into_iter().skip(offset).take(limit as usize).collect();
-            let hot_fetch_started = Instant::now();
-            let mut with_documents = Vec::with_capacity(page.len());
-            for (hit, tier) in page {
-                let fields = match tier {
-                    TierName::Hot => {
-                        let document: TantivyDocument = hot_searcher.doc(hit.doc)?;
-                        Some(from_tantivy(&version.schema, &selection, &document))
-                    }
-                    TierName::Cold => None,
-                };
-                with_documents.push((hit, tier, fields));
-            }
-            Ok(Ranked {
-                page: with_documents,
-                hot_total,
-                cold_total,
-                parse_ms,
-                search_ms,
-                hot_fetch_ms: millis(hot_fetch_started),
-            })
+                offset,
+                limit as usize,
+            )
         })
-        .await
-        .map_err(|err| NodeError::Internal(format!("search task: {err}")))??
     };
-    drop(permit);
+    let ranked = tokio::time::timeout_at(deadline.into(), ranking)
+        .await
+        .map_err(|_| {
+            NodeError::DeadlineExceeded("ranking did not finish within the time budget".into())
+        })?
+        .map_err(|err| NodeError::Internal(format!("search task: {err}")))??;
 
     let stats = Arc::new(ReadStats::default());
     let cold_started = Instant::now();
-    let cold_addrs: Vec<DocAddr> = ranked
+    let cold_hits: Vec<&RankedHit> = ranked
         .page
         .iter()
         .filter(|(_, tier, _)| *tier == TierName::Cold)
-        .map(|(hit, _, _)| DocAddr::unpack(hit.addr.unwrap_or(u64::MAX)))
+        .map(|(hit, _, _)| hit)
         .collect();
-    let mut cold_documents = match (&cold, cold_addrs.is_empty()) {
-        (Some(cold), false) => fetch_documents(
-            &cold.files,
-            &version.schema,
-            &selection,
-            &cold_addrs,
-            &stats,
-            (context.documents, &version.version_key),
-        )
-        .instrument(debug_span!("cold_fetch", documents = cold_addrs.len()))
-        .await?
-        .into_iter(),
-        _ => Vec::new().into_iter(),
+    let cold_addrs: Vec<DocAddr> = cold_hits
+        .iter()
+        .map(|hit| DocAddr::unpack(hit.addr.unwrap_or(u64::MAX)))
+        .collect();
+    let cold_documents: Result<Vec<Fields>, String> = match (&cold, cold_addrs.is_empty()) {
+        (Some(cold), false) => {
+            let fetch = fetch_documents(
+                &cold.files,
+                &version.schema,
+                &selection,
+                &cold_addrs,
+                &stats,
+                (context.documents, &version.version_key),
+                context.storage_allowed,
+            )
+            .instrument(debug_span!("cold_fetch", documents = cold_addrs.len()));
+            let give_up = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
+            match tokio::time::timeout_at(give_up.into(), fetch).await {
+                Ok(Ok(documents)) => Ok(documents),
+                Ok(Err(err)) => Err(format!("cold documents could not be read: {err}")),
+                Err(_) => Err("cold documents were not read within the time budget".to_string()),
+            }
+        }
+        _ => Ok(Vec::new()),
     };
     let cold_fetch_ms = if cold_addrs.is_empty() {
         0.0
     } else {
         millis(cold_started)
     };
-    let hits = ranked
-        .page
-        .into_iter()
-        .map(|(hit, tier, fields)| SearchHit {
-            id: hit.id.into(),
-            score: hit.score,
-            tier,
-            fields: fields.unwrap_or_else(|| cold_documents.next().unwrap_or_default()),
-        })
-        .collect();
+    let mut omitted_cold_hits = 0;
+    let mut omitted_ids = Vec::new();
+    let hits = match cold_documents {
+        Ok(documents) => {
+            let mut documents = documents.into_iter();
+            ranked
+                .page
+                .into_iter()
+                .map(|(hit, tier, fields)| SearchHit {
+                    id: hit.id.into(),
+                    score: hit.score,
+                    tier,
+                    fields: fields.unwrap_or_else(|| documents.next().unwrap_or_default()),
+                })
+                .collect()
+        }
+        Err(reason) => {
+            if context.on_degraded == DegradedPolicy::Fail {
+                return Err(NodeError::StorageUnavailable(reason));
+            }
+            omitted_cold_hits = cold_hits.len() as u64;
+            omitted_ids = cold_hits
+                .iter()
+                .map(|hit| FieldValue::from(hit.id.clone()))
+                .collect();
+            degraded = Some(reason);
+            let mut hits: Vec<SearchHit> = ranked
+                .page
+                .into_iter()
+                .filter(|(_, tier, _)| *tier == TierName::Hot)
+                .map(|(hit, tier, fields)| SearchHit {
+                    id: hit.id.into(),
+                    score: hit.score,
+                    tier,
+                    fields: fields.unwrap_or_default(),
+                })
+                .collect();
+            let room = (limit as usize).saturating_sub(hits.len());
+            let backfill: Vec<RankedHit> = ranked.hot_after_page.into_iter().take(room).collect();
+            if !backfill.is_empty() {
+                hits.extend(hot_documents(&version, &selection, backfill).await?);
+            }
+            hits
+        }
+    };
     let counts = stats.snapshot();
     Ok(SearchResult {
         hits,
         hot_total: ranked.hot_total,
         cold_total: ranked.cold_total,
         degraded,
-        omitted_cold_hits: 0,
-        omitted_ids: Vec::new(),
+        omitted_cold_hits,
+        omitted_ids,
         stats: SearchStats {
             cache_hits: counts.cache_hits,
             cache_misses: counts.cache_misses,
@@ -355,5 +369,116 @@ pub async fn search(
             total_ms: millis(started),
         },
         version: version.version().to_string(),
+    })
+}
+
+/// Stored fields of hot hits, read on the blocking pool.
+async fn hot_documents(
+    version: &Arc<LoadedVersion>,
+    selection: &FieldSelection,
+    hits: Vec<RankedHit>,
+) -> Result<Vec<SearchHit>, NodeError> {
+    let version = version.clone();
+    let selection = selection.clone();
+    tokio::task::spawn_blocking(move || {
+        let searcher = version.hot.searcher();
+        hits.into_iter()
+            .map(|hit| {
+                let document: TantivyDocument = searcher.doc(hit.doc)?;
+                Ok(SearchHit {
+                    fields: from_tantivy(&version.schema, &selection, &document),
+                    id: hit.id.into(),
+                    score: hit.score,
+                    tier: TierName::Hot,
+                })
+            })
+            .collect()
+    })
+    .await
+    .map_err(|err| NodeError::Internal(format!("document task: {err}")))?
+}
+
+/// Parses, scores both tiers with corpus-wide statistics, merges, and reads the page's hot
+/// documents. Runs on the blocking pool.
+fn rank(
+    version: &LoadedVersion,
+    cold: Option<&ColdTier>,
+    selection: &FieldSelection,
+    query_text: &str,
+    depth: usize,
+    offset: usize,
+    limit: usize,
+) -> Result<Ranked, NodeError> {
+    let parse_started = Instant::now();
+    let query = parse(version, query_text)?;
+    let parse_ms = millis(parse_started);
+    let search_started = Instant::now();
+    let hot_searcher = version.hot.searcher();
+    let cold_searcher = cold.map(|cold| cold.tier.searcher());
+    let mut tiers = vec![&hot_searcher];
+    tiers.extend(cold_searcher.as_ref());
+    let statistics = CorpusStatistics { tiers };
+    // One page more of hot hits than the page needs, to fill a degraded answer.
+    let hot = search_tier(
+        &hot_searcher,
+        query.as_ref(),
+        &statistics,
+        version,
+        depth + limit,
+        false,
+    )?;
+    let cold_page = match &cold_searcher {
+        Some(searcher) => Some(search_tier(
+            searcher,
+            query.as_ref(),
+            &statistics,
+            version,
+            depth,
+            true,
+        )?),
+        None => None,
+    };
+    let search_ms = millis(search_started);
+    let hot_total = hot.total;
+    let cold_total = cold_page.as_ref().map_or(0, |page| page.total);
+    let mut all: Vec<(RankedHit, TierName)> = hot
+        .hits
+        .into_iter()
+        .map(|hit| (hit, TierName::Hot))
+        .chain(
+            cold_page
+                .into_iter()
+                .flat_map(|page| page.hits)
+                .map(|hit| (hit, TierName::Cold)),
+        )
+        .collect();
+    all.sort_by(|(a, _), (b, _)| rank_order(a.score, &a.id, b.score, &b.id));
+    let mut ranked = all.into_iter().skip(offset);
+    let page: Vec<(RankedHit, TierName)> = ranked.by_ref().take(limit).collect();
+    let hot_after_page: Vec<RankedHit> = ranked
+        .filter(|(_, tier)| *tier == TierName::Hot)
+        .map(|(hit, _)| hit)
+        .take(limit)
+        .collect();
+    let hot_fetch_started = Instant::now();
+    let mut with_documents = Vec::with_capacity(page.len());
+    for (hit, tier) in page {
+        let fields = match tier {
+            TierName::Hot => {
+                let document: TantivyDocument = hot_searcher.doc(hit.doc)?;
+                Some(from_tantivy(&version.schema, selection, &document))
+            }
+            TierName::Cold => None,
+        };
+        with_documents.push((hit, tier, fields));
+    }
+    Ok(Ranked {
+        page: with_documents,
+        hot_after_page,
+        hot_total,
+        cold_total,
+        parse_ms,
+        search_ms,
+        hot_fetch_ms: millis(hot_fetch_started),
     })
 }

@@ -9,11 +9,14 @@
 //! the score a property of the document and the query alone.
 
 use tantivy::query::{
-    AllScorer, BooleanQuery, ConstScorer, EnableScoring, Explanation, Query, Scorer, Weight,
+    AllScorer, BooleanQuery, ConstScorer, EnableScoring, Explanation, PhrasePrefixQuery,
+    PhraseQuery, Query, Scorer, TermQuery, Weight,
 };
 use tantivy::{DocId, Score, SegmentReader, Term};
 
-/// Wraps every non-boolean node of `query` so that its constant score survives.
+/// Wraps every node of `query` that could answer with an `AllScorer` so that its constant
+/// score survives. Term and phrase queries are left alone: with scoring on they never do, and
+/// wrapping them would hide their block-max pruning.
 pub fn keep_constant_scores(query: Box<dyn Query>) -> Box<dyn Query> {
     if let Some(boolean) = query.downcast_ref::<BooleanQuery>() {
         let clauses = boolean
@@ -25,6 +28,9 @@ pub fn keep_constant_scores(query: Box<dyn Query>) -> Box<dyn Query> {
             clauses,
             boolean.get_minimum_number_should_match(),
         ));
+    }
+    if query.is::<TermQuery>() || query.is::<PhraseQuery>() || query.is::<PhrasePrefixQuery>() {
+        return query;
     }
     Box::new(KeepConstantScore(query))
 }

@@ -325,6 +325,7 @@ pub struct TestNode {
     pub node: Arc<tierdex::node::Node>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    loading: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestNode {
@@ -350,9 +351,9 @@ impl TestNode {
         let config = tierdex::config::NodeConfig::resolve(settings, "test").unwrap();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
-        let node = tierdex::node::Node::new(config, store).unwrap();
+        let node = tierdex::node::Node::new(config, store, None).unwrap();
         let loader = node.clone();
-        tokio::spawn(async move { loader.load_all().await });
+        let loading = tokio::spawn(async move { loader.run().await });
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = node.clone();
         let server = tokio::spawn(async move {
@@ -367,6 +368,7 @@ impl TestNode {
             node,
             shutdown: Some(shutdown),
             server: Some(server),
+            loading: Some(loading),
         }
     }
 
@@ -403,6 +405,9 @@ impl TestNode {
     }
 
     pub async fn stop(mut self) {
+        if let Some(loading) = self.loading.take() {
+            loading.abort();
+        }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -414,6 +419,9 @@ impl TestNode {
 
 impl Drop for TestNode {
     fn drop(&mut self) {
+        if let Some(loading) = self.loading.take() {
+            loading.abort();
+        }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

@@ -228,17 +228,17 @@ async fn handle(
             shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
             std::future::pending::<()>().await;
         }
-        if let Some((delay, fraction)) = faults.latency {
-            if shared.chance(fraction) {
-                shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(delay).await;
-            }
+        if let Some((delay, fraction)) = faults.latency
+            && shared.chance(fraction)
+        {
+            shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
         }
-        if let Some((status, fraction)) = faults.error_status {
-            if shared.chance(fraction) {
-                shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
-                return Ok(error_response(status));
-            }
+        if let Some((status, fraction)) = faults.error_status
+            && shared.chance(fraction)
+        {
+            shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
+            return Ok(error_response(status));
         }
     }
     let (parts, body) = request.into_parts();
@@ -268,16 +268,17 @@ async fn handle(
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Ok(error_response(502)),
     };
-    if applies && parts.status.is_success() && !body.is_empty() {
-        if let Some(fraction) = faults.flip_bytes {
-            if shared.chance(fraction) {
-                shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
-                let mut flipped = body.to_vec();
-                let at = (shared.random() * flipped.len() as f64) as usize % flipped.len();
-                flipped[at] ^= 0x01;
-                body = Bytes::from(flipped);
-            }
-        }
+    if applies
+        && parts.status.is_success()
+        && !body.is_empty()
+        && let Some(fraction) = faults.flip_bytes
+        && shared.chance(fraction)
+    {
+        shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
+        let mut flipped = body.to_vec();
+        let at = (shared.random() * flipped.len() as f64) as usize % flipped.len();
+        flipped[at] ^= 0x01;
+        body = Bytes::from(flipped);
     }
     Ok(Response::from_parts(parts, Full::new(body)))
 }

@@ -1,0 +1,74 @@
+//! The node's views of storage, stacked from the store wrappers:
+//!
+//! ```text
+//! query reads:  [bandwidth, query priority] → circuit breaker → hedged(replica A, replica B) → timeout
+//! bulk reads:   [bandwidth, bulk priority] → timeout, one per replica (rehydration spreads over them)
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::NodeConfig;
+use crate::store::{
+    Bandwidth, BlobStore, BreakerSettings, CircuitBreaker, HedgedStore, LimitedStore, Priority,
+    TimeoutStore,
+};
+
+/// Bulk requests move megabytes: they get a longer limit than query reads.
+const MIN_BULK_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct NodeStores {
+    pub query: Arc<dyn BlobStore>,
+    pub bulk: Vec<Arc<dyn BlobStore>>,
+    pub breaker: Arc<CircuitBreaker>,
+    pub hedged: Option<Arc<HedgedStore>>,
+}
+
+pub fn assemble(
+    primary: Arc<dyn BlobStore>,
+    replica: Option<Arc<dyn BlobStore>>,
+    config: &NodeConfig,
+) -> NodeStores {
+    let replicas: Vec<Arc<dyn BlobStore>> = std::iter::once(primary).chain(replica).collect();
+    let timed = |store: &Arc<dyn BlobStore>, limit: Duration| -> Arc<dyn BlobStore> {
+        Arc::new(TimeoutStore::new(store.clone(), limit))
+    };
+    let query_replicas: Vec<Arc<dyn BlobStore>> = replicas
+        .iter()
+        .map(|store| timed(store, config.storage_timeout))
+        .collect();
+    let (reads, hedged): (Arc<dyn BlobStore>, Option<Arc<HedgedStore>>) =
+        match query_replicas.as_slice() {
+            [first, second] => {
+                let hedged = Arc::new(HedgedStore::new(first.clone(), second.clone()));
+                (hedged.clone(), Some(hedged))
+            }
+            _ => (query_replicas[0].clone(), None),
+        };
+    let breaker = CircuitBreaker::new(
+        reads,
+        BreakerSettings {
+            failures_to_open: config.breaker_failures,
+            cool_down: config.breaker_cool_down,
+        },
+    );
+    let bandwidth = config.bandwidth_limit.map(Bandwidth::new);
+    let limited = |store: Arc<dyn BlobStore>, priority: Priority| -> Arc<dyn BlobStore> {
+        match &bandwidth {
+            Some(bandwidth) => Arc::new(LimitedStore::new(store, bandwidth.clone(), priority)),
+            None => store,
+        }
+    };
+    let query = limited(breaker.clone(), Priority::Query);
+    let bulk_timeout = config.storage_timeout.max(MIN_BULK_TIMEOUT);
+    let bulk = replicas
+        .iter()
+        .map(|store| limited(timed(store, bulk_timeout), Priority::Bulk))
+        .collect();
+    NodeStores {
+        query,
+        bulk,
+        breaker,
+        hedged,
+    }
+}
