@@ -13,6 +13,7 @@
 //! - those queries on an empty cache (a restarted node), with requests and bytes per query;
 //! - rehydration of the version vs one single-stream GET of the same files;
 //! - many concurrent clients, counting errors.
+//!
 //! Queries come from `../shared/data/web-queries-tb05.txt`, in file order.
 
 #[path = "../tests/common/mod.rs"]
