@@ -38,7 +38,7 @@ enum Command {
     /// Print the current version's manifest summary; with --verify, check every checksum.
     Inspect(InspectArgs),
     /// Serve indexes over gRPC: rehydrate from the store, hot tier first.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run one search against a serving node.
     Query(QueryArgs),
     /// Generate a sample corpus, build it into a local store and serve it.
@@ -215,7 +215,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Build(args) => run_build(args).await,
             Command::Inspect(args) => run_inspect(args).await,
-            Command::Serve(args) => run_serve(args).await,
+            Command::Serve(args) => run_serve(*args).await,
             Command::Query(args) => run_query(args).await,
             Command::Quickstart(args) => run_quickstart(args).await,
         }
