@@ -145,6 +145,14 @@ async fn a_restart_with_a_complete_data_dir_reads_no_index_file() {
         index_reads.is_empty(),
         "restart read index files: {index_reads:?}"
     );
+    // Nor the cold files' footers, kept in the data dir: only CURRENT and the manifest.
+    let other_reads: Vec<String> = second
+        .reads()
+        .iter()
+        .map(|read| read.key.clone())
+        .filter(|key| !key.ends_with("/CURRENT") && !key.ends_with("/manifest.json"))
+        .collect();
+    assert!(other_reads.is_empty(), "restart read {other_reads:?}");
     // It still answers from both tiers.
     let response = node
         .client()

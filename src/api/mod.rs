@@ -157,12 +157,17 @@ fn index_status_to_pb(status: IndexStatus) -> pb::IndexStatus {
     }
 }
 
-/// The caller's deadline from the `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
+/// When the caller stops waiting: its `grpc-timeout` header, read as the request arrives.
 pub fn deadline_of(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
-    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let timeout = parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)?;
+    Instant::now().checked_add(timeout)
+}
+
+/// `<digits><H|M|S|m|u|n>`, as the gRPC protocol writes `grpc-timeout`.
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     let amount: u64 = digits.parse().ok()?;
-    let timeout = match unit {
+    Some(match unit {
         "H" => Duration::from_secs(amount.saturating_mul(3600)),
         "M" => Duration::from_secs(amount.saturating_mul(60)),
         "S" => Duration::from_secs(amount),
@@ -170,8 +175,7 @@ pub fn deadline_of(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
         "u" => Duration::from_micros(amount),
         "n" => Duration::from_nanos(amount),
         _ => return None,
-    };
-    Instant::now().checked_add(timeout)
+    })
 }
 
 fn search_request(request: pb::SearchRequest) -> Result<(String, SearchRequest), Status> {
@@ -210,7 +214,9 @@ impl pb::tierdex_server::Tierdex for TierdexService {
         &self,
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
-        let (index, request) = search_request(request.into_inner())?;
+        let deadline = deadline_of(request.metadata());
+        let (index, mut request) = search_request(request.into_inner())?;
+        request.deadline = deadline;
         let span = info_span!("search", %index, query = %request.query, limit = request.limit, offset = request.offset);
         let result = self
             .node
@@ -339,6 +345,18 @@ mod tests {
     fn dates_are_rfc3339_with_microseconds() {
         assert_eq!(format_micros(0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(format_micros(86_400_000_001), "1970-01-02T00:00:00.000001Z");
+    }
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("400m"), Some(Duration::from_millis(400)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_grpc_timeout("99999u"),
+            Some(Duration::from_micros(99999))
+        );
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
     }
 
     #[test]

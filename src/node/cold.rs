@@ -125,14 +125,17 @@ fn file_name(entry: &FileEntry) -> &str {
     entry.path.rsplit('/').next().unwrap_or(&entry.path)
 }
 
+/// `prefetch`: bytes to read from the end in the first request (storage), or none (the kept
+/// tail, which holds exactly what the reader will ask for).
 async fn load_metadata(
     what: &str,
     fetch: impl MetadataFetch,
     size: u64,
+    prefetch: Option<usize>,
 ) -> Result<(ArrowReaderMetadata, Vec<u64>), NodeError> {
     let metadata = ParquetMetaDataReader::new()
         .with_page_index_policy(PageIndexPolicy::Required)
-        .with_prefetch_hint(Some(FOOTER_PREFETCH))
+        .with_prefetch_hint(prefetch)
         .load_and_finish(fetch, size)
         .await
         .map_err(|err| NodeError::parquet(what, err))?;
@@ -180,7 +183,8 @@ impl ColdFile {
         let key = version_key(&manifest.index, &manifest.version, &entry.path);
         let file = cache.file(store.clone(), key, table);
         let fetch = CachedFetch { file: &file, stats };
-        let (metadata, group_starts) = load_metadata(&entry.path, fetch, file.size()).await?;
+        let (metadata, group_starts) =
+            load_metadata(&entry.path, fetch, file.size(), Some(FOOTER_PREFETCH)).await?;
         let last = file
             .read_range(file.size().saturating_sub(8)..file.size(), stats)
             .await
@@ -260,7 +264,7 @@ impl ColdFile {
             )));
         }
         let tail = LocalTail { start, bytes };
-        let (metadata, group_starts) = load_metadata(&entry.path, &tail, entry.size).await?;
+        let (metadata, group_starts) = load_metadata(&entry.path, &tail, entry.size, None).await?;
         let key = version_key(&manifest.index, &manifest.version, &entry.path);
         Ok(ColdFile {
             file: cache.file(store.clone(), key, table),

@@ -508,18 +508,36 @@ impl Node {
             .map_err(|err| NodeError::Internal(format!("open task: {err}")))??;
         let stats = Arc::new(ReadStats::default());
         let keep = local.join(COLD_META_LOCAL);
+        // Footers kept by an earlier start are used as they are: a restart reads none again.
         let opens = manifest.cold.parquet_files.iter().map(|parquet| {
             let entry = manifest
                 .file(&parquet.path)
                 .expect("validated manifest lists its cold files");
-            cold::ColdFile::open(
-                &self.cache,
-                &self.stores.query,
-                manifest,
-                entry,
-                &stats,
-                &keep,
-            )
+            let (stats, keep) = (&stats, &keep);
+            async move {
+                match cold::ColdFile::open_local(
+                    &self.cache,
+                    &self.stores.query,
+                    manifest,
+                    entry,
+                    keep,
+                )
+                .await
+                {
+                    Ok(file) => Ok(file),
+                    Err(_) => {
+                        cold::ColdFile::open(
+                            &self.cache,
+                            &self.stores.query,
+                            manifest,
+                            entry,
+                            stats,
+                            keep,
+                        )
+                        .await
+                    }
+                }
+            }
         });
         let files = futures::future::join_all(opens)
             .await
@@ -581,10 +599,12 @@ impl Node {
                     "cold tier open from the data dir; its documents need storage"
                 );
             }
-            Err(err) => warn!(
-                version,
-                "cold tier not available locally, waiting for storage: {err}"
-            ),
+            Err(err) => {
+                warn!(
+                    version,
+                    "cold tier not available locally, waiting for storage: {err}"
+                )
+            }
         }
         Ok(())
     }

@@ -437,3 +437,65 @@ pub fn search_request(index: &str, query: &str, limit: u32) -> tierdex::api::pb:
         ..Default::default()
     }
 }
+
+/// A store on an existing bucket through another endpoint (e.g. a fault proxy).
+pub async fn s3_store_at(endpoint: &str, bucket: &str, prefix: &str) -> Arc<S3Store> {
+    let rest = format!("{bucket}/{prefix}?endpoint={endpoint}&path_style=true");
+    Arc::new(
+        S3Store::connect(S3Options::parse(&rest).unwrap())
+            .await
+            .unwrap(),
+    )
+}
+
+impl S3Server {
+    pub fn address(&self) -> SocketAddr {
+        self.endpoint.trim_start_matches("http://").parse().unwrap()
+    }
+}
+
+/// A TestNode with the settings fault tests use: tiny caches (so cold reads reach storage),
+/// short storage timeouts and a quick breaker.
+pub async fn fault_node(
+    store: Arc<dyn BlobStore>,
+    index: &str,
+    data: &Path,
+    adjust: impl FnOnce(&mut tierdex::config::Settings),
+) -> TestNode {
+    TestNode::start_with(store, &[index], data, |settings| {
+        settings.cache_size = Some("64KiB".into());
+        settings.document_cache_size = Some("0".into());
+        settings.storage_timeout = Some("300ms".into());
+        settings.breaker_failures = Some(3);
+        settings.breaker_cool_down = Some("500ms".into());
+        settings.default_timeout = Some("2s".into());
+        settings.poll_interval = Some("0s".into());
+        adjust(settings);
+    })
+    .await
+}
+
+/// A hit's id as u64 (CACM).
+pub fn hit_u64(hit: &tierdex::api::pb::Hit) -> u64 {
+    match hit.id.as_ref().and_then(|id| id.kind.as_ref()) {
+        Some(tierdex::api::pb::value::Kind::U64(id)) => *id,
+        other => panic!("expected a u64 id, got {other:?}"),
+    }
+}
+
+/// The 64 CACM queries, punctuation stripped.
+pub fn cacm_query_texts() -> Vec<String> {
+    std::fs::read_to_string(shared_data("cacm.queries.tsv"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .map(|(_, text)| {
+            text.chars()
+                .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+                .collect::<String>()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}

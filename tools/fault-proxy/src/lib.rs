@@ -12,7 +12,6 @@
 //! They are switched with `FaultProxy::set` (in process) or with `PUT /__faults?...` (the
 //! `fault-proxy` binary).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -200,10 +199,22 @@ fn error_response(status: u16) -> Response<Full<Bytes>> {
         .expect("valid response")
 }
 
+/// Returned to hyper to drop a connection without answering.
+#[derive(Debug)]
+struct Refused;
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection refused by the fault proxy")
+    }
+}
+
+impl std::error::Error for Refused {}
+
 async fn handle(
     shared: Arc<Shared>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, Refused> {
     if shared.control && request.uri().path() == "/__faults" {
         let query = request.uri().query().unwrap_or("").to_string();
         return Ok(match Faults::from_query(&query) {
@@ -219,6 +230,11 @@ async fn handle(
     }
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     let faults = shared.faults.lock().expect("not poisoned").clone();
+    if faults.refuse {
+        // Connections opened before the fault are cut too, as a dead server would.
+        shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
+        return Err(Refused);
+    }
     let applies = faults
         .path_filter
         .as_ref()
