@@ -315,6 +315,24 @@ async fn bad_requests_get_clear_status_codes_and_the_node_keeps_serving() {
         Code::InvalidArgument,
         "unknown field `colour`",
     );
+    check(
+        client
+            .search(search_request("cacm", "\"time sharing", 10))
+            .await,
+        Code::InvalidArgument,
+        "at byte",
+    );
+    let huge = "computer ".repeat(10 * 1024 * 1024 / 9);
+    check(
+        client.search(search_request("cacm", &huge, 10)).await,
+        Code::InvalidArgument,
+        "bytes, more than the",
+    );
+    check(
+        client.search(search_request("cacm", "title:*", 10)).await,
+        Code::InvalidArgument,
+        "not a fast field",
+    );
     let mut bad_tiers = search_request("cacm", "computer", 10);
     bad_tiers.tiers = 9;
     check(

@@ -162,11 +162,30 @@ fn search_tier(
         id_kind: version.id_kind,
         with_addr,
     };
-    let hits = searcher.search_with_statistics_provider(query, &collector, statistics)?;
+    let hits = searcher
+        .search_with_statistics_provider(query, &collector, statistics)
+        .map_err(query_error)?;
     // Counted apart from the ranking, which prunes: counting needs no scores, and a single
     // term is counted from its document frequency.
-    let total = searcher.search(query, &Count)? as u64;
+    let total = searcher.search(query, &Count).map_err(query_error)? as u64;
     Ok(TierPage { hits, total })
+}
+
+/// Some queries parse but cannot run on the schema (`field:*` on a field that is not fast):
+/// tantivy says so only when the query runs. That is the query's fault, not the node's.
+fn query_error(err: tantivy::TantivyError) -> NodeError {
+    match err {
+        tantivy::TantivyError::SchemaError(message)
+        | tantivy::TantivyError::InvalidArgument(message) => NodeError::InvalidQuery {
+            message,
+            position: None,
+        },
+        tantivy::TantivyError::FieldNotFound(field) => NodeError::InvalidQuery {
+            message: format!("unknown field `{field}`"),
+            position: None,
+        },
+        other => NodeError::Index(other),
+    }
 }
 
 /// The ranked page, before cold documents are read.

@@ -1,0 +1,327 @@
+//! Figures for storage trouble, measured side by side in one run.
+//!
+//! ```text
+//! ./tools/test.sh           # once: installs s3s-fs under target/tools
+//! cargo bench --bench faults -- [--queries N]
+//! ```
+//!
+//! Real S3-compatible servers (s3s-fs) on 127.0.0.1, the fault proxy in front of one, and nodes
+//! in this process:
+//! 1. Hedging: two replicas with the same CACM version; 100 ms added to 5% of the first
+//!    replica's requests. Cold queries (tiny caches, so nearly every query reads storage) on a
+//!    node hedging over both replicas vs a node reading the first replica alone.
+//! 2. Rehydration through 20 ms added to every request vs one single-stream GET per file of the
+//!    same files through the same proxy, for CACM and for the PyPI catalog.
+//! 3. Degraded answers (storage refused, circuit breaker open) vs normal hot-tier answers.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use fault_proxy::{FaultProxy, Faults};
+use tierdex::node::Node;
+use tierdex::store::BlobStore;
+
+fn percentile(samples: &[Duration], p: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+}
+
+fn node_config(
+    data: &std::path::Path,
+    adjust: impl FnOnce(&mut tierdex::config::Settings),
+) -> tierdex::config::NodeConfig {
+    let mut settings = tierdex::config::Settings {
+        store: Some("bench".into()),
+        indexes: Some(vec!["cacm".into()]),
+        data_dir: Some(data.to_path_buf()),
+        cache_size: Some("64KiB".into()),
+        document_cache_size: Some("0".into()),
+        poll_interval: Some("0s".into()),
+        ..Default::default()
+    };
+    adjust(&mut settings);
+    tierdex::config::NodeConfig::resolve(settings, "bench").unwrap()
+}
+
+async fn ready(node: &Arc<Node>) {
+    let runner = node.clone();
+    tokio::spawn(async move { runner.run().await });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while node
+        .statuses()
+        .iter()
+        .any(|status| status.cold != tierdex::node::TierState::Ready)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node not ready: {:?}",
+            node.statuses()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn timed_searches(
+    node: &Arc<Node>,
+    queries: &[String],
+    hot_only: bool,
+) -> (Vec<Duration>, usize) {
+    let mut latencies = Vec::with_capacity(queries.len());
+    let mut degraded = 0;
+    for query in queries {
+        let request = tierdex::node::search::SearchRequest {
+            query: query.clone(),
+            limit: 10,
+            hot_only,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let result = node.search("cacm", request).await.unwrap();
+        latencies.push(started.elapsed());
+        degraded += usize::from(result.degraded.is_some());
+    }
+    (latencies, degraded)
+}
+
+/// Copies every object of `from` into `to`: two replicas with the same content.
+async fn replicate(from: &dyn BlobStore, to: &dyn BlobStore) {
+    for object in from.list("").await.unwrap() {
+        to.put(&object.key, from.get(&object.key).await.unwrap())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut repeats = 3usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--repeats" => repeats = args.next().unwrap().parse().unwrap(),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+        // Before any thread reads the environment: the local servers' test credentials.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "tierdex-bench");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "tierdex-bench-secret");
+            std::env::set_var("AWS_REGION", "us-east-1");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        }
+    }
+    let queries: Vec<String> = std::iter::repeat_n(cacm_query_texts(), repeats)
+        .flatten()
+        .collect();
+
+    // 1. Hedging.
+    let first = S3Server::start();
+    let second = S3Server::start();
+    let first_store = first.store("bench", "").await;
+    let second_store = second.store("bench", "").await;
+    build_cacm(first_store.clone(), "hot = [\"citations >= 1\"]", "cacm").await;
+    replicate(first_store.as_ref(), second_store.as_ref()).await;
+    let proxy = FaultProxy::start(first.address()).await.unwrap();
+    let slow_first = s3_store_at(&proxy.url(), "bench", "").await;
+    let data_hedged = tempfile::tempdir().unwrap();
+    let data_single = tempfile::tempdir().unwrap();
+    let hedged = Node::new(
+        node_config(data_hedged.path(), |_| {}),
+        slow_first.clone(),
+        Some(second_store.clone()),
+    )
+    .unwrap();
+    let single = Node::new(
+        node_config(data_single.path(), |_| {}),
+        slow_first.clone(),
+        None,
+    )
+    .unwrap();
+    ready(&hedged).await;
+    ready(&single).await;
+    proxy.set(Faults {
+        latency: Some((Duration::from_millis(100), 0.05)),
+        ..Faults::none()
+    });
+    // Alternate the two nodes query by query, so that both see the same conditions.
+    let (mut with_hedging, mut without) = (Vec::new(), Vec::new());
+    let mut storage_requests = 0;
+    for query in &queries {
+        for (node, latencies) in [(&hedged, &mut with_hedging), (&single, &mut without)] {
+            let request = tierdex::node::search::SearchRequest {
+                query: query.clone(),
+                limit: 10,
+                ..Default::default()
+            };
+            let started = Instant::now();
+            let result = node.search("cacm", request).await.unwrap();
+            latencies.push(started.elapsed());
+            assert!(result.degraded.is_none());
+            storage_requests += result.stats.storage_requests;
+        }
+    }
+    println!("## Hedged reads: 100 ms added to 5% of the first replica's requests");
+    println!();
+    println!(
+        "{} CACM queries (both tiers, 64 KiB block cache, no document cache), {storage_requests} storage requests in all",
+        queries.len()
+    );
+    println!();
+    println!("| | p50 ms | p99 ms |");
+    println!("|---|---|---|");
+    println!(
+        "| first replica alone | {:.2} | {:.2} |",
+        percentile(&without, 0.5),
+        percentile(&without, 0.99)
+    );
+    println!(
+        "| hedged over two replicas | {:.2} | {:.2} |",
+        percentile(&with_hedging, 0.5),
+        percentile(&with_hedging, 0.99)
+    );
+    println!(
+        "| ratio hedged / alone | {:.2}x | {:.2}x |",
+        percentile(&with_hedging, 0.5) / percentile(&without, 0.5),
+        percentile(&with_hedging, 0.99) / percentile(&without, 0.99)
+    );
+    println!(
+        "hedged requests: {}",
+        hedged.storage_status().hedged_requests
+    );
+    println!();
+
+    // 2. Rehydration through 20 ms per request.
+    proxy.set(Faults {
+        latency: Some((Duration::from_millis(20), 1.0)),
+        ..Faults::none()
+    });
+    println!("## Rehydration through 20 ms added to every request");
+    println!();
+    println!("| index | files | MiB | single-stream GET s | rehydration s | ratio |");
+    println!("|---|---|---|---|---|---|");
+    let pypi_schema = Arc::new(
+        tierdex::schema::IndexSchema::from_toml_file(&repo_root().join("benches/pypi/schema.toml"))
+            .unwrap(),
+    );
+    let pypi_rules = std::fs::read_to_string(repo_root().join("benches/pypi/rules.toml")).unwrap();
+    let options = build_options(
+        pypi_schema,
+        &pypi_rules,
+        vec![shared_data("pypi-packages.jsonl.gz")],
+        "pypi",
+    );
+    tierdex::builder::build(options, first_store.clone())
+        .await
+        .unwrap();
+    for index in ["cacm", "pypi"] {
+        let manifest = tierdex::published::read_current_manifest(first_store.as_ref(), index)
+            .await
+            .unwrap();
+        let files: Vec<(String, u64)> = manifest
+            .files
+            .iter()
+            .filter(|file| file.path.starts_with("hot/") || file.path.starts_with("cold/index/"))
+            .map(|file| {
+                (
+                    tierdex::format::layout::version_key(index, &manifest.version, &file.path),
+                    file.size,
+                )
+            })
+            .collect();
+        let bytes: u64 = files.iter().map(|(_, size)| size).sum();
+        let started = Instant::now();
+        for (key, _) in &files {
+            std::hint::black_box(slow_first.get(key).await.unwrap());
+        }
+        let single_stream = started.elapsed();
+        let data = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let options = tierdex::node::rehydrate::RehydrateOptions {
+            concurrency: 16,
+            chunk_size: 8 << 20,
+        };
+        let stores: Vec<Arc<dyn BlobStore>> = vec![slow_first.clone()];
+        let hot = tierdex::node::rehydrate::rehydrate(
+            &stores,
+            &manifest,
+            "hot",
+            &data.path().join("hot"),
+            options,
+        )
+        .await
+        .unwrap();
+        let cold = tierdex::node::rehydrate::rehydrate(
+            &stores,
+            &manifest,
+            "cold/index",
+            &data.path().join("cold"),
+            options,
+        )
+        .await
+        .unwrap();
+        let rehydration = started.elapsed();
+        assert_eq!(hot.bytes_downloaded + cold.bytes_downloaded, bytes);
+        println!(
+            "| {index} | {} | {:.1} | {:.2} | {:.2} | {:.1}x |",
+            files.len(),
+            bytes as f64 / 1048576.0,
+            single_stream.as_secs_f64(),
+            rehydration.as_secs_f64(),
+            single_stream.as_secs_f64() / rehydration.as_secs_f64()
+        );
+    }
+    println!();
+
+    // 3. Degraded answers vs normal hot answers.
+    proxy.set(Faults::none());
+    let data = tempfile::tempdir().unwrap();
+    let node = Node::new(
+        node_config(data.path(), |settings| {
+            settings.breaker_cool_down = Some("600s".into());
+            settings.storage_timeout = Some("300ms".into());
+        }),
+        slow_first.clone(),
+        None,
+    )
+    .unwrap();
+    ready(&node).await;
+    let (hot, _) = timed_searches(&node, &queries, true).await;
+    proxy.set(Faults {
+        refuse: true,
+        ..Faults::none()
+    });
+    // Open the breaker, then measure.
+    timed_searches(&node, &queries[..20], false).await;
+    assert_eq!(
+        node.storage_status().breaker,
+        tierdex::store::BreakerState::Open
+    );
+    let (degraded_latencies, degraded) = timed_searches(&node, &queries, false).await;
+    println!("## Degraded answers (storage refused, breaker open) vs normal hot-tier answers");
+    println!();
+    println!("| {} CACM queries | p50 ms | p99 ms |", queries.len());
+    println!("|---|---|---|");
+    println!(
+        "| hot tier only, storage up | {:.3} | {:.3} |",
+        percentile(&hot, 0.5),
+        percentile(&hot, 0.99)
+    );
+    println!(
+        "| both tiers, breaker open ({degraded} of {} degraded) | {:.3} | {:.3} |",
+        queries.len(),
+        percentile(&degraded_latencies, 0.5),
+        percentile(&degraded_latencies, 0.99)
+    );
+    println!(
+        "| ratio | {:.2}x | {:.2}x |",
+        percentile(&degraded_latencies, 0.5) / percentile(&hot, 0.5),
+        percentile(&degraded_latencies, 0.99) / percentile(&hot, 0.99)
+    );
+}
