@@ -706,55 +706,71 @@ async fn reload_needs_the_admin_token() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_replica_is_hedged_around() {
+/// Two s3s-fs servers holding the same CACM version.
+async fn two_replicas() -> (S3Server, S3Server, Arc<dyn BlobStore>) {
     let primary = S3Server::start();
     let secondary = S3Server::start();
-    for server in [&primary, &secondary] {
-        build_cacm(
-            server.store("replicas", "").await,
-            "hot = [\"citations >= 1\"]",
-            "cacm",
-        )
-        .await;
-    }
-    // Both replicas must hold the same version: copy the primary's objects over the second.
     let from = primary.store("replicas", "").await;
+    build_cacm(from.clone(), "hot = [\"citations >= 1\"]", "cacm").await;
     let to = secondary.store("replicas", "").await;
-    for object in to.list("").await.unwrap() {
-        to.delete(&object.key).await.unwrap();
-    }
     for object in from.list("").await.unwrap() {
         to.put(&object.key, from.get(&object.key).await.unwrap())
             .await
             .unwrap();
     }
+    (primary, secondary, to)
+}
+
+/// A node over `primary` and `secondary`, with tiny caches so that cold reads reach storage.
+async fn replicated_node(
+    primary: Arc<dyn BlobStore>,
+    secondary: Arc<dyn BlobStore>,
+    data: &std::path::Path,
+) -> Arc<tierdex::node::Node> {
+    let settings = tierdex::config::Settings {
+        store: Some("unused".into()),
+        indexes: Some(vec!["cacm".into()]),
+        data_dir: Some(data.to_path_buf()),
+        cache_size: Some("64KiB".into()),
+        document_cache_size: Some("0".into()),
+        storage_timeout: Some("5s".into()),
+        poll_interval: Some("0s".into()),
+        ..Default::default()
+    };
+    let config = tierdex::config::NodeConfig::resolve(settings, "test").unwrap();
+    let node = tierdex::node::Node::new(config, primary, Some(secondary)).unwrap();
+    let runner = node.clone();
+    tokio::spawn(async move { runner.run().await });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while node.statuses()[0].cold != tierdex::node::TierState::Ready {
+        assert!(Instant::now() < deadline, "{:?}", node.statuses());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node
+}
+
+fn title_of(hit: &tierdex::node::search::SearchHit) -> &tierdex::node::documents::FieldValue {
+    &hit.fields
+        .iter()
+        .find(|(name, _)| name == "title")
+        .unwrap()
+        .1
+}
+
+fn id_of(hit: &tierdex::node::search::SearchHit) -> u64 {
+    match hit.id {
+        tierdex::node::documents::FieldValue::U64(id) => id,
+        ref other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_replica_is_hedged_around() {
+    let (primary, _secondary, second_store) = two_replicas().await;
     let proxy = FaultProxy::start(primary.address()).await.unwrap();
     let slow_primary = s3_store_at(&proxy.url(), "replicas", "").await;
     let data = tempfile::tempdir().unwrap();
-    let settings = |settings: &mut tierdex::config::Settings| {
-        settings.cache_size = Some("64KiB".into());
-        settings.document_cache_size = Some("0".into());
-        settings.storage_timeout = Some("5s".into());
-        settings.poll_interval = Some("0s".into());
-    };
-    let mut config_settings = tierdex::config::Settings {
-        store: Some("unused".into()),
-        indexes: Some(vec!["cacm".into()]),
-        listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(data.path().to_path_buf()),
-        ..Default::default()
-    };
-    settings(&mut config_settings);
-    let config = tierdex::config::NodeConfig::resolve(config_settings, "test").unwrap();
-    let node = tierdex::node::Node::new(config, slow_primary, Some(to.clone())).unwrap();
-    let runner = node.clone();
-    let running = tokio::spawn(async move { runner.run().await });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while node.statuses()[0].cold != tierdex::node::TierState::Ready {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let node = replicated_node(slow_primary, second_store, data.path()).await;
     proxy.set(Faults {
         hang: true,
         ..Faults::none()
@@ -775,21 +791,17 @@ async fn a_hanging_replica_is_hedged_around() {
             "{query} took {:?}",
             started.elapsed()
         );
-        for hit in &result.hits {
-            if hit.tier == tierdex::node::search::TierName::Cold {
-                cold_documents += 1;
-                let id = match hit.id {
-                    tierdex::node::documents::FieldValue::U64(id) => id,
-                    ref other => panic!("{other:?}"),
-                };
-                let title = hit.fields.iter().find(|(name, _)| name == "title").unwrap();
-                assert_eq!(
-                    title.1,
-                    tierdex::node::documents::FieldValue::Text(
-                        documents[&id]["title"].as_str().unwrap().into()
-                    )
-                );
-            }
+        for hit in result
+            .hits
+            .iter()
+            .filter(|hit| hit.tier == tierdex::node::search::TierName::Cold)
+        {
+            cold_documents += 1;
+            let expected = documents[&id_of(hit)]["title"].as_str().unwrap();
+            assert_eq!(
+                title_of(hit),
+                &tierdex::node::documents::FieldValue::Text(expected.into())
+            );
         }
     }
     assert!(
@@ -797,5 +809,51 @@ async fn a_hanging_replica_is_hedged_around() {
         "cold documents came from the healthy replica: {cold_documents}"
     );
     assert!(node.storage_status().hedged_requests > 0);
-    running.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_block_is_read_again_from_the_other_replica() {
+    let (primary, _secondary, second_store) = two_replicas().await;
+    let first_store = primary.store("replicas", "").await;
+    let manifest = tierdex::published::read_current_manifest(first_store.as_ref(), "cacm")
+        .await
+        .unwrap();
+    let key =
+        tierdex::format::layout::version_key("cacm", &manifest.version, "cold/part-00000.parquet");
+    let on_disk = primary.object_path("replicas", &key);
+    let (offset, rows) = title_page_of_some_rows(&on_disk);
+    let mut bytes = std::fs::read(&on_disk).unwrap();
+    bytes[offset as usize] ^= 0x04;
+    std::fs::write(&on_disk, &bytes).unwrap();
+    let cited = cacm_cited_ids();
+    let cold_ids: Vec<u64> = cacm_documents()
+        .keys()
+        .copied()
+        .filter(|id| !cited.contains(id))
+        .collect();
+    let damaged = &cold_ids[rows.start as usize..rows.end as usize];
+    let data = tempfile::tempdir().unwrap();
+    let node = replicated_node(first_store, second_store, data.path()).await;
+    let query = damaged
+        .iter()
+        .take(5)
+        .map(|id| format!("id:{id}"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let request = tierdex::node::search::SearchRequest {
+        query,
+        limit: 10,
+        ..Default::default()
+    };
+    let result = node.search("cacm", request).await.unwrap();
+    assert!(result.degraded.is_none(), "{:?}", result.degraded);
+    let documents = cacm_documents();
+    assert_eq!(result.hits.len(), 5);
+    for hit in &result.hits {
+        let expected = documents[&id_of(hit)]["title"].as_str().unwrap();
+        assert_eq!(
+            title_of(hit),
+            &tierdex::node::documents::FieldValue::Text(expected.into())
+        );
+    }
 }

@@ -175,11 +175,29 @@ impl BlockCache {
         key: String,
         table: BlockTable,
     ) -> CachedFile {
+        self.file_with_retries(store, Vec::new(), key, table)
+    }
+
+    /// Like `file`; a read whose blocks fail their checksums is tried again on each of
+    /// `retries` in turn (the replicas), or once more on `store` when there are none.
+    pub fn file_with_retries(
+        self: &Arc<Self>,
+        store: Arc<dyn BlobStore>,
+        retries: Vec<Arc<dyn BlobStore>>,
+        key: String,
+        table: BlockTable,
+    ) -> CachedFile {
+        let retries = if retries.is_empty() {
+            vec![store.clone()]
+        } else {
+            retries
+        };
         CachedFile {
             inner: Arc::new(FileInner {
                 id: self.next_file.fetch_add(1, Ordering::Relaxed),
                 object: format!("{}/{key}", store.uri()),
                 store,
+                retries,
                 key,
                 table,
                 cache: self.clone(),
@@ -192,6 +210,8 @@ struct FileInner {
     /// Distinguishes this file's blocks in the shared cache.
     id: u64,
     store: Arc<dyn BlobStore>,
+    /// Where to read again after a checksum mismatch.
+    retries: Vec<Arc<dyn BlobStore>>,
     key: String,
     object: String,
     table: BlockTable,
@@ -333,7 +353,9 @@ fn runs(blocks: &[u64]) -> Vec<Range<u64>> {
     runs
 }
 
-/// One range request for a run of blocks, each verified before anyone sees it.
+/// One range request for a run of blocks, each verified before anyone sees it. Blocks that
+/// fail their checksums are read again from the retry stores; if none gives good bytes, the
+/// run fails, logged once with the file and block.
 async fn fetch_run(
     file: Arc<FileInner>,
     run: Range<u64>,
@@ -342,29 +364,46 @@ async fn fetch_run(
     let table = &file.table;
     let start = table.block_range(run.start).start;
     let end = table.block_range(run.end - 1).end;
-    stats.requests.fetch_add(1, Ordering::Relaxed);
-    let data = file
-        .store
-        .get_range(&file.key, start..end)
-        .await
-        .map_err(|err| Arc::new(CacheError::Store(err)))?;
-    stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-    let mut blocks = Vec::with_capacity((run.end - run.start) as usize);
-    for block in run {
-        let range = table.block_range(block);
-        let slice = data.slice((range.start - start) as usize..(range.end - start) as usize);
-        if !table.verify_block(block, &slice) {
-            let err = CacheError::Corrupt {
-                object: file.object.clone(),
-                block,
-                range,
-            };
-            warn!("{err}");
-            return Err(Arc::new(err));
+    let mut bad = None;
+    for store in std::iter::once(&file.store).chain(&file.retries) {
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        let data = match store.get_range(&file.key, start..end).await {
+            Ok(data) => data,
+            // A first read that fails is the caller's to handle; a retry that fails leaves the
+            // checksum failure as the reason.
+            Err(err) if bad.is_none() => return Err(Arc::new(CacheError::Store(err))),
+            Err(_) => continue,
+        };
+        stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        let mut blocks = Vec::with_capacity((run.end - run.start) as usize);
+        let mut failed = None;
+        for block in run.clone() {
+            let range = table.block_range(block);
+            let slice = data.slice((range.start - start) as usize..(range.end - start) as usize);
+            if !table.verify_block(block, &slice) {
+                failed = Some((block, range));
+                break;
+            }
+            blocks.push(slice);
         }
-        blocks.push(slice);
+        match failed {
+            None => {
+                if let Some((block, _)) = bad {
+                    warn!(object = %file.object, block, "checksum mismatch; the block read again is good");
+                }
+                return Ok(Arc::new(blocks));
+            }
+            Some(failure) => bad = Some(failure),
+        }
     }
-    Ok(Arc::new(blocks))
+    let (block, range) = bad.expect("a failed read returned early");
+    let err = CacheError::Corrupt {
+        object: file.object.clone(),
+        block,
+        range,
+    };
+    warn!("{err} on every read");
+    Err(Arc::new(err))
 }
 
 /// The bytes of `range` from its blocks: a slice when it lies in one block, else a copy.

@@ -173,6 +173,7 @@ impl ColdFile {
     pub async fn open(
         cache: &Arc<BlockCache>,
         store: &Arc<dyn BlobStore>,
+        retries: &[Arc<dyn BlobStore>],
         manifest: &Manifest,
         entry: &FileEntry,
         stats: &Arc<ReadStats>,
@@ -181,7 +182,7 @@ impl ColdFile {
         let table = read_block_table(store.as_ref(), manifest, entry).await?;
         let encoded_table = table.encode();
         let key = version_key(&manifest.index, &manifest.version, &entry.path);
-        let file = cache.file(store.clone(), key, table);
+        let file = cache.file_with_retries(store.clone(), retries.to_vec(), key, table);
         let fetch = CachedFetch { file: &file, stats };
         let (metadata, group_starts) =
             load_metadata(&entry.path, fetch, file.size(), Some(FOOTER_PREFETCH)).await?;
@@ -213,6 +214,7 @@ impl ColdFile {
     pub async fn open_local(
         cache: &Arc<BlockCache>,
         store: &Arc<dyn BlobStore>,
+        retries: &[Arc<dyn BlobStore>],
         manifest: &Manifest,
         entry: &FileEntry,
         keep: &Path,
@@ -267,7 +269,7 @@ impl ColdFile {
         let (metadata, group_starts) = load_metadata(&entry.path, &tail, entry.size, None).await?;
         let key = version_key(&manifest.index, &manifest.version, &entry.path);
         Ok(ColdFile {
-            file: cache.file(store.clone(), key, table),
+            file: cache.file_with_retries(store.clone(), retries.to_vec(), key, table),
             metadata,
             group_starts,
         })

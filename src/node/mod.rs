@@ -518,6 +518,7 @@ impl Node {
                 match cold::ColdFile::open_local(
                     &self.cache,
                     &self.stores.query,
+                    &self.stores.replica_reads,
                     manifest,
                     entry,
                     keep,
@@ -529,6 +530,7 @@ impl Node {
                         cold::ColdFile::open(
                             &self.cache,
                             &self.stores.query,
+                            &self.stores.replica_reads,
                             manifest,
                             entry,
                             stats,
@@ -634,8 +636,15 @@ impl Node {
                 .file(&parquet.path)
                 .expect("validated manifest lists its cold files");
             files.push(
-                cold::ColdFile::open_local(&self.cache, &self.stores.query, manifest, entry, &keep)
-                    .await?,
+                cold::ColdFile::open_local(
+                    &self.cache,
+                    &self.stores.query,
+                    &self.stores.replica_reads,
+                    manifest,
+                    entry,
+                    &keep,
+                )
+                .await?,
             );
         }
         version.set_cold(ColdTier {

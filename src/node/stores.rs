@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! query reads:  [bandwidth, query priority] → circuit breaker → hedged(replica A, replica B) → timeout
+//! re-reads:     [bandwidth, query priority] → timeout, one per replica (after a checksum mismatch)
 //! bulk reads:   [bandwidth, bulk priority] → timeout, one per replica (rehydration spreads over them)
 //! ```
 
@@ -19,6 +20,9 @@ const MIN_BULK_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct NodeStores {
     pub query: Arc<dyn BlobStore>,
+    /// Each replica alone, at query priority: where a block that failed its checksum is read
+    /// again.
+    pub replica_reads: Vec<Arc<dyn BlobStore>>,
     pub bulk: Vec<Arc<dyn BlobStore>>,
     pub breaker: Arc<CircuitBreaker>,
     pub hedged: Option<Arc<HedgedStore>>,
@@ -60,6 +64,10 @@ pub fn assemble(
         }
     };
     let query = limited(breaker.clone(), Priority::Query);
+    let replica_reads = query_replicas
+        .iter()
+        .map(|store| limited(store.clone(), Priority::Query))
+        .collect();
     let bulk_timeout = config.storage_timeout.max(MIN_BULK_TIMEOUT);
     let bulk = replicas
         .iter()
@@ -67,6 +75,7 @@ pub fn assemble(
         .collect();
     NodeStores {
         query,
+        replica_reads,
         bulk,
         breaker,
         hedged,
