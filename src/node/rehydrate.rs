@@ -75,7 +75,7 @@ pub async fn rehydrate(
         .await
         .map_err(|err| NodeError::io(format!("creating {}", local.display()), err))?;
     let mut report = RehydrateReport::default();
-    let mut downloads = Vec::new();
+    let mut missing = Vec::new();
     for (name, entry) in manifest.index_files(dir) {
         report.files += 1;
         let target = local.join(name);
@@ -83,14 +83,25 @@ pub async fn rehydrate(
             report.reused_files += 1;
             continue;
         }
-        let table = block_table(stores, manifest, entry).await?;
-        downloads.push(Download {
-            entry: entry.clone(),
-            table,
-            partial: local.join(format!("{name}{PARTIAL_SUFFIX}")),
-            target,
-        });
+        missing.push((name.to_owned(), entry.clone(), target));
     }
+    // Block tables are small; fetching them one after another would cost a round trip per file
+    // before the first chunk moves.
+    let downloads: Vec<Download> = futures::stream::iter(missing)
+        .map(
+            |(name, entry, target): (String, FileEntry, PathBuf)| async move {
+                let table = block_table(stores, manifest, &entry).await?;
+                Ok::<_, NodeError>(Download {
+                    entry,
+                    table,
+                    partial: local.join(format!("{name}{PARTIAL_SUFFIX}")),
+                    target,
+                })
+            },
+        )
+        .buffered(options.concurrency.max(1))
+        .try_collect()
+        .await?;
     if downloads.is_empty() {
         info!(
             dir,

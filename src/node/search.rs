@@ -80,11 +80,12 @@ pub struct SearchResult {
 }
 
 /// BM25 statistics of the whole corpus: both tiers summed.
-struct CorpusStatistics<'a> {
-    tiers: Vec<&'a Searcher>,
+#[derive(Clone)]
+struct CorpusStatistics {
+    tiers: Vec<Searcher>,
 }
 
-impl Bm25StatisticsProvider for CorpusStatistics<'_> {
+impl Bm25StatisticsProvider for CorpusStatistics {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
         self.tiers
             .iter()
@@ -151,7 +152,7 @@ struct TierPage {
 fn search_tier(
     searcher: &Searcher,
     query: &dyn Query,
-    statistics: &CorpusStatistics<'_>,
+    statistics: &CorpusStatistics,
     version: &LoadedVersion,
     depth: usize,
     with_addr: bool,
@@ -265,10 +266,12 @@ pub async fn search(
         let query_text = request.query.clone();
         let offset = request.offset as usize;
         let span = debug_span!("rank");
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _entered = span.entered();
             rank(
+                &runtime,
                 &version,
                 cold.as_deref(),
                 &selection,
@@ -421,7 +424,8 @@ async fn hot_documents(
 /// Parses, scores both tiers with corpus-wide statistics, merges, and reads the page's hot
 /// documents. Runs on the blocking pool.
 fn rank(
-    version: &LoadedVersion,
+    runtime: &tokio::runtime::Handle,
+    version: &Arc<LoadedVersion>,
     cold: Option<&ColdTier>,
     selection: &FieldSelection,
     query_text: &str,
@@ -430,14 +434,36 @@ fn rank(
     limit: usize,
 ) -> Result<Ranked, NodeError> {
     let parse_started = Instant::now();
-    let query = parse(version, query_text)?;
+    let query: Arc<dyn Query> = Arc::from(parse(version, query_text)?);
     let parse_ms = millis(parse_started);
     let search_started = Instant::now();
     let hot_searcher = version.hot.searcher();
     let cold_searcher = cold.map(|cold| cold.tier.searcher());
-    let mut tiers = vec![&hot_searcher];
-    tiers.extend(cold_searcher.as_ref());
+    let mut tiers = vec![hot_searcher.clone()];
+    tiers.extend(cold_searcher.clone());
     let statistics = CorpusStatistics { tiers };
+    // The tiers are searched at the same time, the cold one on another thread of the blocking
+    // pool: a query costs the slower tier's time, not the sum, and an answer degraded to the
+    // hot tier costs what a normal one does.
+    let cold_search = cold_searcher.map(|searcher| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let (query, statistics, version) = (query.clone(), statistics.clone(), version.clone());
+        let span = tracing::Span::current();
+        runtime.spawn_blocking(move || {
+            let _entered = span.entered();
+            let page = search_tier(
+                &searcher,
+                query.as_ref(),
+                &statistics,
+                &version,
+                depth,
+                true,
+            );
+            // The receiver is gone only if the hot search failed first.
+            let _ = sender.send(page);
+        });
+        receiver
+    });
     // One page more of hot hits than the page needs, to fill a degraded answer.
     let hot = search_tier(
         &hot_searcher,
@@ -447,15 +473,12 @@ fn rank(
         depth + limit,
         false,
     )?;
-    let cold_page = match &cold_searcher {
-        Some(searcher) => Some(search_tier(
-            searcher,
-            query.as_ref(),
-            &statistics,
-            version,
-            depth,
-            true,
-        )?),
+    let cold_page = match cold_search {
+        Some(receiver) => Some(
+            receiver
+                .recv()
+                .map_err(|_| NodeError::Internal("cold tier search task failed".into()))??,
+        ),
         None => None,
     };
     let search_ms = millis(search_started);
