@@ -2,17 +2,22 @@
 //!
 //! ```text
 //! ./tools/test.sh           # once: installs s3s-fs under target/tools
-//! cargo bench --bench faults -- [--queries N]
+//! cargo bench --bench faults -- [--repeats N]   # the 64 CACM queries N times (default 3)
 //! ```
 //!
 //! Real S3-compatible servers (s3s-fs) on 127.0.0.1, the fault proxy in front of one, and nodes
 //! in this process:
 //! 1. Hedging: two replicas with the same CACM version; 100 ms added to 5% of the first
-//!    replica's requests. Cold queries (tiny caches, so nearly every query reads storage) on a
-//!    node hedging over both replicas vs a node reading the first replica alone.
-//! 2. Rehydration through 20 ms added to every request vs one single-stream GET per file of the
-//!    same files through the same proxy, for CACM and for the PyPI catalog.
-//! 3. Degraded answers (storage refused, circuit breaker open) vs normal hot-tier answers.
+//!    replica's requests. Both-tier queries with no block or document cache, so that every
+//!    query with a cold hit on its page reads storage, on a node hedging over both replicas vs a
+//!    node reading the first replica alone.
+//! 2. Rehydration (the node's default concurrency and chunk size) through 20 ms added to every
+//!    request vs one single-stream GET per file of the same files through the same proxy, for
+//!    CACM and for the PyPI catalog; then the same with a 1 MiB window per round trip (each
+//!    connection moves at most 1 MiB per 20 ms, ~50 MiB/s, as a TCP connection over a 20 ms
+//!    link would).
+//! 3. Degraded answers (storage refused, circuit breaker open) vs normal answers: hot tier
+//!    only, and both tiers with a warm cache.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -39,7 +44,7 @@ fn node_config(
         store: Some("bench".into()),
         indexes: Some(vec!["cacm".into()]),
         data_dir: Some(data.to_path_buf()),
-        cache_size: Some("64KiB".into()),
+        cache_size: Some("0".into()),
         document_cache_size: Some("0".into()),
         poll_interval: Some("0s".into()),
         ..Default::default()
@@ -152,9 +157,11 @@ async fn main() {
     });
     // Alternate the two nodes query by query, so that both see the same conditions.
     let (mut with_hedging, mut without) = (Vec::new(), Vec::new());
-    let mut storage_requests = 0;
+    let mut storage_requests = [0, 0];
     for query in &queries {
-        for (node, latencies) in [(&hedged, &mut with_hedging), (&single, &mut without)] {
+        for (which, node, latencies) in
+            [(0, &hedged, &mut with_hedging), (1, &single, &mut without)]
+        {
             let request = tierdex::node::search::SearchRequest {
                 query: query.clone(),
                 limit: 10,
@@ -164,14 +171,16 @@ async fn main() {
             let result = node.search("cacm", request).await.unwrap();
             latencies.push(started.elapsed());
             assert!(result.degraded.is_none());
-            storage_requests += result.stats.storage_requests;
+            storage_requests[which] += result.stats.storage_requests;
         }
     }
     println!("## Hedged reads: 100 ms added to 5% of the first replica's requests");
     println!();
     println!(
-        "{} CACM queries (both tiers, 64 KiB block cache, no document cache), {storage_requests} storage requests in all",
-        queries.len()
+        "{} CACM queries (both tiers, no block or document cache): {} storage requests from the hedged node, {} from the other",
+        queries.len(),
+        storage_requests[0],
+        storage_requests[1]
     );
     println!();
     println!("| | p50 ms | p99 ms |");
@@ -198,14 +207,17 @@ async fn main() {
     println!();
 
     // 2. Rehydration through 20 ms per request.
-    proxy.set(Faults {
-        latency: Some((Duration::from_millis(20), 1.0)),
-        ..Faults::none()
-    });
     println!("## Rehydration through 20 ms added to every request");
     println!();
-    println!("| index | files | MiB | single-stream GET s | rehydration s | ratio |");
-    println!("|---|---|---|---|---|---|");
+    let defaults = node_config(std::path::Path::new("unused"), |_| {});
+    println!(
+        "rehydration: {} concurrent range requests of {} MiB",
+        defaults.rehydrate_concurrency,
+        defaults.rehydrate_chunk_size >> 20
+    );
+    println!();
+    println!("| link | index | files | MiB | single-stream GET s | rehydration s | ratio |");
+    println!("|---|---|---|---|---|---|---|");
     let pypi_schema = Arc::new(
         tierdex::schema::IndexSchema::from_toml_file(&repo_root().join("benches/pypi/schema.toml"))
             .unwrap(),
@@ -220,7 +232,19 @@ async fn main() {
     tierdex::builder::build(options, first_store.clone())
         .await
         .unwrap();
-    for index in ["cacm", "pypi"] {
+    let links = [
+        ("20 ms per request", None),
+        ("20 ms per request and per 1 MiB", Some(1u64 << 20)),
+    ];
+    for ((link, window), index) in links
+        .into_iter()
+        .flat_map(|link| ["cacm", "pypi"].map(|index| (link, index)))
+    {
+        proxy.set(Faults {
+            latency: Some((Duration::from_millis(20), 1.0)),
+            window_bytes: window,
+            ..Faults::none()
+        });
         let manifest = tierdex::published::read_current_manifest(first_store.as_ref(), index)
             .await
             .unwrap();
@@ -244,8 +268,8 @@ async fn main() {
         let data = tempfile::tempdir().unwrap();
         let started = Instant::now();
         let options = tierdex::node::rehydrate::RehydrateOptions {
-            concurrency: 16,
-            chunk_size: 8 << 20,
+            concurrency: defaults.rehydrate_concurrency,
+            chunk_size: defaults.rehydrate_chunk_size,
         };
         let stores: Vec<Arc<dyn BlobStore>> = vec![slow_first.clone()];
         let hot = tierdex::node::rehydrate::rehydrate(
@@ -269,7 +293,7 @@ async fn main() {
         let rehydration = started.elapsed();
         assert_eq!(hot.bytes_downloaded + cold.bytes_downloaded, bytes);
         println!(
-            "| {index} | {} | {:.1} | {:.2} | {:.2} | {:.1}x |",
+            "| {link} | {index} | {} | {:.1} | {:.2} | {:.2} | {:.1}x |",
             files.len(),
             bytes as f64 / 1048576.0,
             single_stream.as_secs_f64(),
@@ -284,6 +308,7 @@ async fn main() {
     let data = tempfile::tempdir().unwrap();
     let node = Node::new(
         node_config(data.path(), |settings| {
+            settings.cache_size = Some("64MiB".into());
             settings.breaker_cool_down = Some("600s".into());
             settings.storage_timeout = Some("300ms".into());
         }),
@@ -292,7 +317,9 @@ async fn main() {
     )
     .unwrap();
     ready(&node).await;
+    timed_searches(&node, &queries, false).await;
     let (hot, _) = timed_searches(&node, &queries, true).await;
+    let (both, _) = timed_searches(&node, &queries, false).await;
     proxy.set(Faults {
         refuse: true,
         ..Faults::none()
@@ -314,14 +341,24 @@ async fn main() {
         percentile(&hot, 0.99)
     );
     println!(
+        "| both tiers, storage up, warm cache | {:.3} | {:.3} |",
+        percentile(&both, 0.5),
+        percentile(&both, 0.99)
+    );
+    println!(
         "| both tiers, breaker open ({degraded} of {} degraded) | {:.3} | {:.3} |",
         queries.len(),
         percentile(&degraded_latencies, 0.5),
         percentile(&degraded_latencies, 0.99)
     );
     println!(
-        "| ratio | {:.2}x | {:.2}x |",
+        "| ratio breaker open / hot tier only | {:.2}x | {:.2}x |",
         percentile(&degraded_latencies, 0.5) / percentile(&hot, 0.5),
         percentile(&degraded_latencies, 0.99) / percentile(&hot, 0.99)
+    );
+    println!(
+        "| ratio breaker open / both tiers, storage up | {:.2}x | {:.2}x |",
+        percentile(&degraded_latencies, 0.5) / percentile(&both, 0.5),
+        percentile(&degraded_latencies, 0.99) / percentile(&both, 0.99)
     );
 }

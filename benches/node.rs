@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tantivy::collector::TopDocs;
+use tantivy::collector::{Count, TopDocs};
 use tierdex::api::pb;
 use tierdex::store::BlobStore;
 
@@ -127,8 +127,8 @@ async fn run_grpc(
 }
 
 /// The same hot index, queried in this process with tantivy alone: parse, top 10, read the 10
-/// stored documents.
-fn run_in_process(hot_dir: &std::path::Path, queries: &[String]) -> Latencies {
+/// stored documents; with `count`, also count all hits as the node does for its totals.
+fn run_in_process(hot_dir: &std::path::Path, queries: &[String], count: bool) -> Latencies {
     let index = tantivy::Index::open_in_dir(hot_dir).unwrap();
     let schema = index.schema();
     let fields = ["summary", "name"].map(|name| schema.get_field(name).unwrap());
@@ -141,6 +141,9 @@ fn run_in_process(hot_dir: &std::path::Path, queries: &[String]) -> Latencies {
         let top = searcher
             .search(&parsed, &TopDocs::with_limit(10).order_by_score())
             .unwrap();
+        if count {
+            std::hint::black_box(searcher.search(&parsed, &Count).unwrap());
+        }
         for (_, address) in top {
             let _document: tantivy::TantivyDocument = searcher.doc(address).unwrap();
         }
@@ -227,9 +230,10 @@ async fn main() {
     let mut client = node.client().await;
     let hot_dir = data.path().join("pypi").join(&manifest.version).join("hot");
     // Warm up both paths once (page cache, allocator), then measure side by side.
-    run_in_process(&hot_dir, &queries[..queries.len().min(200)]);
+    run_in_process(&hot_dir, &queries[..queries.len().min(200)], true);
     run_grpc(&mut client, &queries[..queries.len().min(200)], true).await;
-    let in_process = run_in_process(&hot_dir, &queries);
+    let in_process = run_in_process(&hot_dir, &queries, false);
+    let in_process_counting = run_in_process(&hot_dir, &queries, true);
     let (hot_grpc, _) = run_grpc(&mut client, &queries, true).await;
     println!();
     println!(
@@ -243,14 +247,24 @@ async fn main() {
         in_process.p99()
     );
     println!(
+        "| hot index in process, also counting all hits | {:.3} | {:.3} |",
+        in_process_counting.p50(),
+        in_process_counting.p99()
+    );
+    println!(
         "| hot tier through gRPC | {:.3} | {:.3} |",
         hot_grpc.p50(),
         hot_grpc.p99()
     );
     println!(
-        "| ratio | {:.2}x | {:.2}x |",
+        "| ratio gRPC / in process | {:.2}x | {:.2}x |",
         hot_grpc.p50() / in_process.p50(),
         hot_grpc.p99() / in_process.p99()
+    );
+    println!(
+        "| ratio gRPC / in process, counting | {:.2}x | {:.2}x |",
+        hot_grpc.p50() / in_process_counting.p50(),
+        hot_grpc.p99() / in_process_counting.p99()
     );
     let mut floor = Latencies::default();
     for _ in 0..queries.len() {

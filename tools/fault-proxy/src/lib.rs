@@ -3,6 +3,10 @@
 //! `Faults` on the way:
 //!
 //! - `latency`: wait before forwarding, for a fraction of requests;
+//! - `window_bytes`: with `latency`, also wait one more `latency` for every further window of
+//!   answer bytes, as a TCP connection whose window is that size over a round trip of that
+//!   latency (per-connection throughput = window / latency). The answer is held back, not
+//!   trickled: time to the last byte is what the model gives, not time to the first;
 //! - `refuse`: close every new connection at once;
 //! - `hang`: accept requests and never answer;
 //! - `error_status`: answer a fraction of requests with a 5xx and an S3-style error body;
@@ -33,6 +37,8 @@ use tokio::task::JoinHandle;
 pub struct Faults {
     /// Delay, and the fraction of requests it applies to (1.0 = all).
     pub latency: Option<(Duration, f64)>,
+    /// Bytes an answer moves per `latency` after the first window (see the module's doc).
+    pub window_bytes: Option<u64>,
     pub refuse: bool,
     pub hang: bool,
     /// Status code, and the fraction of requests answered with it.
@@ -48,7 +54,7 @@ impl Faults {
         Faults::default()
     }
 
-    /// Parses `latency_ms=100&fraction=0.05&refuse=1&hang=1&status=503&flip=0.5&path=parquet`.
+    /// Parses `latency_ms=100&fraction=0.05&window=1048576&refuse=1&hang=1&status=503&flip=0.5&path=parquet`.
     pub fn from_query(query: &str) -> Result<Faults, String> {
         let mut faults = Faults::default();
         let mut fraction = 1.0;
@@ -64,6 +70,7 @@ impl Faults {
             match name {
                 "latency_ms" => latency = Some(Duration::from_secs_f64(number()? / 1000.0)),
                 "fraction" => fraction = number()?,
+                "window" => faults.window_bytes = Some(number()? as u64),
                 "refuse" => faults.refuse = number()? != 0.0,
                 "hang" => faults.hang = number()? != 0.0,
                 "status" => status = Some(number()? as u16),
@@ -239,6 +246,7 @@ async fn handle(
         .path_filter
         .as_ref()
         .is_none_or(|filter| request.uri().path().contains(filter.as_str()));
+    let mut window_delay = None;
     if applies {
         if faults.hang {
             shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
@@ -249,6 +257,7 @@ async fn handle(
         {
             shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
+            window_delay = faults.window_bytes.map(|window| (delay, window.max(1)));
         }
         if let Some((status, fraction)) = faults.error_status
             && shared.chance(fraction)
@@ -296,5 +305,31 @@ async fn handle(
         flipped[at] ^= 0x01;
         body = Bytes::from(flipped);
     }
+    if let Some((delay, window)) = window_delay {
+        let further_windows = (body.len() as u64).div_ceil(window).saturating_sub(1);
+        tokio::time::sleep(delay * further_windows as u32).await;
+    }
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse_from_a_control_query() {
+        let faults =
+            Faults::from_query("latency_ms=20&fraction=0.5&window=1048576&status=503&path=parquet")
+                .unwrap();
+        assert_eq!(faults.latency, Some((Duration::from_millis(20), 0.5)));
+        assert_eq!(faults.window_bytes, Some(1 << 20));
+        assert_eq!(faults.error_status, Some((503, 0.5)));
+        assert_eq!(faults.path_filter.as_deref(), Some("parquet"));
+        assert!(!faults.refuse && !faults.hang);
+        assert_eq!(Faults::from_query("").unwrap(), Faults::none());
+        let unknown = Faults::from_query("latency_ms=5&slow=1").unwrap_err();
+        assert!(unknown.contains("slow"), "{unknown}");
+        let not_a_number = Faults::from_query("latency_ms=fast").unwrap_err();
+        assert!(not_a_number.contains("fast"), "{not_a_number}");
+    }
 }
