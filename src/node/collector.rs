@@ -5,9 +5,12 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
-use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
+
+use tantivy::index::SegmentId;
+use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
 use crate::schema::ADDR_FIELD;
 
@@ -43,12 +46,71 @@ pub fn rank_order(a_score: Score, a_id: &IdKey, b_score: Score, b_id: &IdKey) ->
 
 pub struct TopHits {
     pub limit: usize,
-    pub id_field: String,
-    pub id_kind: IdKind,
-    /// Read `_addr` for each hit (the cold tier).
-    pub with_addr: bool,
+    /// The tier's columns, opened once.
+    pub columns: Arc<HitColumns>,
 }
 
+/// The fast columns `TopHits` reads, per segment of one tier, opened once when the tier is
+/// loaded: opening a string column parses its dictionary, which costs several times what a
+/// whole top-k search does.
+pub struct HitColumns {
+    segments: Vec<(SegmentId, SegmentColumns)>,
+}
+
+#[derive(Clone)]
+struct SegmentColumns {
+    ids: IdColumn,
+    /// `_addr` of each document (the cold tier).
+    addr: Option<Column<u64>>,
+}
+
+impl HitColumns {
+    pub fn open(
+        searcher: &Searcher,
+        id_field: &str,
+        id_kind: IdKind,
+        with_addr: bool,
+    ) -> tantivy::Result<HitColumns> {
+        let segments = searcher
+            .segment_readers()
+            .iter()
+            .map(|reader| {
+                let fast = reader.fast_fields();
+                let ids = match id_kind {
+                    IdKind::U64 => IdColumn::U64(fast.u64(id_field)?),
+                    IdKind::I64 => IdColumn::I64(fast.i64(id_field)?),
+                    IdKind::Str => IdColumn::Str(fast.str(id_field)?.ok_or_else(|| {
+                        tantivy::TantivyError::SchemaError(format!(
+                            "id field `{id_field}` has no fast column"
+                        ))
+                    })?),
+                };
+                let addr = if with_addr {
+                    Some(fast.u64(ADDR_FIELD)?)
+                } else {
+                    None
+                };
+                Ok((reader.segment_id(), SegmentColumns { ids, addr }))
+            })
+            .collect::<tantivy::Result<_>>()?;
+        Ok(HitColumns { segments })
+    }
+
+    fn segment(&self, segment: SegmentId) -> tantivy::Result<&SegmentColumns> {
+        self.segments
+            .iter()
+            .find(|(id, _)| *id == segment)
+            .map(|(_, columns)| columns)
+            .ok_or_else(|| {
+                tantivy::TantivyError::InternalError(format!(
+                    "segment {} is not among the tier's opened segments",
+                    segment.short_uuid_string()
+                ))
+            })
+    }
+}
+
+#[derive(Clone)]
 enum IdColumn {
     U64(Column<u64>),
     I64(Column<i64>),
@@ -175,22 +237,7 @@ impl Collector for TopHits {
         segment: SegmentOrdinal,
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentTopHits> {
-        let fast = reader.fast_fields();
-        let ids = match self.id_kind {
-            IdKind::U64 => IdColumn::U64(fast.u64(&self.id_field)?),
-            IdKind::I64 => IdColumn::I64(fast.i64(&self.id_field)?),
-            IdKind::Str => IdColumn::Str(fast.str(&self.id_field)?.ok_or_else(|| {
-                tantivy::TantivyError::SchemaError(format!(
-                    "id field `{}` has no fast column",
-                    self.id_field
-                ))
-            })?),
-        };
-        let addr = if self.with_addr {
-            Some(fast.u64(ADDR_FIELD)?)
-        } else {
-            None
-        };
+        let SegmentColumns { ids, addr } = self.columns.segment(reader.segment_id())?.clone();
         Ok(SegmentTopHits {
             limit: self.limit,
             segment,

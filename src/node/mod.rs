@@ -29,7 +29,7 @@ use crate::store::{BlobStore, BreakerState, StoreError, StoreErrorKind};
 use rehydrate::{RehydrateOptions, rehydrate};
 use search::{SearchRequest, SearchResult};
 use stores::NodeStores;
-use version::{ColdTier, LoadedVersion, Tier};
+use version::{LoadedVersion, Tier};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeErrorKind {
@@ -545,10 +545,7 @@ impl Node {
             .await
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
-        version.set_cold(ColdTier {
-            tier: cold_index,
-            files: Arc::new(files),
-        })
+        version.set_cold(cold_index, files)
     }
 
     /// The newest complete local copy of the index, opened without storage: hot tier always,
@@ -647,10 +644,7 @@ impl Node {
                 .await?,
             );
         }
-        version.set_cold(ColdTier {
-            tier: cold_index,
-            files: Arc::new(files),
-        })
+        version.set_cold(cold_index, files)
     }
 
     async fn check_for_new_version(&self, slot: &Arc<IndexSlot>) -> Result<(), NodeError> {

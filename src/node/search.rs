@@ -16,7 +16,7 @@ use tracing::{Instrument, debug_span};
 
 use super::NodeError;
 use super::cold::{DocumentCache, fetch_documents};
-use super::collector::{RankedHit, TopHits, rank_order};
+use super::collector::{HitColumns, RankedHit, TopHits, rank_order};
 use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
 use super::stable::keep_constant_scores;
 use super::version::{ColdTier, LoadedVersion};
@@ -153,15 +153,12 @@ fn search_tier(
     searcher: &Searcher,
     query: &dyn Query,
     statistics: &CorpusStatistics,
-    version: &LoadedVersion,
+    columns: Arc<HitColumns>,
     depth: usize,
-    with_addr: bool,
 ) -> Result<TierPage, NodeError> {
     let collector = TopHits {
         limit: depth,
-        id_field: version.schema.spec.id_field.clone(),
-        id_kind: version.id_kind,
-        with_addr,
+        columns,
     };
     let hits = searcher
         .search_with_statistics_provider(query, &collector, statistics)
@@ -445,20 +442,14 @@ fn rank(
     // The tiers are searched at the same time, the cold one on another thread of the blocking
     // pool: a query costs the slower tier's time, not the sum, and an answer degraded to the
     // hot tier costs what a normal one does.
-    let cold_search = cold_searcher.map(|searcher| {
+    let cold_search = cold.zip(cold_searcher).map(|(cold, searcher)| {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        let (query, statistics, version) = (query.clone(), statistics.clone(), version.clone());
+        let (query, statistics, columns) =
+            (query.clone(), statistics.clone(), cold.columns.clone());
         let span = tracing::Span::current();
         runtime.spawn_blocking(move || {
             let _entered = span.entered();
-            let page = search_tier(
-                &searcher,
-                query.as_ref(),
-                &statistics,
-                &version,
-                depth,
-                true,
-            );
+            let page = search_tier(&searcher, query.as_ref(), &statistics, columns, depth);
             // The receiver is gone only if the hot search failed first.
             let _ = sender.send(page);
         });
@@ -469,9 +460,8 @@ fn rank(
         &hot_searcher,
         query.as_ref(),
         &statistics,
-        version,
+        version.hot_columns.clone(),
         depth + limit,
-        false,
     )?;
     let cold_page = match cold_search {
         Some(receiver) => Some(

@@ -10,7 +10,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 
 use super::NodeError;
 use super::cold::ColdFile;
-use super::collector::IdKind;
+use super::collector::{HitColumns, IdKind};
 use crate::format::Manifest;
 use crate::schema::{FieldType, IndexSchema};
 
@@ -43,12 +43,14 @@ impl Tier {
 pub struct ColdTier {
     pub tier: Tier,
     pub files: Arc<Vec<ColdFile>>,
+    pub columns: Arc<HitColumns>,
 }
 
 pub struct LoadedVersion {
     pub manifest: Manifest,
     pub schema: Arc<IndexSchema>,
     pub hot: Tier,
+    pub hot_columns: Arc<HitColumns>,
     cold: OnceLock<Arc<ColdTier>>,
     pub default_fields: Vec<Field>,
     pub id_kind: IdKind,
@@ -79,7 +81,14 @@ impl LoadedVersion {
             _ => IdKind::Str,
         };
         let version_key: Arc<str> = format!("{}/{}", manifest.index, manifest.version).into();
+        let hot_columns = Arc::new(HitColumns::open(
+            &hot.searcher(),
+            &schema.spec.id_field,
+            id_kind,
+            false,
+        )?);
         Ok(LoadedVersion {
+            hot_columns,
             version_key,
             manifest,
             schema: Arc::new(schema),
@@ -98,9 +107,9 @@ impl LoadedVersion {
         self.cold.get()
     }
 
-    pub fn set_cold(&self, cold: ColdTier) -> Result<(), NodeError> {
-        let searcher = cold.tier.searcher();
-        if cold.tier.index.schema() != self.schema.cold_tantivy {
+    pub fn set_cold(&self, tier: Tier, files: Vec<ColdFile>) -> Result<(), NodeError> {
+        let searcher = tier.searcher();
+        if tier.index.schema() != self.schema.cold_tantivy {
             return Err(NodeError::Corrupt(
                 "the cold index's schema differs from the manifest's".into(),
             ));
@@ -112,6 +121,17 @@ impl LoadedVersion {
                 self.manifest.cold.docs
             )));
         }
+        let columns = Arc::new(HitColumns::open(
+            &searcher,
+            &self.schema.spec.id_field,
+            self.id_kind,
+            true,
+        )?);
+        let cold = ColdTier {
+            tier,
+            files: Arc::new(files),
+            columns,
+        };
         self.cold
             .set(Arc::new(cold))
             .map_err(|_| NodeError::Internal("cold tier loaded twice".into()))

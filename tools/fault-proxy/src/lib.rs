@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -142,7 +143,7 @@ impl FaultProxy {
             faults: Mutex::new(Faults::none()),
             counters: Counters::default(),
             random: Mutex::new(0x5EED),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(upstream_connector()),
             control,
         });
         let accepting = shared.clone();
@@ -156,6 +157,9 @@ impl FaultProxy {
                     accepting.counters.faulted.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                // Without it, small answers written in two pieces wait for the peer's delayed
+                // ACK (~40 ms): the proxy would add latency of its own.
+                let _ = stream.set_nodelay(true);
                 let shared = accepting.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| handle(shared.clone(), request));
@@ -195,14 +199,26 @@ impl Drop for FaultProxy {
     }
 }
 
-fn error_response(status: u16) -> Response<Full<Bytes>> {
+fn upstream_connector() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector
+}
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+fn error_response(status: u16) -> Response<ProxyBody> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InjectedFault</Code><Message>fault proxy answered {status}</Message></Error>"
     );
     Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE))
         .header("content-type", "application/xml")
-        .body(Full::new(Bytes::from(body)))
+        .body(full(Bytes::from(body)))
         .expect("valid response")
 }
 
@@ -221,17 +237,17 @@ impl std::error::Error for Refused {}
 async fn handle(
     shared: Arc<Shared>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Refused> {
+) -> Result<Response<ProxyBody>, Refused> {
     if shared.control && request.uri().path() == "/__faults" {
         let query = request.uri().query().unwrap_or("").to_string();
         return Ok(match Faults::from_query(&query) {
             Ok(faults) => {
                 *shared.faults.lock().expect("not poisoned") = faults;
-                Response::new(Full::new(Bytes::from_static(b"ok\n")))
+                Response::new(full(Bytes::from_static(b"ok\n")))
             }
             Err(message) => Response::builder()
                 .status(StatusCode::BAD_REQUEST)
-                .body(Full::new(Bytes::from(message)))
+                .body(full(Bytes::from(message)))
                 .expect("valid response"),
         });
     }
@@ -289,6 +305,11 @@ async fn handle(
         Err(_) => return Ok(error_response(502)),
     };
     let (parts, body) = response.into_parts();
+    let may_flip = applies && faults.flip_bytes.is_some();
+    if !may_flip && window_delay.is_none() {
+        // Passed through as it arrives: a store-and-forward proxy would add a transfer time.
+        return Ok(Response::from_parts(parts, body.boxed()));
+    }
     let mut body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Ok(error_response(502)),
@@ -309,7 +330,7 @@ async fn handle(
         let further_windows = (body.len() as u64).div_ceil(window).saturating_sub(1);
         tokio::time::sleep(delay * further_windows as u32).await;
     }
-    Ok(Response::from_parts(parts, Full::new(body)))
+    Ok(Response::from_parts(parts, full(body)))
 }
 
 #[cfg(test)]
