@@ -37,7 +37,7 @@ export AWS_SHARED_CREDENTIALS_FILE=/dev/null
 unset AWS_ENDPOINT_URL AWS_PROFILE AWS_SESSION_TOKEN
 
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@"
 else
-  cargo test --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@"
 fi

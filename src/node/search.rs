@@ -263,12 +263,10 @@ pub async fn search(
         let query_text = request.query.clone();
         let offset = request.offset as usize;
         let span = debug_span!("rank");
-        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _entered = span.entered();
             rank(
-                &runtime,
                 &version,
                 cold.as_deref(),
                 &selection,
@@ -421,7 +419,6 @@ async fn hot_documents(
 /// Parses, scores both tiers with corpus-wide statistics, merges, and reads the page's hot
 /// documents. Runs on the blocking pool.
 fn rank(
-    runtime: &tokio::runtime::Handle,
     version: &Arc<LoadedVersion>,
     cold: Option<&ColdTier>,
     selection: &FieldSelection,
@@ -447,7 +444,8 @@ fn rank(
         let (query, statistics, columns) =
             (query.clone(), statistics.clone(), cold.columns.clone());
         let span = tracing::Span::current();
-        runtime.spawn_blocking(move || {
+        // Blocking-pool threads run inside the runtime's context.
+        tokio::runtime::Handle::current().spawn_blocking(move || {
             let _entered = span.entered();
             let page = search_tier(&searcher, query.as_ref(), &statistics, columns, depth);
             // The receiver is gone only if the hot search failed first.

@@ -2,7 +2,8 @@
 //!
 //! Switch faults while it runs, e.g.:
 //! `curl -X PUT 'http://127.0.0.1:9100/__faults?latency_ms=100&fraction=0.05'`,
-//! `...?hang=1`, `...?refuse=1`, `...?status=503&fraction=0.5`, `...?flip=1&path=.parquet`,
+//! `...?latency_ms=20&window=1048576` (20 ms per request and per further MiB), `...?hang=1`,
+//! `...?refuse=1`, `...?status=503&fraction=0.5`, `...?flip=1&path=.parquet`,
 //! and `.../__faults` with no parameters to clear them.
 
 use std::net::SocketAddr;
