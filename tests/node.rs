@@ -639,6 +639,24 @@ stored = true
     let response = client.search(hot_only).await.unwrap().into_inner();
     assert_eq!((response.hits.len(), response.cold_total_hits), (1, 0));
     assert!(!response.degraded);
+    // A document scores the same whichever tiers were asked for: statistics are the corpus's.
+    let both = client
+        .search(search_request("ints", "hot OR cold", 10))
+        .await
+        .unwrap()
+        .into_inner();
+    let hot_hit = &response.hits[0];
+    let same = both
+        .hits
+        .iter()
+        .find(|hit| hit.id == hot_hit.id)
+        .expect("the hot hit is in the both-tier answer");
+    assert!(
+        (same.score - hot_hit.score).abs() < 1e-6,
+        "hot-only score {} vs both-tier score {}",
+        hot_hit.score,
+        same.score
+    );
 
     // The CLI's JSON: one object with exact 64-bit integers.
     let output = tokio::task::spawn_blocking({

@@ -433,8 +433,10 @@ fn rank(
     let search_started = Instant::now();
     let hot_searcher = version.hot.searcher();
     let cold_searcher = cold.map(|cold| cold.tier.searcher());
+    // Statistics of the whole loaded corpus even when only the hot tier is searched, so that a
+    // document scores the same whichever tiers were asked for.
     let mut tiers = vec![hot_searcher.clone()];
-    tiers.extend(cold_searcher.clone());
+    tiers.extend(version.cold().map(|cold| cold.tier.searcher()));
     let statistics = CorpusStatistics { tiers };
     // The tiers are searched at the same time, the cold one on another thread of the blocking
     // pool: a query costs the slower tier's time, not the sum, and an answer degraded to the
