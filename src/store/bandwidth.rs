@@ -51,9 +51,10 @@ impl Bandwidth {
 
     /// Waits until `bytes` may be read.
     pub async fn acquire(&self, bytes: u64, priority: Priority) {
-        if priority == Priority::Query {
-            self.bucket.lock().expect("not poisoned").queries_waiting += 1;
-        }
+        // A query read stops counting as waiting however its wait ends: granted, or dropped
+        // with a search that ran out of time. Counted otherwise, it would hold bulk reads back
+        // for good.
+        let _waiting = (priority == Priority::Query).then(|| QueryWaiting::new(self));
         loop {
             let wait = {
                 let mut bucket = self.bucket.lock().expect("not poisoned");
@@ -66,9 +67,6 @@ impl Bandwidth {
                     None
                 } else if bucket.tokens > 0.0 {
                     bucket.tokens -= bytes as f64;
-                    if priority == Priority::Query {
-                        bucket.queries_waiting -= 1;
-                    }
                     break;
                 } else {
                     Some(Duration::from_secs_f64(
@@ -86,9 +84,27 @@ impl Bandwidth {
                 }
             }
         }
-        if priority == Priority::Query {
-            self.query_done.notify_waiters();
-        }
+    }
+}
+
+/// One query read counted in `queries_waiting` while it lives.
+struct QueryWaiting<'a>(&'a Bandwidth);
+
+impl<'a> QueryWaiting<'a> {
+    fn new(bandwidth: &'a Bandwidth) -> QueryWaiting<'a> {
+        bandwidth
+            .bucket
+            .lock()
+            .expect("not poisoned")
+            .queries_waiting += 1;
+        QueryWaiting(bandwidth)
+    }
+}
+
+impl Drop for QueryWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.bucket.lock().expect("not poisoned").queries_waiting -= 1;
+        self.0.query_done.notify_waiters();
     }
 }
 
@@ -203,5 +219,28 @@ mod tests {
         query.await.unwrap();
         bulk.await.unwrap();
         assert_eq!(*order.lock().unwrap(), vec!["query", "bulk"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_query_read_given_up_does_not_hold_bulk_reads_back() {
+        let bandwidth = Bandwidth::new(1000);
+        bandwidth.acquire(3000, Priority::Bulk).await;
+        // The bucket owes two seconds; a query read waiting for it is given up, as by a search
+        // whose budget ran out.
+        let given_up = tokio::time::timeout(
+            Duration::from_millis(100),
+            bandwidth.acquire(10, Priority::Query),
+        )
+        .await;
+        assert!(given_up.is_err());
+        let bulk = tokio::time::timeout(
+            Duration::from_secs(10),
+            bandwidth.acquire(10, Priority::Bulk),
+        )
+        .await;
+        assert!(
+            bulk.is_ok(),
+            "a bulk read still waits for the abandoned query read"
+        );
     }
 }
