@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::units::parse_bytes;
+use crate::units::{parse_bytes, parse_duration};
 
 #[derive(Debug, thiserror::Error)]
 #[error("config {source_name}: {message}")]
@@ -210,13 +210,12 @@ impl NodeConfig {
         if storage_timeout.is_zero() || default_timeout.is_zero() {
             return Err(fail("timeouts must be positive".into()));
         }
-        let bandwidth_limit = match settings.bandwidth_limit.as_deref() {
-            None => None,
-            Some(text) => {
-                Some(parse_bytes(text).map_err(|err| fail(format!("bandwidth_limit: {err}")))?)
-                    .filter(|limit| *limit > 0)
-            }
-        };
+        let bandwidth_limit = Some(size(
+            "bandwidth_limit",
+            settings.bandwidth_limit.as_deref(),
+            0,
+        )?)
+        .filter(|limit| *limit > 0);
         let on_degraded = match settings.on_degraded.as_deref() {
             None | Some("answer") => DegradedPolicy::Answer,
             Some("fail") => DegradedPolicy::Fail,
@@ -264,25 +263,6 @@ impl NodeConfig {
             admin_token: settings.admin_token.filter(|token| !token.is_empty()),
         })
     }
-}
-
-/// `250ms`, `10s`, `2m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (examples: 250ms, 10s, 2m)"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" => value * 60.0,
-        other => return Err(format!("`{text}`: unknown unit `{other}` (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
 }
 
 #[cfg(test)]

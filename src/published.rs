@@ -105,7 +105,24 @@ pub async fn read_block_table(
     };
     let key = version_key(&manifest.index, &manifest.version, &reference.path);
     let data = store.get(&key).await?;
-    if data.len() as u64 != reference.size || crc32c::crc32c(&data) != reference.crc32c {
+    check_block_table(manifest, entry, &data)
+}
+
+/// Decodes a block table read from anywhere (the store, a kept copy), checked against what the
+/// manifest says of it and of its file. A file without one is a single block.
+pub fn check_block_table(
+    manifest: &Manifest,
+    entry: &FileEntry,
+    data: &[u8],
+) -> Result<BlockTable, PublishedError> {
+    let Some(reference) = &entry.block_table else {
+        return Ok(BlockTable::single_block(
+            manifest.block_size,
+            entry.size,
+            entry.crc32c,
+        ));
+    };
+    if data.len() as u64 != reference.size || crc32c::crc32c(data) != reference.crc32c {
         return Err(FormatError::new(
             FormatErrorKind::Corrupt,
             reference.path.clone(),
@@ -113,7 +130,7 @@ pub async fn read_block_table(
         )
         .into());
     }
-    let table = BlockTable::decode(&reference.path, &data)?;
+    let table = BlockTable::decode(&reference.path, data)?;
     if table.file_size != entry.size || table.block_size != manifest.block_size {
         return Err(FormatError::new(
             FormatErrorKind::Invalid,

@@ -1,12 +1,19 @@
 //! Byte sizes as people write them: `65536`, `64KiB`, `64k`, `1.5GiB`, `256MB`. Binary and
 //! decimal suffixes are both read as powers of 1024, as memory and cache sizes usually are.
 
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+use std::time::Duration;
+
+/// `64KiB` → (`64`, `KiB`).
+fn split_number(text: &str) -> (&str, &str) {
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(trimmed.len());
-    let (number, suffix) = trimmed.split_at(split);
+    trimmed.split_at(split)
+}
+
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let (number, suffix) = split_number(text);
     let value: f64 = number
         .parse()
         .map_err(|_| format!("`{text}` is not a size (examples: 65536, 64KiB, 1GiB)"))?;
@@ -27,6 +34,22 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         return Err(format!("`{text}` is out of range"));
     }
     Ok(bytes.round() as u64)
+}
+
+/// `250ms`, `10s`, `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = split_number(text);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (examples: 250ms, 10s, 2m)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        other => return Err(format!("`{text}`: unknown unit `{other}` (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
 }
 
 /// `1536` → `1.5 KiB`.

@@ -36,7 +36,7 @@ impl TierdexService {
 }
 
 /// The status a caller sees for a node error. Server-side failures are logged here, once.
-pub fn status_of(err: NodeError) -> Status {
+fn status_of(err: NodeError) -> Status {
     let message = err.to_string();
     match err.kind() {
         NodeErrorKind::InvalidQuery | NodeErrorKind::InvalidArgument => {
@@ -60,7 +60,7 @@ pub fn status_of(err: NodeError) -> Status {
     }
 }
 
-pub fn value_to_pb(value: FieldValue) -> pb::Value {
+fn value_to_pb(value: FieldValue) -> pb::Value {
     use pb::value::Kind;
     let kind = match value {
         FieldValue::Text(text) => Kind::Text(text),
@@ -76,19 +76,10 @@ pub fn value_to_pb(value: FieldValue) -> pb::Value {
 
 /// RFC 3339 with microseconds, UTC.
 fn format_micros(micros: i64) -> String {
-    let Ok(at) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000) else {
-        return micros.to_string();
-    };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.microsecond()
-    )
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000) {
+        Ok(at) => crate::format::version::rfc3339_micros(at),
+        Err(_) => micros.to_string(),
+    }
 }
 
 fn result_to_pb(result: SearchResult) -> pb::SearchResponse {
@@ -158,7 +149,7 @@ fn index_status_to_pb(status: IndexStatus) -> pb::IndexStatus {
 }
 
 /// When the caller stops waiting: its `grpc-timeout` header, read as the request arrives.
-pub fn deadline_of(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
+fn deadline_of(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
     let timeout = parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)?;
     Instant::now().checked_add(timeout)
 }

@@ -168,18 +168,9 @@ impl BlockCache {
         self.blocks.run_pending_tasks().await;
     }
 
-    /// A file in `store`, read through this cache and verified with `table`.
-    pub fn file(
-        self: &Arc<Self>,
-        store: Arc<dyn BlobStore>,
-        key: String,
-        table: BlockTable,
-    ) -> CachedFile {
-        self.file_with_retries(store, Vec::new(), key, table)
-    }
-
-    /// Like `file`; a read whose blocks fail their checksums is tried again on each of
-    /// `retries` in turn (the replicas), or once more on `store` when there are none.
+    /// A file in `store`, read through this cache and verified with `table`. A read whose
+    /// blocks fail their checksums is tried again on each of `retries` in turn (the replicas),
+    /// or once more on `store` when there are none.
     pub fn file_with_retries(
         self: &Arc<Self>,
         store: Arc<dyn BlobStore>,
@@ -375,25 +366,26 @@ async fn fetch_run(
             Err(_) => continue,
         };
         stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-        let mut blocks = Vec::with_capacity((run.end - run.start) as usize);
-        let mut failed = None;
-        for block in run.clone() {
-            let range = table.block_range(block);
-            let slice = data.slice((range.start - start) as usize..(range.end - start) as usize);
-            if !table.verify_block(block, &slice) {
-                failed = Some((block, range));
-                break;
-            }
-            blocks.push(slice);
-        }
+        let failed = if data.len() as u64 == end - start {
+            table.first_bad_block(run.start, &data)
+        } else {
+            // A short or long answer: the first block it does not hold exactly is bad.
+            Some((run.start + data.len() as u64 / table.block_size).min(run.end - 1))
+        };
         match failed {
             None => {
                 if let Some((block, _)) = bad {
                     warn!(object = %file.object, block, "checksum mismatch; the block read again is good");
                 }
+                let blocks = run
+                    .map(|block| {
+                        let range = table.block_range(block);
+                        data.slice((range.start - start) as usize..(range.end - start) as usize)
+                    })
+                    .collect();
                 return Ok(Arc::new(blocks));
             }
-            Some(failure) => bad = Some(failure),
+            Some(block) => bad = Some((block, table.block_range(block))),
         }
     }
     let (block, range) = bad.expect("a failed read returned early");

@@ -83,7 +83,7 @@ async fn setup() -> (Arc<MemoryStore>, Arc<BlockCache>, CachedFile) {
     let (_, table) = checksummer.finish();
     store.put("f", Bytes::from(bytes)).await.unwrap();
     let cache = BlockCache::new(1 << 20);
-    let file = cache.file(store.clone(), "f".into(), table);
+    let file = cache.file_with_retries(store.clone(), Vec::new(), "f".into(), table);
     (store, cache, file)
 }
 

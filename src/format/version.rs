@@ -27,8 +27,18 @@ pub fn format_version_id(at: OffsetDateTime, random: u32) -> String {
 
 /// RFC 3339 with second precision, for `created_at`.
 pub fn rfc3339(at: OffsetDateTime) -> String {
+    format!("{}Z", date_time(at))
+}
+
+/// RFC 3339 with microseconds, as dates are stored.
+pub fn rfc3339_micros(at: OffsetDateTime) -> String {
+    format!("{}.{:06}Z", date_time(at), at.microsecond())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`, UTC.
+fn date_time(at: OffsetDateTime) -> String {
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         at.year(),
         u8::from(at.month()),
         at.day(),

@@ -23,12 +23,12 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 
-use super::NodeError;
 use super::documents::{FieldSelection, Fields, from_arrow};
+use super::{NodeError, write_atomically};
 use crate::cache::{BlockCache, CachedFile, ReadStats};
 use crate::format::layout::version_key;
 use crate::format::{DocAddr, FileEntry, Manifest};
-use crate::published::read_block_table;
+use crate::published::{check_block_table, read_block_table};
 use crate::schema::IndexSchema;
 use crate::store::BlobStore;
 
@@ -52,14 +52,17 @@ impl std::fmt::Debug for ColdFile {
     }
 }
 
-/// `MetadataFetch` for the parquet metadata reader, through the block cache.
+/// `MetadataFetch` for the parquet metadata reader, through the block cache. Remembers the
+/// lowest offset the reader asked for: from there to the end is all it needs besides pages.
 struct CachedFetch<'a> {
     file: &'a CachedFile,
     stats: &'a Arc<ReadStats>,
+    lowest: u64,
 }
 
-impl MetadataFetch for CachedFetch<'_> {
+impl MetadataFetch for &mut CachedFetch<'_> {
     fn fetch(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.lowest = self.lowest.min(range.start);
         async move {
             self.file
                 .read_range(range, self.stats)
@@ -68,20 +71,6 @@ impl MetadataFetch for CachedFetch<'_> {
         }
         .boxed()
     }
-}
-
-async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
-    let temp = path.with_extension("partial");
-    let parent = path.parent().expect("kept files live in a directory");
-    tokio::fs::create_dir_all(parent)
-        .await
-        .map_err(|err| NodeError::io(format!("creating {}", parent.display()), err))?;
-    tokio::fs::write(&temp, bytes)
-        .await
-        .map_err(|err| NodeError::io(format!("writing {}", temp.display()), err))?;
-    tokio::fs::rename(&temp, path)
-        .await
-        .map_err(|err| NodeError::io(format!("writing {}", path.display()), err))
 }
 
 /// Lets an `Arc`ed error travel as a boxed error.
@@ -96,8 +85,8 @@ impl std::fmt::Display for ArcError {
 
 impl std::error::Error for ArcError {}
 
-/// A file's tail, from the first block holding its page index to its end: what a reader
-/// needs besides data pages. Kept in the data dir so that the cold tier can open with storage
+/// A file's tail, from the first block the metadata reader read (footer, page indexes) to its
+/// end: what a reader needs besides data pages. Kept in the data dir so that the cold tier can open with storage
 /// down.
 struct LocalTail {
     start: u64,
@@ -151,22 +140,6 @@ async fn load_metadata(
     Ok((metadata, group_starts))
 }
 
-/// Where the page indexes and the footer begin.
-fn tail_start(metadata: &ArrowReaderMetadata, size: u64, footer_len: u64) -> u64 {
-    let mut start = size.saturating_sub(footer_len + 8);
-    for group in metadata.metadata().row_groups() {
-        for column in group.columns() {
-            for offset in [column.column_index_offset(), column.offset_index_offset()]
-                .into_iter()
-                .flatten()
-            {
-                start = start.min(offset.max(0) as u64);
-            }
-        }
-    }
-    start
-}
-
 impl ColdFile {
     /// Opens a cold file from the store: block table, then footer and page index through the
     /// cache. Both are also written under `keep` for `open_local`.
@@ -183,16 +156,15 @@ impl ColdFile {
         let encoded_table = table.encode();
         let key = version_key(&manifest.index, &manifest.version, &entry.path);
         let file = cache.file_with_retries(store.clone(), retries.to_vec(), key, table);
-        let fetch = CachedFetch { file: &file, stats };
+        let mut fetch = CachedFetch {
+            file: &file,
+            stats,
+            lowest: file.size(),
+        };
         let (metadata, group_starts) =
-            load_metadata(&entry.path, fetch, file.size(), Some(FOOTER_PREFETCH)).await?;
-        let last = file
-            .read_range(file.size().saturating_sub(8)..file.size(), stats)
-            .await
-            .map_err(NodeError::Cache)?;
-        let footer_len = u32::from_le_bytes(last[..4].try_into().expect("4 bytes")) as u64;
-        let block_size = manifest.block_size;
-        let start = tail_start(&metadata, file.size(), footer_len) / block_size * block_size;
+            load_metadata(&entry.path, &mut fetch, file.size(), Some(FOOTER_PREFETCH)).await?;
+        // Its blocks are in the cache from the reads just made.
+        let start = fetch.lowest / manifest.block_size * manifest.block_size;
         let tail = file
             .read_range(start..file.size(), stats)
             .await
@@ -226,25 +198,9 @@ impl ColdFile {
                 .map_err(|err| NodeError::io(format!("reading {}", path.display()), err))
         };
         let table_bytes = read(keep.join(format!("{name}.blocks"))).await?;
-        let table = match &entry.block_table {
-            Some(reference) => {
-                if table_bytes.len() as u64 != reference.size
-                    || crc32c::crc32c(&table_bytes) != reference.crc32c
-                {
-                    return Err(NodeError::Corrupt(format!(
-                        "kept block table of {} does not match the manifest",
-                        entry.path
-                    )));
-                }
-                crate::format::BlockTable::decode(&entry.path, &table_bytes)
-                    .map_err(|err| NodeError::Corrupt(err.to_string()))?
-            }
-            None => crate::format::BlockTable::single_block(
-                manifest.block_size,
-                entry.size,
-                entry.crc32c,
-            ),
-        };
+        let table = check_block_table(manifest, entry, &table_bytes).map_err(|err| {
+            NodeError::Corrupt(format!("kept block table of {}: {err}", entry.path))
+        })?;
         let kept = read(keep.join(format!("{name}.tail"))).await?;
         if kept.len() < 8 {
             return Err(NodeError::Corrupt(format!(

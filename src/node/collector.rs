@@ -290,7 +290,7 @@ impl Collector for TopHits {
 }
 
 /// The best `limit` hits, best first.
-pub fn best_of(hits: impl Iterator<Item = RankedHit>, limit: usize) -> Vec<RankedHit> {
+fn best_of(hits: impl Iterator<Item = RankedHit>, limit: usize) -> Vec<RankedHit> {
     let mut hits: Vec<RankedHit> = hits.collect();
     hits.sort_by(|a, b| rank_order(a.score, &a.id, b.score, &b.id));
     hits.truncate(limit);

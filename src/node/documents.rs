@@ -94,13 +94,6 @@ impl FieldSelection {
             .collect();
         Ok(FieldSelection { columns, as_list })
     }
-
-    /// Names of the selected fields (for parquet projection).
-    pub fn names<'a>(&'a self, schema: &'a IndexSchema) -> impl Iterator<Item = &'a str> + 'a {
-        self.columns
-            .iter()
-            .map(|&index| schema.spec.fields[index].name.as_str())
-    }
 }
 
 /// No values reads as absent in both tiers (tantivy stores nothing for an empty list).

@@ -22,8 +22,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cache::{BlockCache, CacheError, CacheStatus, ReadStats};
 use crate::config::NodeConfig;
-use crate::format::Manifest;
 use crate::format::layout::{self, COLD_INDEX_DIR, HOT_DIR};
+use crate::format::{FileEntry, Manifest};
 use crate::published::{self, PublishedError};
 use crate::store::{BlobStore, BreakerState, StoreError, StoreErrorKind};
 use rehydrate::{RehydrateOptions, rehydrate};
@@ -440,13 +440,10 @@ impl Node {
             self.rehydrate_options(),
         )
         .await?;
-        let hot_dir = local.join(HOT_DIR);
-        let hot_tier = tokio::task::spawn_blocking(move || Tier::open(&hot_dir))
-            .await
-            .map_err(|err| NodeError::Internal(format!("open task: {err}")))??;
+        let encoded = manifest.encode();
+        let version = open_version(manifest, local.join(HOT_DIR)).await?;
         // The manifest goes last: a local copy with a manifest is complete as far as it goes.
-        write_atomically(&local.join(layout::MANIFEST), &manifest.encode()).await?;
-        let version = Arc::new(LoadedVersion::new(manifest, hot_tier)?);
+        write_atomically(&local.join(layout::MANIFEST), &encoded).await?;
         if first {
             slot.current.store(Some(version.clone()));
             self.update(slot, |state| state.hot = TierState::Ready);
@@ -502,20 +499,28 @@ impl Node {
             self.rehydrate_options(),
         )
         .await?;
-        let cold_dir = local.join(COLD_INDEX_LOCAL);
-        let cold_index = tokio::task::spawn_blocking(move || Tier::open(&cold_dir))
-            .await
-            .map_err(|err| NodeError::Internal(format!("open task: {err}")))??;
+        let files = self.open_cold_files(manifest, &local, true).await?;
+        open_cold_tier(version, local.join(COLD_INDEX_LOCAL), files).await
+    }
+
+    /// The version's cold parquet files, from the footers kept in the data dir by an earlier
+    /// start (a restart reads none again), else — when `from_storage` — read from storage and
+    /// kept.
+    async fn open_cold_files(
+        &self,
+        manifest: &Manifest,
+        local: &Path,
+        from_storage: bool,
+    ) -> Result<Vec<cold::ColdFile>, NodeError> {
         let stats = Arc::new(ReadStats::default());
         let keep = local.join(COLD_META_LOCAL);
-        // Footers kept by an earlier start are used as they are: a restart reads none again.
         let opens = manifest.cold.parquet_files.iter().map(|parquet| {
             let entry = manifest
                 .file(&parquet.path)
                 .expect("validated manifest lists its cold files");
             let (stats, keep) = (&stats, &keep);
             async move {
-                match cold::ColdFile::open_local(
+                let kept = cold::ColdFile::open_local(
                     &self.cache,
                     &self.stores.query,
                     &self.stores.replica_reads,
@@ -523,10 +528,10 @@ impl Node {
                     entry,
                     keep,
                 )
-                .await
-                {
-                    Ok(file) => Ok(file),
-                    Err(_) => {
+                .await;
+                match kept {
+                    Err(err) if from_storage => {
+                        debug!(file = %entry.path, "no usable kept footer ({err}): reading it");
                         cold::ColdFile::open(
                             &self.cache,
                             &self.stores.query,
@@ -538,14 +543,11 @@ impl Node {
                         )
                         .await
                     }
+                    kept => kept,
                 }
             }
         });
-        let files = futures::future::join_all(opens)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
-        version.set_cold(cold_index, files)
+        futures::future::join_all(opens).await.into_iter().collect()
     }
 
     /// The newest complete local copy of the index, opened without storage: hot tier always,
@@ -575,18 +577,8 @@ impl Node {
         let manifest =
             Manifest::decode(&local.join(layout::MANIFEST).display().to_string(), &bytes)
                 .map_err(|err| NodeError::Corrupt(err.to_string()))?;
-        for (name, entry) in manifest.hot_files() {
-            if !rehydrate::local_file_matches(&local.join(HOT_DIR).join(name), entry).await {
-                return Err(NodeError::Corrupt(format!(
-                    "kept hot file {name} does not match its checksum"
-                )));
-            }
-        }
-        let hot_dir = local.join(HOT_DIR);
-        let hot = tokio::task::spawn_blocking(move || Tier::open(&hot_dir))
-            .await
-            .map_err(|err| NodeError::Internal(format!("open task: {err}")))??;
-        let loaded = Arc::new(LoadedVersion::new(manifest, hot)?);
+        check_kept(&local.join(HOT_DIR), manifest.hot_files(), "hot").await?;
+        let loaded = open_version(manifest, local.join(HOT_DIR)).await?;
         slot.current.store(Some(loaded.clone()));
         self.update(slot, |state| state.hot = TierState::Ready);
         info!(version, "hot tier serving from the data dir");
@@ -614,37 +606,14 @@ impl Node {
         local: &Path,
     ) -> Result<(), NodeError> {
         let manifest = &version.manifest;
-        for (name, entry) in manifest.cold_index_files() {
-            if !rehydrate::local_file_matches(&local.join(COLD_INDEX_LOCAL).join(name), entry).await
-            {
-                return Err(NodeError::Corrupt(format!(
-                    "kept cold index file {name} does not match its checksum"
-                )));
-            }
-        }
-        let cold_dir = local.join(COLD_INDEX_LOCAL);
-        let cold_index = tokio::task::spawn_blocking(move || Tier::open(&cold_dir))
-            .await
-            .map_err(|err| NodeError::Internal(format!("open task: {err}")))??;
-        let keep = local.join(COLD_META_LOCAL);
-        let mut files = Vec::new();
-        for parquet in &manifest.cold.parquet_files {
-            let entry = manifest
-                .file(&parquet.path)
-                .expect("validated manifest lists its cold files");
-            files.push(
-                cold::ColdFile::open_local(
-                    &self.cache,
-                    &self.stores.query,
-                    &self.stores.replica_reads,
-                    manifest,
-                    entry,
-                    &keep,
-                )
-                .await?,
-            );
-        }
-        version.set_cold(cold_index, files)
+        check_kept(
+            &local.join(COLD_INDEX_LOCAL),
+            manifest.cold_index_files(),
+            "cold index",
+        )
+        .await?;
+        let files = self.open_cold_files(manifest, local, false).await?;
+        open_cold_tier(version, local.join(COLD_INDEX_LOCAL), files).await
     }
 
     async fn check_for_new_version(&self, slot: &Arc<IndexSlot>) -> Result<(), NodeError> {
@@ -695,8 +664,57 @@ impl Node {
     }
 }
 
-async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+/// Opens the hot index and the version over it on the blocking pool: opening reads index
+/// files and fast-field dictionaries.
+async fn open_version(
+    manifest: Manifest,
+    hot_dir: PathBuf,
+) -> Result<Arc<LoadedVersion>, NodeError> {
+    tokio::task::spawn_blocking(move || {
+        Ok(Arc::new(LoadedVersion::new(
+            manifest,
+            Tier::open(&hot_dir)?,
+        )?))
+    })
+    .await
+    .map_err(|err| NodeError::Internal(format!("open task: {err}")))?
+}
+
+/// Opens the cold index and attaches the cold tier to `version`, on the blocking pool.
+async fn open_cold_tier(
+    version: &Arc<LoadedVersion>,
+    cold_dir: PathBuf,
+    files: Vec<cold::ColdFile>,
+) -> Result<(), NodeError> {
+    let version = version.clone();
+    tokio::task::spawn_blocking(move || version.set_cold(Tier::open(&cold_dir)?, files))
+        .await
+        .map_err(|err| NodeError::Internal(format!("open task: {err}")))?
+}
+
+/// Checks that `dir` holds `files` as the manifest lists them.
+async fn check_kept<'a>(
+    dir: &Path,
+    files: impl Iterator<Item = (&'a str, &'a FileEntry)>,
+    what: &str,
+) -> Result<(), NodeError> {
+    for (name, entry) in files {
+        if !rehydrate::local_file_matches(&dir.join(name), entry).await {
+            return Err(NodeError::Corrupt(format!(
+                "kept {what} file {name} does not match its checksum"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file, creating the directory.
+pub(super) async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     let temp = path.with_extension("partial");
+    let parent = path.parent().expect("kept files live in a directory");
+    tokio::fs::create_dir_all(parent)
+        .await
+        .map_err(|err| NodeError::io(format!("creating {}", parent.display()), err))?;
     tokio::fs::write(&temp, bytes)
         .await
         .map_err(|err| NodeError::io(format!("writing {}", temp.display()), err))?;

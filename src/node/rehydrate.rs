@@ -211,6 +211,7 @@ pub async fn rehydrate(
         reused = report.reused_files,
         bytes = report.bytes_downloaded,
         requests = report.requests,
+        refetched_chunks = report.refetched_chunks,
         "rehydrated"
     );
     Ok(report)

@@ -34,10 +34,6 @@ impl Tier {
     pub fn searcher(&self) -> Searcher {
         self.reader.searcher()
     }
-
-    pub fn num_docs(&self) -> u64 {
-        self.reader.searcher().num_docs()
-    }
 }
 
 pub struct ColdTier {
@@ -52,7 +48,8 @@ pub struct LoadedVersion {
     pub hot: Tier,
     pub hot_columns: Arc<HitColumns>,
     cold: OnceLock<Arc<ColdTier>>,
-    pub default_fields: Vec<Field>,
+    /// Over the schema's default search fields; built once, shared by every search.
+    query_parser: QueryParser,
     pub id_kind: IdKind,
     /// `<index>/<version>`, shared by cache keys.
     pub version_key: Arc<str>,
@@ -68,7 +65,7 @@ impl LoadedVersion {
                 manifest.index, manifest.version
             )));
         }
-        let default_fields = schema
+        let default_fields: Vec<Field> = schema
             .spec
             .default_search_fields
             .iter()
@@ -87,14 +84,15 @@ impl LoadedVersion {
             id_kind,
             false,
         )?);
+        let query_parser = QueryParser::for_index(&hot.index, default_fields);
         Ok(LoadedVersion {
             hot_columns,
+            query_parser,
             version_key,
             manifest,
             schema: Arc::new(schema),
             hot,
             cold: OnceLock::new(),
-            default_fields,
             id_kind,
         })
     }
@@ -137,7 +135,7 @@ impl LoadedVersion {
             .map_err(|_| NodeError::Internal("cold tier loaded twice".into()))
     }
 
-    pub fn query_parser(&self) -> QueryParser {
-        QueryParser::for_index(&self.hot.index, self.default_fields.clone())
+    pub fn query_parser(&self) -> &QueryParser {
+        &self.query_parser
     }
 }

@@ -31,15 +31,6 @@ pub struct BreakerSettings {
     pub cool_down: Duration,
 }
 
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        BreakerSettings {
-            failures_to_open: 5,
-            cool_down: Duration::from_secs(5),
-        }
-    }
-}
-
 #[derive(Debug)]
 struct Inner {
     state: BreakerState,

@@ -94,10 +94,11 @@ impl HedgedStore {
         self.windows[replica].lock().expect("not poisoned").p90()
     }
 
-    fn preferred(&self) -> usize {
+    /// The replica to ask first, and its recent p90.
+    fn preferred(&self) -> (usize, Option<Duration>) {
         match (self.p90(0), self.p90(1)) {
-            (Some(first), Some(second)) if second < first => 1,
-            _ => 0,
+            (Some(first), Some(second)) if second < first => (1, Some(second)),
+            (first, _) => (0, first),
         }
     }
 
@@ -118,12 +119,9 @@ impl HedgedStore {
         F: Fn(&'a Arc<dyn BlobStore>) -> Fut,
         Fut: Future<Output = StoreResult<T>> + 'a,
     {
-        let first = self.preferred();
+        let (first, p90) = self.preferred();
         let second = 1 - first;
-        let delay = self
-            .p90(first)
-            .unwrap_or(INITIAL_DELAY)
-            .clamp(MIN_DELAY, MAX_DELAY);
+        let delay = p90.unwrap_or(INITIAL_DELAY).clamp(MIN_DELAY, MAX_DELAY);
         let mut primary = Box::pin(self.timed(first, request(&self.replicas[first])));
         match tokio::time::timeout(delay, &mut primary).await {
             Ok(Ok(value)) => return Ok(value),

@@ -31,9 +31,9 @@ impl TimeoutStore {
         op: &'static str,
         key: &str,
         range: Option<Range<u64>>,
-        limit: Duration,
         request: impl std::future::Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
+        let limit = self.request_timeout;
         match tokio::time::timeout(limit, request).await {
             Ok(result) => result,
             Err(_) => {
@@ -63,26 +63,17 @@ impl BlobStore for TimeoutStore {
             "get_range",
             key,
             Some(range.clone()),
-            self.request_timeout,
             self.inner.get_range(key, range.clone()),
         )
         .await
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
-        self.limited("get", key, None, self.request_timeout, self.inner.get(key))
-            .await
+        self.limited("get", key, None, self.inner.get(key)).await
     }
 
     async fn size(&self, key: &str) -> StoreResult<u64> {
-        self.limited(
-            "size",
-            key,
-            None,
-            self.request_timeout,
-            self.inner.size(key),
-        )
-        .await
+        self.limited("size", key, None, self.inner.size(key)).await
     }
 
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
@@ -95,24 +86,12 @@ impl BlobStore for TimeoutStore {
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        self.limited(
-            "list",
-            prefix,
-            None,
-            self.request_timeout,
-            self.inner.list(prefix),
-        )
-        .await
+        self.limited("list", prefix, None, self.inner.list(prefix))
+            .await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.limited(
-            "delete",
-            key,
-            None,
-            self.request_timeout,
-            self.inner.delete(key),
-        )
-        .await
+        self.limited("delete", key, None, self.inner.delete(key))
+            .await
     }
 }

@@ -88,7 +88,6 @@ impl Faults {
 
 #[derive(Debug, Default)]
 struct Counters {
-    requests: AtomicU64,
     faulted: AtomicU64,
 }
 
@@ -184,10 +183,6 @@ impl FaultProxy {
         *self.shared.faults.lock().expect("not poisoned") = faults;
     }
 
-    pub fn requests(&self) -> u64 {
-        self.shared.counters.requests.load(Ordering::Relaxed)
-    }
-
     pub fn faulted(&self) -> u64 {
         self.shared.counters.faulted.load(Ordering::Relaxed)
     }
@@ -251,7 +246,6 @@ async fn handle(
                 .expect("valid response"),
         });
     }
-    shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     let faults = shared.faults.lock().expect("not poisoned").clone();
     if faults.refuse {
         // Connections opened before the fault are cut too, as a dead server would.
