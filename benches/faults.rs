@@ -53,24 +53,6 @@ fn node_config(
     tierdex::config::NodeConfig::resolve(settings, "bench").unwrap()
 }
 
-async fn ready(node: &Arc<Node>) {
-    let runner = node.clone();
-    tokio::spawn(async move { runner.run().await });
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while node
-        .statuses()
-        .iter()
-        .any(|status| status.cold != tierdex::node::TierState::Ready)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "node not ready: {:?}",
-            node.statuses()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn timed_searches(
     node: &Arc<Node>,
     queries: &[String],
@@ -149,8 +131,8 @@ async fn main() {
         None,
     )
     .unwrap();
-    ready(&hedged).await;
-    ready(&single).await;
+    run_until_ready(&hedged).await;
+    run_until_ready(&single).await;
     proxy.set(Faults {
         latency: Some((Duration::from_millis(100), 0.05)),
         ..Faults::none()
@@ -316,7 +298,7 @@ async fn main() {
         None,
     )
     .unwrap();
-    ready(&node).await;
+    run_until_ready(&node).await;
     timed_searches(&node, &queries, false).await;
     let (hot, _) = timed_searches(&node, &queries, true).await;
     let (both, _) = timed_searches(&node, &queries, false).await;
@@ -331,7 +313,7 @@ async fn main() {
         None,
     )
     .unwrap();
-    ready(&uncached).await;
+    run_until_ready(&uncached).await;
     proxy.set(Faults {
         refuse: true,
         ..Faults::none()

@@ -25,15 +25,14 @@ fn value_json(value: &Option<pb::Value>) -> serde_json::Value {
 fn assert_matches_source(hit: &pb::Hit, documents: &BTreeMap<u64, serde_json::Value>) {
     let id = hit_u64(hit);
     let source = &documents[&id];
+    assert!(
+        hit.fields.iter().any(|field| field.name == "title"),
+        "document {id} came back without its title: {hit:?}"
+    );
     for field in &hit.fields {
-        let expected = match field.name.as_str() {
-            // A single keyword value comes back as a string unless the field is multi-valued.
-            "authors" => source["authors"].clone(),
-            name => source[name].clone(),
-        };
         assert_eq!(
             value_json(&field.value),
-            expected,
+            source[field.name.as_str()],
             "field {} of document {id}",
             field.name
         );
@@ -162,7 +161,12 @@ async fn storage_killed_under_load_costs_cold_documents_never_answers() {
         })
         .collect();
     // Kill storage once a quarter of the searches are done.
+    let deadline = Instant::now() + Duration::from_secs(120);
     while done.load(std::sync::atomic::Ordering::Relaxed) < 16 * 70 / 4 {
+        assert!(
+            Instant::now() < deadline && !clients.iter().any(|client| client.is_finished()),
+            "the clients stopped before a quarter of the searches"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     drop(faulty.server.take());
@@ -172,7 +176,6 @@ async fn storage_killed_under_load_costs_cold_documents_never_answers() {
         totals.0 += full;
         totals.1 += degraded;
     }
-    assert_eq!(totals.0 + totals.1, 16 * 70, "every search answered");
     assert!(
         totals.0 > 0 && totals.1 > 0,
         "complete before the kill, degraded after: {totals:?}"
@@ -294,13 +297,8 @@ async fn hanging_storage_never_holds_a_search_past_its_budget() {
     let mut request = tonic::Request::new(search_request("cacm", cold_query, 10));
     request.set_timeout(budget);
     let status = client.search(request).await.unwrap_err();
-    assert!(
-        matches!(
-            status.code(),
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
-        ),
-        "{status:?}"
-    );
+    // The node's own answer, before the caller's deadline cuts the call.
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,14 +477,12 @@ async fn corrupt_bytes_never_become_a_wrong_document() {
         ..Faults::none()
     });
     let mut returned = 0;
-    let mut degraded = 0;
     for query in cacm_query_texts() {
         let response = client
             .search(search_request("cacm", &query, 10))
             .await
             .unwrap()
             .into_inner();
-        degraded += usize::from(response.degraded);
         for hit in &response.hits {
             assert_matches_source(hit, &documents);
             returned += 1;
@@ -494,7 +490,6 @@ async fn corrupt_bytes_never_become_a_wrong_document() {
     }
     assert!(returned > 300, "{returned}");
     assert!(faulty.proxy.faulted() > 0, "the proxy flipped bytes");
-    let _ = degraded;
 }
 
 /// CACM with every title marked by its version, for telling versions apart in answers.
@@ -739,13 +734,7 @@ async fn replicated_node(
     };
     let config = tierdex::config::NodeConfig::resolve(settings, "test").unwrap();
     let node = tierdex::node::Node::new(config, primary, Some(secondary)).unwrap();
-    let runner = node.clone();
-    tokio::spawn(async move { runner.run().await });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while node.statuses()[0].cold != tierdex::node::TierState::Ready {
-        assert!(Instant::now() < deadline, "{:?}", node.statuses());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    run_until_ready(&node).await;
     node
 }
 

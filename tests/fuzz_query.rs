@@ -56,11 +56,7 @@ fn node() -> (
         };
         let config = tierdex::config::NodeConfig::resolve(settings, "fuzz").unwrap();
         let node = Node::new(config, store, None).unwrap();
-        let runner = node.clone();
-        tokio::spawn(async move { runner.run().await });
-        while node.statuses()[0].cold != tierdex::node::TierState::Ready {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        run_until_ready(&node).await;
         node
     });
     (runtime, node, store_dir, data)

@@ -10,23 +10,6 @@ use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
 use tierdex::api::pb;
 
-/// The 64 CACM queries, punctuation stripped.
-fn cacm_queries() -> Vec<String> {
-    std::fs::read_to_string(shared_data("cacm.queries.tsv"))
-        .unwrap()
-        .lines()
-        .filter_map(|line| line.split_once('\t'))
-        .map(|(_, text)| {
-            text.chars()
-                .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-                .collect::<String>()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect()
-}
-
 fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|word| word.len() > 3 && word.chars().all(|c| c.is_ascii_alphabetic()))
@@ -133,13 +116,6 @@ impl Oracle {
     }
 }
 
-fn hit_id(hit: &pb::Hit) -> u64 {
-    match hit.id.as_ref().and_then(|id| id.kind.as_ref()) {
-        Some(pb::value::Kind::U64(id)) => *id,
-        other => panic!("CACM ids are u64, got {other:?}"),
-    }
-}
-
 async fn check_against_oracle(rules: &str, hot_ids: BTreeSet<u64>) {
     let server = S3Server::start();
     let store = server.store("oracle", "indexes").await;
@@ -150,7 +126,7 @@ async fn check_against_oracle(rules: &str, hot_ids: BTreeSet<u64>) {
     let mut client = node.client().await;
     let oracle = Oracle::new();
     let documents = cacm_documents();
-    let queries: Vec<String> = cacm_queries()
+    let queries: Vec<String> = cacm_query_texts()
         .into_iter()
         .chain(structured_queries())
         .collect();
@@ -172,7 +148,7 @@ async fn check_against_oracle(rules: &str, hot_ids: BTreeSet<u64>) {
         let got: Vec<(u64, f32)> = response
             .hits
             .iter()
-            .map(|hit| (hit_id(hit), hit.score as f32))
+            .map(|hit| (hit_u64(hit), hit.score as f32))
             .collect();
         let expected_ids: Vec<u64> = expected.iter().map(|(id, _)| *id).collect();
         let got_ids: Vec<u64> = got.iter().map(|(id, _)| *id).collect();
@@ -187,7 +163,7 @@ async fn check_against_oracle(rules: &str, hot_ids: BTreeSet<u64>) {
             );
         }
         for hit in &response.hits {
-            let id = hit_id(hit);
+            let id = hit_u64(hit);
             let tier = if hot_ids.contains(&id) {
                 pb::Tier::Hot
             } else {

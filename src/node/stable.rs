@@ -72,3 +72,57 @@ impl Weight for KeepConstantScoreWeight {
         self.0.explain(reader, doc)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tantivy::collector::TopDocs;
+    use tantivy::query::QueryParser;
+    use tantivy::schema::{FAST, INDEXED, Schema, TEXT};
+    use tantivy::{Index, doc};
+
+    /// The best score of `text` over an index of `documents` (text, number), one segment.
+    fn best_score(documents: &[(&str, u64)], text: &str, wrap: bool) -> Score {
+        let mut builder = Schema::builder();
+        let body = builder.add_text_field("body", TEXT);
+        let number = builder.add_u64_field("n", INDEXED | FAST);
+        let index = Index::create_in_ram(builder.build());
+        let mut writer = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        for (words, value) in documents {
+            writer
+                .add_document(doc!(body => *words, number => *value))
+                .unwrap();
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let query = QueryParser::for_index(&index, vec![body])
+            .parse_query(text)
+            .unwrap();
+        let query = if wrap {
+            keep_constant_scores(query)
+        } else {
+            query
+        };
+        searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())
+            .unwrap()[0]
+            .0
+    }
+
+    #[test]
+    fn a_range_matching_a_whole_segment_keeps_its_score() {
+        let query = "+body:apple +n:[0 TO 10]";
+        // Every value in range: tantivy answers the range with an AllScorer and the boolean
+        // query drops it with its constant score; the wrapper keeps it.
+        let all_in_range = [("apple pie", 1), ("banana", 2)];
+        let dropped = best_score(&all_in_range, query, false);
+        let kept = best_score(&all_in_range, query, true);
+        assert!((kept - dropped - 1.0).abs() < 1e-5, "{kept} vs {dropped}");
+        // Some values out of range: nothing to keep, the wrapper changes nothing.
+        let some_in_range = [("apple pie", 1), ("banana", 20)];
+        assert_eq!(
+            best_score(&some_in_range, query, true),
+            best_score(&some_in_range, query, false)
+        );
+    }
+}

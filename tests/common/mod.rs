@@ -374,26 +374,7 @@ impl TestNode {
 
     /// Waits (up to 60 s) until every index has both tiers ready.
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let statuses = self.node.statuses();
-            if statuses
-                .iter()
-                .all(|status| status.cold == tierdex::node::TierState::Ready)
-            {
-                return;
-            }
-            for status in &statuses {
-                assert!(
-                    status.error.is_none(),
-                    "loading {} failed: {:?}",
-                    status.name,
-                    status.error
-                );
-            }
-            assert!(Instant::now() < deadline, "node not ready: {statuses:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_node_ready(&self.node).await;
     }
 
     pub async fn client(
@@ -498,4 +479,35 @@ pub fn cacm_query_texts() -> Vec<String> {
                 .join(" ")
         })
         .collect()
+}
+
+/// Runs `node` in the background and waits until it serves every index's both tiers.
+pub async fn run_until_ready(node: &Arc<tierdex::node::Node>) {
+    let runner = node.clone();
+    tokio::spawn(async move { runner.run().await });
+    wait_node_ready(node).await;
+}
+
+/// Waits until `node` serves every index's both tiers; fails on a load error or after 60 s.
+pub async fn wait_node_ready(node: &tierdex::node::Node) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let statuses = node.statuses();
+        if statuses
+            .iter()
+            .all(|status| status.cold == tierdex::node::TierState::Ready)
+        {
+            return;
+        }
+        for status in &statuses {
+            assert!(
+                status.error.is_none(),
+                "loading {} failed: {:?}",
+                status.name,
+                status.error
+            );
+        }
+        assert!(Instant::now() < deadline, "node not ready: {statuses:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

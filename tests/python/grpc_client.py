@@ -36,9 +36,10 @@ def value(message):
 
 
 def main(proto_dir, address, index, queries):
-    out_dir = tempfile.mkdtemp()
-    generate_stubs(proto_dir, out_dir)
-    from tierdex.v1 import tierdex_pb2, tierdex_pb2_grpc
+    with tempfile.TemporaryDirectory() as out_dir:
+        generate_stubs(proto_dir, out_dir)
+        # Imported while the generated modules exist; Python keeps them once loaded.
+        from tierdex.v1 import tierdex_pb2, tierdex_pb2_grpc
 
     channel = grpc.insecure_channel(address)
     health = health_pb2_grpc.HealthStub(channel)
