@@ -1,7 +1,7 @@
 //! Figures for storage trouble, measured side by side in one run.
 //!
 //! ```text
-//! ./tools/test.sh           # once: installs s3s-fs under target/tools
+//! ./tools/test.sh --no-run   # once: installs s3s-fs and the python venv under target/tools
 //! cargo bench --bench faults -- [--repeats N]   # the 64 CACM queries N times (default 3)
 //! ```
 //!
@@ -29,12 +29,6 @@ use common::*;
 use fault_proxy::{FaultProxy, Faults};
 use tierdex::node::Node;
 use tierdex::store::BlobStore;
-
-fn percentile(samples: &[Duration], p: f64) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
-}
 
 fn node_config(
     data: &std::path::Path,
@@ -75,35 +69,31 @@ async fn timed_searches(
     (latencies, degraded)
 }
 
-/// Copies every object of `from` into `to`: two replicas with the same content.
-async fn replicate(from: &dyn BlobStore, to: &dyn BlobStore) {
-    for object in from.list("").await.unwrap() {
-        to.put(&object.key, from.get(&object.key).await.unwrap())
-            .await
-            .unwrap();
-    }
-}
-
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
     let mut repeats = 3usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--repeats" => repeats = args.next().unwrap().parse().unwrap(),
+            "--repeats" => {
+                repeats = args
+                    .next()
+                    .and_then(|value| value.parse().ok())
+                    .expect("--repeats needs a number")
+            }
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
-    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
-        // Before any thread reads the environment: the local servers' test credentials.
-        unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", "tierdex-bench");
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", "tierdex-bench-secret");
-            std::env::set_var("AWS_REGION", "us-east-1");
-            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        }
-    }
+    default_bench_credentials();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run(repeats));
+}
+
+async fn run(repeats: usize) {
     let queries: Vec<String> = std::iter::repeat_n(cacm_query_texts(), repeats)
         .flatten()
         .collect();
@@ -169,18 +159,18 @@ async fn main() {
     println!("|---|---|---|");
     println!(
         "| first replica alone | {:.2} | {:.2} |",
-        percentile(&without, 0.5),
-        percentile(&without, 0.99)
+        percentile_ms(&without, 0.5),
+        percentile_ms(&without, 0.99)
     );
     println!(
         "| hedged over two replicas | {:.2} | {:.2} |",
-        percentile(&with_hedging, 0.5),
-        percentile(&with_hedging, 0.99)
+        percentile_ms(&with_hedging, 0.5),
+        percentile_ms(&with_hedging, 0.99)
     );
     println!(
         "| ratio hedged / alone | {:.2}x | {:.2}x |",
-        percentile(&with_hedging, 0.5) / percentile(&without, 0.5),
-        percentile(&with_hedging, 0.99) / percentile(&without, 0.99)
+        percentile_ms(&with_hedging, 0.5) / percentile_ms(&without, 0.5),
+        percentile_ms(&with_hedging, 0.99) / percentile_ms(&without, 0.99)
     );
     println!(
         "hedged requests: {}",
@@ -200,20 +190,11 @@ async fn main() {
     println!();
     println!("| link | index | files | MiB | single-stream GET s | rehydration s | ratio |");
     println!("|---|---|---|---|---|---|---|");
-    let pypi_schema = Arc::new(
-        tierdex::schema::IndexSchema::from_toml_file(&repo_root().join("benches/pypi/schema.toml"))
-            .unwrap(),
-    );
-    let pypi_rules = std::fs::read_to_string(repo_root().join("benches/pypi/rules.toml")).unwrap();
-    let options = build_options(
-        pypi_schema,
-        &pypi_rules,
-        vec![shared_data("pypi-packages.jsonl.gz")],
-        "pypi",
-    );
-    tierdex::builder::build(options, first_store.clone())
-        .await
-        .unwrap();
+    build_pypi(first_store.clone()).await;
+    let options = tierdex::node::rehydrate::RehydrateOptions {
+        concurrency: defaults.rehydrate_concurrency,
+        chunk_size: defaults.rehydrate_chunk_size,
+    };
     let links = [
         ("20 ms per request", None),
         ("20 ms per request and per 1 MiB", Some(1u64 << 20)),
@@ -230,17 +211,7 @@ async fn main() {
         let manifest = tierdex::published::read_current_manifest(first_store.as_ref(), index)
             .await
             .unwrap();
-        let files: Vec<(String, u64)> = manifest
-            .files
-            .iter()
-            .filter(|file| file.path.starts_with("hot/") || file.path.starts_with("cold/index/"))
-            .map(|file| {
-                (
-                    tierdex::format::layout::version_key(index, &manifest.version, &file.path),
-                    file.size,
-                )
-            })
-            .collect();
+        let files = index_file_keys(&manifest);
         let bytes: u64 = files.iter().map(|(_, size)| size).sum();
         let started = Instant::now();
         for (key, _) in &files {
@@ -249,10 +220,6 @@ async fn main() {
         let single_stream = started.elapsed();
         let data = tempfile::tempdir().unwrap();
         let started = Instant::now();
-        let options = tierdex::node::rehydrate::RehydrateOptions {
-            concurrency: defaults.rehydrate_concurrency,
-            chunk_size: defaults.rehydrate_chunk_size,
-        };
         let stores: Vec<Arc<dyn BlobStore>> = vec![slow_first.clone()];
         let hot = tierdex::node::rehydrate::rehydrate(
             &stores,
@@ -291,8 +258,6 @@ async fn main() {
     let node = Node::new(
         node_config(data.path(), |settings| {
             settings.cache_size = Some("64MiB".into());
-            settings.breaker_cool_down = Some("600s".into());
-            settings.storage_timeout = Some("300ms".into());
         }),
         slow_first.clone(),
         None,
@@ -318,41 +283,40 @@ async fn main() {
         refuse: true,
         ..Faults::none()
     });
-    let node = uncached;
-    timed_searches(&node, &queries[..20], false).await;
+    timed_searches(&uncached, &queries[..20], false).await;
     assert_eq!(
-        node.storage_status().breaker,
+        uncached.storage_status().breaker,
         tierdex::store::BreakerState::Open
     );
-    let (degraded_latencies, degraded) = timed_searches(&node, &queries, false).await;
+    let (degraded_latencies, degraded) = timed_searches(&uncached, &queries, false).await;
     println!("## Degraded answers (storage refused, breaker open) vs normal hot-tier answers");
     println!();
     println!("| {} CACM queries | p50 ms | p99 ms |", queries.len());
     println!("|---|---|---|");
     println!(
         "| hot tier only, storage up | {:.3} | {:.3} |",
-        percentile(&hot, 0.5),
-        percentile(&hot, 0.99)
+        percentile_ms(&hot, 0.5),
+        percentile_ms(&hot, 0.99)
     );
     println!(
         "| both tiers, storage up, warm cache | {:.3} | {:.3} |",
-        percentile(&both, 0.5),
-        percentile(&both, 0.99)
+        percentile_ms(&both, 0.5),
+        percentile_ms(&both, 0.99)
     );
     println!(
         "| both tiers, breaker open ({degraded} of {} degraded) | {:.3} | {:.3} |",
         queries.len(),
-        percentile(&degraded_latencies, 0.5),
-        percentile(&degraded_latencies, 0.99)
+        percentile_ms(&degraded_latencies, 0.5),
+        percentile_ms(&degraded_latencies, 0.99)
     );
     println!(
         "| ratio breaker open / hot tier only | {:.2}x | {:.2}x |",
-        percentile(&degraded_latencies, 0.5) / percentile(&hot, 0.5),
-        percentile(&degraded_latencies, 0.99) / percentile(&hot, 0.99)
+        percentile_ms(&degraded_latencies, 0.5) / percentile_ms(&hot, 0.5),
+        percentile_ms(&degraded_latencies, 0.99) / percentile_ms(&hot, 0.99)
     );
     println!(
         "| ratio breaker open / both tiers, storage up | {:.2}x | {:.2}x |",
-        percentile(&degraded_latencies, 0.5) / percentile(&both, 0.5),
-        percentile(&degraded_latencies, 0.99) / percentile(&both, 0.99)
+        percentile_ms(&degraded_latencies, 0.5) / percentile_ms(&both, 0.5),
+        percentile_ms(&degraded_latencies, 0.99) / percentile_ms(&both, 0.99)
     );
 }

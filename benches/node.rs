@@ -89,17 +89,14 @@ fn web_queries(limit: usize) -> Vec<String> {
 struct Latencies(Vec<Duration>);
 
 impl Latencies {
-    fn percentile(&self, p: f64) -> f64 {
-        let mut sorted = self.0.clone();
-        sorted.sort();
-        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted[index].as_secs_f64() * 1000.0
-    }
     fn p50(&self) -> f64 {
-        self.percentile(0.5)
+        percentile_ms(&self.0, 0.5)
     }
     fn p99(&self) -> f64 {
-        self.percentile(0.99)
+        percentile_ms(&self.0, 0.99)
+    }
+    fn mean(&self) -> f64 {
+        self.0.iter().sum::<Duration>().as_secs_f64() * 1000.0 / self.0.len() as f64
     }
 }
 
@@ -152,38 +149,57 @@ fn run_in_process(hot_dir: &std::path::Path, queries: &[String], count: bool) ->
     latencies
 }
 
+/// The search step alone on the hot index, queries parsed beforehand: tantivy's `TopDocs` vs
+/// the node's `TopHits` (ties broken by id, which reads each candidate's id), both top 20 as
+/// the node asks of the hot tier for a page of 10.
+fn run_collectors(hot_dir: &std::path::Path, queries: &[String]) -> (Latencies, Latencies) {
+    use tierdex::node::collector::{HitColumns, IdKind, TopHits};
+    let index = tantivy::Index::open_in_dir(hot_dir).unwrap();
+    let schema = index.schema();
+    let fields = ["summary", "name"].map(|name| schema.get_field(name).unwrap());
+    let parser = tantivy::query::QueryParser::for_index(&index, fields.to_vec());
+    let searcher = index.reader().unwrap().searcher();
+    let parsed: Vec<_> = queries
+        .iter()
+        .map(|query| parser.parse_query(query).unwrap())
+        .collect();
+    let top_hits = TopHits {
+        limit: 20,
+        columns: Arc::new(HitColumns::open(&searcher, "name", IdKind::Str, false).unwrap()),
+    };
+    let top_docs = TopDocs::with_limit(20).order_by_score();
+    let (mut docs_latencies, mut hits_latencies) = (Latencies::default(), Latencies::default());
+    for query in &parsed {
+        let started = Instant::now();
+        std::hint::black_box(searcher.search(query.as_ref(), &top_docs).unwrap());
+        docs_latencies.0.push(started.elapsed());
+        let started = Instant::now();
+        std::hint::black_box(searcher.search(query.as_ref(), &top_hits).unwrap());
+        hits_latencies.0.push(started.elapsed());
+    }
+    (docs_latencies, hits_latencies)
+}
+
 fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / 1048576.0 / elapsed.as_secs_f64()
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
     let settings = settings();
-    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
-        // Before any thread reads the environment: the local server's test credentials.
-        unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", "tierdex-bench");
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", "tierdex-bench-secret");
-            std::env::set_var("AWS_REGION", "us-east-1");
-            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        }
-    }
+    default_bench_credentials();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run(settings));
+}
+
+async fn run(settings: Settings) {
     let server = S3Server::start();
     let s3 = server.store("bench", "").await;
-    let schema = Arc::new(
-        tierdex::schema::IndexSchema::from_toml_file(&repo_root().join("benches/pypi/schema.toml"))
-            .unwrap(),
-    );
-    let rules = std::fs::read_to_string(repo_root().join("benches/pypi/rules.toml")).unwrap();
     let started = Instant::now();
-    let options = build_options(
-        schema,
-        &rules,
-        vec![shared_data("pypi-packages.jsonl.gz")],
-        "pypi",
-    );
-    let summary = tierdex::builder::build(options, s3.clone()).await.unwrap();
-    let manifest = summary.manifest;
+    let manifest = build_pypi(s3.clone()).await.manifest;
     println!(
         "built pypi into s3s-fs in {:.1} s: hot {} docs, cold {} docs",
         started.elapsed().as_secs_f64(),
@@ -192,17 +208,7 @@ async fn main() {
     );
 
     // Rehydration vs one single-stream GET of the same files.
-    let index_files: Vec<(String, u64)> = manifest
-        .files
-        .iter()
-        .filter(|file| file.path.starts_with("hot/") || file.path.starts_with("cold/index/"))
-        .map(|file| {
-            (
-                tierdex::format::layout::version_key("pypi", &manifest.version, &file.path),
-                file.size,
-            )
-        })
-        .collect();
+    let index_files = index_file_keys(&manifest);
     let total_bytes: u64 = index_files.iter().map(|(_, size)| size).sum();
     let single = Instant::now();
     for (key, _) in &index_files {
@@ -234,7 +240,8 @@ async fn main() {
     run_grpc(&mut client, &queries[..queries.len().min(200)], true).await;
     let in_process = run_in_process(&hot_dir, &queries, false);
     let in_process_counting = run_in_process(&hot_dir, &queries, true);
-    let (hot_grpc, _) = run_grpc(&mut client, &queries, true).await;
+    let (hot_grpc, hot_responses) = run_grpc(&mut client, &queries, true).await;
+    let (top_docs, top_hits) = run_collectors(&hot_dir, &queries);
     println!();
     println!(
         "| {} web queries, top 10 | p50 ms | p99 ms |",
@@ -277,7 +284,6 @@ async fn main() {
         floor.p50(),
         floor.p99()
     );
-    let (_, hot_responses) = run_grpc(&mut client, &queries, true).await;
     let mean = |pick: fn(&pb::QueryStats) -> f64, responses: &[pb::SearchResponse]| {
         responses
             .iter()
@@ -291,6 +297,28 @@ async fn main() {
         mean(|s| s.search_ms, &hot_responses),
         mean(|s| s.hot_fetch_ms, &hot_responses),
         mean(|s| s.total_ms, &hot_responses)
+    );
+    println!();
+    println!(
+        "| the search alone, in process, top 20 over the hot index | p50 ms | p99 ms | mean ms |"
+    );
+    println!("|---|---|---|---|");
+    for (name, latencies) in [
+        ("tantivy `TopDocs` (ties by address)", &top_docs),
+        ("tierdex `TopHits` (ties by id)", &top_hits),
+    ] {
+        println!(
+            "| {name} | {:.3} | {:.3} | {:.3} |",
+            latencies.p50(),
+            latencies.p99(),
+            latencies.mean()
+        );
+    }
+    println!(
+        "| ratio TopHits / TopDocs | {:.2}x | {:.2}x | {:.2}x |",
+        top_hits.p50() / top_docs.p50(),
+        top_hits.p99() / top_docs.p99(),
+        top_hits.mean() / top_docs.mean()
     );
 
     // Queries whose first page holds cold documents.

@@ -708,11 +708,7 @@ async fn two_replicas() -> (S3Server, S3Server, Arc<dyn BlobStore>) {
     let from = primary.store("replicas", "").await;
     build_cacm(from.clone(), "hot = [\"citations >= 1\"]", "cacm").await;
     let to = secondary.store("replicas", "").await;
-    for object in from.list("").await.unwrap() {
-        to.put(&object.key, from.get(&object.key).await.unwrap())
-            .await
-            .unwrap();
-    }
+    replicate(from.as_ref(), to.as_ref()).await;
     (primary, secondary, to)
 }
 

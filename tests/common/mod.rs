@@ -511,3 +511,67 @@ pub async fn wait_node_ready(node: &tierdex::node::Node) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The PyPI catalog built with `benches/pypi`'s schema and rules into `store` as `pypi`.
+pub async fn build_pypi(store: Arc<dyn BlobStore>) -> BuildSummary {
+    let schema = Arc::new(
+        IndexSchema::from_toml_file(&repo_root().join("benches/pypi/schema.toml")).unwrap(),
+    );
+    let rules = std::fs::read_to_string(repo_root().join("benches/pypi/rules.toml")).unwrap();
+    let options = build_options(
+        schema,
+        &rules,
+        vec![shared_data("pypi-packages.jsonl.gz")],
+        "pypi",
+    );
+    builder::build(options, store).await.unwrap()
+}
+
+/// Store keys and sizes of a version's index files (hot and cold index): what rehydration
+/// downloads.
+pub fn index_file_keys(manifest: &tierdex::format::Manifest) -> Vec<(String, u64)> {
+    manifest
+        .hot_files()
+        .chain(manifest.cold_index_files())
+        .map(|(_, entry)| {
+            (
+                tierdex::format::layout::version_key(
+                    &manifest.index,
+                    &manifest.version,
+                    &entry.path,
+                ),
+                entry.size,
+            )
+        })
+        .collect()
+}
+
+/// Benchmarks run without `tools/test.sh`: the local servers' credentials, unless set. Call
+/// before the runtime starts, while this is the only thread.
+pub fn default_bench_credentials() {
+    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+        // SAFETY: no other thread exists yet to read the environment.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "tierdex-bench");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "tierdex-bench-secret");
+            std::env::set_var("AWS_REGION", "us-east-1");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        }
+    }
+}
+
+/// The `p` quantile of `samples` (nearest rank), in milliseconds.
+pub fn percentile_ms(samples: &[Duration], p: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+}
+
+/// Copies every object of `from` into `to`: two replicas with the same content.
+pub async fn replicate(from: &dyn BlobStore, to: &dyn BlobStore) {
+    for object in from.list("").await.unwrap() {
+        to.put(&object.key, from.get(&object.key).await.unwrap())
+            .await
+            .unwrap();
+    }
+}
