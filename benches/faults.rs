@@ -85,12 +85,7 @@ fn main() {
         }
     }
     default_bench_credentials();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(run(repeats));
+    bench_runtime().block_on(run(repeats));
 }
 
 async fn run(repeats: usize) {

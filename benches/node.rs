@@ -187,12 +187,7 @@ fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
 fn main() {
     let settings = settings();
     default_bench_credentials();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(run(settings));
+    bench_runtime().block_on(run(settings));
 }
 
 async fn run(settings: Settings) {

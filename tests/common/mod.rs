@@ -575,3 +575,12 @@ pub async fn replicate(from: &dyn BlobStore, to: &dyn BlobStore) {
             .unwrap();
     }
 }
+
+/// The benchmarks' runtime: two workers, as on the 2-core machine the figures come from.
+pub fn bench_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
