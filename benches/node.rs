@@ -1,29 +1,40 @@
-//! Query node figures on the PyPI catalog, measured side by side in one run.
+//! Query node figures on the PyPI catalog, measured side by side in one run against tantivy
+//! itself on the same data.
 //!
 //! ```text
 //! ./tools/test.sh --no-run   # once: installs s3s-fs under target/tools
 //! cargo bench --bench node -- [--queries N] [--load-clients 64] [--load-queries 1000]
 //! ```
 //!
-//! Starts a real S3-compatible server (s3s-fs) on 127.0.0.1, builds the PyPI catalog into it,
-//! starts a node in this process on a loopback port, and measures through gRPC with a client in
-//! this process:
-//! - hot-only queries through gRPC vs the same queries on the same hot index in process;
-//! - queries whose page holds cold documents, with a warm cache vs the same queries hot-only;
-//! - those queries on an empty cache (a restarted node), with requests and bytes per query;
+//! Starts a real S3-compatible server (s3s-fs) on 127.0.0.1, builds the PyPI catalog into it
+//! with the bench rules (hot and cold tiers), builds it a second time with every document hot
+//! into a local directory (one monolithic tantivy index, the limit to compare with), starts a
+//! node in this process on a loopback port, and measures through gRPC with a client in this
+//! process:
+//! - hot-only searches, server-side and end to end, vs tantivy (`TopDocs` + reading the 10
+//!   documents) on the same hot index in process;
+//! - both-tier searches, server-side and end to end, vs tantivy on the monolithic index in
+//!   process (+ a bare RPC round trip for the end-to-end limit);
+//! - the collector alone: tantivy's `TopDocs` vs the node's `TopHits`;
+//! - queries whose page holds cold documents on an empty cache (a restarted node), next to one
+//!   storage round trip (a small range GET) measured in the same run;
 //! - rehydration of the version vs one single-stream GET of the same files;
-//! - many concurrent clients, counting errors.
+//! - many concurrent clients vs the monolithic index searched in process by 2 threads.
 //!
 //! Queries come from `../shared/data/web-queries-tb05.txt`, in file order.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{Query, QueryParser};
+use tantivy::{Index, Searcher};
 use tierdex::api::pb;
 use tierdex::store::BlobStore;
 
@@ -85,7 +96,7 @@ fn web_queries(limit: usize) -> Vec<String> {
         .collect()
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Latencies(Vec<Duration>);
 
 impl Latencies {
@@ -100,13 +111,23 @@ impl Latencies {
     }
 }
 
+/// End-to-end latencies (client clock) and server-side ones (the node's `total_ms`).
+struct GrpcRun {
+    end_to_end: Latencies,
+    server: Latencies,
+    responses: Vec<pb::SearchResponse>,
+}
+
 async fn run_grpc(
     client: &mut pb::tierdex_client::TierdexClient<tonic::transport::Channel>,
     queries: &[String],
     hot_only: bool,
-) -> (Latencies, Vec<pb::SearchResponse>) {
-    let mut latencies = Latencies::default();
-    let mut responses = Vec::with_capacity(queries.len());
+) -> GrpcRun {
+    let mut run = GrpcRun {
+        end_to_end: Latencies::default(),
+        server: Latencies::default(),
+        responses: Vec::with_capacity(queries.len()),
+    };
     for query in queries {
         let mut request = search_request("pypi", query, 10);
         if hot_only {
@@ -116,72 +137,127 @@ async fn run_grpc(
         let response = client
             .search(request)
             .await
-            .unwrap_or_else(|status| panic!("{query}: {status}"));
-        latencies.0.push(started.elapsed());
-        responses.push(response.into_inner());
+            .unwrap_or_else(|status| panic!("{query}: {status}"))
+            .into_inner();
+        run.end_to_end.0.push(started.elapsed());
+        let server_ms = response.stats.as_ref().unwrap().total_ms;
+        run.server
+            .0
+            .push(Duration::from_secs_f64(server_ms / 1000.0));
+        run.responses.push(response);
     }
-    (latencies, responses)
+    run
 }
 
-/// The same hot index, queried in this process with tantivy alone: parse, top 10, read the 10
-/// stored documents; with `count`, also count all hits as the node does for its totals.
-fn run_in_process(hot_dir: &std::path::Path, queries: &[String], count: bool) -> Latencies {
-    let index = tantivy::Index::open_in_dir(hot_dir).unwrap();
-    let schema = index.schema();
-    let fields = ["summary", "name"].map(|name| schema.get_field(name).unwrap());
-    let parser = tantivy::query::QueryParser::for_index(&index, fields.to_vec());
-    let searcher = index.reader().unwrap().searcher();
-    let mut latencies = Latencies::default();
-    for query in queries {
-        let started = Instant::now();
-        let parsed = parser.parse_query(query).unwrap();
-        let top = searcher
+/// One tantivy index opened in process, searched as a user of tantivy alone would.
+struct Tantivy {
+    parser: QueryParser,
+    searcher: Searcher,
+}
+
+impl Tantivy {
+    fn open(dir: &Path) -> Tantivy {
+        let index = Index::open_in_dir(dir).unwrap();
+        let schema = index.schema();
+        let fields = ["summary", "name"].map(|name| schema.get_field(name).unwrap());
+        Tantivy {
+            parser: QueryParser::for_index(&index, fields.to_vec()),
+            searcher: index.reader().unwrap().searcher(),
+        }
+    }
+
+    /// Parse, `TopDocs` 10, read the 10 stored documents; with `count`, also count all hits.
+    fn search(&self, query: &str, count: bool) {
+        let parsed = self.parser.parse_query(query).unwrap();
+        let top = self
+            .searcher
             .search(&parsed, &TopDocs::with_limit(10).order_by_score())
             .unwrap();
         if count {
-            std::hint::black_box(searcher.search(&parsed, &Count).unwrap());
+            std::hint::black_box(self.searcher.search(&parsed, &Count).unwrap());
         }
         for (_, address) in top {
-            let _document: tantivy::TantivyDocument = searcher.doc(address).unwrap();
+            let document: tantivy::TantivyDocument = self.searcher.doc(address).unwrap();
+            std::hint::black_box(document);
         }
-        latencies.0.push(started.elapsed());
     }
-    latencies
+
+    fn run(&self, queries: &[String], count: bool) -> Latencies {
+        let mut latencies = Latencies::default();
+        for query in queries {
+            let started = Instant::now();
+            self.search(query, count);
+            latencies.0.push(started.elapsed());
+        }
+        latencies
+    }
 }
 
 /// The search step alone on the hot index, queries parsed beforehand: tantivy's `TopDocs` vs
-/// the node's `TopHits` (ties broken by id, which reads each candidate's id), both top 20 as
-/// the node asks of the hot tier for a page of 10.
-fn run_collectors(hot_dir: &std::path::Path, queries: &[String]) -> (Latencies, Latencies) {
-    use tierdex::node::collector::{HitColumns, IdKind, TopHits};
-    let index = tantivy::Index::open_in_dir(hot_dir).unwrap();
-    let schema = index.schema();
-    let fields = ["summary", "name"].map(|name| schema.get_field(name).unwrap());
-    let parser = tantivy::query::QueryParser::for_index(&index, fields.to_vec());
-    let searcher = index.reader().unwrap().searcher();
-    let parsed: Vec<_> = queries
+/// the node's `TopHits` (ties broken by id), both top 10.
+fn run_collectors(hot_dir: &Path, queries: &[String]) -> (Latencies, Latencies) {
+    use tierdex::node::collector::{HitColumns, IdKind, TierName, TopHits};
+    let tantivy = Tantivy::open(hot_dir);
+    let parsed: Vec<Box<dyn Query>> = queries
         .iter()
-        .map(|query| parser.parse_query(query).unwrap())
+        .map(|query| tantivy.parser.parse_query(query).unwrap())
         .collect();
-    let top_hits = TopHits {
-        limit: 20,
-        columns: Arc::new(HitColumns::open(&searcher, "name", IdKind::Str, false).unwrap()),
-    };
-    let top_docs = TopDocs::with_limit(20).order_by_score();
+    let columns =
+        Arc::new(HitColumns::open(&tantivy.searcher, "name", IdKind::Str, false).unwrap());
+    let top_docs = TopDocs::with_limit(10).order_by_score();
     let (mut docs_latencies, mut hits_latencies) = (Latencies::default(), Latencies::default());
     for query in &parsed {
         let started = Instant::now();
-        std::hint::black_box(searcher.search(query.as_ref(), &top_docs).unwrap());
+        std::hint::black_box(tantivy.searcher.search(query.as_ref(), &top_docs).unwrap());
         docs_latencies.0.push(started.elapsed());
+        let top_hits = TopHits {
+            limit: 10,
+            tier: TierName::Hot,
+            columns: columns.clone(),
+            threshold: Arc::default(),
+        };
         let started = Instant::now();
-        std::hint::black_box(searcher.search(query.as_ref(), &top_hits).unwrap());
+        std::hint::black_box(tantivy.searcher.search(query.as_ref(), &top_hits).unwrap());
         hits_latencies.0.push(started.elapsed());
     }
     (docs_latencies, hits_latencies)
 }
 
+/// Searches per second of `threads` threads sharing one searcher, each taking the next query.
+fn in_process_throughput(dir: &Path, queries: &[String], total: usize, threads: usize) -> f64 {
+    let tantivy = Tantivy::open(dir);
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= total {
+                        break;
+                    }
+                    tantivy.search(&queries[index % queries.len()], false);
+                }
+            });
+        }
+    });
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
 fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / 1048576.0 / elapsed.as_secs_f64()
+}
+
+fn row(name: &str, latencies: &Latencies) {
+    println!(
+        "| {name} | {:.3} | {:.3} |",
+        latencies.p50(),
+        latencies.p99()
+    );
+}
+
+fn ratio_row(name: &str, p50: f64, p99: f64, goal: &str) {
+    println!("| {name} | **{p50:.2}x** {goal} | {p99:.2}x |");
 }
 
 fn main() {
@@ -200,6 +276,23 @@ async fn run(settings: Settings) {
         started.elapsed().as_secs_f64(),
         manifest.hot.docs,
         manifest.cold.docs
+    );
+    let monolith_store = tempfile::tempdir().unwrap();
+    let monolith = build_pypi_with(
+        local_store(monolith_store.path()),
+        "hot = [\"true\"]",
+        "pypi-all",
+    )
+    .await
+    .manifest;
+    let monolith_dir: PathBuf = monolith_store
+        .path()
+        .join("pypi-all")
+        .join(&monolith.version)
+        .join("hot");
+    println!(
+        "built the monolithic index (every document hot): {} docs",
+        monolith.hot.docs
     );
 
     // Rehydration vs one single-stream GET of the same files.
@@ -230,54 +323,78 @@ async fn run(settings: Settings) {
     let queries = web_queries(settings.queries);
     let mut client = node.client().await;
     let hot_dir = data.path().join("pypi").join(&manifest.version).join("hot");
-    // Warm up both paths once (page cache, allocator), then measure side by side.
-    run_in_process(&hot_dir, &queries[..queries.len().min(200)], true);
-    run_grpc(&mut client, &queries[..queries.len().min(200)], true).await;
-    let in_process = run_in_process(&hot_dir, &queries, false);
-    let in_process_counting = run_in_process(&hot_dir, &queries, true);
-    let (hot_grpc, hot_responses) = run_grpc(&mut client, &queries, true).await;
-    let (top_docs, top_hits) = run_collectors(&hot_dir, &queries);
-    println!();
-    println!(
-        "| {} web queries, top 10 | p50 ms | p99 ms |",
-        queries.len()
-    );
-    println!("|---|---|---|");
-    println!(
-        "| hot index in process (tantivy alone) | {:.3} | {:.3} |",
-        in_process.p50(),
-        in_process.p99()
-    );
-    println!(
-        "| hot index in process, also counting all hits | {:.3} | {:.3} |",
-        in_process_counting.p50(),
-        in_process_counting.p99()
-    );
-    println!(
-        "| hot tier through gRPC | {:.3} | {:.3} |",
-        hot_grpc.p50(),
-        hot_grpc.p99()
-    );
-    println!(
-        "| ratio gRPC / in process | {:.2}x | {:.2}x |",
-        hot_grpc.p50() / in_process.p50(),
-        hot_grpc.p99() / in_process.p99()
-    );
-    println!(
-        "| ratio gRPC / in process, counting | {:.2}x | {:.2}x |",
-        hot_grpc.p50() / in_process_counting.p50(),
-        hot_grpc.p99() / in_process_counting.p99()
-    );
-    let mut floor = Latencies::default();
+    let hot_tantivy = Tantivy::open(&hot_dir);
+    let monolith_tantivy = Tantivy::open(&monolith_dir);
+    // Warm up every path once (page cache, allocator, block cache), then measure side by side.
+    let warm_up = &queries[..queries.len().min(200)];
+    hot_tantivy.run(warm_up, true);
+    monolith_tantivy.run(warm_up, true);
+    run_grpc(&mut client, warm_up, true).await;
+    run_grpc(&mut client, &queries, false).await;
+
+    let hot_in_process = hot_tantivy.run(&queries, false);
+    let hot_in_process_counting = hot_tantivy.run(&queries, true);
+    let hot = run_grpc(&mut client, &queries, true).await;
+    let monolith_in_process = monolith_tantivy.run(&queries, false);
+    let monolith_in_process_counting = monolith_tantivy.run(&queries, true);
+    let both = run_grpc(&mut client, &queries, false).await;
+    let mut round_trip = Latencies::default();
     for _ in 0..queries.len() {
         let started = Instant::now();
         client.status(pb::StatusRequest {}).await.unwrap();
-        floor.0.push(started.elapsed());
+        round_trip.0.push(started.elapsed());
     }
+
+    println!();
     println!(
-        "| gRPC round trip alone (Status RPC) | {:.3} | {:.3} |",
-        floor.p50(),
-        floor.p99()
+        "| {} web queries, top 10, warm | p50 ms | p99 ms |",
+        queries.len()
+    );
+    println!("|---|---|---|");
+    row(
+        "hot index in process (tantivy: parse, `TopDocs`, read 10 documents)",
+        &hot_in_process,
+    );
+    row(
+        "hot index in process, also counting all hits",
+        &hot_in_process_counting,
+    );
+    row("node, hot tier only, server-side", &hot.server);
+    row("node, hot tier only, through gRPC", &hot.end_to_end);
+    row(
+        "monolithic index in process (tantivy: parse, `TopDocs`, read 10 documents)",
+        &monolith_in_process,
+    );
+    row(
+        "monolithic index in process, also counting all hits",
+        &monolith_in_process_counting,
+    );
+    row("node, both tiers, server-side", &both.server);
+    row("node, both tiers, through gRPC", &both.end_to_end);
+    row("gRPC round trip alone (Status RPC)", &round_trip);
+    ratio_row(
+        "hot only server-side / hot index in process",
+        hot.server.p50() / hot_in_process.p50(),
+        hot.server.p99() / hot_in_process.p99(),
+        "(goal ≤ 1.1x)",
+    );
+    ratio_row(
+        "both tiers server-side / monolithic in process",
+        both.server.p50() / monolith_in_process.p50(),
+        both.server.p99() / monolith_in_process.p99(),
+        "(goal ≤ 1.2x)",
+    );
+    ratio_row(
+        "both tiers through gRPC / (monolithic in process + round trip)",
+        both.end_to_end.p50() / (monolith_in_process.p50() + round_trip.p50()),
+        both.end_to_end.p99() / (monolith_in_process.p99() + round_trip.p99()),
+        "(goal ≤ 1.2x)",
+    );
+    ratio_row(
+        "hot only through gRPC / (hot index in process + round trip)",
+        hot.end_to_end.p50() / (hot_in_process.p50() + round_trip.p50()),
+        hot.end_to_end.p99() / (hot_in_process.p99() + round_trip.p99()),
+        "",
     );
     let mean = |pick: fn(&pb::QueryStats) -> f64, responses: &[pb::SearchResponse]| {
         responses
@@ -286,16 +403,35 @@ async fn run(settings: Settings) {
             .sum::<f64>()
             / responses.len() as f64
     };
+    for (name, run) in [("hot only", &hot), ("both tiers", &both)] {
+        println!(
+            "server-side means, {name}: parse {:.3} ms, search {:.3} ms, hot documents {:.3} ms, cold documents {:.3} ms, total {:.3} ms",
+            mean(|s| s.parse_ms, &run.responses),
+            mean(|s| s.search_ms, &run.responses),
+            mean(|s| s.hot_fetch_ms, &run.responses),
+            mean(|s| s.cold_fetch_ms, &run.responses),
+            mean(|s| s.total_ms, &run.responses)
+        );
+    }
+    let pages_with_cold = both
+        .responses
+        .iter()
+        .filter(|response| {
+            response
+                .hits
+                .iter()
+                .any(|hit| hit.tier == pb::Tier::Cold as i32)
+        })
+        .count();
     println!(
-        "server-side means for hot-only: parse {:.3} ms, search {:.3} ms, documents {:.3} ms, total {:.3} ms",
-        mean(|s| s.parse_ms, &hot_responses),
-        mean(|s| s.search_ms, &hot_responses),
-        mean(|s| s.hot_fetch_ms, &hot_responses),
-        mean(|s| s.total_ms, &hot_responses)
+        "{pages_with_cold} of {} pages hold cold documents",
+        queries.len()
     );
+
+    let (top_docs, top_hits) = run_collectors(&hot_dir, &queries);
     println!();
     println!(
-        "| the search alone, in process, top 20 over the hot index | p50 ms | p99 ms | mean ms |"
+        "| the collector alone, in process, top 10 over the hot index | p50 ms | p99 ms | mean ms |"
     );
     println!("|---|---|---|---|");
     for (name, latencies) in [
@@ -316,11 +452,10 @@ async fn run(settings: Settings) {
         top_hits.mean() / top_docs.mean()
     );
 
-    // Queries whose first page holds cold documents.
-    let (_, all_tiers) = run_grpc(&mut client, &queries, false).await;
+    // Queries whose first page holds cold documents, on an empty cache.
     let cold_queries: Vec<String> = queries
         .iter()
-        .zip(&all_tiers)
+        .zip(&both.responses)
         .filter(|(_, response)| {
             response
                 .hits
@@ -329,52 +464,42 @@ async fn run(settings: Settings) {
         })
         .map(|(query, _)| query.clone())
         .collect();
-    let (warm, warm_responses) = run_grpc(&mut client, &cold_queries, false).await;
-    let (same_hot, _) = run_grpc(&mut client, &cold_queries, true).await;
-    println!();
-    println!(
-        "| {} queries with cold hits on the page | p50 ms | p99 ms |",
-        cold_queries.len()
-    );
-    println!("|---|---|---|");
-    println!(
-        "| hot tier only (same queries) | {:.3} | {:.3} |",
-        same_hot.p50(),
-        same_hot.p99()
-    );
-    println!(
-        "| both tiers, warm cache | {:.3} | {:.3} |",
-        warm.p50(),
-        warm.p99()
-    );
-    println!(
-        "| ratio warm / hot | {:.2}x | {:.2}x |",
-        warm.p50() / same_hot.p50(),
-        warm.p99() / same_hot.p99()
-    );
-    println!(
-        "server-side means, both tiers warm: search {:.3} ms, hot documents {:.3} ms, cold documents {:.3} ms, total {:.3} ms",
-        mean(|s| s.search_ms, &warm_responses),
-        mean(|s| s.hot_fetch_ms, &warm_responses),
-        mean(|s| s.cold_fetch_ms, &warm_responses),
-        mean(|s| s.total_ms, &warm_responses)
-    );
     node.stop().await;
-
-    // Empty cache: a fresh node on the same data dir (nothing to download).
     let node = TestNode::start(s3.clone(), &["pypi"], data.path()).await;
     node.wait_ready().await;
     let mut client = node.client().await;
-    let (cold_start, responses) = run_grpc(&mut client, &cold_queries, false).await;
-    let requests: Vec<u64> = responses
+    let cold_start = run_grpc(&mut client, &cold_queries, false).await;
+    // One storage round trip: a 16 KiB range GET of a cold parquet file through the same
+    // client stack, at a different offset each time, one after another.
+    let parquet_key = tierdex::format::layout::version_key(
+        &manifest.index,
+        &manifest.version,
+        &manifest.cold.parquet_files[0].path,
+    );
+    let parquet_size = s3.size(&parquet_key).await.unwrap();
+    let mut storage = Latencies::default();
+    for attempt in 0..cold_queries.len().clamp(100, 1000) as u64 {
+        let start = (attempt * 65_536 * 7) % (parquet_size - 16_384);
+        let started = Instant::now();
+        let bytes = s3
+            .get_range(&parquet_key, start..start + 16_384)
+            .await
+            .unwrap();
+        storage.0.push(started.elapsed());
+        std::hint::black_box(bytes);
+    }
+    let requests: Vec<u64> = cold_start
+        .responses
         .iter()
         .map(|r| r.stats.as_ref().unwrap().storage_requests)
         .collect();
-    let bytes: Vec<u64> = responses
+    let bytes: Vec<u64> = cold_start
+        .responses
         .iter()
         .map(|r| r.stats.as_ref().unwrap().storage_bytes)
         .collect();
-    let cold_docs: usize = responses
+    let cold_docs: usize = cold_start
+        .responses
         .iter()
         .map(|r| {
             r.hits
@@ -383,26 +508,32 @@ async fn run(settings: Settings) {
                 .count()
         })
         .sum();
-    println!(
-        "| both tiers, empty cache (first run after restart) | {:.3} | {:.3} |",
-        cold_start.p50(),
-        cold_start.p99()
-    );
     println!();
+    println!(
+        "| {} queries with cold documents on the page, empty cache | p50 ms | p99 ms |",
+        cold_queries.len()
+    );
+    println!("|---|---|---|");
+    row("one storage round trip (16 KiB range GET)", &storage);
+    row("node, both tiers, server-side", &cold_start.server);
+    row("node, both tiers, through gRPC", &cold_start.end_to_end);
     println!(
         "storage per cold query on the empty cache: {:.2} requests, {:.1} KiB on average ({} cold documents over {} queries = {:.1} per query; max {} requests)",
         requests.iter().sum::<u64>() as f64 / requests.len() as f64,
         bytes.iter().sum::<u64>() as f64 / bytes.len() as f64 / 1024.0,
         cold_docs,
-        responses.len(),
-        cold_docs as f64 / responses.len() as f64,
+        cold_start.responses.len(),
+        cold_docs as f64 / cold_start.responses.len() as f64,
         requests.iter().max().unwrap()
     );
 
     if settings.load_clients == 0 {
         return;
     }
-    // Load: concurrent clients, each its own connection.
+    // Load: concurrent clients, each its own connection, against the monolithic index searched
+    // in process by 2 threads.
+    let total = settings.load_clients * settings.load_queries;
+    let in_process = in_process_throughput(&monolith_dir, &queries, total, 2);
     let queries = Arc::new(queries);
     let started = Instant::now();
     let clients = (0..settings.load_clients).map(|client_index| {
@@ -432,15 +563,19 @@ async fn run(settings: Settings) {
         .into_iter()
         .map(Result::unwrap)
         .sum();
-    let total = settings.load_clients * settings.load_queries;
     let elapsed = started.elapsed();
+    let node_rate = total as f64 / elapsed.as_secs_f64();
     println!();
+    println!("| throughput, {total} searches | searches/s |");
+    println!("|---|---|");
+    println!("| monolithic index in process, 2 threads | {in_process:.0} |");
     println!(
-        "load: {} clients x {} queries = {total} searches in {:.1} s ({:.0} searches/s), {errors} errors",
-        settings.load_clients,
-        settings.load_queries,
-        elapsed.as_secs_f64(),
-        total as f64 / elapsed.as_secs_f64()
+        "| node, both tiers, {} gRPC clients ({errors} errors) | {node_rate:.0} |",
+        settings.load_clients
+    );
+    println!(
+        "| ratio node / in process | **{:.2}x** (goal ≥ 0.7x) |",
+        node_rate / in_process
     );
     let status = client
         .status(pb::StatusRequest {})

@@ -117,6 +117,9 @@ struct QueryArgs {
     /// Search the hot tier only.
     #[arg(long)]
     hot_only: bool,
+    /// Count every matching document (a second pass); totals are lower bounds without it.
+    #[arg(long)]
+    count: bool,
     /// Stored fields to return (repeat); all by default.
     #[arg(long = "field")]
     fields: Vec<String>,
@@ -494,6 +497,7 @@ async fn run_query(args: QueryArgs) -> Result<ExitCode> {
         } else {
             pb::Tiers::All as i32
         },
+        count_total_hits: args.count,
     };
     let response = client::search(&args.addr, request)
         .await

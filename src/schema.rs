@@ -22,6 +22,10 @@ use tantivy::schema::{
 /// Names starting with `_` are reserved for such internal fields.
 pub const ADDR_FIELD: &str = "_addr";
 
+/// Name of the fast field, in both tiers, holding each document's id sort key
+/// (`format::sort_key`): score ties break by it without reading the id.
+pub const SORT_KEY_FIELD: &str = "_key";
+
 /// Tokenizers registered by tantivy's default `TokenizerManager`.
 pub const KNOWN_TOKENIZERS: &[&str] = &["default", "raw", "en_stem", "whitespace"];
 
@@ -128,7 +132,7 @@ pub struct SchemaSpec {
 }
 
 /// A validated schema with every derived view. Field `i` of `spec.fields` is column `i` of
-/// `input_arrow` and tantivy field `i` of both index schemas; `_addr` comes last.
+/// `input_arrow` and tantivy field `i` of both index schemas; `_addr` and `_key` come last.
 #[derive(Debug, Clone)]
 pub struct IndexSchema {
     pub spec: SchemaSpec,
@@ -140,6 +144,7 @@ pub struct IndexSchema {
     pub hot_tantivy: Schema,
     pub cold_tantivy: Schema,
     pub addr_field: Field,
+    pub sort_key_field: Field,
 }
 
 impl IndexSchema {
@@ -262,7 +267,7 @@ impl IndexSchema {
                 .project(&cold_columns)
                 .map_err(|err| fail(err.to_string()))?,
         );
-        let (hot_tantivy, addr_field) = tantivy_schema(&spec, true);
+        let (hot_tantivy, [addr_field, sort_key_field]) = tantivy_schema(&spec, true);
         let (cold_tantivy, _) = tantivy_schema(&spec, false);
         Ok(IndexSchema {
             spec,
@@ -273,6 +278,7 @@ impl IndexSchema {
             hot_tantivy,
             cold_tantivy,
             addr_field,
+            sort_key_field,
         })
     }
 
@@ -292,7 +298,7 @@ impl IndexSchema {
 
 /// Builds the tantivy schema of one tier. `with_stored` is false for the cold tier, whose
 /// stored values live in parquet.
-fn tantivy_schema(spec: &SchemaSpec, with_stored: bool) -> (Schema, Field) {
+fn tantivy_schema(spec: &SchemaSpec, with_stored: bool) -> (Schema, [Field; 2]) {
     let mut builder = Schema::builder();
     for field in &spec.fields {
         let stored = with_stored && field.stored;
@@ -354,7 +360,9 @@ fn tantivy_schema(spec: &SchemaSpec, with_stored: bool) -> (Schema, Field) {
         }
     }
     let addr_field = builder.add_u64_field(ADDR_FIELD, NumericOptions::default().set_fast());
-    (builder.build(), addr_field)
+    let sort_key_field =
+        builder.add_u64_field(SORT_KEY_FIELD, NumericOptions::default().set_fast());
+    (builder.build(), [addr_field, sort_key_field])
 }
 
 #[cfg(test)]

@@ -76,14 +76,22 @@ fn random_queries_never_panic_or_fail_internally() {
     );
     runner
         .run(
-            &(query(), 0u32..120, 0u32..60, fields, any::<bool>()),
-            |(query, limit, offset, fields, hot_only)| {
+            &(
+                query(),
+                0u32..120,
+                0u32..60,
+                fields,
+                any::<bool>(),
+                any::<bool>(),
+            ),
+            |(query, limit, offset, fields, hot_only, count_total)| {
                 let request = SearchRequest {
                     query: query.clone(),
                     limit,
                     offset,
                     fields: fields.into_iter().map(str::to_string).collect(),
                     hot_only,
+                    count_total,
                     deadline: None,
                 };
                 match runtime.block_on(node.search("cacm", request)) {

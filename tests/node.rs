@@ -173,7 +173,10 @@ async fn a_restart_with_a_complete_data_dir_reads_no_index_file() {
     let response = node
         .client()
         .await
-        .search(search_request("cacm", "computer", 10))
+        .search(tierdex::api::pb::SearchRequest {
+            count_total_hits: true,
+            ..search_request("cacm", "computer", 10)
+        })
         .await
         .unwrap()
         .into_inner();

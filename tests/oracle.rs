@@ -1,9 +1,11 @@
 //! The node's merged hot+cold answers, over gRPC, against one tantivy index over all of CACM:
-//! same ids, same order, scores within 1e-4, for rules selecting some, all and no documents.
+//! same ids, same order, scores within 1e-4, for rules selecting some, all and no documents;
+//! first and second pages; exact totals when asked for. Also with string ids, most of which
+//! share their first 8 bytes, so that ties on score are broken by comparing whole ids.
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
 use tantivy::collector::TopDocs;
@@ -54,18 +56,82 @@ fn structured_queries() -> Vec<String> {
     queries
 }
 
-/// Top `limit` of one tantivy index over every CACM document, ties by id.
+/// A document id as the oracle orders it: numbers by value, strings bytewise.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Id {
+    Number(u64),
+    Text(String),
+}
+
+/// How the CACM ids are given to the builder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdStyle {
+    /// As in the data set: u64.
+    Numbers,
+    /// Strings; two in three are `cacm-<9999999 - id>` (one shared 8-byte prefix, and an order
+    /// unlike the input's), the others `x<id>`.
+    Strings,
+}
+
+impl IdStyle {
+    fn id(self, number: u64) -> Id {
+        match self {
+            IdStyle::Numbers => Id::Number(number),
+            IdStyle::Strings if number % 3 == 0 => Id::Text(format!("x{number}")),
+            IdStyle::Strings => Id::Text(format!("cacm-{:07}", 9_999_999 - number)),
+        }
+    }
+
+    fn of_hit(self, hit: &pb::Hit) -> Id {
+        match self {
+            IdStyle::Numbers => Id::Number(hit_u64(hit)),
+            IdStyle::Strings => match hit.id.as_ref().and_then(|id| id.kind.as_ref()) {
+                Some(pb::value::Kind::Text(text)) => Id::Text(text.clone()),
+                other => panic!("expected a string id, got {other:?}"),
+            },
+        }
+    }
+
+    fn schema(self) -> std::sync::Arc<tierdex::schema::IndexSchema> {
+        match self {
+            IdStyle::Numbers => cacm_schema(),
+            IdStyle::Strings => {
+                let text = std::fs::read_to_string(fixture("cacm/schema.toml"))
+                    .unwrap()
+                    .replacen("type = \"u64\"", "type = \"keyword\"", 1);
+                std::sync::Arc::new(
+                    tierdex::schema::IndexSchema::from_toml_str(&text, "schema.toml").unwrap(),
+                )
+            }
+        }
+    }
+
+    /// The CACM documents with ids in this style, by their original number.
+    fn documents(self) -> BTreeMap<u64, serde_json::Value> {
+        let mut documents = cacm_documents();
+        for (number, document) in documents.iter_mut() {
+            document["id"] = match self.id(*number) {
+                Id::Number(value) => value.into(),
+                Id::Text(text) => text.into(),
+            };
+        }
+        documents
+    }
+}
+
+/// One tantivy index over every CACM document, ranked by (score, id).
 struct Oracle {
     index: tantivy::Index,
     parser: QueryParser,
+    style: IdStyle,
 }
 
 impl Oracle {
-    fn new() -> Oracle {
-        let schema = cacm_schema();
+    fn new(style: IdStyle) -> Oracle {
+        let schema = style.schema();
         let index = tantivy::Index::create_in_ram(schema.hot_tantivy.clone());
         let mut writer: tantivy::IndexWriter = index.writer(50_000_000).unwrap();
-        for doc in cacm_documents().into_values() {
+        for doc in style.documents().into_values() {
             let mut object = doc.as_object().unwrap().clone();
             object.retain(|name, value| schema.field_index(name).is_some() && !value.is_null());
             writer
@@ -78,10 +144,15 @@ impl Oracle {
         writer.commit().unwrap();
         let fields = ["title", "abstract"].map(|name| schema.hot_tantivy.get_field(name).unwrap());
         let parser = QueryParser::for_index(&index, fields.to_vec());
-        Oracle { index, parser }
+        Oracle {
+            index,
+            parser,
+            style,
+        }
     }
 
-    fn top(&self, query: &str, limit: usize) -> Vec<(u64, f32)> {
+    /// Every match, best first.
+    fn ranking(&self, query: &str) -> Vec<(Id, f32)> {
         let query = self
             .parser
             .parse_query(query)
@@ -97,35 +168,68 @@ impl Oracle {
                 &TopDocs::with_limit(searcher.num_docs() as usize).order_by_score(),
             )
             .unwrap();
-        let mut scored: Vec<(u64, f32)> = all
+        let mut scored: Vec<(Id, f32)> = all
             .into_iter()
             .map(|(score, address)| {
                 let segment = searcher.segment_reader(address.segment_ord);
-                let id = segment
-                    .fast_fields()
-                    .u64("id")
-                    .unwrap()
-                    .first(address.doc_id)
-                    .unwrap();
+                let fast = segment.fast_fields();
+                let id = match self.style {
+                    IdStyle::Numbers => {
+                        Id::Number(fast.u64("id").unwrap().first(address.doc_id).unwrap())
+                    }
+                    IdStyle::Strings => {
+                        let column = fast.str("id").unwrap().unwrap();
+                        let ord = column.ords().first(address.doc_id).unwrap();
+                        let mut text = String::new();
+                        column.ord_to_str(ord, &mut text).unwrap();
+                        Id::Text(text)
+                    }
+                };
                 (id, score)
             })
             .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        scored.truncate(limit);
         scored
     }
 }
 
-async fn check_against_oracle(rules: &str, hot_ids: BTreeSet<u64>) {
+/// Builds CACM with `rules` and ids in `style` into a real S3-compatible server.
+async fn build_cacm_styled(
+    store: std::sync::Arc<dyn tierdex::store::BlobStore>,
+    rules: &str,
+    style: IdStyle,
+) {
+    if style == IdStyle::Numbers {
+        build_cacm(store, rules, "cacm").await;
+        return;
+    }
+    let input = tempfile::tempdir().unwrap();
+    let path = input.path().join("cacm.jsonl");
+    let lines: Vec<String> = style
+        .documents()
+        .values()
+        .map(|document| document.to_string())
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let options = build_options(style.schema(), rules, vec![path], "cacm");
+    tierdex::builder::build(options, store).await.unwrap();
+}
+
+async fn check_against_oracle(rules: &str, hot_numbers: BTreeSet<u64>, style: IdStyle) {
     let server = S3Server::start();
     let store = server.store("oracle", "indexes").await;
-    build_cacm(store.clone(), rules, "cacm").await;
+    build_cacm_styled(store.clone(), rules, style).await;
     let data = tempfile::tempdir().unwrap();
     let node = TestNode::start(store, &["cacm"], data.path()).await;
     node.wait_ready().await;
     let mut client = node.client().await;
-    let oracle = Oracle::new();
-    let documents = cacm_documents();
+    let oracle = Oracle::new(style);
+    let hot_ids: BTreeSet<Id> = hot_numbers.iter().map(|&number| style.id(number)).collect();
+    let documents: BTreeMap<Id, serde_json::Value> = style
+        .documents()
+        .into_iter()
+        .map(|(number, document)| (style.id(number), document))
+        .collect();
     let queries: Vec<String> = cacm_query_texts()
         .into_iter()
         .chain(structured_queries())
@@ -137,39 +241,68 @@ async fn check_against_oracle(rules: &str, hot_ids: BTreeSet<u64>) {
     );
     let mut nonempty = 0;
     let mut cold_hits = 0;
-    for query in &queries {
-        let expected = oracle.top(query, 10);
+    let mut second_pages = 0;
+    for (number, query) in queries.iter().enumerate() {
+        let ranking = oracle.ranking(query);
+        // Every query's first page; every third query's second page, with every match
+        // counted.
+        let second_page = number % 3 == 0;
+        let mut request = search_request("cacm", query, 10);
+        if second_page {
+            request.offset = 10;
+            request.count_total_hits = true;
+            second_pages += usize::from(ranking.len() > 10);
+        }
+        let offset = request.offset as usize;
+        let expected: Vec<(Id, f32)> = ranking.iter().skip(offset).take(10).cloned().collect();
         let response = client
-            .search(search_request("cacm", query, 10))
+            .search(request)
             .await
             .unwrap_or_else(|status| panic!("{query}: {status}"))
             .into_inner();
         assert!(!response.degraded, "{query}: {}", response.degraded_reason);
-        let got: Vec<(u64, f32)> = response
+        if second_page {
+            assert!(response.total_hits_exact);
+            assert_eq!(
+                response.total_hits,
+                ranking.len() as u64,
+                "total of `{query}`"
+            );
+        } else {
+            assert!(!response.total_hits_exact);
+            assert!(
+                response.total_hits <= ranking.len() as u64
+                    && response.total_hits >= response.hits.len() as u64,
+                "a lower bound for `{query}`: {} of {}",
+                response.total_hits,
+                ranking.len()
+            );
+        }
+        let got: Vec<(Id, f32)> = response
             .hits
             .iter()
-            .map(|hit| (hit_u64(hit), hit.score as f32))
+            .map(|hit| (style.of_hit(hit), hit.score as f32))
             .collect();
-        let expected_ids: Vec<u64> = expected.iter().map(|(id, _)| *id).collect();
-        let got_ids: Vec<u64> = got.iter().map(|(id, _)| *id).collect();
+        let expected_ids: Vec<&Id> = expected.iter().map(|(id, _)| id).collect();
+        let got_ids: Vec<&Id> = got.iter().map(|(id, _)| id).collect();
         assert_eq!(
             got_ids, expected_ids,
-            "ids and order for `{query}`: got {got:?} expected {expected:?}"
+            "ids and order for `{query}` from {offset}: got {got:?} expected {expected:?}"
         );
         for ((id, score), (_, expected_score)) in got.iter().zip(&expected) {
             assert!(
                 (score - expected_score).abs() <= 1e-4,
-                "`{query}`: score of {id} {score} vs {expected_score}"
+                "`{query}`: score of {id:?} {score} vs {expected_score}"
             );
         }
         for hit in &response.hits {
-            let id = hit_u64(hit);
+            let id = style.of_hit(hit);
             let tier = if hot_ids.contains(&id) {
                 pb::Tier::Hot
             } else {
                 pb::Tier::Cold
             };
-            assert_eq!(hit.tier, tier as i32, "tier of {id}");
+            assert_eq!(hit.tier, tier as i32, "tier of {id:?}");
             cold_hits += usize::from(tier == pb::Tier::Cold);
             let title = hit
                 .fields
@@ -181,7 +314,7 @@ async fn check_against_oracle(rules: &str, hot_ids: BTreeSet<u64>) {
                 Some(pb::value::Kind::Text(
                     documents[&id]["title"].as_str().unwrap().to_string()
                 )),
-                "stored title of {id}"
+                "stored title of {id:?}"
             );
         }
         nonempty += usize::from(!got.is_empty());
@@ -193,11 +326,32 @@ async fn check_against_oracle(rules: &str, hot_ids: BTreeSet<u64>) {
     if hot_ids.len() < documents.len() {
         assert!(cold_hits > 100, "the cold tier answered: {cold_hits}");
     }
+    assert!(second_pages > 20, "second pages checked: {second_pages}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_answers_equal_one_index_for_a_real_split() {
-    check_against_oracle("hot = [\"citations >= 1\"]", cacm_cited_ids()).await;
+    check_against_oracle(
+        "hot = [\"citations >= 1\"]",
+        cacm_cited_ids(),
+        IdStyle::Numbers,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_answers_equal_one_index_with_string_ids() {
+    check_against_oracle(
+        "hot = [\"citations >= 1\"]",
+        cacm_cited_ids(),
+        IdStyle::Strings,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_answers_equal_one_index_with_string_ids_all_cold() {
+    check_against_oracle("hot = []", BTreeSet::new(), IdStyle::Strings).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,11 +359,12 @@ async fn merged_answers_equal_one_index_when_all_hot() {
     check_against_oracle(
         "hot = [\"true\"]",
         cacm_documents().keys().copied().collect(),
+        IdStyle::Numbers,
     )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_answers_equal_one_index_when_all_cold() {
-    check_against_oracle("hot = []", BTreeSet::new()).await;
+    check_against_oracle("hot = []", BTreeSet::new(), IdStyle::Numbers).await;
 }

@@ -43,7 +43,7 @@ fn tier_name(tier: i32) -> &'static str {
     }
 }
 
-/// `{"hits":[{"id":…,"score":…,"tier":"hot"|"cold","doc":{…}}],"total_hits":…,"degraded":…}`
+/// `{"hits":[{"id":…,"score":…,"tier":"hot"|"cold","doc":{…}}],"total_hits":…,"total_hits_exact":…,"degraded":…}`
 pub fn response_json(response: &pb::SearchResponse) -> Json {
     let hits: Vec<Json> = response
         .hits
@@ -70,6 +70,7 @@ pub fn response_json(response: &pb::SearchResponse) -> Json {
     json!({
         "hits": hits,
         "total_hits": response.total_hits,
+        "total_hits_exact": response.total_hits_exact,
         "degraded": response.degraded,
     })
 }
@@ -128,8 +129,15 @@ pub fn response_table(response: &pb::SearchResponse, offset: u32) -> String {
     }
     let _ = write!(
         out,
-        "{} hits ({} hot, {} cold)",
-        response.total_hits, response.hot_total_hits, response.cold_total_hits
+        "{}{} hits ({} hot, {} cold)",
+        if response.total_hits_exact {
+            ""
+        } else {
+            "at least "
+        },
+        response.total_hits,
+        response.hot_total_hits,
+        response.cold_total_hits
     );
     if let Some(stats) = &response.stats {
         let _ = write!(

@@ -124,6 +124,7 @@ fn result_to_pb(result: SearchResult) -> pb::SearchResponse {
             total_ms: stats.total_ms,
         }),
         version: result.version,
+        total_hits_exact: result.totals_exact,
     }
 }
 
@@ -194,6 +195,7 @@ fn search_request(request: pb::SearchRequest) -> Result<(String, SearchRequest),
             offset: request.offset,
             fields: request.fields,
             hot_only,
+            count_total: request.count_total_hits,
             deadline: None,
         },
     ))

@@ -1,6 +1,7 @@
 //! Arrow rows → tantivy documents for the two tiers. Hot documents carry every field (stored
 //! values included); cold documents carry only what the cold index needs to search and to
-//! locate the row in parquet: indexed and fast fields, and `_addr`.
+//! locate the row in parquet: indexed and fast fields, and `_addr`. Both carry `_key`, the id's
+//! sort key.
 
 use arrow::array::{
     Array, AsArray, BooleanArray, Float64Array, GenericListArray, Int64Array, StringArray,
@@ -11,6 +12,7 @@ use arrow::record_batch::RecordBatch;
 use tantivy::schema::Field;
 use tantivy::{DateTime, TantivyDocument};
 
+use crate::format::sort_key;
 use crate::schema::IndexSchema;
 
 #[derive(Debug, Clone)]
@@ -25,6 +27,8 @@ struct FieldPlan {
 pub struct DocumentMaker {
     plans: Vec<FieldPlan>,
     addr_field: Field,
+    sort_key_field: Field,
+    id_column: usize,
 }
 
 /// A column viewed as its concrete array type, downcast once per batch.
@@ -119,6 +123,30 @@ impl DocumentMaker {
         DocumentMaker {
             plans,
             addr_field: schema.addr_field,
+            sort_key_field: schema.sort_key_field,
+            id_column: schema.id_index,
+        }
+    }
+
+    /// The sort key of every row's id (`format::sort_key`). Ids are never null by the time
+    /// documents are made (the builder rejects records without one).
+    fn sort_keys(&self, batch: &RecordBatch) -> Vec<u64> {
+        let ids = batch.column(self.id_column);
+        match ColumnView::new(ids.as_ref()) {
+            ColumnView::Str(array) => (0..array.len())
+                .map(|row| sort_key::str_key(array.value(row)))
+                .collect(),
+            ColumnView::U64(array) => array
+                .values()
+                .iter()
+                .map(|&id| sort_key::u64_key(id))
+                .collect(),
+            ColumnView::I64(array) => array
+                .values()
+                .iter()
+                .map(|&id| sort_key::i64_key(id))
+                .collect(),
+            _ => unreachable!("ids are u64, i64 or single strings (checked by the schema)"),
         }
     }
 
@@ -129,12 +157,14 @@ impl DocumentMaker {
             .iter()
             .map(|plan| ColumnView::new(batch.column(plan.column).as_ref()))
             .collect();
+        let keys = self.sort_keys(batch);
         (0..batch.num_rows())
             .map(|row| {
                 let mut document = TantivyDocument::new();
                 for (plan, view) in self.plans.iter().zip(&views) {
                     view.add_to(&mut document, plan.field, row);
                 }
+                document.add_u64(self.sort_key_field, keys[row]);
                 document
             })
             .collect()
@@ -147,6 +177,7 @@ impl DocumentMaker {
             .iter()
             .map(|plan| ColumnView::new(batch.column(plan.column).as_ref()))
             .collect();
+        let keys = self.sort_keys(batch);
         (0..batch.num_rows())
             .map(|row| {
                 let mut document = TantivyDocument::new();
@@ -154,6 +185,7 @@ impl DocumentMaker {
                     view.add_to(&mut document, plan.field, row);
                 }
                 document.add_u64(self.addr_field, addrs[row]);
+                document.add_u64(self.sort_key_field, keys[row]);
                 document
             })
             .collect()

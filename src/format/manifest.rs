@@ -9,7 +9,12 @@ use crate::rules::RulesSpec;
 use crate::schema::SchemaSpec;
 
 /// Bumped on any change a reader of the previous version would misread.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: both tantivy indexes carry `_key`, the id's sort key.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format this reader serves. Older versions lack `_key`, which ranking needs; they
+/// are refused with a message saying to rebuild rather than served slowly by a second code path.
+pub const OLDEST_READABLE_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -125,6 +130,16 @@ impl Manifest {
                 what,
                 format!(
                     "format version {} is newer than this reader's {FORMAT_VERSION}: upgrade tierdex",
+                    version.format_version
+                ),
+            ));
+        }
+        if version.format_version < OLDEST_READABLE_FORMAT {
+            return Err(FormatError::new(
+                FormatErrorKind::Unsupported,
+                what,
+                format!(
+                    "format version {} is no longer served (this tierdex reads {OLDEST_READABLE_FORMAT} to {FORMAT_VERSION}): rebuild the index with `tierdex build`",
                     version.format_version
                 ),
             ));

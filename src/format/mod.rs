@@ -1,11 +1,12 @@
 //! The artifact contract shared by the builder and the node: object key layout, the manifest,
-//! block checksum tables, cold document addresses and version ids. Pure data and encoding; no
-//! I/O. `docs/format.md` is the prose version of this module and must change with it.
+//! block checksum tables, cold document addresses, id sort keys and version ids. Pure data and
+//! encoding; no I/O. `docs/format.md` is the prose version of this module and must change with it.
 
 pub mod addr;
 pub mod checksum;
 pub mod layout;
 pub mod manifest;
+pub mod sort_key;
 pub mod version;
 
 pub use addr::DocAddr;

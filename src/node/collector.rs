@@ -1,18 +1,31 @@
 //! A top-k collector ordered by score, then id: the same order whichever tier or segment a
 //! document is in, so per-tier pages merge into exactly the page one index would return.
 //! (tantivy's `TopDocs` breaks ties by document address, which differs between tiers.)
+//!
+//! A candidate costs what it costs in `TopDocs`: its score decides, and only a candidate that
+//! reaches the current threshold reads one `u64` fast column to break ties (the id's value for
+//! numeric ids, its term ordinal for string ids — both order like the id within a segment).
+//! The hits a segment keeps read `_key`, the id's sort key, which orders across segments and
+//! tiers; string ids whose keys are equal (a shared 8-byte prefix) are compared in full, and
+//! only those. Block-max pruning is kept: the threshold handed back to tantivy is just below
+//! the k-th score, so documents tying it still arrive and compete on id.
+//!
+//! The k-th score is also shared, through [`SharedThreshold`], with the tier's later segments
+//! and with the other tier searched at the same time: a document scoring below a score that k
+//! documents elsewhere reach cannot be on the page, so each search prunes with the best bound
+//! any of them has found.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
-
 use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
-use crate::schema::ADDR_FIELD;
+use crate::format::sort_key::{self, KeyExactness};
+use crate::schema::{ADDR_FIELD, SORT_KEY_FIELD};
 
 /// A document id as the schema types it; ordered like the values.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,37 +42,93 @@ pub enum IdKind {
     Str,
 }
 
+impl IdKind {
+    fn exactness(self) -> KeyExactness {
+        match self {
+            IdKind::U64 | IdKind::I64 => KeyExactness::Exact,
+            IdKind::Str => KeyExactness::Prefix,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierName {
+    Hot,
+    Cold,
+}
+
 /// One hit of one tier.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct RankedHit {
     pub score: Score,
-    pub id: IdKey,
+    /// The id's sort key (`format::sort_key`).
+    pub key: u64,
+    pub tier: TierName,
     pub doc: DocAddress,
     /// The cold document's packed `_addr`; `None` in the hot tier.
     pub addr: Option<u64>,
 }
 
-/// Best first: higher score, then smaller id.
-pub fn rank_order(a_score: Score, a_id: &IdKey, b_score: Score, b_id: &IdKey) -> Ordering {
-    b_score.total_cmp(&a_score).then_with(|| a_id.cmp(b_id))
+/// The best `k`-th score known so far, shared by every segment of the tiers searched for one
+/// page. Only ever raised. Stored as the `f32`'s bits mapped so that unsigned order is float
+/// order (negative scores, from negative boosts, included).
+#[derive(Debug)]
+pub struct SharedThreshold(AtomicU32);
+
+impl Default for SharedThreshold {
+    fn default() -> Self {
+        SharedThreshold(AtomicU32::new(ordered_bits(Score::NEG_INFINITY)))
+    }
 }
 
-pub struct TopHits {
-    pub limit: usize,
-    /// The tier's columns, opened once.
-    pub columns: Arc<HitColumns>,
+fn ordered_bits(score: Score) -> u32 {
+    let bits = score.to_bits();
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
+fn from_ordered_bits(bits: u32) -> Score {
+    if bits & 0x8000_0000 != 0 {
+        Score::from_bits(bits & 0x7fff_ffff)
+    } else {
+        Score::from_bits(!bits)
+    }
+}
+
+impl SharedThreshold {
+    /// Some `k` documents score at least this.
+    pub fn get(&self) -> Score {
+        from_ordered_bits(self.0.load(AtomicOrdering::Relaxed))
+    }
+
+    /// `k` documents were found scoring at least `score`.
+    pub fn raise(&self, score: Score) {
+        self.0
+            .fetch_max(ordered_bits(score), AtomicOrdering::Relaxed);
+    }
 }
 
 /// The fast columns `TopHits` reads, per segment of one tier, opened once when the tier is
 /// loaded: opening a string column parses its dictionary, which costs several times what a
 /// whole top-k search does.
 pub struct HitColumns {
+    kind: IdKind,
+    /// In the searcher's segment order: a hit's `segment_ord` indexes it.
     segments: Vec<(SegmentId, SegmentColumns)>,
 }
 
 #[derive(Clone)]
 struct SegmentColumns {
-    ids: IdColumn,
+    /// `_key` of each document.
+    sort_keys: Column<u64>,
+    /// Orders like the id within the segment: the id's term ordinals for string ids, `_key`
+    /// for numeric ones.
+    local_order: Column<u64>,
+    /// The string id column, to compare ids whose keys are equal.
+    strings: Option<StrColumn>,
     /// `_addr` of each document (the cold tier).
     addr: Option<Column<u64>>,
 }
@@ -68,7 +137,7 @@ impl HitColumns {
     pub fn open(
         searcher: &Searcher,
         id_field: &str,
-        id_kind: IdKind,
+        kind: IdKind,
         with_addr: bool,
     ) -> tantivy::Result<HitColumns> {
         let segments = searcher
@@ -76,24 +145,36 @@ impl HitColumns {
             .iter()
             .map(|reader| {
                 let fast = reader.fast_fields();
-                let ids = match id_kind {
-                    IdKind::U64 => IdColumn::U64(fast.u64(id_field)?),
-                    IdKind::I64 => IdColumn::I64(fast.i64(id_field)?),
-                    IdKind::Str => IdColumn::Str(fast.str(id_field)?.ok_or_else(|| {
+                let sort_keys = fast.u64(SORT_KEY_FIELD)?;
+                let strings = match kind {
+                    IdKind::Str => Some(fast.str(id_field)?.ok_or_else(|| {
                         tantivy::TantivyError::SchemaError(format!(
                             "id field `{id_field}` has no fast column"
                         ))
                     })?),
+                    IdKind::U64 | IdKind::I64 => None,
+                };
+                let local_order = match &strings {
+                    Some(column) => column.ords().clone(),
+                    None => sort_keys.clone(),
                 };
                 let addr = if with_addr {
                     Some(fast.u64(ADDR_FIELD)?)
                 } else {
                     None
                 };
-                Ok((reader.segment_id(), SegmentColumns { ids, addr }))
+                Ok((
+                    reader.segment_id(),
+                    SegmentColumns {
+                        sort_keys,
+                        local_order,
+                        strings,
+                        addr,
+                    },
+                ))
             })
             .collect::<tantivy::Result<_>>()?;
-        Ok(HitColumns { segments })
+        Ok(HitColumns { kind, segments })
     }
 
     fn segment(&self, segment: SegmentId) -> tantivy::Result<&SegmentColumns> {
@@ -108,65 +189,110 @@ impl HitColumns {
                 ))
             })
     }
+
+    /// The full id of a hit of this tier.
+    pub fn id(&self, hit: &RankedHit) -> IdKey {
+        match self.kind {
+            IdKind::U64 => IdKey::U64(hit.key),
+            IdKind::I64 => IdKey::I64(sort_key::i64_from_key(hit.key)),
+            IdKind::Str => IdKey::Str(self.id_string(hit.doc)),
+        }
+    }
+
+    /// The id of a string-id document (empty for numeric ids).
+    pub fn id_string(&self, doc: DocAddress) -> String {
+        let mut text = String::new();
+        let columns = &self.segments[doc.segment_ord as usize].1;
+        if let Some(strings) = &columns.strings {
+            // Every document has an id, and an ordinal read from the column is in its
+            // dictionary.
+            let ord = strings.ords().first(doc.doc_id).unwrap_or(0);
+            let _ = strings.ord_to_str(ord, &mut text);
+        }
+        text
+    }
+
+    pub fn exactness(&self) -> KeyExactness {
+        self.kind.exactness()
+    }
 }
 
-#[derive(Clone)]
-enum IdColumn {
-    U64(Column<u64>),
-    I64(Column<i64>),
-    /// Term ordinals sort like the strings within a segment.
-    Str(StrColumn),
-}
-
-/// Within a segment, ids compare by value (numbers) or by term ordinal (strings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum LocalId {
-    U64(u64),
-    I64(i64),
-    Ord(u64),
+/// Top `limit` hits of one tier by (score, id).
+pub struct TopHits {
+    pub limit: usize,
+    pub tier: TierName,
+    /// The tier's columns, opened once.
+    pub columns: Arc<HitColumns>,
+    /// Shared with the other searches for the same page; a fresh one prunes alone.
+    pub threshold: Arc<SharedThreshold>,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Entry {
+struct Candidate {
     score: Score,
-    id: LocalId,
+    local: u64,
     doc: DocId,
 }
 
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-/// Greater = better ranked, so the heap's minimum (via `Reverse`) is the worst kept hit.
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.score
-            .total_cmp(&other.score)
-            .then_with(|| other.id.cmp(&self.id))
-    }
+/// Better first: higher score, then smaller id.
+fn better_first(a: &Candidate, b: &Candidate) -> Ordering {
+    b.score
+        .total_cmp(&a.score)
+        .then_with(|| a.local.cmp(&b.local))
 }
 
 pub struct SegmentTopHits {
     limit: usize,
+    tier: TierName,
     segment: SegmentOrdinal,
-    ids: IdColumn,
-    addr: Option<Column<u64>>,
-    heap: BinaryHeap<std::cmp::Reverse<Entry>>,
+    columns: SegmentColumns,
+    threshold: Arc<SharedThreshold>,
+    /// Up to `2 * limit` candidates, cut to the best `limit` when full (as tantivy's
+    /// `TopNComputer` does): amortised O(1) per candidate, no heap.
+    buffer: Vec<Candidate>,
+    /// The worst kept candidate after the last cut: a newcomer must beat it.
+    worst: Option<Candidate>,
 }
 
 impl SegmentTopHits {
-    fn local_id(&self, doc: DocId) -> LocalId {
-        match &self.ids {
-            IdColumn::U64(column) => LocalId::U64(column.first(doc).unwrap_or(0)),
-            IdColumn::I64(column) => LocalId::I64(column.first(doc).unwrap_or(0)),
-            IdColumn::Str(column) => LocalId::Ord(column.ords().first(doc).unwrap_or(0)),
+    fn collect_candidate(&mut self, doc: DocId, score: Score) {
+        if let Some(worst) = self.worst
+            && score < worst.score
+        {
+            return;
+        }
+        let local = self.columns.local_order.first(doc).unwrap_or(u64::MAX);
+        let candidate = Candidate { score, local, doc };
+        if let Some(worst) = self.worst
+            && better_first(&candidate, &worst) != Ordering::Less
+        {
+            return;
+        }
+        if self.buffer.len() == self.buffer.capacity() {
+            self.cut();
+        }
+        self.buffer.push(candidate);
+    }
+
+    /// Keeps the best `limit` candidates.
+    fn cut(&mut self) {
+        let limit = self.limit;
+        self.buffer.select_nth_unstable_by(limit - 1, better_first);
+        self.buffer.truncate(limit);
+        let worst = self.buffer[limit - 1];
+        self.worst = Some(worst);
+        self.threshold.raise(worst.score);
+    }
+
+    /// What tantivy may skip: documents scoring below the best known k-th score. Just below
+    /// it, so that documents tying it still arrive and compete on id.
+    fn pruning_threshold(&self) -> Score {
+        let own = self.worst.map_or(Score::NEG_INFINITY, |worst| worst.score);
+        let floor = own.max(self.threshold.get());
+        if floor == Score::NEG_INFINITY {
+            floor
+        } else {
+            floor.next_down()
         }
     }
 }
@@ -175,54 +301,38 @@ impl SegmentCollector for SegmentTopHits {
     type Fruit = Vec<RankedHit>;
 
     fn collect(&mut self, doc: DocId, score: Score) {
-        if self.limit == 0 {
-            return;
+        if self.limit > 0 {
+            self.collect_candidate(doc, score);
         }
-        if self.heap.len() == self.limit {
-            let worst = self.heap.peek().expect("full heap").0;
-            if score < worst.score {
-                return;
-            }
-            let entry = Entry {
-                score,
-                id: self.local_id(doc),
-                doc,
-            };
-            if entry > worst {
-                self.heap.pop();
-                self.heap.push(std::cmp::Reverse(entry));
-            }
-            return;
-        }
-        let id = self.local_id(doc);
-        self.heap.push(std::cmp::Reverse(Entry { score, id, doc }));
     }
 
-    fn harvest(self) -> Vec<RankedHit> {
-        let mut text = String::new();
-        self.heap
-            .into_iter()
-            .map(|std::cmp::Reverse(entry)| {
-                let id = match (&self.ids, entry.id) {
-                    (_, LocalId::U64(value)) => IdKey::U64(value),
-                    (_, LocalId::I64(value)) => IdKey::I64(value),
-                    (IdColumn::Str(column), LocalId::Ord(ord)) => {
-                        text.clear();
-                        // An ordinal read from the column is always in its dictionary.
-                        let _ = column.ord_to_str(ord, &mut text);
-                        IdKey::Str(text.clone())
-                    }
-                    (_, LocalId::Ord(_)) => unreachable!("ordinals come from string columns"),
-                };
-                RankedHit {
-                    score: entry.score,
-                    id,
-                    doc: DocAddress::new(self.segment, entry.doc),
-                    addr: self
-                        .addr
-                        .as_ref()
-                        .and_then(|column| column.first(entry.doc)),
-                }
+    fn harvest(mut self) -> Vec<RankedHit> {
+        if self.buffer.len() > self.limit {
+            self.cut();
+        } else if self.buffer.len() == self.limit && self.limit > 0 {
+            let worst = self
+                .buffer
+                .iter()
+                .map(|candidate| candidate.score)
+                .fold(Score::INFINITY, Score::min);
+            self.threshold.raise(worst);
+        }
+        self.buffer
+            .iter()
+            .map(|candidate| RankedHit {
+                score: candidate.score,
+                key: self
+                    .columns
+                    .sort_keys
+                    .first(candidate.doc)
+                    .unwrap_or(u64::MAX),
+                tier: self.tier,
+                doc: DocAddress::new(self.segment, candidate.doc),
+                addr: self
+                    .columns
+                    .addr
+                    .as_ref()
+                    .and_then(|column| column.first(candidate.doc)),
             })
             .collect()
     }
@@ -237,13 +347,15 @@ impl Collector for TopHits {
         segment: SegmentOrdinal,
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentTopHits> {
-        let SegmentColumns { ids, addr } = self.columns.segment(reader.segment_id())?.clone();
+        let columns = self.columns.segment(reader.segment_id())?.clone();
         Ok(SegmentTopHits {
             limit: self.limit,
+            tier: self.tier,
             segment,
-            ids,
-            addr,
-            heap: BinaryHeap::with_capacity(self.limit.min(1024) + 1),
+            columns,
+            threshold: self.threshold.clone(),
+            buffer: Vec::with_capacity(2 * self.limit.min(4096)),
+            worst: None,
         })
     }
 
@@ -251,9 +363,6 @@ impl Collector for TopHits {
         true
     }
 
-    /// Block-max pruning: once the heap is full, tantivy may skip documents that cannot beat
-    /// its worst score. The threshold handed back is just below that score, so documents that
-    /// tie it still arrive and compete on id.
     fn collect_segment(
         &self,
         weight: &dyn tantivy::query::Weight,
@@ -265,34 +374,112 @@ impl Collector for TopHits {
             return Ok(Vec::new());
         }
         let alive = reader.alive_bitset().cloned();
-        weight.for_each_pruning(Score::NEG_INFINITY, reader, &mut |doc, score| {
+        let start = collector.pruning_threshold();
+        weight.for_each_pruning(start, reader, &mut |doc, score| {
             if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
-                collector.collect(doc, score);
+                collector.collect_candidate(doc, score);
             }
-            if collector.heap.len() == collector.limit {
-                collector
-                    .heap
-                    .peek()
-                    .expect("full heap")
-                    .0
-                    .score
-                    .next_down()
-            } else {
-                Score::NEG_INFINITY
-            }
+            collector.pruning_threshold()
         })?;
         Ok(collector.harvest())
     }
 
     fn merge_fruits(&self, fruits: Vec<Vec<RankedHit>>) -> tantivy::Result<Vec<RankedHit>> {
-        Ok(best_of(fruits.into_iter().flatten(), self.limit))
+        let mut hits: Vec<RankedHit> = fruits.into_iter().flatten().collect();
+        sort_best_first(&mut hits, self.columns.exactness(), |hit| {
+            self.columns.id_string(hit.doc)
+        });
+        hits.truncate(self.limit);
+        Ok(hits)
     }
 }
 
-/// The best `limit` hits, best first.
-fn best_of(hits: impl Iterator<Item = RankedHit>, limit: usize) -> Vec<RankedHit> {
-    let mut hits: Vec<RankedHit> = hits.collect();
-    hits.sort_by(|a, b| rank_order(a.score, &a.id, b.score, &b.id));
-    hits.truncate(limit);
-    hits
+/// Sorts hits by (score, id), best first. Keys decide unless two are equal with `Prefix`
+/// exactness; then `full_id` is asked for the ids of those hits, and only those.
+pub fn sort_best_first(
+    hits: &mut [RankedHit],
+    exactness: KeyExactness,
+    mut full_id: impl FnMut(&RankedHit) -> String,
+) {
+    let same_rank = |a: &RankedHit, b: &RankedHit| {
+        a.score.total_cmp(&b.score) == Ordering::Equal && a.key == b.key
+    };
+    hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
+    if exactness == KeyExactness::Exact {
+        return;
+    }
+    let mut start = 0;
+    while start < hits.len() {
+        let mut end = start + 1;
+        while end < hits.len() && same_rank(&hits[start], &hits[end]) {
+            end += 1;
+        }
+        if end - start > 1 {
+            let mut run: Vec<(String, RankedHit)> = hits[start..end]
+                .iter()
+                .map(|hit| (full_id(hit), *hit))
+                .collect();
+            run.sort_by(|a, b| a.0.cmp(&b.0));
+            for (slot, (_, hit)) in hits[start..end].iter_mut().zip(run) {
+                *slot = hit;
+            }
+        }
+        start = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_threshold_orders_like_floats() {
+        let scores = [Score::NEG_INFINITY, -3.5, -0.0, 0.0, 1e-30, 0.5, 7.25];
+        for pair in scores.windows(2) {
+            assert!(ordered_bits(pair[0]) <= ordered_bits(pair[1]), "{pair:?}");
+        }
+        for score in scores {
+            assert_eq!(
+                from_ordered_bits(ordered_bits(score)).to_bits(),
+                score.to_bits()
+            );
+        }
+        let threshold = SharedThreshold::default();
+        assert_eq!(threshold.get(), Score::NEG_INFINITY);
+        threshold.raise(-2.0);
+        threshold.raise(3.0);
+        threshold.raise(1.0);
+        assert_eq!(threshold.get(), 3.0);
+    }
+
+    fn hit(score: Score, key: u64, doc: DocId) -> RankedHit {
+        RankedHit {
+            score,
+            key,
+            tier: TierName::Hot,
+            doc: DocAddress::new(0, doc),
+            addr: None,
+        }
+    }
+
+    #[test]
+    fn equal_prefix_keys_are_ordered_by_full_id() {
+        let ids = ["abcdefgh-z", "abcdefgh-a", "b", "abcdefgh-m"];
+        let mut hits: Vec<RankedHit> = ids
+            .iter()
+            .enumerate()
+            .map(|(doc, id)| hit(1.0, sort_key::str_key(id), doc as DocId))
+            .collect();
+        hits.push(hit(2.0, sort_key::str_key("zz"), 9));
+        let mut asked = Vec::new();
+        sort_best_first(&mut hits, KeyExactness::Prefix, |hit| {
+            asked.push(hit.doc.doc_id);
+            ids[hit.doc.doc_id as usize].to_string()
+        });
+        let order: Vec<DocId> = hits.iter().map(|hit| hit.doc.doc_id).collect();
+        assert_eq!(order, vec![9, 1, 3, 0, 2]);
+        // Only the three hits sharing a key were looked up.
+        asked.sort();
+        assert_eq!(asked, vec![0, 1, 3]);
+    }
 }

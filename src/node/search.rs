@@ -16,7 +16,10 @@ use tracing::{Instrument, debug_span};
 
 use super::NodeError;
 use super::cold::{DocumentCache, fetch_documents};
-use super::collector::{HitColumns, RankedHit, TopHits, rank_order};
+pub use super::collector::TierName;
+use super::collector::{
+    HitColumns, IdKey, IdKind, RankedHit, SharedThreshold, TopHits, sort_best_first,
+};
 use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
 use super::stable::keep_constant_scores;
 use super::version::{ColdTier, LoadedVersion};
@@ -33,17 +36,13 @@ pub struct SearchRequest {
     /// Stored fields to return; empty for all.
     pub fields: Vec<String>,
     pub hot_only: bool,
+    /// Count every match for the totals (a second pass); else they are lower bounds.
+    pub count_total: bool,
     /// When the caller stops waiting (the gRPC deadline); else the node's default budget.
     pub deadline: Option<Instant>,
 }
 
 pub const DEFAULT_LIMIT: u32 = 10;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TierName {
-    Hot,
-    Cold,
-}
 
 #[derive(Debug, Clone)]
 pub struct SearchHit {
@@ -71,6 +70,8 @@ pub struct SearchResult {
     pub hits: Vec<SearchHit>,
     pub hot_total: u64,
     pub cold_total: u64,
+    /// Whether the totals count every match, or only the hits ranked (a lower bound).
+    pub totals_exact: bool,
     /// Why the answer lacks cold documents it should hold, if it does.
     pub degraded: Option<String>,
     pub omitted_cold_hits: u64,
@@ -149,23 +150,42 @@ struct TierPage {
     total: u64,
 }
 
+struct TierSearch<'a> {
+    searcher: &'a Searcher,
+    tier: TierName,
+    columns: Arc<HitColumns>,
+}
+
 fn search_tier(
-    searcher: &Searcher,
+    tier: TierSearch<'_>,
     query: &dyn Query,
     statistics: &CorpusStatistics,
-    columns: Arc<HitColumns>,
     depth: usize,
+    threshold: Arc<SharedThreshold>,
+    count: bool,
 ) -> Result<TierPage, NodeError> {
+    let TierSearch {
+        searcher,
+        tier,
+        columns,
+    } = tier;
     let collector = TopHits {
         limit: depth,
+        tier,
         columns,
+        threshold,
     };
     let hits = searcher
         .search_with_statistics_provider(query, &collector, statistics)
         .map_err(query_error)?;
     // Counted apart from the ranking, which prunes: counting needs no scores, and a single
-    // term is counted from its document frequency.
-    let total = searcher.search(query, &Count).map_err(query_error)? as u64;
+    // term is counted from its document frequency. Without counting, the hits ranked are a
+    // lower bound.
+    let total = if count {
+        searcher.search(query, &Count).map_err(query_error)? as u64
+    } else {
+        hits.len() as u64
+    };
     Ok(TierPage { hits, total })
 }
 
@@ -186,11 +206,47 @@ fn query_error(err: tantivy::TantivyError) -> NodeError {
     }
 }
 
+/// One hit of the page: its id, and its fields once read (hot ones are read with the ranking).
+struct PageHit {
+    hit: RankedHit,
+    /// `None` for a cold string id until its row is read: the id comes with the row, which
+    /// costs nothing more, while the id column's dictionary costs a block decode per id.
+    id: Option<IdKey>,
+    fields: Option<Fields>,
+}
+
+impl PageHit {
+    /// The hit's id: known, else from its fields (the id field's value), else from the tier's
+    /// id column.
+    fn resolve_id(&self, version: &LoadedVersion, cold: Option<&ColdTier>) -> IdKey {
+        if let Some(id) = &self.id {
+            return id.clone();
+        }
+        let id_name = &version.schema.spec.id_field;
+        let from_fields =
+            self.fields
+                .iter()
+                .flatten()
+                .find_map(|(name, value)| match (name == id_name, value) {
+                    (true, FieldValue::Text(text)) => Some(IdKey::Str(text.clone())),
+                    _ => None,
+                });
+        from_fields.unwrap_or_else(|| match (self.hit.tier, cold) {
+            (TierName::Cold, Some(cold)) => cold.columns.id(&self.hit),
+            _ => version.hot_columns.id(&self.hit),
+        })
+    }
+}
+
 /// The ranked page, before cold documents are read.
 struct Ranked {
-    page: Vec<(RankedHit, TierName, Option<Fields>)>,
-    /// Hot hits ranked after the page: they fill a degraded page in place of cold ones.
-    hot_after_page: Vec<RankedHit>,
+    page: Vec<PageHit>,
+    /// How many hot hits rank at or before the page's end: a degraded page is filled with the
+    /// hot hits after them.
+    hot_through_page: usize,
+    /// To rank the hot tier again, deeper, when the page degrades.
+    query: Arc<dyn Query>,
+    statistics: CorpusStatistics,
     hot_total: u64,
     cold_total: u64,
     parse_ms: f64,
@@ -261,20 +317,16 @@ pub async fn search(
         let cold = cold.clone();
         let selection = selection.clone();
         let query_text = request.query.clone();
-        let offset = request.offset as usize;
+        let spec = PageSpec {
+            offset: request.offset as usize,
+            limit: limit as usize,
+            count: request.count_total,
+        };
         let span = debug_span!("rank");
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _entered = span.entered();
-            rank(
-                &version,
-                cold.as_deref(),
-                &selection,
-                &query_text,
-                depth as usize,
-                offset,
-                limit as usize,
-            )
+            rank(&version, cold.as_deref(), &selection, &query_text, spec)
         })
     };
     let ranked = tokio::time::timeout_at(deadline.into(), ranking)
@@ -286,15 +338,14 @@ pub async fn search(
 
     let stats = Arc::new(ReadStats::default());
     let cold_started = Instant::now();
-    let cold_hits: Vec<&RankedHit> = ranked
+    let cold_hits: Vec<&PageHit> = ranked
         .page
         .iter()
-        .filter(|(_, tier, _)| *tier == TierName::Cold)
-        .map(|(hit, _, _)| hit)
+        .filter(|page_hit| page_hit.hit.tier == TierName::Cold)
         .collect();
     let cold_addrs: Vec<DocAddr> = cold_hits
         .iter()
-        .map(|hit| DocAddr::unpack(hit.addr.unwrap_or(u64::MAX)))
+        .map(|page_hit| DocAddr::unpack(page_hit.hit.addr.unwrap_or(u64::MAX)))
         .collect();
     let cold_documents: Result<Vec<Fields>, String> = match (&cold, cold_addrs.is_empty()) {
         (Some(cold), false) => {
@@ -330,11 +381,16 @@ pub async fn search(
             ranked
                 .page
                 .into_iter()
-                .map(|(hit, tier, fields)| SearchHit {
-                    id: hit.id.into(),
-                    score: hit.score,
-                    tier,
-                    fields: fields.unwrap_or_else(|| documents.next().unwrap_or_default()),
+                .map(|mut page_hit| {
+                    if page_hit.fields.is_none() {
+                        page_hit.fields = Some(documents.next().unwrap_or_default());
+                    }
+                    SearchHit {
+                        id: page_hit.resolve_id(&version, cold.as_deref()).into(),
+                        score: page_hit.hit.score,
+                        tier: page_hit.hit.tier,
+                        fields: page_hit.fields.unwrap_or_default(),
+                    }
                 })
                 .collect()
         }
@@ -345,24 +401,29 @@ pub async fn search(
             omitted_cold_hits = cold_hits.len() as u64;
             omitted_ids = cold_hits
                 .iter()
-                .map(|hit| FieldValue::from(hit.id.clone()))
+                .map(|page_hit| FieldValue::from(page_hit.resolve_id(&version, cold.as_deref())))
                 .collect();
             degraded = Some(reason);
             let mut hits: Vec<SearchHit> = ranked
                 .page
                 .into_iter()
-                .filter(|(_, tier, _)| *tier == TierName::Hot)
-                .map(|(hit, tier, fields)| SearchHit {
-                    id: hit.id.into(),
-                    score: hit.score,
-                    tier,
-                    fields: fields.unwrap_or_default(),
+                .filter(|page_hit| page_hit.hit.tier == TierName::Hot)
+                .map(|page_hit| SearchHit {
+                    id: page_hit.resolve_id(&version, cold.as_deref()).into(),
+                    score: page_hit.hit.score,
+                    tier: TierName::Hot,
+                    fields: page_hit.fields.unwrap_or_default(),
                 })
                 .collect();
             let room = (limit as usize).saturating_sub(hits.len());
-            let backfill: Vec<RankedHit> = ranked.hot_after_page.into_iter().take(room).collect();
-            if !backfill.is_empty() {
-                hits.extend(hot_documents(&version, &selection, backfill).await?);
+            if room > 0 {
+                let backfill = HotBackfill {
+                    query: ranked.query,
+                    statistics: ranked.statistics,
+                    skip: ranked.hot_through_page,
+                    take: room,
+                };
+                hits.extend(hot_backfill(&version, &selection, backfill).await?);
             }
             hits
         }
@@ -372,6 +433,7 @@ pub async fn search(
         hits,
         hot_total: ranked.hot_total,
         cold_total: ranked.cold_total,
+        totals_exact: request.count_total,
         degraded,
         omitted_cold_hits,
         omitted_ids,
@@ -390,22 +452,46 @@ pub async fn search(
     })
 }
 
-/// Stored fields of hot hits, read on the blocking pool.
-async fn hot_documents(
+/// Which hot hits fill a degraded page: the `take` hot hits ranked after the first `skip`.
+struct HotBackfill {
+    query: Arc<dyn Query>,
+    statistics: CorpusStatistics,
+    skip: usize,
+    take: usize,
+}
+
+/// Ranks the hot tier alone, deep enough for the backfill, and reads those hits' stored fields,
+/// on the blocking pool. Only degraded answers pay for this second ranking.
+async fn hot_backfill(
     version: &Arc<LoadedVersion>,
     selection: &FieldSelection,
-    hits: Vec<RankedHit>,
+    backfill: HotBackfill,
 ) -> Result<Vec<SearchHit>, NodeError> {
     let version = version.clone();
     let selection = selection.clone();
     tokio::task::spawn_blocking(move || {
         let searcher = version.hot.searcher();
-        hits.into_iter()
+        let tier = TierSearch {
+            searcher: &searcher,
+            tier: TierName::Hot,
+            columns: version.hot_columns.clone(),
+        };
+        let page = search_tier(
+            tier,
+            backfill.query.as_ref(),
+            &backfill.statistics,
+            backfill.skip + backfill.take,
+            Arc::default(),
+            false,
+        )?;
+        page.hits
+            .into_iter()
+            .skip(backfill.skip)
             .map(|hit| {
-                let document: TantivyDocument = searcher.doc(hit.doc)?;
+                let (id, fields) = hot_document(&version, &searcher, &selection, &hit)?;
                 Ok(SearchHit {
-                    fields: from_tantivy(&version.schema, &selection, &document),
-                    id: hit.id.into(),
+                    fields,
+                    id: id.into(),
                     score: hit.score,
                     tier: TierName::Hot,
                 })
@@ -416,17 +502,62 @@ async fn hot_documents(
     .map_err(|err| NodeError::Internal(format!("document task: {err}")))?
 }
 
+/// A hot hit's id and requested stored fields, from its stored document (string ids are read
+/// from there rather than from the id column's dictionary).
+fn hot_document(
+    version: &LoadedVersion,
+    searcher: &Searcher,
+    selection: &FieldSelection,
+    hit: &RankedHit,
+) -> Result<(IdKey, Fields), NodeError> {
+    let document: TantivyDocument = searcher.doc(hit.doc)?;
+    let id = match version.id_kind {
+        IdKind::Str => {
+            use tantivy::schema::Value as _;
+            let id_field = version.schema.tantivy_field(version.schema.id_index);
+            match document
+                .get_first(id_field)
+                .and_then(|value| value.as_str())
+            {
+                Some(text) => IdKey::Str(text.to_string()),
+                None => version.hot_columns.id(hit),
+            }
+        }
+        IdKind::U64 | IdKind::I64 => version.hot_columns.id(hit),
+    };
+    Ok((id, from_tantivy(&version.schema, selection, &document)))
+}
+
 /// Parses, scores both tiers with corpus-wide statistics, merges, and reads the page's hot
 /// documents. Runs on the blocking pool.
+/// Which hits a search asks for, and whether it counts every match.
+#[derive(Debug, Clone, Copy)]
+struct PageSpec {
+    offset: usize,
+    limit: usize,
+    count: bool,
+}
+
+impl PageSpec {
+    /// Hits each tier must rank: the page and every hit before it.
+    fn depth(self) -> usize {
+        self.offset + self.limit
+    }
+}
+
 fn rank(
     version: &Arc<LoadedVersion>,
     cold: Option<&ColdTier>,
     selection: &FieldSelection,
     query_text: &str,
-    depth: usize,
-    offset: usize,
-    limit: usize,
+    spec: PageSpec,
 ) -> Result<Ranked, NodeError> {
+    let PageSpec {
+        offset,
+        limit,
+        count,
+    } = spec;
+    let depth = spec.depth();
     let parse_started = Instant::now();
     let query: Arc<dyn Query> = Arc::from(parse(version, query_text)?);
     let parse_ms = millis(parse_started);
@@ -438,30 +569,46 @@ fn rank(
     let mut tiers = vec![hot_searcher.clone()];
     tiers.extend(version.cold().map(|cold| cold.tier.searcher()));
     let statistics = CorpusStatistics { tiers };
+    // One threshold for both tiers: the k-th score either finds first lets the other skip what
+    // cannot reach the page, so two tiers cost about what one index over both would.
+    let threshold = Arc::new(SharedThreshold::default());
     // The tiers are searched at the same time, the cold one on another thread of the blocking
-    // pool: a query costs the slower tier's time, not the sum, and an answer degraded to the
-    // hot tier costs what a normal one does.
+    // pool: a query costs the slower tier's time, not the sum.
     let cold_search = cold.zip(cold_searcher).map(|(cold, searcher)| {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        let (query, statistics, columns) =
-            (query.clone(), statistics.clone(), cold.columns.clone());
+        let (query, statistics, columns, threshold) = (
+            query.clone(),
+            statistics.clone(),
+            cold.columns.clone(),
+            threshold.clone(),
+        );
         let span = tracing::Span::current();
         // Blocking-pool threads run inside the runtime's context.
         tokio::runtime::Handle::current().spawn_blocking(move || {
             let _entered = span.entered();
-            let page = search_tier(&searcher, query.as_ref(), &statistics, columns, depth);
+            let tier = TierSearch {
+                searcher: &searcher,
+                tier: TierName::Cold,
+                columns,
+            };
+            let page = search_tier(tier, query.as_ref(), &statistics, depth, threshold, count);
             // The receiver is gone only if the hot search failed first.
             let _ = sender.send(page);
         });
         receiver
     });
-    // One page more of hot hits than the page needs, to fill a degraded answer.
+    let hot_tier = TierSearch {
+        searcher: &hot_searcher,
+        tier: TierName::Hot,
+        columns: version.hot_columns.clone(),
+    };
     let hot = search_tier(
-        &hot_searcher,
+        hot_tier,
         query.as_ref(),
         &statistics,
-        version.hot_columns.clone(),
-        depth + limit,
+        depth,
+        threshold,
+        count,
     )?;
     let cold_page = match cold_search {
         Some(receiver) => Some(
@@ -474,40 +621,42 @@ fn rank(
     let search_ms = millis(search_started);
     let hot_total = hot.total;
     let cold_total = cold_page.as_ref().map_or(0, |page| page.total);
-    let mut all: Vec<(RankedHit, TierName)> = hot
-        .hits
-        .into_iter()
-        .map(|hit| (hit, TierName::Hot))
-        .chain(
-            cold_page
-                .into_iter()
-                .flat_map(|page| page.hits)
-                .map(|hit| (hit, TierName::Cold)),
-        )
-        .collect();
-    all.sort_by(|(a, _), (b, _)| rank_order(a.score, &a.id, b.score, &b.id));
-    let mut ranked = all.into_iter().skip(offset);
-    let page: Vec<(RankedHit, TierName)> = ranked.by_ref().take(limit).collect();
-    let hot_after_page: Vec<RankedHit> = ranked
-        .filter(|(_, tier)| *tier == TierName::Hot)
-        .map(|(hit, _)| hit)
-        .take(limit)
-        .collect();
-    let hot_fetch_started = Instant::now();
-    let mut with_documents = Vec::with_capacity(page.len());
-    for (hit, tier) in page {
-        let fields = match tier {
-            TierName::Hot => {
-                let document: TantivyDocument = hot_searcher.doc(hit.doc)?;
-                Some(from_tantivy(&version.schema, selection, &document))
-            }
-            TierName::Cold => None,
+    let mut all: Vec<RankedHit> = hot.hits;
+    all.extend(cold_page.into_iter().flat_map(|page| page.hits));
+    sort_best_first(&mut all, version.hot_columns.exactness(), |hit| {
+        let columns = match (hit.tier, cold) {
+            (TierName::Cold, Some(cold)) => &cold.columns,
+            _ => &version.hot_columns,
         };
-        with_documents.push((hit, tier, fields));
+        columns.id_string(hit.doc)
+    });
+    all.truncate(depth);
+    let hot_through_page = all.iter().filter(|hit| hit.tier == TierName::Hot).count();
+    let hot_fetch_started = Instant::now();
+    let mut with_documents = Vec::with_capacity(limit);
+    for hit in all.into_iter().skip(offset) {
+        let page_hit = match (hit.tier, cold) {
+            (TierName::Cold, Some(_)) => PageHit {
+                id: (version.id_kind != IdKind::Str).then(|| version.hot_columns.id(&hit)),
+                hit,
+                fields: None,
+            },
+            _ => {
+                let (id, fields) = hot_document(version, &hot_searcher, selection, &hit)?;
+                PageHit {
+                    id: Some(id),
+                    hit,
+                    fields: Some(fields),
+                }
+            }
+        };
+        with_documents.push(page_hit);
     }
     Ok(Ranked {
         page: with_documents,
-        hot_after_page,
+        hot_through_page,
+        query,
+        statistics,
         hot_total,
         cold_total,
         parse_ms,

@@ -514,15 +514,20 @@ pub async fn wait_node_ready(node: &tierdex::node::Node) {
 
 /// The PyPI catalog built with `benches/pypi`'s schema and rules into `store` as `pypi`.
 pub async fn build_pypi(store: Arc<dyn BlobStore>) -> BuildSummary {
+    let rules = std::fs::read_to_string(repo_root().join("benches/pypi/rules.toml")).unwrap();
+    build_pypi_with(store, &rules, "pypi").await
+}
+
+/// The PyPI catalog built with other rules (`hot = ["true"]`: one monolithic index).
+pub async fn build_pypi_with(store: Arc<dyn BlobStore>, rules: &str, index: &str) -> BuildSummary {
     let schema = Arc::new(
         IndexSchema::from_toml_file(&repo_root().join("benches/pypi/schema.toml")).unwrap(),
     );
-    let rules = std::fs::read_to_string(repo_root().join("benches/pypi/rules.toml")).unwrap();
     let options = build_options(
         schema,
-        &rules,
+        rules,
         vec![shared_data("pypi-packages.jsonl.gz")],
-        "pypi",
+        index,
     );
     builder::build(options, store).await.unwrap()
 }
