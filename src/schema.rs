@@ -306,10 +306,12 @@ fn tantivy_schema(spec: &SchemaSpec, with_stored: bool) -> (Schema, [Field; 2]) 
             FieldType::Text | FieldType::Keyword => {
                 let mut options = TextOptions::default();
                 if field.indexed {
+                    // Keywords keep frequencies too: without them tantivy's block-max scores
+                    // are 0 and pruning with a threshold from elsewhere would skip matches.
                     let record = if field.field_type == FieldType::Text {
                         IndexRecordOption::WithFreqsAndPositions
                     } else {
-                        IndexRecordOption::Basic
+                        IndexRecordOption::WithFreqs
                     };
                     options = options.set_indexing_options(
                         TextFieldIndexing::default()

@@ -160,7 +160,7 @@ impl Oracle {
         // The node's query semantics: constant-score clauses keep their score in every segment
         // (see tierdex::node::stable); tantivy alone would drop it where a range covers a whole
         // segment.
-        let query = tierdex::node::stable::keep_constant_scores(query);
+        let query = tierdex::node::stable::keep_constant_scores(query, &self.index.schema());
         let searcher = self.index.reader().unwrap().searcher();
         let all = searcher
             .search(
@@ -285,6 +285,27 @@ async fn check_against_oracle(rules: &str, hot_numbers: BTreeSet<u64>, style: Id
             .collect();
         let expected_ids: Vec<&Id> = expected.iter().map(|(id, _)| id).collect();
         let got_ids: Vec<&Id> = got.iter().map(|(id, _)| id).collect();
+        if got_ids != expected_ids {
+            // Say where the missing hits are: deeper in the node's ranking, or scored apart.
+            let deep = client
+                .search(search_request("cacm", query, 60))
+                .await
+                .unwrap()
+                .into_inner();
+            let deep: Vec<(Id, u32, i32)> = deep
+                .hits
+                .iter()
+                .map(|hit| (style.of_hit(hit), (hit.score as f32).to_bits(), hit.tier))
+                .collect();
+            let oracle_bits: Vec<(&Id, u32)> = ranking
+                .iter()
+                .take(60)
+                .map(|(id, score)| (id, score.to_bits()))
+                .collect();
+            panic!(
+                "ids and order for `{query}` from {offset}: got {got:?} expected {expected:?}\nnode's top 60 (id, score bits, tier): {deep:?}\noracle's top 60: {oracle_bits:?}"
+            );
+        }
         assert_eq!(
             got_ids, expected_ids,
             "ids and order for `{query}` from {offset}: got {got:?} expected {expected:?}"

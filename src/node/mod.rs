@@ -308,6 +308,7 @@ impl Node {
         let context = search::SearchContext {
             max_results: self.config.max_results,
             permits: &self.search_permits,
+            search_concurrency: self.config.search_concurrency,
             documents: &self.documents,
             default_timeout: self.config.default_timeout,
             on_degraded: self.config.on_degraded,

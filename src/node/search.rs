@@ -142,7 +142,7 @@ fn parse(version: &LoadedVersion, text: &str) -> Result<Box<dyn Query>, NodeErro
             position,
         }
     })?;
-    Ok(keep_constant_scores(query))
+    Ok(keep_constant_scores(query, &version.schema.hot_tantivy))
 }
 
 struct TierPage {
@@ -259,6 +259,8 @@ pub struct SearchContext<'a> {
     pub max_results: u32,
     /// Bounds searches running on the blocking pool.
     pub permits: &'a Arc<Semaphore>,
+    /// How many permits there are.
+    pub search_concurrency: usize,
     pub documents: &'a DocumentCache,
     /// Budget of a search that brings no deadline of its own.
     pub default_timeout: Duration,
@@ -312,6 +314,10 @@ pub async fn search(
             NodeError::DeadlineExceeded("no search slot became free within the time budget".into())
         })?
         .map_err(|_| NodeError::Internal("search pool closed".into()))?;
+    // Alone on the node, a search ranks its two tiers on two threads (latency); beside other
+    // searches, on one, hot first, so that the cold tier starts from the hot tier's k-th score
+    // and skips the most (throughput: the cores are busy anyway).
+    let tiers_in_parallel = context.permits.available_permits() + 1 >= context.search_concurrency;
     let ranking = {
         let version = version.clone();
         let cold = cold.clone();
@@ -321,6 +327,7 @@ pub async fn search(
             offset: request.offset as usize,
             limit: limit as usize,
             count: request.count_total,
+            tiers_in_parallel,
         };
         let span = debug_span!("rank");
         tokio::task::spawn_blocking(move || {
@@ -536,6 +543,8 @@ struct PageSpec {
     offset: usize,
     limit: usize,
     count: bool,
+    /// Rank the cold tier on a second thread, at the same time as the hot one.
+    tiers_in_parallel: bool,
 }
 
 impl PageSpec {
@@ -556,6 +565,7 @@ fn rank(
         offset,
         limit,
         count,
+        tiers_in_parallel,
     } = spec;
     let depth = spec.depth();
     let parse_started = Instant::now();
@@ -572,31 +582,34 @@ fn rank(
     // One threshold for both tiers: the k-th score either finds first lets the other skip what
     // cannot reach the page, so two tiers cost about what one index over both would.
     let threshold = Arc::new(SharedThreshold::default());
-    // The tiers are searched at the same time, the cold one on another thread of the blocking
-    // pool: a query costs the slower tier's time, not the sum.
-    let cold_search = cold.zip(cold_searcher).map(|(cold, searcher)| {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        let (query, statistics, columns, threshold) = (
-            query.clone(),
-            statistics.clone(),
-            cold.columns.clone(),
-            threshold.clone(),
-        );
-        let span = tracing::Span::current();
-        // Blocking-pool threads run inside the runtime's context.
-        tokio::runtime::Handle::current().spawn_blocking(move || {
-            let _entered = span.entered();
-            let tier = TierSearch {
-                searcher: &searcher,
-                tier: TierName::Cold,
-                columns,
-            };
-            let page = search_tier(tier, query.as_ref(), &statistics, depth, threshold, count);
-            // The receiver is gone only if the hot search failed first.
-            let _ = sender.send(page);
+    // In parallel, the cold tier is searched on another thread of the blocking pool: a query
+    // costs the slower tier's time, not the sum.
+    let cold_search = cold
+        .zip(cold_searcher.clone())
+        .filter(|_| tiers_in_parallel)
+        .map(|(cold, searcher)| {
+            let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+            let (query, statistics, columns, threshold) = (
+                query.clone(),
+                statistics.clone(),
+                cold.columns.clone(),
+                threshold.clone(),
+            );
+            let span = tracing::Span::current();
+            // Blocking-pool threads run inside the runtime's context.
+            tokio::runtime::Handle::current().spawn_blocking(move || {
+                let _entered = span.entered();
+                let tier = TierSearch {
+                    searcher: &searcher,
+                    tier: TierName::Cold,
+                    columns,
+                };
+                let page = search_tier(tier, query.as_ref(), &statistics, depth, threshold, count);
+                // The receiver is gone only if the hot search failed first.
+                let _ = sender.send(page);
+            });
+            receiver
         });
-        receiver
-    });
     let hot_tier = TierSearch {
         searcher: &hot_searcher,
         tier: TierName::Hot,
@@ -607,16 +620,31 @@ fn rank(
         query.as_ref(),
         &statistics,
         depth,
-        threshold,
+        threshold.clone(),
         count,
     )?;
-    let cold_page = match cold_search {
-        Some(receiver) => Some(
+    let cold_page = match (cold_search, cold.zip(cold_searcher)) {
+        (Some(receiver), _) => Some(
             receiver
                 .recv()
                 .map_err(|_| NodeError::Internal("cold tier search task failed".into()))??,
         ),
-        None => None,
+        (None, Some((cold, searcher))) => {
+            let tier = TierSearch {
+                searcher: &searcher,
+                tier: TierName::Cold,
+                columns: cold.columns.clone(),
+            };
+            Some(search_tier(
+                tier,
+                query.as_ref(),
+                &statistics,
+                depth,
+                threshold,
+                count,
+            )?)
+        }
+        (None, None) => None,
     };
     let search_ms = millis(search_started);
     let hot_total = hot.total;

@@ -7,32 +7,56 @@
 //! same document would score 1.0 less in a tier whose values all fall in the range. Wrapping
 //! every leaf of the query keeps the clause's constant score wherever it is evaluated, making
 //! the score a property of the document and the query alone.
+//!
+//! Also: term clauses on fields indexed without term frequencies (numbers, dates, booleans)
+//! report a block-max score of 0 (tantivy reads frequencies that were never written), so
+//! block-max pruning with a positive threshold skips their matches. `TopDocs` rarely notices:
+//! its threshold starts at minus infinity in every segment. Our searches start from the best
+//! k-th score found in other segments and tiers, so such clauses are searched without block
+//! skipping. Keyword fields are indexed with frequencies (format version 2) and keep pruning.
 
 use tantivy::query::{
     AllScorer, BooleanQuery, ConstScorer, EnableScoring, Explanation, PhrasePrefixQuery,
     PhraseQuery, Query, Scorer, TermQuery, Weight,
 };
-use tantivy::{DocId, Score, SegmentReader, Term};
+use tantivy::schema::{FieldType, Schema};
+use tantivy::{DocId, DocSet, Score, SegmentReader, Term};
 
 /// Wraps every node of `query` that could answer with an `AllScorer` so that its constant
-/// score survives. Term and phrase queries are left alone: with scoring on they never do, and
-/// wrapping them would hide their block-max pruning.
-pub fn keep_constant_scores(query: Box<dyn Query>) -> Box<dyn Query> {
+/// score survives, and every term clause on a field without frequencies so that pruning sees
+/// its matches. Other term and phrase queries are left alone: with scoring on they never
+/// answer with an `AllScorer`, and wrapping them would hide their block-max pruning.
+pub fn keep_constant_scores(query: Box<dyn Query>, schema: &Schema) -> Box<dyn Query> {
     if let Some(boolean) = query.downcast_ref::<BooleanQuery>() {
         let clauses = boolean
             .clauses()
             .iter()
-            .map(|(occur, clause)| (*occur, keep_constant_scores(clause.box_clone())))
+            .map(|(occur, clause)| (*occur, keep_constant_scores(clause.box_clone(), schema)))
             .collect();
         return Box::new(BooleanQuery::with_minimum_required_clauses(
             clauses,
             boolean.get_minimum_number_should_match(),
         ));
     }
-    if query.is::<TermQuery>() || query.is::<PhraseQuery>() || query.is::<PhrasePrefixQuery>() {
+    if let Some(term) = query.downcast_ref::<TermQuery>() {
+        if has_frequencies(schema, term.term()) {
+            return query;
+        }
+        return Box::new(KeepConstantScore(query));
+    }
+    if query.is::<PhraseQuery>() || query.is::<PhrasePrefixQuery>() {
         return query;
     }
     Box::new(KeepConstantScore(query))
+}
+
+fn has_frequencies(schema: &Schema, term: &Term) -> bool {
+    match schema.get_field_entry(term.field()).field_type() {
+        FieldType::Str(options) => options
+            .get_indexing_options()
+            .is_some_and(|indexing| indexing.index_option().has_freq()),
+        _ => false,
+    }
 }
 
 #[derive(Debug)]
@@ -65,11 +89,45 @@ impl Weight for KeepConstantScoreWeight {
             // Same documents, same constant score; only no longer recognisable as "all".
             return Ok(Box::new(ConstScorer::new(scorer, boost)));
         }
-        Ok(scorer)
+        // Same documents and scores, no longer recognisable as a term scorer whose block-max
+        // scores a union would trust.
+        Ok(Box::new(Unpruned(scorer)))
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
         self.0.explain(reader, doc)
+    }
+}
+
+/// A scorer that hides what it wraps: unions and intersections treat it as opaque and visit
+/// its documents one by one.
+struct Unpruned(Box<dyn Scorer>);
+
+impl DocSet for Unpruned {
+    fn advance(&mut self) -> DocId {
+        self.0.advance()
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        self.0.seek(target)
+    }
+
+    fn doc(&self) -> DocId {
+        self.0.doc()
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.0.size_hint()
+    }
+
+    fn cost(&self) -> u64 {
+        self.0.cost()
+    }
+}
+
+impl Scorer for Unpruned {
+    fn score(&mut self) -> Score {
+        self.0.score()
     }
 }
 
@@ -99,7 +157,7 @@ mod tests {
             .parse_query(text)
             .unwrap();
         let query = if wrap {
-            keep_constant_scores(query)
+            keep_constant_scores(query, &index.schema())
         } else {
             query
         };

@@ -7,6 +7,7 @@ mod breaker;
 mod counting;
 mod hedged;
 mod local;
+mod quick_ack;
 mod s3;
 mod timeout;
 

@@ -113,7 +113,16 @@ impl S3Store {
             loader = loader.region(Region::new(region.clone()));
         }
         let shared = loader.load().await;
+        let http_client = super::quick_ack::quick_ack_http_client().map_err(|err| {
+            StoreError::new(
+                StoreErrorKind::Refused,
+                "connect",
+                format!("s3://{}", options.bucket),
+                format!("no root certificates for TLS: {err}"),
+            )
+        })?;
         let mut config = aws_sdk_s3::config::Builder::from(&shared)
+            .http_client(http_client)
             .force_path_style(options.path_style)
             // Integrity is ours (CRC32C per file and per block); the SDK's default request
             // checksums and aws-chunked uploads are refused by some S3-compatible servers.
