@@ -77,7 +77,10 @@ async fn a_python_grpcio_client_searches_and_checks_health() {
     assert_eq!(results.len(), queries.len(), "one result per query");
     for (query, python) in queries.iter().zip(results) {
         let response = client
-            .search(search_request("cacm", query, 10))
+            .search(pb::SearchRequest {
+                count_total_hits: true,
+                ..search_request("cacm", query, 10)
+            })
             .await
             .unwrap()
             .into_inner();

@@ -216,3 +216,26 @@ impl Manifest {
         self.index_files(layout::COLD_INDEX_DIR)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_for(format_version: u32) -> FormatError {
+        let bytes = format!("{{\"format_version\": {format_version}}}");
+        Manifest::decode("idx/v/manifest.json", bytes.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn older_and_newer_formats_are_refused_with_what_to_do() {
+        let old = error_for(1);
+        assert_eq!(old.kind(), FormatErrorKind::Unsupported);
+        assert!(old.to_string().contains("rebuild the index"), "{old}");
+        assert!(old.to_string().contains("idx/v/manifest.json"), "{old}");
+        let new = error_for(FORMAT_VERSION + 1);
+        assert_eq!(new.kind(), FormatErrorKind::Unsupported);
+        assert!(new.to_string().contains("upgrade tierdex"), "{new}");
+        // The current version gets past the version check (and fails on the missing fields).
+        assert_eq!(error_for(FORMAT_VERSION).kind(), FormatErrorKind::Corrupt);
+    }
+}

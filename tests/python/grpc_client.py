@@ -58,7 +58,8 @@ def main(proto_dir, address, index, queries):
     stub = tierdex_pb2_grpc.TierdexStub(channel)
     results = []
     for query in queries:
-        reply = stub.Search(tierdex_pb2.SearchRequest(index=index, query=query, limit=10), timeout=30)
+        request = tierdex_pb2.SearchRequest(index=index, query=query, limit=10, count_total_hits=True)
+        reply = stub.Search(request, timeout=30)
         results.append({
             "query": query,
             "ids": [value(hit.id) for hit in reply.hits],
