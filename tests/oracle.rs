@@ -77,7 +77,7 @@ impl IdStyle {
     fn id(self, number: u64) -> Id {
         match self {
             IdStyle::Numbers => Id::Number(number),
-            IdStyle::Strings if number % 3 == 0 => Id::Text(format!("x{number}")),
+            IdStyle::Strings if number.is_multiple_of(3) => Id::Text(format!("x{number}")),
             IdStyle::Strings => Id::Text(format!("cacm-{:07}", 9_999_999 - number)),
         }
     }
@@ -246,7 +246,7 @@ async fn check_against_oracle(rules: &str, hot_numbers: BTreeSet<u64>, style: Id
         let ranking = oracle.ranking(query);
         // Every query's first page; every third query's second page, with every match
         // counted.
-        let second_page = number % 3 == 0;
+        let second_page = number.is_multiple_of(3);
         let mut request = search_request("cacm", query, 10);
         if second_page {
             request.offset = 10;

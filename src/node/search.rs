@@ -121,14 +121,15 @@ fn parse(version: &LoadedVersion, text: &str) -> Result<Box<dyn Query>, NodeErro
             position: None,
         });
     }
-    let (_, errors) = tantivy::query_grammar::parse_query_lenient(text);
-    if let Some(error) = errors.first() {
-        return Err(NodeError::InvalidQuery {
-            message: error.message.clone(),
-            position: Some(error.pos),
-        });
-    }
+    // The lenient grammar pass only locates an error: a query that parses costs one pass.
     let query = version.query_parser().parse_query(text).map_err(|err| {
+        let (_, errors) = tantivy::query_grammar::parse_query_lenient(text);
+        if let Some(error) = errors.first() {
+            return NodeError::InvalidQuery {
+                message: error.message.clone(),
+                position: Some(error.pos),
+            };
+        }
         use tantivy::query::QueryParserError as E;
         let field = match &err {
             E::FieldDoesNotExist(name)
