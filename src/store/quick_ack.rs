@@ -43,8 +43,23 @@ pub fn quick_ack_http_client() -> std::io::Result<SharedHttpClient> {
     // hyper-rustls must see `https` URIs itself.
     tcp.enforce_http(false);
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider)?
+    let with_roots = match hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider.clone())
+    {
+        Ok(builder) => builder,
+        Err(err) => {
+            // As the SDK's own client does: plain-HTTP endpoints still work; HTTPS ones fail
+            // certificate verification, naming the unknown issuer.
+            tracing::warn!("no platform root certificates ({err}): HTTPS stores will fail TLS");
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(std::io::Error::other)?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        }
+    };
+    let https = with_roots
         .https_or_http()
         .enable_http1()
         .enable_http2()
