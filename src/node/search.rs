@@ -157,6 +157,36 @@ struct TierSearch<'a> {
     columns: Arc<HitColumns>,
 }
 
+impl<'a> TierSearch<'a> {
+    fn hot(version: &LoadedVersion, searcher: &'a Searcher) -> TierSearch<'a> {
+        TierSearch {
+            searcher,
+            tier: TierName::Hot,
+            columns: version.hot_columns.clone(),
+        }
+    }
+
+    fn cold(cold: &ColdTier, searcher: &'a Searcher) -> TierSearch<'a> {
+        TierSearch {
+            searcher,
+            tier: TierName::Cold,
+            columns: cold.columns.clone(),
+        }
+    }
+}
+
+/// The id columns of the tier a hit came from.
+fn tier_columns<'a>(
+    version: &'a LoadedVersion,
+    cold: Option<&'a ColdTier>,
+    tier: TierName,
+) -> &'a HitColumns {
+    match (tier, cold) {
+        (TierName::Cold, Some(cold)) => &cold.columns,
+        _ => &version.hot_columns,
+    }
+}
+
 fn search_tier(
     tier: TierSearch<'_>,
     query: &dyn Query,
@@ -232,10 +262,16 @@ impl PageHit {
                     (true, FieldValue::Text(text)) => Some(IdKey::Str(text.clone())),
                     _ => None,
                 });
-        from_fields.unwrap_or_else(|| match (self.hit.tier, cold) {
-            (TierName::Cold, Some(cold)) => cold.columns.id(&self.hit),
-            _ => version.hot_columns.id(&self.hit),
-        })
+        from_fields.unwrap_or_else(|| tier_columns(version, cold, self.hit.tier).id(&self.hit))
+    }
+
+    fn into_search_hit(self, version: &LoadedVersion, cold: Option<&ColdTier>) -> SearchHit {
+        SearchHit {
+            id: self.resolve_id(version, cold).into(),
+            score: self.hit.score,
+            tier: self.hit.tier,
+            fields: self.fields.unwrap_or_default(),
+        }
     }
 }
 
@@ -334,7 +370,7 @@ pub async fn search(
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _entered = span.entered();
-            rank(&version, cold.as_deref(), &selection, &query_text, spec)
+            rank(&version, cold.as_ref(), &selection, &query_text, spec)
         })
     };
     let ranked = tokio::time::timeout_at(deadline.into(), ranking)
@@ -393,12 +429,7 @@ pub async fn search(
                     if page_hit.fields.is_none() {
                         page_hit.fields = Some(documents.next().unwrap_or_default());
                     }
-                    SearchHit {
-                        id: page_hit.resolve_id(&version, cold.as_deref()).into(),
-                        score: page_hit.hit.score,
-                        tier: page_hit.hit.tier,
-                        fields: page_hit.fields.unwrap_or_default(),
-                    }
+                    page_hit.into_search_hit(&version, cold.as_deref())
                 })
                 .collect()
         }
@@ -416,12 +447,7 @@ pub async fn search(
                 .page
                 .into_iter()
                 .filter(|page_hit| page_hit.hit.tier == TierName::Hot)
-                .map(|page_hit| SearchHit {
-                    id: page_hit.resolve_id(&version, cold.as_deref()).into(),
-                    score: page_hit.hit.score,
-                    tier: TierName::Hot,
-                    fields: page_hit.fields.unwrap_or_default(),
-                })
+                .map(|page_hit| page_hit.into_search_hit(&version, cold.as_deref()))
                 .collect();
             let room = (limit as usize).saturating_sub(hits.len());
             if room > 0 {
@@ -479,13 +505,8 @@ async fn hot_backfill(
     let selection = selection.clone();
     tokio::task::spawn_blocking(move || {
         let searcher = version.hot.searcher();
-        let tier = TierSearch {
-            searcher: &searcher,
-            tier: TierName::Hot,
-            columns: version.hot_columns.clone(),
-        };
         let page = search_tier(
-            tier,
+            TierSearch::hot(&version, &searcher),
             backfill.query.as_ref(),
             &backfill.statistics,
             backfill.skip + backfill.take,
@@ -536,8 +557,6 @@ fn hot_document(
     Ok((id, from_tantivy(&version.schema, selection, &document)))
 }
 
-/// Parses, scores both tiers with corpus-wide statistics, merges, and reads the page's hot
-/// documents. Runs on the blocking pool.
 /// Which hits a search asks for, and whether it counts every match.
 #[derive(Debug, Clone, Copy)]
 struct PageSpec {
@@ -555,9 +574,11 @@ impl PageSpec {
     }
 }
 
+/// Parses, scores both tiers with corpus-wide statistics, merges, and reads the page's hot
+/// documents. Runs on the blocking pool.
 fn rank(
     version: &Arc<LoadedVersion>,
-    cold: Option<&ColdTier>,
+    cold_arc: Option<&Arc<ColdTier>>,
     selection: &FieldSelection,
     query_text: &str,
     spec: PageSpec,
@@ -569,12 +590,12 @@ fn rank(
         tiers_in_parallel,
     } = spec;
     let depth = spec.depth();
+    let cold = cold_arc.map(Arc::as_ref);
     let parse_started = Instant::now();
     let query: Arc<dyn Query> = Arc::from(parse(version, query_text)?);
     let parse_ms = millis(parse_started);
     let search_started = Instant::now();
     let hot_searcher = version.hot.searcher();
-    let cold_searcher = cold.map(|cold| cold.tier.searcher());
     // Statistics of the whole loaded corpus even when only the hot tier is searched, so that a
     // document scores the same whichever tiers were asked for.
     let mut tiers = vec![hot_searcher.clone()];
@@ -585,37 +606,23 @@ fn rank(
     let threshold = Arc::new(SharedThreshold::default());
     // In parallel, the cold tier is searched on another thread of the blocking pool: a query
     // costs the slower tier's time, not the sum.
-    let cold_search = cold
-        .zip(cold_searcher.clone())
-        .filter(|_| tiers_in_parallel)
-        .map(|(cold, searcher)| {
-            let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-            let (query, statistics, columns, threshold) = (
-                query.clone(),
-                statistics.clone(),
-                cold.columns.clone(),
-                threshold.clone(),
-            );
-            let span = tracing::Span::current();
-            // Blocking-pool threads run inside the runtime's context.
-            tokio::runtime::Handle::current().spawn_blocking(move || {
-                let _entered = span.entered();
-                let tier = TierSearch {
-                    searcher: &searcher,
-                    tier: TierName::Cold,
-                    columns,
-                };
-                let page = search_tier(tier, query.as_ref(), &statistics, depth, threshold, count);
-                // The receiver is gone only if the hot search failed first.
-                let _ = sender.send(page);
-            });
-            receiver
+    let cold_in_parallel = cold_arc.filter(|_| tiers_in_parallel).map(|cold| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let cold = Arc::clone(cold);
+        let (query, statistics, threshold) = (query.clone(), statistics.clone(), threshold.clone());
+        let span = tracing::Span::current();
+        // Blocking-pool threads run inside the runtime's context.
+        tokio::runtime::Handle::current().spawn_blocking(move || {
+            let _entered = span.entered();
+            let searcher = cold.tier.searcher();
+            let tier = TierSearch::cold(&cold, &searcher);
+            let page = search_tier(tier, query.as_ref(), &statistics, depth, threshold, count);
+            // The receiver is gone only if the hot search failed first.
+            let _ = sender.send(page);
         });
-    let hot_tier = TierSearch {
-        searcher: &hot_searcher,
-        tier: TierName::Hot,
-        columns: version.hot_columns.clone(),
-    };
+        receiver
+    });
+    let hot_tier = TierSearch::hot(version, &hot_searcher);
     let hot = search_tier(
         hot_tier,
         query.as_ref(),
@@ -624,26 +631,17 @@ fn rank(
         threshold.clone(),
         count,
     )?;
-    let cold_page = match (cold_search, cold.zip(cold_searcher)) {
+    let cold_page = match (cold_in_parallel, cold) {
         (Some(receiver), _) => Some(
             receiver
                 .recv()
                 .map_err(|_| NodeError::Internal("cold tier search task failed".into()))??,
         ),
-        (None, Some((cold, searcher))) => {
-            let tier = TierSearch {
-                searcher: &searcher,
-                tier: TierName::Cold,
-                columns: cold.columns.clone(),
-            };
-            Some(search_tier(
-                tier,
-                query.as_ref(),
-                &statistics,
-                depth,
-                threshold,
-                count,
-            )?)
+        (None, Some(cold)) => {
+            let searcher = cold.tier.searcher();
+            let tier = TierSearch::cold(cold, &searcher);
+            let page = search_tier(tier, query.as_ref(), &statistics, depth, threshold, count)?;
+            Some(page)
         }
         (None, None) => None,
     };
@@ -653,11 +651,7 @@ fn rank(
     let mut all: Vec<RankedHit> = hot.hits;
     all.extend(cold_page.into_iter().flat_map(|page| page.hits));
     sort_best_first(&mut all, version.hot_columns.exactness(), |hit| {
-        let columns = match (hit.tier, cold) {
-            (TierName::Cold, Some(cold)) => &cold.columns,
-            _ => &version.hot_columns,
-        };
-        columns.id_string(hit.doc)
+        tier_columns(version, cold, hit.tier).id_string(hit.doc)
     });
     all.truncate(depth);
     let hot_through_page = all.iter().filter(|hit| hit.tier == TierName::Hot).count();
@@ -665,8 +659,8 @@ fn rank(
     let mut with_documents = Vec::with_capacity(limit);
     for hit in all.into_iter().skip(offset) {
         let page_hit = match (hit.tier, cold) {
-            (TierName::Cold, Some(_)) => PageHit {
-                id: (version.id_kind != IdKind::Str).then(|| version.hot_columns.id(&hit)),
+            (TierName::Cold, Some(cold)) => PageHit {
+                id: (version.id_kind != IdKind::Str).then(|| cold.columns.id(&hit)),
                 hit,
                 fields: None,
             },

@@ -110,23 +110,18 @@ impl HttpConnector for QuickAckHttpClient {
 /// Connection and I/O failures are transient (the SDK retries them); anything else is not
 /// classified further.
 fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
-    let io = err.is_connect() || {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-        let mut found = false;
-        while let Some(error) = source {
-            if error.is::<std::io::Error>()
+    let mut chain =
+        std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |error| {
+            error.source()
+        });
+    let transient = err.is_connect()
+        || chain.any(|error| {
+            error.is::<std::io::Error>()
                 || error
                     .downcast_ref::<hyper::Error>()
                     .is_some_and(|err| err.is_closed() || err.is_incomplete_message())
-            {
-                found = true;
-                break;
-            }
-            source = error.source();
-        }
-        found
-    };
-    if io {
+        });
+    if transient {
         ConnectorError::io(err.into())
     } else {
         ConnectorError::other(err.into(), None)
