@@ -238,7 +238,7 @@ impl pb::tierdex_server::Tierdex for TierdexService {
         &self,
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let cache = self.node.cache_status();
+        let cache = self.node.cache_status().await;
         Ok(Response::new(pb::StatusResponse {
             indexes: self
                 .node

@@ -256,7 +256,10 @@ impl Node {
         &self.config
     }
 
-    pub fn cache_status(&self) -> CacheStatus {
+    /// Exact figures: the cache's pending insertions and evictions are applied first (moka
+    /// counts sizes lazily; a report right after a read could say 0 bytes used).
+    pub async fn cache_status(&self) -> CacheStatus {
+        self.cache.settle().await;
         self.cache.status()
     }
 
