@@ -42,6 +42,8 @@ struct Settings {
     queries: usize,
     load_clients: usize,
     load_queries: usize,
+    /// Only loop hot-only searches (node, then tantivy) for this long, for a profiler.
+    profile_seconds: usize,
 }
 
 fn settings() -> Settings {
@@ -49,6 +51,7 @@ fn settings() -> Settings {
         queries: 2000,
         load_clients: 64,
         load_queries: 1000,
+        profile_seconds: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -62,6 +65,7 @@ fn settings() -> Settings {
             "--queries" => settings.queries = value(),
             "--load-clients" => settings.load_clients = value(),
             "--load-queries" => settings.load_queries = value(),
+            "--profile-seconds" => settings.profile_seconds = value(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -149,6 +153,25 @@ async fn run_grpc(
     run
 }
 
+/// Hot-only searches through `Node::search` in this process, one after the other: the node's
+/// own cost, without the RPC's.
+async fn run_direct(node: &tierdex::node::Node, queries: &[String]) -> Latencies {
+    let mut latencies = Latencies::default();
+    for query in queries {
+        let request = tierdex::node::search::SearchRequest {
+            query: query.clone(),
+            limit: 10,
+            hot_only: true,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let result = node.search("pypi", request).await.unwrap();
+        latencies.0.push(started.elapsed());
+        std::hint::black_box(result);
+    }
+    latencies
+}
+
 /// One tantivy index opened in process, searched as a user of tantivy alone would.
 struct Tantivy {
     parser: QueryParser,
@@ -180,6 +203,29 @@ impl Tantivy {
             let document: tantivy::TantivyDocument = self.searcher.doc(address).unwrap();
             std::hint::black_box(document);
         }
+    }
+
+    /// Mean ms of each step over `queries`: parse, `TopDocs`, reading the 10 documents.
+    fn phase_means(&self, queries: &[String]) -> [f64; 3] {
+        let mut sums = [Duration::ZERO; 3];
+        for query in queries {
+            let started = Instant::now();
+            let parsed = self.parser.parse_query(query).unwrap();
+            let parsed_at = Instant::now();
+            let top = self
+                .searcher
+                .search(&parsed, &TopDocs::with_limit(10).order_by_score())
+                .unwrap();
+            let searched_at = Instant::now();
+            for (_, address) in top {
+                let document: tantivy::TantivyDocument = self.searcher.doc(address).unwrap();
+                std::hint::black_box(document);
+            }
+            sums[0] += parsed_at - started;
+            sums[1] += searched_at - parsed_at;
+            sums[2] += searched_at.elapsed();
+        }
+        sums.map(|sum| sum.as_secs_f64() * 1000.0 / queries.len() as f64)
     }
 
     fn run(&self, queries: &[String], count: bool) -> Latencies {
@@ -331,10 +377,20 @@ async fn run(settings: Settings) {
     monolith_tantivy.run(warm_up, true);
     run_grpc(&mut client, warm_up, true).await;
     run_grpc(&mut client, &queries, false).await;
+    if settings.profile_seconds > 0 {
+        println!("profiling: hot-only searches through gRPC, each followed by tantivy's");
+        let until = Instant::now() + Duration::from_secs(settings.profile_seconds as u64);
+        while Instant::now() < until {
+            run_grpc(&mut client, &queries[..100], true).await;
+            hot_tantivy.run(&queries[..100], false);
+        }
+        return;
+    }
 
     let hot_in_process = hot_tantivy.run(&queries, false);
     let hot_in_process_counting = hot_tantivy.run(&queries, true);
     let hot = run_grpc(&mut client, &queries, true).await;
+    let hot_direct = run_direct(&node.node, &queries).await;
     let monolith_in_process = monolith_tantivy.run(&queries, false);
     let monolith_in_process_counting = monolith_tantivy.run(&queries, true);
     let both = run_grpc(&mut client, &queries, false).await;
@@ -343,6 +399,14 @@ async fn run(settings: Settings) {
         let started = Instant::now();
         client.status(pb::StatusRequest {}).await.unwrap();
         round_trip.0.push(started.elapsed());
+    }
+    // The same in-process searches, each after an RPC round trip, as a node's searches come.
+    let mut hot_paced = Latencies::default();
+    for query in &queries {
+        client.status(pb::StatusRequest {}).await.unwrap();
+        let started = Instant::now();
+        hot_tantivy.search(query, false);
+        hot_paced.0.push(started.elapsed());
     }
 
     println!();
@@ -359,8 +423,16 @@ async fn run(settings: Settings) {
         "hot index in process, also counting all hits",
         &hot_in_process_counting,
     );
+    row(
+        "hot index in process, each search right after an RPC round trip",
+        &hot_paced,
+    );
     row("node, hot tier only, server-side", &hot.server);
     row("node, hot tier only, through gRPC", &hot.end_to_end);
+    row(
+        "node, hot tier only, `Node::search` called in process (no gRPC)",
+        &hot_direct,
+    );
     row(
         "monolithic index in process (tantivy: parse, `TopDocs`, read 10 documents)",
         &monolith_in_process,
@@ -411,6 +483,16 @@ async fn run(settings: Settings) {
             mean(|s| s.hot_fetch_ms, &run.responses),
             mean(|s| s.cold_fetch_ms, &run.responses),
             mean(|s| s.total_ms, &run.responses)
+        );
+    }
+    for (name, tantivy) in [
+        ("hot index", &hot_tantivy),
+        ("monolithic index", &monolith_tantivy),
+    ] {
+        let [parse, search, documents] = tantivy.phase_means(&queries);
+        println!(
+            "tantivy in process means, {name}: parse {parse:.3} ms, search {search:.3} ms, documents {documents:.3} ms, total {:.3} ms",
+            parse + search + documents
         );
     }
     let pages_with_cold = both

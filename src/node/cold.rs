@@ -24,6 +24,7 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 
 use super::documents::{FieldSelection, Fields, from_arrow};
+use super::offload::off_runtime;
 use super::{NodeError, write_atomically};
 use crate::cache::{BlockCache, CachedFile, ReadStats};
 use crate::format::layout::version_key;
@@ -511,7 +512,7 @@ async fn read_documents(
     }
     let files = files.clone();
     let selection_roots = roots.clone();
-    let decoded = tokio::task::spawn_blocking(move || -> Result<DecodedRows, NodeError> {
+    let decoded = off_runtime(move || -> Result<DecodedRows, NodeError> {
         let mut rows = BTreeMap::new();
         for (plan, pages) in inputs {
             let file = &files[plan.file];
@@ -530,8 +531,7 @@ async fn read_documents(
         }
         Ok(rows)
     })
-    .await
-    .map_err(|err| NodeError::Internal(format!("decode task: {err}")))??;
+    .await??;
     Ok(addrs
         .iter()
         .map(|addr| {

@@ -306,16 +306,16 @@ impl SegmentCollector for SegmentTopHits {
         }
     }
 
+    /// The segment's hits in their exact order: within a segment the local order is the id's.
     fn harvest(mut self) -> Vec<RankedHit> {
         if self.buffer.len() > self.limit {
             self.cut();
-        } else if self.buffer.len() == self.limit && self.limit > 0 {
-            let worst = self
-                .buffer
-                .iter()
-                .map(|candidate| candidate.score)
-                .fold(Score::INFINITY, Score::min);
-            self.threshold.raise(worst);
+        }
+        self.buffer.sort_unstable_by(better_first);
+        if self.buffer.len() == self.limit
+            && let Some(worst) = self.buffer.last()
+        {
+            self.threshold.raise(worst.score);
         }
         self.buffer
             .iter()
@@ -394,8 +394,12 @@ impl Collector for TopHits {
     }
 }
 
-/// Sorts hits by (score, id), best first. Keys decide unless two are equal with `Prefix`
-/// exactness; then `full_id` is asked for the ids of those hits, and only those.
+/// Sorts hits by (score, id), best first.
+///
+/// Contract: the hits of each segment of each tier arrive in their exact order among
+/// themselves (as `TopHits` returns them), so keys decide alone unless hits of different
+/// segments tie on score and key with `Prefix` exactness; only for such runs is `full_id` asked
+/// for ids, and only for the hits in them.
 pub fn sort_best_first(
     hits: &mut [RankedHit],
     exactness: KeyExactness,
@@ -404,23 +408,24 @@ pub fn sort_best_first(
     let same_rank = |a: &RankedHit, b: &RankedHit| {
         a.score.total_cmp(&b.score) == Ordering::Equal && a.key == b.key
     };
-    hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
+    // Stable: ties keep each segment's exact order.
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
     if exactness == KeyExactness::Exact {
         return;
     }
+    let source = |hit: &RankedHit| (hit.tier, hit.doc.segment_ord);
     let mut start = 0;
     while start < hits.len() {
         let mut end = start + 1;
         while end < hits.len() && same_rank(&hits[start], &hits[end]) {
             end += 1;
         }
-        if end - start > 1 {
-            let mut run: Vec<(String, RankedHit)> = hits[start..end]
-                .iter()
-                .map(|hit| (full_id(hit), *hit))
-                .collect();
-            run.sort_by(|a, b| a.0.cmp(&b.0));
-            for (slot, (_, hit)) in hits[start..end].iter_mut().zip(run) {
+        let run = &mut hits[start..end];
+        if run.iter().any(|hit| source(hit) != source(&run[0])) {
+            let mut with_ids: Vec<(String, RankedHit)> =
+                run.iter().map(|hit| (full_id(hit), *hit)).collect();
+            with_ids.sort_by(|a, b| a.0.cmp(&b.0));
+            for (slot, (_, hit)) in run.iter_mut().zip(with_ids) {
                 *slot = hit;
             }
         }
@@ -452,25 +457,26 @@ mod tests {
         assert_eq!(threshold.get(), 3.0);
     }
 
-    fn hit(score: Score, key: u64, doc: DocId) -> RankedHit {
+    fn hit(score: Score, key: u64, segment: u32, doc: DocId) -> RankedHit {
         RankedHit {
             score,
             key,
             tier: TierName::Hot,
-            doc: DocAddress::new(0, doc),
+            doc: DocAddress::new(segment, doc),
             addr: None,
         }
     }
 
     #[test]
-    fn equal_prefix_keys_are_ordered_by_full_id() {
+    fn equal_prefix_keys_of_different_segments_are_ordered_by_full_id() {
         let ids = ["abcdefgh-z", "abcdefgh-a", "b", "abcdefgh-m"];
+        // One document per segment: their order among equal keys is unknown until ids are read.
         let mut hits: Vec<RankedHit> = ids
             .iter()
             .enumerate()
-            .map(|(doc, id)| hit(1.0, sort_key::str_key(id), doc as DocId))
+            .map(|(doc, id)| hit(1.0, sort_key::str_key(id), doc as u32, doc as DocId))
             .collect();
-        hits.push(hit(2.0, sort_key::str_key("zz"), 9));
+        hits.push(hit(2.0, sort_key::str_key("zz"), 0, 9));
         let mut asked = Vec::new();
         sort_best_first(&mut hits, KeyExactness::Prefix, |hit| {
             asked.push(hit.doc.doc_id);
@@ -481,5 +487,22 @@ mod tests {
         // Only the three hits sharing a key were looked up.
         asked.sort();
         assert_eq!(asked, vec![0, 1, 3]);
+    }
+
+    #[test]
+    fn equal_prefix_keys_of_one_segment_keep_the_segment_order() {
+        let prefix = sort_key::str_key("abcdefgh");
+        // As a segment returns them: in id order, which the prefix alone cannot tell.
+        let mut hits = vec![
+            hit(1.0, prefix, 0, 4),
+            hit(1.0, prefix, 0, 2),
+            hit(3.0, prefix, 0, 7),
+            hit(1.0, prefix, 0, 3),
+        ];
+        sort_best_first(&mut hits, KeyExactness::Prefix, |hit| {
+            panic!("id of {:?} asked for", hit.doc)
+        });
+        let order: Vec<DocId> = hits.iter().map(|hit| hit.doc.doc_id).collect();
+        assert_eq!(order, vec![7, 4, 2, 3]);
     }
 }

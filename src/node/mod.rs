@@ -5,9 +5,11 @@
 pub mod cold;
 pub mod collector;
 pub mod documents;
+pub mod offload;
 pub mod rehydrate;
 pub mod search;
 pub mod stable;
+pub mod statistics;
 pub mod stores;
 pub mod version;
 
@@ -311,7 +313,6 @@ impl Node {
         let context = search::SearchContext {
             max_results: self.config.max_results,
             permits: &self.search_permits,
-            search_concurrency: self.config.search_concurrency,
             documents: &self.documents,
             default_timeout: self.config.default_timeout,
             on_degraded: self.config.on_degraded,

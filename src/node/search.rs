@@ -2,15 +2,15 @@
 //! corpus, merge by (score, id), read the page's documents — hot ones locally, cold ones from
 //! parquet through the cache, in one round.
 //!
-//! tantivy search and parquet decoding run on the blocking pool, bounded by a semaphore.
+//! tantivy search and parquet decoding run off the async runtime (`offload`), bounded by a
+//! semaphore.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tantivy::collector::Count;
-use tantivy::query::{Bm25StatisticsProvider, Query};
-use tantivy::schema::Field;
-use tantivy::{Searcher, TantivyDocument, Term};
+use tantivy::query::Query;
+use tantivy::{Searcher, TantivyDocument};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug_span};
 
@@ -21,7 +21,9 @@ use super::collector::{
     HitColumns, IdKey, IdKind, RankedHit, SharedThreshold, TopHits, sort_best_first,
 };
 use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
+use super::offload::off_runtime;
 use super::stable::keep_constant_scores;
+use super::statistics::CorpusStatistics;
 use super::version::{ColdTier, LoadedVersion};
 use crate::cache::ReadStats;
 use crate::config::DegradedPolicy;
@@ -78,35 +80,6 @@ pub struct SearchResult {
     pub omitted_ids: Vec<FieldValue>,
     pub stats: SearchStats,
     pub version: String,
-}
-
-/// BM25 statistics of the whole corpus: both tiers summed.
-#[derive(Clone)]
-struct CorpusStatistics {
-    tiers: Vec<Searcher>,
-}
-
-impl Bm25StatisticsProvider for CorpusStatistics {
-    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
-        self.tiers
-            .iter()
-            .map(|searcher| searcher.total_num_tokens(field))
-            .sum()
-    }
-
-    fn total_num_docs(&self) -> tantivy::Result<u64> {
-        self.tiers
-            .iter()
-            .map(|searcher| searcher.total_num_docs())
-            .sum()
-    }
-
-    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        self.tiers
-            .iter()
-            .map(|searcher| searcher.doc_freq(term))
-            .sum()
-    }
 }
 
 fn millis(since: Instant) -> f64 {
@@ -283,7 +256,7 @@ struct Ranked {
     hot_through_page: usize,
     /// To rank the hot tier again, deeper, when the page degrades.
     query: Arc<dyn Query>,
-    statistics: CorpusStatistics,
+    statistics: Arc<CorpusStatistics>,
     hot_total: u64,
     cold_total: u64,
     parse_ms: f64,
@@ -296,8 +269,6 @@ pub struct SearchContext<'a> {
     pub max_results: u32,
     /// Bounds searches running on the blocking pool.
     pub permits: &'a Arc<Semaphore>,
-    /// How many permits there are.
-    pub search_concurrency: usize,
     pub documents: &'a DocumentCache,
     /// Budget of a search that brings no deadline of its own.
     pub default_timeout: Duration,
@@ -351,10 +322,6 @@ pub async fn search(
             NodeError::DeadlineExceeded("no search slot became free within the time budget".into())
         })?
         .map_err(|_| NodeError::Internal("search pool closed".into()))?;
-    // Alone on the node, a search ranks its two tiers on two threads (latency); beside other
-    // searches, on one, hot first, so that the cold tier starts from the hot tier's k-th score
-    // and skips the most (throughput: the cores are busy anyway).
-    let tiers_in_parallel = context.permits.available_permits() + 1 >= context.search_concurrency;
     let ranking = {
         let version = version.clone();
         let cold = cold.clone();
@@ -364,21 +331,23 @@ pub async fn search(
             offset: request.offset as usize,
             limit: limit as usize,
             count: request.count_total,
-            tiers_in_parallel,
+            deadline,
         };
         let span = debug_span!("rank");
-        tokio::task::spawn_blocking(move || {
+        off_runtime(move || {
             let _permit = permit;
             let _entered = span.entered();
-            rank(&version, cold.as_ref(), &selection, &query_text, spec)
+            rank(&version, cold.as_deref(), &selection, &query_text, spec)
         })
     };
-    let ranked = tokio::time::timeout_at(deadline.into(), ranking)
-        .await
-        .map_err(|_| {
-            NodeError::DeadlineExceeded("ranking did not finish within the time budget".into())
-        })?
-        .map_err(|err| NodeError::Internal(format!("search task: {err}")))??;
+    // A search running on its thread cannot be interrupted: the budget is checked once it is
+    // done (and between the tiers), and a late answer is not sent.
+    let ranked = ranking.await??;
+    if Instant::now() > deadline {
+        return Err(NodeError::DeadlineExceeded(
+            "ranking did not finish within the time budget".into(),
+        ));
+    }
 
     let stats = Arc::new(ReadStats::default());
     let cold_started = Instant::now();
@@ -489,7 +458,7 @@ pub async fn search(
 /// Which hot hits fill a degraded page: the `take` hot hits ranked after the first `skip`.
 struct HotBackfill {
     query: Arc<dyn Query>,
-    statistics: CorpusStatistics,
+    statistics: Arc<CorpusStatistics>,
     skip: usize,
     take: usize,
 }
@@ -503,7 +472,7 @@ async fn hot_backfill(
 ) -> Result<Vec<SearchHit>, NodeError> {
     let version = version.clone();
     let selection = selection.clone();
-    tokio::task::spawn_blocking(move || {
+    off_runtime(move || {
         let searcher = version.hot.searcher();
         let page = search_tier(
             TierSearch::hot(&version, &searcher),
@@ -527,8 +496,7 @@ async fn hot_backfill(
             })
             .collect()
     })
-    .await
-    .map_err(|err| NodeError::Internal(format!("document task: {err}")))?
+    .await?
 }
 
 /// A hot hit's id and requested stored fields, from its stored document (string ids are read
@@ -563,8 +531,8 @@ struct PageSpec {
     offset: usize,
     limit: usize,
     count: bool,
-    /// Rank the cold tier on a second thread, at the same time as the hot one.
-    tiers_in_parallel: bool,
+    /// The cold tier is not ranked after this.
+    deadline: Instant,
 }
 
 impl PageSpec {
@@ -575,10 +543,10 @@ impl PageSpec {
 }
 
 /// Parses, scores both tiers with corpus-wide statistics, merges, and reads the page's hot
-/// documents. Runs on the blocking pool.
+/// documents. Runs off the async runtime.
 fn rank(
     version: &Arc<LoadedVersion>,
-    cold_arc: Option<&Arc<ColdTier>>,
+    cold: Option<&ColdTier>,
     selection: &FieldSelection,
     query_text: &str,
     spec: PageSpec,
@@ -587,10 +555,9 @@ fn rank(
         offset,
         limit,
         count,
-        tiers_in_parallel,
+        deadline,
     } = spec;
     let depth = spec.depth();
-    let cold = cold_arc.map(Arc::as_ref);
     let parse_started = Instant::now();
     let query: Arc<dyn Query> = Arc::from(parse(version, query_text)?);
     let parse_ms = millis(parse_started);
@@ -598,30 +565,9 @@ fn rank(
     let hot_searcher = version.hot.searcher();
     // Statistics of the whole loaded corpus even when only the hot tier is searched, so that a
     // document scores the same whichever tiers were asked for.
-    let mut tiers = vec![hot_searcher.clone()];
-    tiers.extend(version.cold().map(|cold| cold.tier.searcher()));
-    let statistics = CorpusStatistics { tiers };
-    // One threshold for both tiers: the k-th score either finds first lets the other skip what
-    // cannot reach the page, so two tiers cost about what one index over both would.
+    let statistics = version.statistics().clone();
+    // One threshold for both tiers: the cold tier skips what cannot beat the hot tier's k-th.
     let threshold = Arc::new(SharedThreshold::default());
-    // In parallel, the cold tier is searched on another thread of the blocking pool: a query
-    // costs the slower tier's time, not the sum.
-    let cold_in_parallel = cold_arc.filter(|_| tiers_in_parallel).map(|cold| {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        let cold = Arc::clone(cold);
-        let (query, statistics, threshold) = (query.clone(), statistics.clone(), threshold.clone());
-        let span = tracing::Span::current();
-        // Blocking-pool threads run inside the runtime's context.
-        tokio::runtime::Handle::current().spawn_blocking(move || {
-            let _entered = span.entered();
-            let searcher = cold.tier.searcher();
-            let tier = TierSearch::cold(&cold, &searcher);
-            let page = search_tier(tier, query.as_ref(), &statistics, depth, threshold, count);
-            // The receiver is gone only if the hot search failed first.
-            let _ = sender.send(page);
-        });
-        receiver
-    });
     let hot_tier = TierSearch::hot(version, &hot_searcher);
     let hot = search_tier(
         hot_tier,
@@ -631,19 +577,28 @@ fn rank(
         threshold.clone(),
         count,
     )?;
-    let cold_page = match (cold_in_parallel, cold) {
-        (Some(receiver), _) => Some(
-            receiver
-                .recv()
-                .map_err(|_| NodeError::Internal("cold tier search task failed".into()))??,
-        ),
-        (None, Some(cold)) => {
+    // The cold tier after the hot one, from the hot tier's k-th score: on one thread, two tiers
+    // cost about what one index over both would (measured: a second thread costs more in
+    // wake-ups than it saves on these searches; docs/benchmarks.md).
+    let cold_page = match cold {
+        Some(cold) => {
+            if Instant::now() > deadline {
+                return Err(NodeError::DeadlineExceeded(
+                    "ranking did not finish within the time budget".into(),
+                ));
+            }
             let searcher = cold.tier.searcher();
             let tier = TierSearch::cold(cold, &searcher);
-            let page = search_tier(tier, query.as_ref(), &statistics, depth, threshold, count)?;
-            Some(page)
+            Some(search_tier(
+                tier,
+                query.as_ref(),
+                &statistics,
+                depth,
+                threshold,
+                count,
+            )?)
         }
-        (None, None) => None,
+        None => None,
     };
     let search_ms = millis(search_started);
     let hot_total = hot.total;

@@ -11,6 +11,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 use super::NodeError;
 use super::cold::ColdFile;
 use super::collector::{HitColumns, IdKind};
+use super::statistics::CorpusStatistics;
 use crate::format::Manifest;
 use crate::schema::{FieldType, IndexSchema};
 
@@ -40,6 +41,8 @@ pub struct ColdTier {
     pub tier: Tier,
     pub files: Arc<Vec<ColdFile>>,
     pub columns: Arc<HitColumns>,
+    /// Over both tiers.
+    pub statistics: Arc<CorpusStatistics>,
 }
 
 pub struct LoadedVersion {
@@ -47,6 +50,8 @@ pub struct LoadedVersion {
     pub schema: Arc<IndexSchema>,
     pub hot: Tier,
     pub hot_columns: Arc<HitColumns>,
+    /// Over the hot tier alone, while the cold tier is not loaded.
+    hot_statistics: Arc<CorpusStatistics>,
     cold: OnceLock<Arc<ColdTier>>,
     /// Over the schema's default search fields; built once, shared by every search.
     query_parser: QueryParser,
@@ -85,8 +90,10 @@ impl LoadedVersion {
             false,
         )?);
         let query_parser = QueryParser::for_index(&hot.index, default_fields);
+        let hot_statistics = Arc::new(CorpusStatistics::new(vec![hot.searcher()])?);
         Ok(LoadedVersion {
             hot_columns,
+            hot_statistics,
             query_parser,
             version_key,
             manifest,
@@ -125,14 +132,23 @@ impl LoadedVersion {
             self.id_kind,
             true,
         )?);
+        let statistics = Arc::new(CorpusStatistics::new(vec![self.hot.searcher(), searcher])?);
         let cold = ColdTier {
             tier,
             files: Arc::new(files),
             columns,
+            statistics,
         };
         self.cold
             .set(Arc::new(cold))
             .map_err(|_| NodeError::Internal("cold tier loaded twice".into()))
+    }
+
+    /// BM25 statistics of every tier loaded: a document scores the same whichever tiers a
+    /// search covers.
+    pub fn statistics(&self) -> &Arc<CorpusStatistics> {
+        self.cold()
+            .map_or(&self.hot_statistics, |cold| &cold.statistics)
     }
 
     pub fn query_parser(&self) -> &QueryParser {

@@ -1,0 +1,128 @@
+//! BM25 statistics of the whole loaded corpus (both tiers summed), shared by every search of a
+//! version.
+//!
+//! A document must score the same whichever tiers a search covers, so every search takes its
+//! statistics from every loaded tier: a term's document frequency would cost a dictionary
+//! lookup in each tier's every segment per search, twice tantivy's own cost for a hot-only
+//! query. A version never changes, so its statistics are read once and kept: token and
+//! document totals when the tier set is loaded, document frequencies per term on first use, in
+//! a bounded cache.
+
+use tantivy::query::Bm25StatisticsProvider;
+use tantivy::schema::Field;
+use tantivy::{Searcher, Term};
+
+/// Terms whose document frequencies are kept per loaded tier set (about 100 bytes each).
+const CACHED_TERMS: u64 = 100_000;
+
+pub struct CorpusStatistics {
+    tiers: Vec<Searcher>,
+    total_num_docs: u64,
+    /// Per field id; `None` for a field without an inverted index.
+    total_num_tokens: Vec<Option<u64>>,
+    doc_freqs: moka::sync::Cache<Term, u64>,
+}
+
+impl CorpusStatistics {
+    /// Statistics over `tiers`, every tier of the version loaded so far.
+    pub fn new(tiers: Vec<Searcher>) -> tantivy::Result<CorpusStatistics> {
+        let total_num_docs = tiers
+            .iter()
+            .map(|searcher| searcher.total_num_docs())
+            .sum::<tantivy::Result<u64>>()?;
+        let schema = tiers.first().map(Searcher::schema);
+        let total_num_tokens = schema
+            .into_iter()
+            .flat_map(|schema| schema.fields())
+            .map(|(field, entry)| {
+                entry
+                    .is_indexed()
+                    .then(|| {
+                        tiers
+                            .iter()
+                            .map(|searcher| searcher.total_num_tokens(field))
+                            .sum::<tantivy::Result<u64>>()
+                    })
+                    .transpose()
+            })
+            .collect::<tantivy::Result<Vec<Option<u64>>>>()?;
+        Ok(CorpusStatistics {
+            tiers,
+            total_num_docs,
+            total_num_tokens,
+            doc_freqs: moka::sync::Cache::new(CACHED_TERMS),
+        })
+    }
+}
+
+impl Bm25StatisticsProvider for CorpusStatistics {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        match self.total_num_tokens.get(field.field_id() as usize) {
+            Some(Some(tokens)) => Ok(*tokens),
+            _ => self
+                .tiers
+                .iter()
+                .map(|searcher| searcher.total_num_tokens(field))
+                .sum(),
+        }
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.total_num_docs)
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        if let Some(doc_freq) = self.doc_freqs.get(term) {
+            return Ok(doc_freq);
+        }
+        let doc_freq = self
+            .tiers
+            .iter()
+            .map(|searcher| searcher.doc_freq(term))
+            .sum::<tantivy::Result<u64>>()?;
+        self.doc_freqs.insert(term.clone(), doc_freq);
+        Ok(doc_freq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tantivy::schema::{STRING, Schema, TEXT};
+    use tantivy::{Index, doc};
+
+    fn tier(words: &[&str]) -> (Searcher, Field, Field) {
+        let mut builder = Schema::builder();
+        let text = builder.add_text_field("text", TEXT);
+        let id = builder.add_text_field("id", STRING);
+        let index = Index::create_in_ram(builder.build());
+        let mut writer: tantivy::IndexWriter = index.writer(15_000_000).unwrap();
+        for (n, line) in words.iter().enumerate() {
+            writer
+                .add_document(doc!(text => *line, id => n.to_string()))
+                .unwrap();
+        }
+        writer.commit().unwrap();
+        (index.reader().unwrap().searcher(), text, id)
+    }
+
+    #[test]
+    fn statistics_are_the_sums_over_tiers_and_stay_so_when_cached() {
+        let (hot, text, id) = tier(&["a b", "a"]);
+        let (cold, _, _) = tier(&["a c c", "b", "d"]);
+        let statistics = CorpusStatistics::new(vec![hot.clone(), cold.clone()]).unwrap();
+        assert_eq!(statistics.total_num_docs().unwrap(), 5);
+        assert_eq!(statistics.total_num_tokens(text).unwrap(), 3 + 5);
+        assert_eq!(statistics.total_num_tokens(id).unwrap(), 5);
+        for _ in 0..2 {
+            for (word, expected) in [("a", 3), ("b", 2), ("c", 1), ("z", 0)] {
+                let term = Term::from_field_text(text, word);
+                assert_eq!(statistics.doc_freq(&term).unwrap(), expected, "{word}");
+                assert_eq!(
+                    expected,
+                    hot.doc_freq(&term).unwrap() + cold.doc_freq(&term).unwrap()
+                );
+            }
+        }
+    }
+}
