@@ -172,10 +172,124 @@ async fn run_direct(node: &tierdex::node::Node, queries: &[String]) -> Latencies
     latencies
 }
 
+/// The limit of a search server on this stack: tantivy alone behind the same gRPC server
+/// (tonic, the node's service definition), searching on the calling worker through
+/// `block_in_place` as the node does, and reporting its own time as the node does.
+struct BareTantivyServer {
+    tantivy: Arc<Tantivy>,
+}
+
+#[tonic::async_trait]
+impl pb::tierdex_server::Tierdex for BareTantivyServer {
+    async fn search(
+        &self,
+        request: tonic::Request<pb::SearchRequest>,
+    ) -> Result<tonic::Response<pb::SearchResponse>, tonic::Status> {
+        let started = Instant::now();
+        let query = request.into_inner().query;
+        let hits = tokio::task::block_in_place(|| {
+            let parsed = self.tantivy.parser.parse_query(&query).unwrap();
+            self.tantivy
+                .top_docs(parsed.as_ref())
+                .into_iter()
+                .map(|(score, address)| {
+                    let document: tantivy::TantivyDocument =
+                        self.tantivy.searcher.doc(address).unwrap();
+                    std::hint::black_box(document);
+                    pb::Hit {
+                        score: f64::from(score),
+                        ..Default::default()
+                    }
+                })
+                .collect()
+        });
+        Ok(tonic::Response::new(pb::SearchResponse {
+            hits,
+            stats: Some(pb::QueryStats {
+                total_ms: started.elapsed().as_secs_f64() * 1000.0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_indexes(
+        &self,
+        _request: tonic::Request<pb::ListIndexesRequest>,
+    ) -> Result<tonic::Response<pb::ListIndexesResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bench baseline"))
+    }
+
+    async fn status(
+        &self,
+        _request: tonic::Request<pb::StatusRequest>,
+    ) -> Result<tonic::Response<pb::StatusResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("bench baseline"))
+    }
+}
+
+/// Serves `tantivy` bare on a loopback port; returns its address.
+async fn serve_bare(tantivy: Tantivy) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = pb::tierdex_server::TierdexServer::new(BareTantivyServer {
+        tantivy: Arc::new(tantivy),
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            ),
+    );
+    format!("http://{addr}")
+}
+
+/// Searches per second of `clients` concurrent clients, each on its own connection, each
+/// sending `per_client` searches one after the other; and how many failed.
+async fn load(
+    addr: &str,
+    queries: &Arc<Vec<String>>,
+    clients: usize,
+    per_client: usize,
+) -> (f64, usize) {
+    let total = clients * per_client;
+    let started = Instant::now();
+    let clients = (0..clients).map(|client_index| {
+        let addr = addr.to_string();
+        let queries = queries.clone();
+        tokio::spawn(async move {
+            let mut client = pb::tierdex_client::TierdexClient::connect(addr)
+                .await
+                .unwrap();
+            let mut errors = 0usize;
+            for round in 0..per_client {
+                let query = &queries[(client_index * 131 + round) % queries.len()];
+                if client
+                    .search(search_request("pypi", query, 10))
+                    .await
+                    .is_err()
+                {
+                    errors += 1;
+                }
+            }
+            errors
+        })
+    });
+    let errors: usize = futures::future::join_all(clients)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
+    (total as f64 / started.elapsed().as_secs_f64(), errors)
+}
+
 /// One tantivy index opened in process, searched as a user of tantivy alone would.
 struct Tantivy {
     parser: QueryParser,
     searcher: Searcher,
+    /// Scores with these statistics instead of the index's own.
+    statistics: Option<Arc<tierdex::node::statistics::CorpusStatistics>>,
 }
 
 impl Tantivy {
@@ -186,16 +300,43 @@ impl Tantivy {
         Tantivy {
             parser: QueryParser::for_index(&index, fields.to_vec()),
             searcher: index.reader().unwrap().searcher(),
+            statistics: None,
+        }
+    }
+
+    /// The index at `dir`, scored with the statistics of it and `others` together, as the node
+    /// scores a tier.
+    fn open_with_statistics_of(dir: &Path, others: &[&Path]) -> Tantivy {
+        let mut tantivy = Tantivy::open(dir);
+        let mut searchers = vec![tantivy.searcher.clone()];
+        searchers.extend(others.iter().map(|other| {
+            Index::open_in_dir(other)
+                .unwrap()
+                .reader()
+                .unwrap()
+                .searcher()
+        }));
+        tantivy.statistics = Some(Arc::new(
+            tierdex::node::statistics::CorpusStatistics::new(searchers).unwrap(),
+        ));
+        tantivy
+    }
+
+    fn top_docs(&self, query: &dyn Query) -> Vec<(tantivy::Score, tantivy::DocAddress)> {
+        let collector = TopDocs::with_limit(10).order_by_score();
+        match &self.statistics {
+            Some(statistics) => self
+                .searcher
+                .search_with_statistics_provider(query, &collector, statistics.as_ref())
+                .unwrap(),
+            None => self.searcher.search(query, &collector).unwrap(),
         }
     }
 
     /// Parse, `TopDocs` 10, read the 10 stored documents; with `count`, also count all hits.
     fn search(&self, query: &str, count: bool) {
         let parsed = self.parser.parse_query(query).unwrap();
-        let top = self
-            .searcher
-            .search(&parsed, &TopDocs::with_limit(10).order_by_score())
-            .unwrap();
+        let top = self.top_docs(parsed.as_ref());
         if count {
             std::hint::black_box(self.searcher.search(&parsed, &Count).unwrap());
         }
@@ -212,10 +353,7 @@ impl Tantivy {
             let started = Instant::now();
             let parsed = self.parser.parse_query(query).unwrap();
             let parsed_at = Instant::now();
-            let top = self
-                .searcher
-                .search(&parsed, &TopDocs::with_limit(10).order_by_score())
-                .unwrap();
+            let top = self.top_docs(parsed.as_ref());
             let searched_at = Instant::now();
             for (_, address) in top {
                 let document: tantivy::TantivyDocument = self.searcher.doc(address).unwrap();
@@ -370,6 +508,12 @@ async fn run(settings: Settings) {
     let mut client = node.client().await;
     let hot_dir = data.path().join("pypi").join(&manifest.version).join("hot");
     let hot_tantivy = Tantivy::open(&hot_dir);
+    let cold_dir = data
+        .path()
+        .join("pypi")
+        .join(&manifest.version)
+        .join("cold-index");
+    let hot_tantivy_corpus = Tantivy::open_with_statistics_of(&hot_dir, &[&cold_dir]);
     let monolith_tantivy = Tantivy::open(&monolith_dir);
     // Warm up every path once (page cache, allocator, block cache), then measure side by side.
     let warm_up = &queries[..queries.len().min(200)];
@@ -381,19 +525,33 @@ async fn run(settings: Settings) {
         println!("profiling: hot-only searches through gRPC, each followed by tantivy's");
         let until = Instant::now() + Duration::from_secs(settings.profile_seconds as u64);
         while Instant::now() < until {
-            run_grpc(&mut client, &queries[..100], true).await;
+            run_direct(&node.node, &queries[..100]).await;
             hot_tantivy.run(&queries[..100], false);
         }
         return;
     }
 
     let hot_in_process = hot_tantivy.run(&queries, false);
+    hot_tantivy_corpus.run(warm_up, false);
+    let hot_in_process_corpus = hot_tantivy_corpus.run(&queries, false);
     let hot_in_process_counting = hot_tantivy.run(&queries, true);
     let hot = run_grpc(&mut client, &queries, true).await;
+    let hot_bare_addr = serve_bare(Tantivy::open(&hot_dir)).await;
+    let mut bare_client = pb::tierdex_client::TierdexClient::connect(hot_bare_addr)
+        .await
+        .unwrap();
+    run_grpc(&mut bare_client, warm_up, false).await;
+    let hot_bare = run_grpc(&mut bare_client, &queries, false).await;
     let hot_direct = run_direct(&node.node, &queries).await;
     let monolith_in_process = monolith_tantivy.run(&queries, false);
     let monolith_in_process_counting = monolith_tantivy.run(&queries, true);
     let both = run_grpc(&mut client, &queries, false).await;
+    let mut monolith_bare_client =
+        pb::tierdex_client::TierdexClient::connect(serve_bare(Tantivy::open(&monolith_dir)).await)
+            .await
+            .unwrap();
+    run_grpc(&mut monolith_bare_client, warm_up, false).await;
+    let monolith_bare = run_grpc(&mut monolith_bare_client, &queries, false).await;
     let mut round_trip = Latencies::default();
     for _ in 0..queries.len() {
         let started = Instant::now();
@@ -427,8 +585,20 @@ async fn run(settings: Settings) {
         "hot index in process, each search right after an RPC round trip",
         &hot_paced,
     );
+    row(
+        "hot index in process, scored with both tiers' statistics (as the node scores)",
+        &hot_in_process_corpus,
+    );
     row("node, hot tier only, server-side", &hot.server);
     row("node, hot tier only, through gRPC", &hot.end_to_end);
+    row(
+        "tantivy alone behind the same gRPC server, hot index, server-side",
+        &hot_bare.server,
+    );
+    row(
+        "tantivy alone behind the same gRPC server, hot index, through gRPC",
+        &hot_bare.end_to_end,
+    );
     row(
         "node, hot tier only, `Node::search` called in process (no gRPC)",
         &hot_direct,
@@ -443,6 +613,14 @@ async fn run(settings: Settings) {
     );
     row("node, both tiers, server-side", &both.server);
     row("node, both tiers, through gRPC", &both.end_to_end);
+    row(
+        "tantivy alone behind the same gRPC server, monolithic index, server-side",
+        &monolith_bare.server,
+    );
+    row(
+        "tantivy alone behind the same gRPC server, monolithic index, through gRPC",
+        &monolith_bare.end_to_end,
+    );
     row("gRPC round trip alone (Status RPC)", &round_trip);
     ratio_row(
         "hot only server-side / hot index in process",
@@ -468,6 +646,46 @@ async fn run(settings: Settings) {
         hot.end_to_end.p99() / (hot_in_process.p99() + round_trip.p99()),
         "",
     );
+    println!();
+    println!("| the same ratios against tantivy behind the same gRPC server | p50 | p99 |");
+    println!("|---|---|---|");
+    for (name, node_side, bare_side) in [
+        ("hot only, server-side", &hot.server, &hot_bare.server),
+        (
+            "hot only, through gRPC",
+            &hot.end_to_end,
+            &hot_bare.end_to_end,
+        ),
+        (
+            "both tiers, server-side",
+            &both.server,
+            &monolith_bare.server,
+        ),
+        (
+            "both tiers, through gRPC",
+            &both.end_to_end,
+            &monolith_bare.end_to_end,
+        ),
+    ] {
+        ratio_row(
+            name,
+            node_side.p50() / bare_side.p50(),
+            node_side.p99() / bare_side.p99(),
+            "",
+        );
+    }
+    ratio_row(
+        "hot only, `Node::search` in process / hot index in process",
+        hot_direct.p50() / hot_in_process.p50(),
+        hot_direct.p99() / hot_in_process.p99(),
+        "",
+    );
+    ratio_row(
+        "hot only, `Node::search` in process / hot index in process with both tiers' statistics",
+        hot_direct.p50() / hot_in_process_corpus.p50(),
+        hot_direct.p99() / hot_in_process_corpus.p99(),
+        "",
+    );
     let mean = |pick: fn(&pb::QueryStats) -> f64, responses: &[pb::SearchResponse]| {
         responses
             .iter()
@@ -487,6 +705,7 @@ async fn run(settings: Settings) {
     }
     for (name, tantivy) in [
         ("hot index", &hot_tantivy),
+        ("hot index, both tiers' statistics", &hot_tantivy_corpus),
         ("monolithic index", &monolith_tantivy),
     ] {
         let [parse, search, documents] = tantivy.phase_means(&queries);
@@ -617,36 +836,21 @@ async fn run(settings: Settings) {
     let total = settings.load_clients * settings.load_queries;
     let in_process = in_process_throughput(&monolith_dir, &queries, total, 2);
     let queries = Arc::new(queries);
-    let started = Instant::now();
-    let clients = (0..settings.load_clients).map(|client_index| {
-        let addr = node.addr.clone();
-        let queries = queries.clone();
-        let per_client = settings.load_queries;
-        tokio::spawn(async move {
-            let mut client = pb::tierdex_client::TierdexClient::connect(addr)
-                .await
-                .unwrap();
-            let mut errors = 0usize;
-            for round in 0..per_client {
-                let query = &queries[(client_index * 131 + round) % queries.len()];
-                if client
-                    .search(search_request("pypi", query, 10))
-                    .await
-                    .is_err()
-                {
-                    errors += 1;
-                }
-            }
-            errors
-        })
-    });
-    let errors: usize = futures::future::join_all(clients)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .sum();
-    let elapsed = started.elapsed();
-    let node_rate = total as f64 / elapsed.as_secs_f64();
+    let (node_rate, errors) = load(
+        &node.addr,
+        &queries,
+        settings.load_clients,
+        settings.load_queries,
+    )
+    .await;
+    let bare_addr = serve_bare(Tantivy::open(&monolith_dir)).await;
+    let (bare_rate, bare_errors) = load(
+        &bare_addr,
+        &queries,
+        settings.load_clients,
+        settings.load_queries,
+    )
+    .await;
     println!();
     println!("| throughput, {total} searches | searches/s |");
     println!("|---|---|");
@@ -656,8 +860,16 @@ async fn run(settings: Settings) {
         settings.load_clients
     );
     println!(
+        "| tantivy alone behind the same gRPC server, monolithic index, {} gRPC clients ({bare_errors} errors) | {bare_rate:.0} |",
+        settings.load_clients
+    );
+    println!(
         "| ratio node / in process | **{:.2}x** (goal ≥ 0.7x) |",
         node_rate / in_process
+    );
+    println!(
+        "| ratio node / tantivy behind the same gRPC server | **{:.2}x** |",
+        node_rate / bare_rate
     );
     let status = client
         .status(pb::StatusRequest {})
