@@ -178,6 +178,9 @@ struct BuildArgs {
     /// Parent directory for the local staging directory (default: the system temp dir).
     #[arg(long)]
     staging_dir: Option<PathBuf>,
+    /// Compression of cold pages: `lz4` (fastest to read) or `zstd` (smallest files).
+    #[arg(long, default_value = "lz4")]
+    cold_compression: tierdex::builder::ColdCompression,
     /// Never show the progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -250,6 +253,7 @@ async fn run_build(args: BuildArgs) -> Result<ExitCode> {
     options.indexing_memory =
         usize::try_from(args.indexing_memory).context("--indexing-memory is too large")?;
     options.staging_parent = args.staging_dir;
+    options.cold_compression = args.cold_compression;
     if !args.no_progress && std::io::stderr().is_terminal() {
         options.progress = Progress::stderr();
     }
@@ -387,6 +391,7 @@ async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
         indexing_threads: 1,
         indexing_memory: 128 * 1024 * 1024,
         staging_dir: None,
+        cold_compression: Default::default(),
         no_progress: false,
     })
     .await?;

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use common::*;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use tierdex::builder::{self, BuildErrorKind};
+use tierdex::builder::{self, BuildErrorKind, ColdCompression};
 use tierdex::format::layout::{self, version_key};
 use tierdex::format::{DocAddr, Manifest};
 use tierdex::published;
@@ -159,11 +159,33 @@ async fn summary_counts_ignored_fields_and_multi_valued_keywords() {
 }
 
 #[tokio::test]
-async fn pyarrow_reads_the_cold_documents_with_identical_values() {
+async fn pyarrow_reads_the_cold_documents_with_identical_values_in_each_compression() {
+    for (compression, parquet_name, described) in [
+        // pyarrow calls parquet's LZ4_RAW "LZ4".
+        (ColdCompression::Lz4, "LZ4", "lz4"),
+        (ColdCompression::Zstd, "ZSTD", "zstd(3)"),
+    ] {
+        pyarrow_reads_the_cold_documents(compression, parquet_name, described).await;
+    }
+}
+
+async fn pyarrow_reads_the_cold_documents(
+    compression: ColdCompression,
+    parquet_name: &str,
+    described: &str,
+) {
     let dir = tempfile::tempdir().unwrap();
     let store = local_store(dir.path());
-    let summary = build_cacm(store, "hot = [\"citations >= 1\"]", "cacm").await;
+    let mut options = build_options(
+        cacm_schema(),
+        "hot = [\"citations >= 1\"]",
+        vec![shared_data("cacm.jsonl")],
+        "cacm",
+    );
+    options.cold_compression = compression;
+    let summary = builder::build(options, store).await.unwrap();
     let manifest = &summary.manifest;
+    assert_eq!(manifest.cold.parquet_layout.compression, described);
     let version_dir = dir.path().join("cacm").join(&manifest.version);
     let files: Vec<String> = manifest
         .cold
@@ -187,7 +209,7 @@ async fn pyarrow_reads_the_cold_documents_with_identical_values() {
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     let layout = &lines[0];
-    assert_eq!(layout["compression"], serde_json::json!(["ZSTD"]));
+    assert_eq!(layout["compression"], serde_json::json!([parquet_name]));
     assert_eq!(
         layout["all_have_offset_index"], true,
         "page index: offset index"

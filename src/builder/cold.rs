@@ -21,6 +21,52 @@ use crate::format::layout::cold_parquet_path;
 use crate::format::manifest::ParquetLayout;
 
 pub const ZSTD_LEVEL: i32 = 3;
+
+/// How cold pages are compressed. A cold document costs one page decode per column, and
+/// parquet creates a fresh codec for every column chunk it reads: for zstd that is two contexts,
+/// each probing the CPU (`cpuid`, a VM exit on virtual machines: 34 µs per codec on the build
+/// machine, `cargo bench --bench machine_costs`), for LZ4 nothing. LZ4 halves the empty-cache
+/// cold page (docs/benchmarks.md) for about 1.5× zstd's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColdCompression {
+    /// LZ4 (parquet's `LZ4_RAW`): the fastest to read.
+    #[default]
+    Lz4,
+    /// zstd level 3: the smallest files.
+    Zstd,
+}
+
+impl std::str::FromStr for ColdCompression {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ColdCompression, String> {
+        match text {
+            "lz4" => Ok(ColdCompression::Lz4),
+            "zstd" => Ok(ColdCompression::Zstd),
+            other => Err(format!(
+                "unknown cold compression `{other}` (use `lz4` or `zstd`)"
+            )),
+        }
+    }
+}
+
+impl ColdCompression {
+    fn parquet(self) -> Compression {
+        match self {
+            ColdCompression::Lz4 => Compression::LZ4_RAW,
+            ColdCompression::Zstd => {
+                Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid zstd level"))
+            }
+        }
+    }
+
+    fn description(self) -> String {
+        match self {
+            ColdCompression::Lz4 => "lz4".to_string(),
+            ColdCompression::Zstd => format!("zstd({ZSTD_LEVEL})"),
+        }
+    }
+}
 pub const MAX_ROW_GROUP_ROWS: usize = 128 * 1024;
 pub const MAX_ROW_GROUP_BYTES: usize = 128 * 1024 * 1024;
 pub const DATA_PAGE_SIZE_LIMIT: usize = 16 * 1024;
@@ -31,11 +77,9 @@ pub const WRITE_BATCH_ROWS: usize = 32;
 /// A new cold file starts when the current one holds this much decoded arrow data.
 pub const MAX_FILE_ARROW_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
-pub fn writer_properties() -> WriterProperties {
+pub fn writer_properties(compression: ColdCompression) -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(ZSTD_LEVEL).expect("valid zstd level"),
-        ))
+        .set_compression(compression.parquet())
         .set_dictionary_enabled(false)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_column_index_truncate_length(Some(64))
@@ -49,9 +93,9 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-pub fn layout_description() -> ParquetLayout {
+pub fn layout_description(compression: ColdCompression) -> ParquetLayout {
     ParquetLayout {
-        compression: format!("zstd({ZSTD_LEVEL})"),
+        compression: compression.description(),
         max_row_group_rows: MAX_ROW_GROUP_ROWS as u64,
         max_row_group_bytes: MAX_ROW_GROUP_BYTES as u64,
         data_page_size_limit: DATA_PAGE_SIZE_LIMIT as u64,
@@ -76,12 +120,12 @@ pub struct ColdWriter {
 }
 
 impl ColdWriter {
-    pub fn start(staging: &Path, schema: Arc<Schema>) -> ColdWriter {
+    pub fn start(staging: &Path, schema: Arc<Schema>, compression: ColdCompression) -> ColdWriter {
         let (sender, receiver) = sync_channel(4);
         let staging = staging.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("cold-parquet".into())
-            .spawn(move || write_files(&staging, schema, receiver))
+            .spawn(move || write_files(&staging, schema, compression, receiver))
             .expect("spawn the parquet writer thread");
         ColdWriter {
             sender: Some(sender),
@@ -120,6 +164,7 @@ impl Drop for ColdWriter {
 fn write_files(
     staging: &Path,
     schema: Arc<Schema>,
+    compression: ColdCompression,
     receiver: Receiver<(u32, RecordBatch)>,
 ) -> Result<Vec<WrittenParquet>, ParquetError> {
     let mut written = Vec::new();
@@ -131,7 +176,7 @@ fn write_files(
         let writer = ArrowWriter::try_new(
             File::create(&path)?,
             schema.clone(),
-            Some(writer_properties()),
+            Some(writer_properties(compression)),
         )?;
         Ok((file, relative, writer, 0))
     };

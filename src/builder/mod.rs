@@ -39,6 +39,7 @@ use crate::rules::{BudgetSelector, CompiledRules, HotCut, RankPosition, RulesErr
 use crate::schema::{FieldType, IndexSchema};
 use crate::store::{BlobStore, StoreError};
 
+pub use cold::ColdCompression;
 pub use input::{InputError, InputFormat, InputStats, ReadError};
 pub use progress::Progress;
 pub use publish::publish_version;
@@ -147,6 +148,7 @@ pub struct BuildOptions {
     pub indexing_memory: usize,
     /// Where the staging directory goes (default: the system temp directory).
     pub staging_parent: Option<PathBuf>,
+    pub cold_compression: cold::ColdCompression,
     pub progress: Progress,
 }
 
@@ -169,6 +171,7 @@ impl BuildOptions {
             indexing_threads: 1,
             indexing_memory: 256 * 1024 * 1024,
             staging_parent: None,
+            cold_compression: cold::ColdCompression::default(),
             progress: Progress::hidden(),
         }
     }
@@ -293,7 +296,7 @@ pub async fn build(
                     row_groups: file.row_groups,
                 })
                 .collect(),
-            parquet_layout: cold::layout_description(),
+            parquet_layout: cold::layout_description(options.cold_compression),
         },
         input: InputSummary {
             files: options
@@ -577,7 +580,8 @@ fn split(options: &BuildOptions, staging: &Path) -> Result<SplitOutcome, BuildEr
         schema.cold_tantivy.clone(),
         options,
     )?;
-    let parquet = cold::ColdWriter::start(staging, schema.cold_arrow.clone());
+    let parquet =
+        cold::ColdWriter::start(staging, schema.cold_arrow.clone(), options.cold_compression);
     let maker = documents::DocumentMaker::new(&schema);
 
     let (receiver, reader) = read_inputs(options, bytes_read);
