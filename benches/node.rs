@@ -522,11 +522,17 @@ async fn run(settings: Settings) {
     run_grpc(&mut client, warm_up, true).await;
     run_grpc(&mut client, &queries, false).await;
     if settings.profile_seconds > 0 {
-        println!("profiling: hot-only searches through gRPC, each followed by tantivy's");
+        // For a profiler: the node and tantivy behind the same gRPC server take turns on the
+        // same hot-only searches.
+        let mut bare =
+            pb::tierdex_client::TierdexClient::connect(serve_bare(Tantivy::open(&hot_dir)).await)
+                .await
+                .unwrap();
+        println!("profiling: hot-only searches, the node's then tantivy's behind gRPC");
         let until = Instant::now() + Duration::from_secs(settings.profile_seconds as u64);
         while Instant::now() < until {
-            run_direct(&node.node, &queries[..100]).await;
-            hot_tantivy.run(&queries[..100], false);
+            run_grpc(&mut client, &queries[..100], true).await;
+            run_grpc(&mut bare, &queries[..100], false).await;
         }
         return;
     }

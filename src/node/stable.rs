@@ -27,6 +27,10 @@ use tantivy::{DocId, DocSet, Score, SegmentReader, Term};
 /// its matches. Other term and phrase queries are left alone: with scoring on they never
 /// answer with an `AllScorer`, and wrapping them would hide their block-max pruning.
 pub fn keep_constant_scores(query: Box<dyn Query>, schema: &Schema) -> Box<dyn Query> {
+    // Most queries are terms and phrases on text fields: nothing to wrap, nothing to rebuild.
+    if !needs_wrapping(query.as_ref(), schema) {
+        return query;
+    }
     if let Some(boolean) = query.downcast_ref::<BooleanQuery>() {
         let clauses = boolean
             .clauses()
@@ -48,6 +52,20 @@ pub fn keep_constant_scores(query: Box<dyn Query>, schema: &Schema) -> Box<dyn Q
         return query;
     }
     Box::new(KeepConstantScore(query))
+}
+
+/// Whether `keep_constant_scores` would change anything in `query`.
+fn needs_wrapping(query: &dyn Query, schema: &Schema) -> bool {
+    if let Some(boolean) = query.downcast_ref::<BooleanQuery>() {
+        return boolean
+            .clauses()
+            .iter()
+            .any(|(_, clause)| needs_wrapping(clause.as_ref(), schema));
+    }
+    if let Some(term) = query.downcast_ref::<TermQuery>() {
+        return !has_frequencies(schema, term.term());
+    }
+    !(query.is::<PhraseQuery>() || query.is::<PhrasePrefixQuery>())
 }
 
 fn has_frequencies(schema: &Schema, term: &Term) -> bool {
