@@ -354,24 +354,55 @@ type DecodedRows = BTreeMap<(usize, u64), (Arc<RecordBatch>, usize)>;
 
 /// Decoded cold documents, so that a document read again costs neither storage nor decoding.
 /// Keyed by the version, the document's address and the fields asked for.
+///
+/// quick_cache rather than moka: every page with cold documents looks them up, and moka's reads
+/// (recording each access, running its housekeeping on the reading thread) were 9% of the
+/// node's CPU under 64 clients (perf, docs/benchmarks.md).
 pub struct DocumentCache {
-    documents: moka::sync::Cache<(Arc<str>, u64, u64), Arc<Fields>>,
+    documents: quick_cache::sync::Cache<(Arc<str>, u64, u64), CachedDocument, DocumentWeight>,
 }
+
+#[derive(Clone)]
+struct CachedDocument {
+    fields: Arc<Fields>,
+    /// Bytes it holds, roughly: computed once, the cache asks again on every eviction.
+    weight: u64,
+}
+
+#[derive(Clone)]
+struct DocumentWeight;
+
+impl quick_cache::Weighter<(Arc<str>, u64, u64), CachedDocument> for DocumentWeight {
+    fn weight(&self, _key: &(Arc<str>, u64, u64), document: &CachedDocument) -> u64 {
+        document.weight
+    }
+}
+
+/// What a cached document is expected to weigh, to size the cache's table.
+const TYPICAL_DOCUMENT_BYTES: u64 = 1024;
 
 impl DocumentCache {
     pub fn new(capacity_bytes: u64) -> DocumentCache {
+        let documents = usize::try_from(capacity_bytes / TYPICAL_DOCUMENT_BYTES)
+            .unwrap_or(usize::MAX)
+            .max(16);
         DocumentCache {
-            documents: moka::sync::Cache::builder()
-                .max_capacity(capacity_bytes)
-                .weigher(|_key, fields: &Arc<Fields>| {
-                    let bytes: usize = fields
-                        .iter()
-                        .map(|(name, value)| name.len() + value.approximate_size())
-                        .sum();
-                    u32::try_from(bytes + 64).unwrap_or(u32::MAX)
-                })
-                .build(),
+            documents: quick_cache::sync::Cache::with_weighter(
+                documents,
+                capacity_bytes.max(1),
+                DocumentWeight,
+            ),
         }
+    }
+
+    fn insert(&self, key: (Arc<str>, u64, u64), fields: Arc<Fields>) {
+        let bytes: usize = fields
+            .iter()
+            .map(|(name, value)| name.len() + value.approximate_size())
+            .sum();
+        let weight = bytes as u64 + 64;
+        self.documents
+            .insert(key, CachedDocument { fields, weight });
     }
 
     fn key(version: &Arc<str>, selection: &FieldSelection, addr: DocAddr) -> (Arc<str>, u64, u64) {
@@ -403,6 +434,7 @@ pub async fn fetch_documents(
             documents
                 .documents
                 .get(&DocumentCache::key(version, selection, *addr))
+                .map(|document| document.fields)
         })
         .collect();
     let missing: Vec<DocAddr> = addrs
@@ -420,7 +452,7 @@ pub async fn fetch_documents(
         let read = read_documents(files, schema, selection, &missing, stats).await?;
         let mut read = missing.iter().zip(read).map(|(addr, fields)| {
             let fields = Arc::new(fields);
-            documents.documents.insert(
+            documents.insert(
                 DocumentCache::key(version, selection, *addr),
                 fields.clone(),
             );
@@ -599,4 +631,59 @@ fn decode(
         )));
     }
     Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::documents::FieldValue;
+
+    fn document(text_bytes: usize) -> Arc<Fields> {
+        Arc::new(vec![(
+            "summary".to_string(),
+            FieldValue::Text("x".repeat(text_bytes)),
+        )])
+    }
+
+    #[test]
+    fn document_cache_holds_what_fits_its_bytes_and_keys_by_version_and_fields() {
+        let cache = DocumentCache::new(16 * 1024);
+        let version: Arc<str> = "index/v1".into();
+        let all_fields = FieldSelection {
+            columns: vec![0, 1],
+            as_list: vec![false, false],
+        };
+        let one_field = FieldSelection {
+            columns: vec![1],
+            as_list: vec![false, false],
+        };
+        let addr = |row| DocAddr::new(0, row);
+        for row in 0..100 {
+            cache.insert(
+                DocumentCache::key(&version, &all_fields, addr(row)),
+                document(1000),
+            );
+        }
+        let kept = (0..100)
+            .filter(|row| {
+                cache
+                    .documents
+                    .get(&DocumentCache::key(&version, &all_fields, addr(*row)))
+                    .is_some()
+            })
+            .count();
+        // About 1 KiB each in 16 KiB.
+        assert!((1..=16).contains(&kept), "{kept} documents kept");
+        assert!(cache.documents.weight() <= 16 * 1024);
+        cache.insert(
+            DocumentCache::key(&version, &all_fields, addr(500)),
+            document(10),
+        );
+        let key = DocumentCache::key(&version, &all_fields, addr(500));
+        assert!(cache.documents.get(&key).is_some());
+        let other_fields = DocumentCache::key(&version, &one_field, addr(500));
+        let other_version = DocumentCache::key(&"index/v2".into(), &all_fields, addr(500));
+        assert!(cache.documents.get(&other_fields).is_none());
+        assert!(cache.documents.get(&other_version).is_none());
+    }
 }
