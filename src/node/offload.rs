@@ -4,9 +4,9 @@
 //! `block_in_place`: tokio first hands that worker's queue and driver to another thread, so
 //! every other task keeps running while this one computes. The request itself then waits for
 //! no thread: a `spawn_blocking` round trip wakes a parked pool thread and, when it is done,
-//! wakes the parked worker back; two wake-ups that cost more than a whole hot search on a small
-//! VM (measured on the 2-core build machine: p50 73 µs per round trip, 4 µs for
-//! `block_in_place`; docs/benchmarks.md). Searches remain bounded by the node's search permits,
+//! wakes the parked worker back: two wake-ups, p50 20.9 µs after idleness on the 2-core build
+//! machine against 7.2 µs for `block_in_place` (`cargo bench --bench machine_costs`), where a
+//! whole hot search takes about 90 µs. Searches remain bounded by the node's search permits,
 //! so at most that many threads compute at once, as on the blocking pool.
 //!
 //! A current-thread runtime (tests with paused time) cannot hand its only worker away; there
