@@ -4,6 +4,7 @@
 //! ```text
 //! ./tools/test.sh --no-run   # once: installs s3s-fs under target/tools
 //! cargo bench --bench node -- [--queries N] [--load-clients 64] [--load-queries 1000]
+//!     [--with-tracing] [--profile-seconds S]
 //! ```
 //!
 //! Starts a real S3-compatible server (s3s-fs) on 127.0.0.1, builds the PyPI catalog into it
@@ -44,6 +45,8 @@ struct Settings {
     load_queries: usize,
     /// Only loop hot-only searches (node, then tantivy) for this long, for a profiler.
     profile_seconds: usize,
+    /// Log as `tierdex serve` does by default (`info`, to a sink): the spans' cost included.
+    with_tracing: bool,
 }
 
 fn settings() -> Settings {
@@ -52,6 +55,7 @@ fn settings() -> Settings {
         load_clients: 64,
         load_queries: 1000,
         profile_seconds: 0,
+        with_tracing: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -66,6 +70,7 @@ fn settings() -> Settings {
             "--load-clients" => settings.load_clients = value(),
             "--load-queries" => settings.load_queries = value(),
             "--profile-seconds" => settings.profile_seconds = value(),
+            "--with-tracing" => settings.with_tracing = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -446,6 +451,12 @@ fn ratio_row(name: &str, p50: f64, p99: f64, goal: &str) {
 
 fn main() {
     let settings = settings();
+    if settings.with_tracing {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .init();
+    }
     default_bench_credentials();
     bench_runtime().block_on(run(settings));
 }
