@@ -267,7 +267,7 @@ struct Ranked {
 /// What a search uses of the node besides the version.
 pub struct SearchContext<'a> {
     pub max_results: u32,
-    /// Bounds searches running on the blocking pool.
+    /// Bounds concurrent searches: each holds a thread while it ranks.
     pub permits: &'a Arc<Semaphore>,
     pub documents: &'a DocumentCache,
     /// Budget of a search that brings no deadline of its own.
