@@ -445,6 +445,12 @@ fn row(name: &str, latencies: &Latencies) {
     );
 }
 
+/// A run's server-side and end-to-end rows.
+fn grpc_rows(name: &str, run: &GrpcRun) {
+    row(&format!("{name}, server-side"), &run.server);
+    row(&format!("{name}, through gRPC"), &run.end_to_end);
+}
+
 fn ratio_row(name: &str, p50: f64, p99: f64, goal: &str) {
     println!("| {name} | **{p50:.2}x** {goal} | {p99:.2}x |");
 }
@@ -606,15 +612,10 @@ async fn run(settings: Settings) {
         "hot index in process, scored with both tiers' statistics (as the node scores)",
         &hot_in_process_corpus,
     );
-    row("node, hot tier only, server-side", &hot.server);
-    row("node, hot tier only, through gRPC", &hot.end_to_end);
-    row(
-        "tantivy alone behind the same gRPC server, hot index, server-side",
-        &hot_bare.server,
-    );
-    row(
-        "tantivy alone behind the same gRPC server, hot index, through gRPC",
-        &hot_bare.end_to_end,
+    grpc_rows("node, hot tier only", &hot);
+    grpc_rows(
+        "tantivy alone behind the same gRPC server, hot index",
+        &hot_bare,
     );
     row(
         "node, hot tier only, `Node::search` called in process (no gRPC)",
@@ -628,15 +629,10 @@ async fn run(settings: Settings) {
         "monolithic index in process, also counting all hits",
         &monolith_in_process_counting,
     );
-    row("node, both tiers, server-side", &both.server);
-    row("node, both tiers, through gRPC", &both.end_to_end);
-    row(
-        "tantivy alone behind the same gRPC server, monolithic index, server-side",
-        &monolith_bare.server,
-    );
-    row(
-        "tantivy alone behind the same gRPC server, monolithic index, through gRPC",
-        &monolith_bare.end_to_end,
+    grpc_rows("node, both tiers", &both);
+    grpc_rows(
+        "tantivy alone behind the same gRPC server, monolithic index",
+        &monolith_bare,
     );
     row("gRPC round trip alone (Status RPC)", &round_trip);
     ratio_row(
@@ -833,8 +829,7 @@ async fn run(settings: Settings) {
     );
     println!("|---|---|---|");
     row("one storage round trip (16 KiB range GET)", &storage);
-    row("node, both tiers, server-side", &cold_start.server);
-    row("node, both tiers, through gRPC", &cold_start.end_to_end);
+    grpc_rows("node, both tiers", &cold_start);
     println!(
         "storage per cold query on the empty cache: {:.2} requests, {:.1} KiB on average ({} cold documents over {} queries = {:.1} per query; max {} requests)",
         requests.iter().sum::<u64>() as f64 / requests.len() as f64,
