@@ -4,7 +4,7 @@
 //! ```text
 //! ./tools/test.sh --no-run   # once: installs s3s-fs under target/tools
 //! cargo bench --bench node -- [--queries N] [--load-clients 64] [--load-queries 1000]
-//!     [--with-tracing] [--profile-seconds S]
+//!     [--with-tracing] [--cold-compression lz4|zstd] [--profile-seconds S]
 //! ```
 //!
 //! Starts a real S3-compatible server (s3s-fs) on 127.0.0.1, builds the PyPI catalog into it
@@ -47,6 +47,8 @@ struct Settings {
     profile_seconds: usize,
     /// Log as `tierdex serve` does by default (`info`, to a sink): the spans' cost included.
     with_tracing: bool,
+    /// How the tiered build compresses cold pages.
+    cold_compression: tierdex::builder::ColdCompression,
 }
 
 fn settings() -> Settings {
@@ -56,6 +58,7 @@ fn settings() -> Settings {
         load_queries: 1000,
         profile_seconds: 0,
         with_tracing: false,
+        cold_compression: Default::default(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -71,6 +74,13 @@ fn settings() -> Settings {
             "--load-queries" => settings.load_queries = value(),
             "--profile-seconds" => settings.profile_seconds = value(),
             "--with-tracing" => settings.with_tracing = true,
+            "--cold-compression" => {
+                settings.cold_compression = args
+                    .next()
+                    .expect("--cold-compression needs a value")
+                    .parse()
+                    .unwrap()
+            }
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -471,7 +481,13 @@ async fn run(settings: Settings) {
     let server = S3Server::start();
     let s3 = server.store("bench", "").await;
     let started = Instant::now();
-    let manifest = build_pypi(s3.clone()).await.manifest;
+    let rules = std::fs::read_to_string(repo_root().join("benches/pypi/rules.toml")).unwrap();
+    let mut options = pypi_options(&rules, "pypi");
+    options.cold_compression = settings.cold_compression;
+    let manifest = tierdex::builder::build(options, s3.clone())
+        .await
+        .unwrap()
+        .manifest;
     println!(
         "built pypi into s3s-fs in {:.1} s: hot {} docs, cold {} docs",
         started.elapsed().as_secs_f64(),

@@ -520,16 +520,22 @@ pub async fn build_pypi(store: Arc<dyn BlobStore>) -> BuildSummary {
 
 /// The PyPI catalog built with other rules (`hot = ["true"]`: one monolithic index).
 pub async fn build_pypi_with(store: Arc<dyn BlobStore>, rules: &str, index: &str) -> BuildSummary {
+    builder::build(pypi_options(rules, index), store)
+        .await
+        .unwrap()
+}
+
+/// Build options for the PyPI catalog with `benches/pypi`'s schema and these rules.
+pub fn pypi_options(rules: &str, index: &str) -> builder::BuildOptions {
     let schema = Arc::new(
         IndexSchema::from_toml_file(&repo_root().join("benches/pypi/schema.toml")).unwrap(),
     );
-    let options = build_options(
+    build_options(
         schema,
         rules,
         vec![shared_data("pypi-packages.jsonl.gz")],
         index,
-    );
-    builder::build(options, store).await.unwrap()
+    )
 }
 
 /// Store keys and sizes of a version's index files (hot and cold index): what rehydration
