@@ -268,7 +268,9 @@ impl SegmentTopHits {
         {
             return;
         }
-        if self.buffer.len() == self.buffer.capacity() {
+        // Cut at twice the limit, not at the buffer's capacity: the capacity is capped, so with a
+        // deep page it can be below the limit and a cut there would keep nothing.
+        if self.buffer.len() >= 2 * self.limit {
             self.cut();
         }
         self.buffer.push(candidate);
@@ -504,5 +506,51 @@ mod tests {
         });
         let order: Vec<DocId> = hits.iter().map(|hit| hit.doc.doc_id).collect();
         assert_eq!(order, vec![7, 4, 2, 3]);
+    }
+}
+
+#[cfg(test)]
+mod deep_page_tests {
+    use super::*;
+    use tantivy::collector::Collector as _;
+    use tantivy::query::AllQuery;
+    use tantivy::schema::{FAST, STRING, Schema};
+    use tantivy::{Index, IndexWriter, doc};
+
+    #[test]
+    fn a_page_deeper_than_the_capped_buffer_keeps_every_hit() {
+        let mut builder = Schema::builder();
+        let key = builder.add_u64_field(SORT_KEY_FIELD, FAST);
+        let id = builder.add_text_field("id", STRING | FAST);
+        let index = Index::create_in_ram(builder.build());
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 30_000_000).unwrap();
+        let documents = 9_000u64;
+        for n in 0..documents {
+            let name = format!("doc-{n:05}");
+            writer
+                .add_document(doc!(key => sort_key::str_key(&name), id => name))
+                .unwrap();
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        assert_eq!(
+            searcher.segment_readers().len(),
+            1,
+            "one segment holds them all"
+        );
+        let columns = Arc::new(HitColumns::open(&searcher, "id", IdKind::Str, false).unwrap());
+        let top = TopHits {
+            limit: 10_000,
+            tier: TierName::Hot,
+            columns: columns.clone(),
+            threshold: Arc::default(),
+        };
+        assert!(top.requires_scoring());
+        let hits = searcher.search(&AllQuery, &top).unwrap();
+        assert_eq!(hits.len() as u64, documents);
+        let ids: Vec<String> = hits.iter().map(|hit| columns.id_string(hit.doc)).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted, "equal scores in id order");
     }
 }

@@ -99,12 +99,21 @@ impl Bm25StatisticsProvider for CorpusStatistics {
             .iter()
             .map(|searcher| searcher.doc_freq(term))
             .sum::<tantivy::Result<u64>>()?;
-        let mut doc_freqs = self
+        // A full table is only read: a term beyond it costs its lookups, not the write lock.
+        let full = self
             .doc_freqs
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if doc_freqs.len() < self.kept_terms {
-            doc_freqs.insert(term.clone(), doc_freq);
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+            >= self.kept_terms;
+        if !full {
+            let mut doc_freqs = self
+                .doc_freqs
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if doc_freqs.len() < self.kept_terms {
+                doc_freqs.insert(term.clone(), doc_freq);
+            }
         }
         Ok(doc_freq)
     }
