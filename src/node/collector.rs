@@ -512,7 +512,6 @@ mod tests {
 #[cfg(test)]
 mod deep_page_tests {
     use super::*;
-    use tantivy::collector::Collector as _;
     use tantivy::query::AllQuery;
     use tantivy::schema::{FAST, STRING, Schema};
     use tantivy::{Index, IndexWriter, doc};
