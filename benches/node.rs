@@ -414,6 +414,8 @@ fn run_collectors(hot_dir: &Path, queries: &[String]) -> (Latencies, Latencies) 
             tier: TierName::Hot,
             columns: columns.clone(),
             threshold: Arc::default(),
+            profile: Arc::new(tierdex::ranking::RankProfile::bm25()),
+            values: Arc::new(tierdex::node::values::TierValues::none()),
         };
         let started = Instant::now();
         std::hint::black_box(tantivy.searcher.search(query.as_ref(), &top_hits).unwrap());

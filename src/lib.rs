@@ -8,6 +8,7 @@
 //! - [`sample`]: the generated corpus of the quickstart.
 //! - [`schema`]: the schema file and the arrow / tantivy schemas derived from it.
 //! - [`rules`]: hot-tier rules (SQL expressions) evaluated on arrow batches.
+//! - [`ranking`]: rank profiles (score expressions, field orders) checked against the schema.
 //! - [`format`]: the artifact contract: key layout, manifest, checksums, addresses.
 //! - [`store`]: the byte-range blob store trait and its backends and wrappers.
 //! - [`builder`]: inputs → rules → hot index, cold parquet, cold index → a published version.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod format;
 pub mod node;
 pub mod published;
+pub mod ranking;
 pub mod rules;
 pub mod sample;
 pub mod schema;

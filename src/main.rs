@@ -123,6 +123,12 @@ struct QueryArgs {
     /// Stored fields to return (repeat); all by default.
     #[arg(long = "field")]
     fields: Vec<String>,
+    /// A rank profile of the index's schema (`[ranking.NAME]`); `bm25` for plain BM25.
+    #[arg(long, default_value = "")]
+    profile: String,
+    /// Sort by a numeric or date fast field instead: 'field DESC' or 'field ASC'.
+    #[arg(long, default_value = "")]
+    order_by: String,
     /// Print exactly one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -503,6 +509,8 @@ async fn run_query(args: QueryArgs) -> Result<ExitCode> {
             pb::Tiers::All as i32
         },
         count_total_hits: args.count,
+        profile: args.profile,
+        order_by: args.order_by,
     };
     let response = client::search(&args.addr, request)
         .await

@@ -7,7 +7,7 @@
 //! summed across tiers; they differ only in which fields are stored (cold stores nothing: its
 //! documents live in parquet).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -129,6 +129,19 @@ pub struct SchemaSpec {
     pub default_search_fields: Vec<String>,
     #[serde(rename = "field")]
     pub fields: Vec<FieldSpec>,
+    /// Named rank profiles (`[ranking.NAME]`), checked against the fields by `ranking`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ranking: BTreeMap<String, RankingSpec>,
+}
+
+/// One `[ranking.NAME]` table: a score expression or a field order (exactly one of them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankingSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_by: Option<String>,
 }
 
 /// A validated schema with every derived view. Field `i` of `spec.fields` is column `i` of
@@ -136,6 +149,8 @@ pub struct SchemaSpec {
 #[derive(Debug, Clone)]
 pub struct IndexSchema {
     pub spec: SchemaSpec,
+    /// Where the schema came from (its file), for errors found later.
+    pub source_name: String,
     pub id_index: usize,
     pub input_arrow: Arc<ArrowSchema>,
     pub cold_arrow: Arc<ArrowSchema>,
@@ -271,6 +286,7 @@ impl IndexSchema {
         let (cold_tantivy, _) = tantivy_schema(&spec, false);
         Ok(IndexSchema {
             spec,
+            source_name: source_name.to_string(),
             id_index,
             input_arrow,
             cold_arrow,

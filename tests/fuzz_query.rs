@@ -83,8 +83,23 @@ fn random_queries_never_panic_or_fail_internally() {
                 fields,
                 any::<bool>(),
                 any::<bool>(),
+                prop_oneof![
+                    Just(String::new()),
+                    prop::sample::select(vec![
+                        "citations DESC",
+                        "citations asc",
+                        "citations",
+                        "title DESC",
+                        "nosuch DESC",
+                        "citations DESC id",
+                        "citations SIDEWAYS",
+                    ])
+                    .prop_map(str::to_string),
+                    "\\PC{0,12}",
+                ],
+                prop::sample::select(vec!["", "bm25", "nosuch", "default"]),
             ),
-            |(query, limit, offset, fields, hot_only, count_total)| {
+            |(query, limit, offset, fields, hot_only, count_total, order_by, profile)| {
                 let request = SearchRequest {
                     query: query.clone(),
                     limit,
@@ -92,6 +107,8 @@ fn random_queries_never_panic_or_fail_internally() {
                     fields: fields.into_iter().map(str::to_string).collect(),
                     hot_only,
                     count_total,
+                    profile: profile.to_string(),
+                    order_by,
                     deadline: None,
                 };
                 match runtime.block_on(node.search("cacm", request)) {

@@ -72,6 +72,8 @@ pub fn response_json(response: &pb::SearchResponse) -> Json {
         "total_hits": response.total_hits,
         "total_hits_exact": response.total_hits_exact,
         "degraded": response.degraded,
+        "ranked_by": response.ranked_by,
+        "cold_skipped": response.cold_skipped,
     })
 }
 

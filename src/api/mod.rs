@@ -90,7 +90,7 @@ fn result_to_pb(result: SearchResult) -> pb::SearchResponse {
             .into_iter()
             .map(|hit| pb::Hit {
                 id: Some(value_to_pb(hit.id)),
-                score: f64::from(hit.score),
+                score: hit.score,
                 tier: match hit.tier {
                     TierName::Hot => pb::Tier::Hot,
                     TierName::Cold => pb::Tier::Cold,
@@ -125,6 +125,8 @@ fn result_to_pb(result: SearchResult) -> pb::SearchResponse {
         }),
         version: result.version,
         total_hits_exact: result.totals_exact,
+        cold_skipped: result.cold_skipped,
+        ranked_by: result.ranked_by,
     }
 }
 
@@ -196,6 +198,8 @@ fn search_request(request: pb::SearchRequest) -> Result<(String, SearchRequest),
             fields: request.fields,
             hot_only,
             count_total: request.count_total_hits,
+            profile: request.profile,
+            order_by: request.order_by,
             deadline: None,
         },
     ))

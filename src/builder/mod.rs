@@ -49,6 +49,8 @@ pub enum BuildErrorKind {
     /// A bad input record (strict mode) or an unreadable input file.
     Input,
     Rules,
+    /// A rank profile of the schema that does not check.
+    Ranking,
     Store,
     /// tantivy failed while indexing.
     Index,
@@ -69,6 +71,8 @@ pub enum BuildError {
     Read(String),
     #[error(transparent)]
     Rules(#[from] RulesError),
+    #[error(transparent)]
+    Ranking(#[from] crate::ranking::RankingError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("indexing failed: {0}")]
@@ -92,6 +96,7 @@ impl BuildError {
         match self {
             BuildError::Input(_) | BuildError::Read(_) => BuildErrorKind::Input,
             BuildError::Rules(_) => BuildErrorKind::Rules,
+            BuildError::Ranking(_) => BuildErrorKind::Ranking,
             BuildError::Store(_) => BuildErrorKind::Store,
             BuildError::Index(_) => BuildErrorKind::Index,
             BuildError::Parquet(_) => BuildErrorKind::Parquet,
@@ -204,6 +209,9 @@ pub async fn build(
     if options.inputs.is_empty() {
         return Err(BuildError::invalid("no input files"));
     }
+    // A version whose profiles do not check would not load on a node: refuse it before any
+    // input is read.
+    crate::ranking::RankProfiles::compile(&options.schema, &options.schema.source_name)?;
     for path in &options.inputs {
         InputFormat::detect(path).map_err(BuildError::Read)?;
         if !path.is_file() {

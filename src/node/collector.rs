@@ -17,14 +17,16 @@
 
 use std::cmp::Ordering;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
+use super::values::{TierValues, ValueColumn};
 use crate::format::sort_key::{self, KeyExactness};
+use crate::ranking::{RankProfile, RankRule};
 use crate::schema::{ADDR_FIELD, SORT_KEY_FIELD};
 
 /// A document id as the schema types it; ordered like the values.
@@ -60,6 +62,9 @@ pub enum TierName {
 /// One hit of one tier.
 #[derive(Debug, Clone, Copy)]
 pub struct RankedHit {
+    /// What the page is ordered by (higher first): BM25, a profile's score, or a field's value.
+    pub rank: f64,
+    /// BM25.
     pub score: Score,
     /// The id's sort key (`format::sort_key`).
     pub key: u64,
@@ -69,45 +74,43 @@ pub struct RankedHit {
     pub addr: Option<u64>,
 }
 
-/// The best `k`-th score known so far, shared by every segment of the tiers searched for one
-/// page. Only ever raised. Stored as the `f32`'s bits mapped so that unsigned order is float
-/// order (negative scores, from negative boosts, included).
+/// The best `k`-th rank known so far, shared by every segment of the tiers searched for one
+/// page. Only ever raised. Stored as the `f64`'s bits mapped so that unsigned order is float
+/// order (negative ranks included).
 #[derive(Debug)]
-pub struct SharedThreshold(AtomicU32);
+pub struct SharedThreshold(AtomicU64);
 
 impl Default for SharedThreshold {
     fn default() -> Self {
-        SharedThreshold(AtomicU32::new(ordered_bits(Score::NEG_INFINITY)))
+        SharedThreshold(AtomicU64::new(ordered_bits(f64::NEG_INFINITY)))
     }
 }
 
-fn ordered_bits(score: Score) -> u32 {
-    let bits = score.to_bits();
-    if bits & 0x8000_0000 != 0 {
-        !bits
-    } else {
-        bits | 0x8000_0000
-    }
+const SIGN: u64 = 1 << 63;
+
+fn ordered_bits(rank: f64) -> u64 {
+    let bits = rank.to_bits();
+    if bits & SIGN != 0 { !bits } else { bits | SIGN }
 }
 
-fn from_ordered_bits(bits: u32) -> Score {
-    if bits & 0x8000_0000 != 0 {
-        Score::from_bits(bits & 0x7fff_ffff)
+fn from_ordered_bits(bits: u64) -> f64 {
+    if bits & SIGN != 0 {
+        f64::from_bits(bits & !SIGN)
     } else {
-        Score::from_bits(!bits)
+        f64::from_bits(!bits)
     }
 }
 
 impl SharedThreshold {
-    /// Some `k` documents score at least this.
-    pub fn get(&self) -> Score {
+    /// Some `k` documents rank at least this.
+    pub fn get(&self) -> f64 {
         from_ordered_bits(self.0.load(AtomicOrdering::Relaxed))
     }
 
-    /// `k` documents were found scoring at least `score`.
-    pub fn raise(&self, score: Score) {
+    /// `k` documents were found ranking at least `rank`.
+    pub fn raise(&self, rank: f64) {
         self.0
-            .fetch_max(ordered_bits(score), AtomicOrdering::Relaxed);
+            .fetch_max(ordered_bits(rank), AtomicOrdering::Relaxed);
     }
 }
 
@@ -217,27 +220,31 @@ impl HitColumns {
     }
 }
 
-/// Top `limit` hits of one tier by (score, id).
+/// Top `limit` hits of one tier by (rank, id).
 pub struct TopHits {
     pub limit: usize,
     pub tier: TierName,
     /// The tier's columns, opened once.
     pub columns: Arc<HitColumns>,
+    pub profile: Arc<RankProfile>,
+    /// The tier's value columns, read by profiles other than BM25.
+    pub values: Arc<TierValues>,
     /// Shared with the other searches for the same page; a fresh one prunes alone.
     pub threshold: Arc<SharedThreshold>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
+    rank: f64,
     score: Score,
     local: u64,
     doc: DocId,
 }
 
-/// Better first: higher score, then smaller id.
+/// Better first: higher rank, then smaller id.
 fn better_first(a: &Candidate, b: &Candidate) -> Ordering {
-    b.score
-        .total_cmp(&a.score)
+    b.rank
+        .total_cmp(&a.rank)
         .then_with(|| a.local.cmp(&b.local))
 }
 
@@ -247,6 +254,10 @@ pub struct SegmentTopHits {
     segment: SegmentOrdinal,
     columns: SegmentColumns,
     threshold: Arc<SharedThreshold>,
+    profile: Arc<RankProfile>,
+    /// The profile's inputs in this segment, and a buffer for one document's values.
+    inputs: Vec<ValueColumn>,
+    values: Vec<Option<f64>>,
     /// Up to `2 * limit` candidates, cut to the best `limit` when full (as tantivy's
     /// `TopNComputer` does): amortised O(1) per candidate, no heap.
     buffer: Vec<Candidate>,
@@ -255,14 +266,30 @@ pub struct SegmentTopHits {
 }
 
 impl SegmentTopHits {
+    fn rank_of(&mut self, doc: DocId, score: Score) -> f64 {
+        if let RankRule::Bm25 = self.profile.rule {
+            return f64::from(score);
+        }
+        for (value, column) in self.values.iter_mut().zip(&self.inputs) {
+            *value = column.first(doc);
+        }
+        self.profile.rank(score, &self.values)
+    }
+
     fn collect_candidate(&mut self, doc: DocId, score: Score) {
+        let rank = self.rank_of(doc, score);
         if let Some(worst) = self.worst
-            && score < worst.score
+            && rank < worst.rank
         {
             return;
         }
         let local = self.columns.local_order.first(doc).unwrap_or(u64::MAX);
-        let candidate = Candidate { score, local, doc };
+        let candidate = Candidate {
+            rank,
+            score,
+            local,
+            doc,
+        };
         if let Some(worst) = self.worst
             && better_first(&candidate, &worst) != Ordering::Less
         {
@@ -283,14 +310,15 @@ impl SegmentTopHits {
         self.buffer.truncate(limit);
         let worst = self.buffer[limit - 1];
         self.worst = Some(worst);
-        self.threshold.raise(worst.score);
+        self.threshold.raise(worst.rank);
     }
 
-    /// What tantivy may skip: documents scoring below the best known k-th score. Just below
-    /// it, so that documents tying it still arrive and compete on id.
+    /// What tantivy may skip when ranking by BM25: documents scoring below the best known k-th
+    /// score. Just below it, so that documents tying it still arrive and compete on id. (The
+    /// rank is the `f32` score widened, so narrowing it back is exact.)
     fn pruning_threshold(&self) -> Score {
-        let own = self.worst.map_or(Score::NEG_INFINITY, |worst| worst.score);
-        let floor = own.max(self.threshold.get());
+        let own = self.worst.map_or(f64::NEG_INFINITY, |worst| worst.rank);
+        let floor = own.max(self.threshold.get()) as Score;
         if floor == Score::NEG_INFINITY {
             floor
         } else {
@@ -317,11 +345,12 @@ impl SegmentCollector for SegmentTopHits {
         if self.buffer.len() == self.limit
             && let Some(worst) = self.buffer.last()
         {
-            self.threshold.raise(worst.score);
+            self.threshold.raise(worst.rank);
         }
         self.buffer
             .iter()
             .map(|candidate| RankedHit {
+                rank: candidate.rank,
                 score: candidate.score,
                 key: self
                     .columns
@@ -350,12 +379,18 @@ impl Collector for TopHits {
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentTopHits> {
         let columns = self.columns.segment(reader.segment_id())?.clone();
+        let inputs = self
+            .values
+            .segment_inputs(segment as usize, self.profile.inputs());
         Ok(SegmentTopHits {
             limit: self.limit,
             tier: self.tier,
             segment,
             columns,
             threshold: self.threshold.clone(),
+            profile: self.profile.clone(),
+            values: vec![None; inputs.len()],
+            inputs,
             buffer: Vec::with_capacity(2 * self.limit.min(4096)),
             worst: None,
         })
@@ -376,13 +411,23 @@ impl Collector for TopHits {
             return Ok(Vec::new());
         }
         let alive = reader.alive_bitset().cloned();
-        let start = collector.pruning_threshold();
-        weight.for_each_pruning(start, reader, &mut |doc, score| {
-            if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
-                collector.collect_candidate(doc, score);
-            }
-            collector.pruning_threshold()
-        })?;
+        if self.profile.rule == RankRule::Bm25 {
+            let start = collector.pruning_threshold();
+            weight.for_each_pruning(start, reader, &mut |doc, score| {
+                if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
+                    collector.collect_candidate(doc, score);
+                }
+                collector.pruning_threshold()
+            })?;
+        } else {
+            // A profile's rank reads each document's values: no bound on BM25 alone can skip
+            // documents, so every match is ranked.
+            weight.for_each(reader, &mut |doc, score| {
+                if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
+                    collector.collect_candidate(doc, score);
+                }
+            })?;
+        }
         Ok(collector.harvest())
     }
 
@@ -396,11 +441,11 @@ impl Collector for TopHits {
     }
 }
 
-/// Sorts hits by (score, id), best first.
+/// Sorts hits by (rank, id), best first.
 ///
 /// Contract: the hits of each segment of each tier arrive in their exact order among
 /// themselves (as `TopHits` returns them), so keys decide alone unless hits of different
-/// segments tie on score and key with `Prefix` exactness; only for such runs is `full_id` asked
+/// segments tie on rank and key with `Prefix` exactness; only for such runs is `full_id` asked
 /// for ids, and only for the hits in them.
 pub fn sort_best_first(
     hits: &mut [RankedHit],
@@ -408,10 +453,10 @@ pub fn sort_best_first(
     mut full_id: impl FnMut(&RankedHit) -> String,
 ) {
     let same_rank = |a: &RankedHit, b: &RankedHit| {
-        a.score.total_cmp(&b.score) == Ordering::Equal && a.key == b.key
+        a.rank.total_cmp(&b.rank) == Ordering::Equal && a.key == b.key
     };
     // Stable: ties keep each segment's exact order.
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
+    hits.sort_by(|a, b| b.rank.total_cmp(&a.rank).then(a.key.cmp(&b.key)));
     if exactness == KeyExactness::Exact {
         return;
     }
@@ -441,7 +486,16 @@ mod tests {
 
     #[test]
     fn shared_threshold_orders_like_floats() {
-        let scores = [Score::NEG_INFINITY, -3.5, -0.0, 0.0, 1e-30, 0.5, 7.25];
+        let scores = [
+            f64::NEG_INFINITY,
+            -3.5,
+            -0.0,
+            0.0,
+            1e-300,
+            0.5,
+            7.25,
+            f64::INFINITY,
+        ];
         for pair in scores.windows(2) {
             assert!(ordered_bits(pair[0]) <= ordered_bits(pair[1]), "{pair:?}");
         }
@@ -452,7 +506,7 @@ mod tests {
             );
         }
         let threshold = SharedThreshold::default();
-        assert_eq!(threshold.get(), Score::NEG_INFINITY);
+        assert_eq!(threshold.get(), f64::NEG_INFINITY);
         threshold.raise(-2.0);
         threshold.raise(3.0);
         threshold.raise(1.0);
@@ -461,6 +515,7 @@ mod tests {
 
     fn hit(score: Score, key: u64, segment: u32, doc: DocId) -> RankedHit {
         RankedHit {
+            rank: f64::from(score),
             score,
             key,
             tier: TierName::Hot,
@@ -543,6 +598,8 @@ mod deep_page_tests {
             tier: TierName::Hot,
             columns: columns.clone(),
             threshold: Arc::default(),
+            profile: Arc::new(RankProfile::bm25()),
+            values: Arc::new(TierValues::none()),
         };
         assert!(top.requires_scoring());
         let hits = searcher.search(&AllQuery, &top).unwrap();

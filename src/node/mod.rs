@@ -8,9 +8,11 @@ pub mod documents;
 pub mod offload;
 pub mod rehydrate;
 pub mod search;
+mod skip;
 pub mod stable;
 pub mod statistics;
 pub mod stores;
+pub mod values;
 pub mod version;
 
 use std::collections::BTreeMap;

@@ -24,10 +24,12 @@ use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
 use super::offload::off_runtime;
 use super::stable::keep_constant_scores;
 use super::statistics::CorpusStatistics;
+use super::values::TierValues;
 use super::version::{ColdTier, LoadedVersion};
 use crate::cache::ReadStats;
 use crate::config::DegradedPolicy;
 use crate::format::DocAddr;
+use crate::ranking::RankProfile;
 
 #[derive(Debug, Clone, Default)]
 pub struct SearchRequest {
@@ -40,6 +42,10 @@ pub struct SearchRequest {
     pub hot_only: bool,
     /// Count every match for the totals (a second pass); else they are lower bounds.
     pub count_total: bool,
+    /// A rank profile of the schema; empty for `[ranking.default]` or BM25.
+    pub profile: String,
+    /// `"<field> DESC|ASC"`: overrides `profile`.
+    pub order_by: String,
     /// When the caller stops waiting (the gRPC deadline); else the node's default budget.
     pub deadline: Option<Instant>,
 }
@@ -49,7 +55,8 @@ pub const DEFAULT_LIMIT: u32 = 10;
 #[derive(Debug, Clone)]
 pub struct SearchHit {
     pub id: FieldValue,
-    pub score: f32,
+    /// The profile's score expression, else BM25.
+    pub score: f64,
     pub tier: TierName,
     pub fields: Fields,
 }
@@ -80,6 +87,10 @@ pub struct SearchResult {
     pub omitted_ids: Vec<FieldValue>,
     pub stats: SearchStats,
     pub version: String,
+    /// The cold tier was not searched: no cold document could reach the page.
+    pub cold_skipped: bool,
+    /// What ordered the page (`RankProfile::label`).
+    pub ranked_by: String,
 }
 
 fn millis(since: Instant) -> f64 {
@@ -128,6 +139,7 @@ struct TierSearch<'a> {
     searcher: &'a Searcher,
     tier: TierName,
     columns: Arc<HitColumns>,
+    values: Arc<TierValues>,
 }
 
 impl<'a> TierSearch<'a> {
@@ -136,6 +148,7 @@ impl<'a> TierSearch<'a> {
             searcher,
             tier: TierName::Hot,
             columns: version.hot_columns.clone(),
+            values: version.hot_values.clone(),
         }
     }
 
@@ -144,6 +157,7 @@ impl<'a> TierSearch<'a> {
             searcher,
             tier: TierName::Cold,
             columns: cold.columns.clone(),
+            values: cold.values.clone(),
         }
     }
 }
@@ -160,23 +174,39 @@ fn tier_columns<'a>(
     }
 }
 
+/// How one tier is ranked for a page.
+struct Ranking<'a> {
+    query: &'a dyn Query,
+    statistics: &'a CorpusStatistics,
+    profile: &'a Arc<RankProfile>,
+    depth: usize,
+    count: bool,
+}
+
 fn search_tier(
     tier: TierSearch<'_>,
-    query: &dyn Query,
-    statistics: &CorpusStatistics,
-    depth: usize,
+    ranking: &Ranking<'_>,
     threshold: Arc<SharedThreshold>,
-    count: bool,
 ) -> Result<TierPage, NodeError> {
     let TierSearch {
         searcher,
         tier,
         columns,
+        values,
     } = tier;
+    let &Ranking {
+        query,
+        statistics,
+        profile,
+        depth,
+        count,
+    } = ranking;
     let collector = TopHits {
         limit: depth,
         tier,
         columns,
+        profile: profile.clone(),
+        values,
         threshold,
     };
     let hits = searcher
@@ -238,10 +268,15 @@ impl PageHit {
         from_fields.unwrap_or_else(|| tier_columns(version, cold, self.hit.tier).id(&self.hit))
     }
 
-    fn into_search_hit(self, version: &LoadedVersion, cold: Option<&ColdTier>) -> SearchHit {
+    fn into_search_hit(
+        self,
+        version: &LoadedVersion,
+        cold: Option<&ColdTier>,
+        profile: &RankProfile,
+    ) -> SearchHit {
         SearchHit {
             id: self.resolve_id(version, cold).into(),
-            score: self.hit.score,
+            score: profile.reported_score(self.hit.score, self.hit.rank),
             tier: self.hit.tier,
             fields: self.fields.unwrap_or_default(),
         }
@@ -257,6 +292,8 @@ struct Ranked {
     /// To rank the hot tier again, deeper, when the page degrades.
     query: Arc<dyn Query>,
     statistics: Arc<CorpusStatistics>,
+    /// The cold tier was not searched: it could not reach the page.
+    cold_skipped: bool,
     hot_total: u64,
     cold_total: u64,
     parse_ms: f64,
@@ -308,6 +345,10 @@ pub async fn search(
         &request.fields,
     )
     .map_err(NodeError::InvalidArgument)?;
+    let profile = version
+        .profiles
+        .choose(&version.schema, &request.profile, &request.order_by)
+        .map_err(|err| NodeError::InvalidArgument(err.to_string()))?;
     let cold = if request.hot_only {
         None
     } else {
@@ -333,11 +374,19 @@ pub async fn search(
             count: request.count_total,
             deadline,
         };
-        let span = debug_span!("rank");
+        let profile = profile.clone();
+        let span = debug_span!("rank", ranked_by = %profile.label);
         off_runtime(move || {
             let _permit = permit;
             let _entered = span.entered();
-            rank(&version, cold.as_deref(), &selection, &query_text, spec)
+            rank(
+                &version,
+                cold.as_deref(),
+                &selection,
+                &query_text,
+                &profile,
+                spec,
+            )
         })
     };
     // A search running on its thread cannot be interrupted: the budget is checked once it is
@@ -398,7 +447,7 @@ pub async fn search(
                     if page_hit.fields.is_none() {
                         page_hit.fields = Some(documents.next().unwrap_or_default());
                     }
-                    page_hit.into_search_hit(&version, cold.as_deref())
+                    page_hit.into_search_hit(&version, cold.as_deref(), &profile)
                 })
                 .collect()
         }
@@ -416,13 +465,14 @@ pub async fn search(
                 .page
                 .into_iter()
                 .filter(|page_hit| page_hit.hit.tier == TierName::Hot)
-                .map(|page_hit| page_hit.into_search_hit(&version, cold.as_deref()))
+                .map(|page_hit| page_hit.into_search_hit(&version, cold.as_deref(), &profile))
                 .collect();
             let room = (limit as usize).saturating_sub(hits.len());
             if room > 0 {
                 let backfill = HotBackfill {
                     query: ranked.query,
                     statistics: ranked.statistics,
+                    profile: profile.clone(),
                     skip: ranked.hot_through_page,
                     take: room,
                 };
@@ -452,6 +502,8 @@ pub async fn search(
             total_ms: millis(started),
         },
         version: version.version().to_string(),
+        cold_skipped: ranked.cold_skipped,
+        ranked_by: profile.label.clone(),
     })
 }
 
@@ -459,6 +511,7 @@ pub async fn search(
 struct HotBackfill {
     query: Arc<dyn Query>,
     statistics: Arc<CorpusStatistics>,
+    profile: Arc<RankProfile>,
     skip: usize,
     take: usize,
 }
@@ -474,13 +527,17 @@ async fn hot_backfill(
     let selection = selection.clone();
     off_runtime(move || {
         let searcher = version.hot.searcher();
+        let ranking = Ranking {
+            query: backfill.query.as_ref(),
+            statistics: &backfill.statistics,
+            profile: &backfill.profile,
+            depth: backfill.skip + backfill.take,
+            count: false,
+        };
         let page = search_tier(
             TierSearch::hot(&version, &searcher),
-            backfill.query.as_ref(),
-            &backfill.statistics,
-            backfill.skip + backfill.take,
+            &ranking,
             Arc::default(),
-            false,
         )?;
         page.hits
             .into_iter()
@@ -490,7 +547,7 @@ async fn hot_backfill(
                 Ok(SearchHit {
                     fields,
                     id: id.into(),
-                    score: hit.score,
+                    score: backfill.profile.reported_score(hit.score, hit.rank),
                     tier: TierName::Hot,
                 })
             })
@@ -549,6 +606,7 @@ fn rank(
     cold: Option<&ColdTier>,
     selection: &FieldSelection,
     query_text: &str,
+    profile: &Arc<RankProfile>,
     spec: PageSpec,
 ) -> Result<Ranked, NodeError> {
     let PageSpec {
@@ -568,19 +626,27 @@ fn rank(
     let statistics = version.statistics().clone();
     // One threshold for both tiers: the cold tier skips what cannot beat the hot tier's k-th.
     let threshold = Arc::new(SharedThreshold::default());
-    let hot_tier = TierSearch::hot(version, &hot_searcher);
-    let hot = search_tier(
-        hot_tier,
-        query.as_ref(),
-        &statistics,
+    let ranking = Ranking {
+        query: query.as_ref(),
+        statistics: &statistics,
+        profile,
         depth,
-        threshold.clone(),
         count,
+    };
+    let hot = search_tier(
+        TierSearch::hot(version, &hot_searcher),
+        &ranking,
+        threshold.clone(),
     )?;
+    let cold_skipped = match cold {
+        Some(cold) if !count => cold_cannot_reach(&hot.hits, depth, cold, &ranking)?,
+        _ => false,
+    };
     // The cold tier after the hot one, from the hot tier's k-th score: on one thread, two tiers
     // cost about what one index over both would (measured: a second thread costs more in
     // wake-ups than it saves on these searches; docs/benchmarks.md).
     let cold_page = match cold {
+        Some(_) if cold_skipped => None,
         Some(cold) => {
             if Instant::now() > deadline {
                 return Err(NodeError::DeadlineExceeded(
@@ -589,14 +655,7 @@ fn rank(
             }
             let searcher = cold.tier.searcher();
             let tier = TierSearch::cold(cold, &searcher);
-            Some(search_tier(
-                tier,
-                query.as_ref(),
-                &statistics,
-                depth,
-                threshold,
-                count,
-            )?)
+            Some(search_tier(tier, &ranking, threshold)?)
         }
         None => None,
     };
@@ -635,10 +694,40 @@ fn rank(
         hot_through_page,
         query,
         statistics,
+        cold_skipped,
         hot_total,
         cold_total,
         parse_ms,
         search_ms,
         hot_fetch_ms: millis(hot_fetch_started),
     })
+}
+
+/// Whether no cold document can reach the page: the hot tier filled it (`depth` hits) and its
+/// last rank is above the highest rank any cold document could have for this query. Strictly
+/// above: a cold document tying it could still win on id.
+fn cold_cannot_reach(
+    hot_hits: &[RankedHit],
+    depth: usize,
+    cold: &ColdTier,
+    ranking: &Ranking<'_>,
+) -> Result<bool, NodeError> {
+    let Some(kth) = hot_hits.get(depth.wrapping_sub(1)) else {
+        return Ok(false);
+    };
+    let profile = ranking.profile;
+    let bm25_max = if profile.reads_bm25() {
+        let searcher = cold.tier.searcher();
+        match cold
+            .term_maxima
+            .bm25_bound(ranking.query, &searcher, ranking.statistics)?
+        {
+            Some(bound) => bound,
+            None => return Ok(false),
+        }
+    } else {
+        f64::INFINITY
+    };
+    let ranges = cold.values.ranges(profile.inputs());
+    Ok(kth.rank > profile.upper_bound(bm25_max, &ranges))
 }

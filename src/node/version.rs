@@ -11,8 +11,11 @@ use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 use super::NodeError;
 use super::cold::ColdFile;
 use super::collector::{HitColumns, IdKind};
+use super::skip::TermMaxima;
 use super::statistics::CorpusStatistics;
+use super::values::TierValues;
 use crate::format::Manifest;
+use crate::ranking::RankProfiles;
 use crate::schema::{FieldType, IndexSchema};
 
 /// An open, read-only tantivy index.
@@ -41,8 +44,11 @@ pub struct ColdTier {
     pub tier: Tier,
     pub files: Arc<Vec<ColdFile>>,
     pub columns: Arc<HitColumns>,
+    pub values: Arc<TierValues>,
     /// Over both tiers.
     pub statistics: Arc<CorpusStatistics>,
+    /// Each query term's highest BM25 contribution here, for the cold skip.
+    pub term_maxima: TermMaxima,
 }
 
 pub struct LoadedVersion {
@@ -50,6 +56,9 @@ pub struct LoadedVersion {
     pub schema: Arc<IndexSchema>,
     pub hot: Tier,
     pub hot_columns: Arc<HitColumns>,
+    pub hot_values: Arc<TierValues>,
+    /// The schema's rank profiles, checked when the version is loaded.
+    pub profiles: RankProfiles,
     /// Over the hot tier alone, while the cold tier is not loaded.
     hot_statistics: Arc<CorpusStatistics>,
     cold: OnceLock<Arc<ColdTier>>,
@@ -89,10 +98,18 @@ impl LoadedVersion {
             id_kind,
             false,
         )?);
+        let profiles = RankProfiles::compile(
+            &schema,
+            &format!("{}/{} manifest", manifest.index, manifest.version),
+        )
+        .map_err(|err| NodeError::Corrupt(err.to_string()))?;
+        let hot_values = Arc::new(TierValues::open(&hot.searcher(), &schema)?);
         let query_parser = QueryParser::for_index(&hot.index, default_fields);
         let hot_statistics = Arc::new(CorpusStatistics::new(vec![hot.searcher()])?);
         Ok(LoadedVersion {
             hot_columns,
+            hot_values,
+            profiles,
             hot_statistics,
             query_parser,
             version_key,
@@ -132,12 +149,15 @@ impl LoadedVersion {
             self.id_kind,
             true,
         )?);
+        let values = Arc::new(TierValues::open(&searcher, &self.schema)?);
         let statistics = Arc::new(CorpusStatistics::new(vec![self.hot.searcher(), searcher])?);
         let cold = ColdTier {
             tier,
             files: Arc::new(files),
             columns,
+            values,
             statistics,
+            term_maxima: TermMaxima::default(),
         };
         self.cold
             .set(Arc::new(cold))

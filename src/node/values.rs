@@ -1,0 +1,159 @@
+//! The numeric and date fast columns rank profiles read, per segment of one tier, opened once
+//! when the tier is loaded, and the range of each field's values over the tier (what bounds a
+//! cold document's rank for the cold skip).
+
+use tantivy::columnar::{Cardinality, Column};
+use tantivy::{DateTime, DocId, Searcher};
+
+use crate::ranking::{FieldInput, ValueRange};
+use crate::schema::{FieldType, IndexSchema};
+
+/// One segment's column of one field, read as `f64` (dates as seconds since the epoch).
+#[derive(Clone)]
+pub enum ValueColumn {
+    U64(Column<u64>),
+    I64(Column<i64>),
+    F64(Column<f64>),
+    Date(Column<DateTime>),
+    /// The segment has no value for the field.
+    Absent,
+}
+
+fn seconds(date: DateTime) -> f64 {
+    date.into_timestamp_micros() as f64 / 1e6
+}
+
+impl ValueColumn {
+    #[inline]
+    pub fn first(&self, doc: DocId) -> Option<f64> {
+        match self {
+            ValueColumn::U64(column) => column.first(doc).map(|value| value as f64),
+            ValueColumn::I64(column) => column.first(doc).map(|value| value as f64),
+            ValueColumn::F64(column) => column.first(doc),
+            ValueColumn::Date(column) => column.first(doc).map(seconds),
+            ValueColumn::Absent => None,
+        }
+    }
+
+    /// Bounds of the segment's values (the column's stored min and max, which hold every
+    /// value though they may be wider), and whether some document has none.
+    fn range(&self) -> ValueRange {
+        fn of<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static>(
+            column: &Column<T>,
+            to_f64: impl Fn(T) -> f64,
+        ) -> ValueRange {
+            ValueRange {
+                values: (column.values.num_vals() > 0)
+                    .then(|| (to_f64(column.min_value()), to_f64(column.max_value()))),
+                may_be_missing: column.get_cardinality() != Cardinality::Full,
+            }
+        }
+        match self {
+            ValueColumn::U64(column) => of(column, |value| value as f64),
+            ValueColumn::I64(column) => of(column, |value| value as f64),
+            ValueColumn::F64(column) => of(column, |value| value),
+            ValueColumn::Date(column) => of(column, seconds),
+            ValueColumn::Absent => ValueRange {
+                values: None,
+                may_be_missing: true,
+            },
+        }
+    }
+}
+
+fn merge(a: ValueRange, b: ValueRange) -> ValueRange {
+    ValueRange {
+        values: match (a.values, b.values) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+            (one, None) | (None, one) => one,
+        },
+        may_be_missing: a.may_be_missing || b.may_be_missing,
+    }
+}
+
+/// Every rankable field's columns in one tier: `segments[segment_ord][field]`, `None` for
+/// schema fields that are not numeric or date fast fields.
+pub struct TierValues {
+    segments: Vec<Vec<Option<ValueColumn>>>,
+    /// Per schema field, over the whole tier.
+    ranges: Vec<Option<ValueRange>>,
+}
+
+impl TierValues {
+    /// No columns: for a tier ranked by BM25 alone.
+    pub fn none() -> TierValues {
+        TierValues {
+            segments: Vec::new(),
+            ranges: Vec::new(),
+        }
+    }
+
+    pub fn open(searcher: &Searcher, schema: &IndexSchema) -> tantivy::Result<TierValues> {
+        let mut segments = Vec::with_capacity(searcher.segment_readers().len());
+        for reader in searcher.segment_readers() {
+            let fast = reader.fast_fields();
+            let mut columns = Vec::with_capacity(schema.spec.fields.len());
+            for field in &schema.spec.fields {
+                let name = field.name.as_str();
+                let column = match (field.fast, field.field_type) {
+                    (false, _) => None,
+                    (true, FieldType::U64) => Some(fast.column_opt(name)?.map(ValueColumn::U64)),
+                    (true, FieldType::I64) => Some(fast.column_opt(name)?.map(ValueColumn::I64)),
+                    (true, FieldType::F64) => Some(fast.column_opt(name)?.map(ValueColumn::F64)),
+                    (true, FieldType::Date) => Some(fast.column_opt(name)?.map(ValueColumn::Date)),
+                    _ => None,
+                };
+                columns.push(column.map(|column| column.unwrap_or(ValueColumn::Absent)));
+            }
+            segments.push(columns);
+        }
+        let ranges = (0..schema.spec.fields.len())
+            .map(|field| {
+                segments
+                    .iter()
+                    .map(|columns| columns[field].as_ref().map(ValueColumn::range))
+                    .reduce(|a, b| match (a, b) {
+                        (Some(a), Some(b)) => Some(merge(a, b)),
+                        _ => None,
+                    })
+                    .unwrap_or(Some(ValueRange {
+                        values: None,
+                        may_be_missing: false,
+                    }))
+            })
+            .collect();
+        Ok(TierValues { segments, ranges })
+    }
+
+    /// The columns of `inputs` in one segment, in their order.
+    pub fn segment_inputs(&self, segment: usize, inputs: &[FieldInput]) -> Vec<ValueColumn> {
+        inputs
+            .iter()
+            .map(|input| {
+                self.segments
+                    .get(segment)
+                    .and_then(|columns| columns.get(input.field))
+                    .cloned()
+                    .flatten()
+                    .unwrap_or(ValueColumn::Absent)
+            })
+            .collect()
+    }
+
+    /// What `inputs` range over in this tier; unbounded for a field the tier cannot say.
+    pub fn ranges(&self, inputs: &[FieldInput]) -> Vec<ValueRange> {
+        inputs
+            .iter()
+            .map(|input| {
+                self.ranges
+                    .get(input.field)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(ValueRange {
+                        values: Some((f64::NEG_INFINITY, f64::INFINITY)),
+                        may_be_missing: true,
+                    })
+            })
+            .collect()
+    }
+}

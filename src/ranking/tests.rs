@@ -1,0 +1,255 @@
+use proptest::prelude::*;
+
+use super::*;
+
+const SCHEMA: &str = r#"
+id_field = "id"
+[[field]]
+name = "id"
+type = "u64"
+[[field]]
+name = "title"
+type = "text"
+[[field]]
+name = "downloads"
+type = "u64"
+fast = true
+[[field]]
+name = "rating"
+type = "f64"
+fast = true
+[[field]]
+name = "released"
+type = "date"
+fast = true
+[[field]]
+name = "size"
+type = "i64"
+"#;
+
+fn schema_with(ranking: &str) -> IndexSchema {
+    IndexSchema::from_toml_str(&format!("{SCHEMA}\n{ranking}"), "schema.toml").unwrap()
+}
+
+fn compile_one(score: &str) -> Result<RankProfiles, RankingError> {
+    let schema = schema_with(&format!("[ranking.p]\nscore = {score:?}\n"));
+    RankProfiles::compile(&schema, "schema.toml")
+}
+
+fn profile(score: &str) -> Arc<RankProfile> {
+    let schema = schema_with(&format!("[ranking.p]\nscore = {score:?}\n"));
+    RankProfiles::compile(&schema, "schema.toml")
+        .unwrap()
+        .choose(&schema, "p", "")
+        .unwrap()
+}
+
+#[test]
+fn evaluates_the_issue_example() {
+    let profile = profile("bm25 * (1 + 0.3 * ln(1 + downloads))");
+    assert_eq!(profile.inputs().len(), 1);
+    assert_eq!(profile.inputs()[0].name, "downloads");
+    let rank = profile.rank(2.0, &[Some(99.0)]);
+    let expected = 2.0 * (1.0 + 0.3 * (100.0f64).ln());
+    assert!((rank - expected).abs() < 1e-12, "{rank} vs {expected}");
+    assert_eq!(profile.reported_score(2.0, rank), rank);
+    // A missing field makes the score NULL: last.
+    assert_eq!(profile.rank(2.0, &[None]), f64::NEG_INFINITY);
+}
+
+#[test]
+fn functions_and_null_handling() {
+    let cases: &[(&str, &[Option<f64>], Option<f64>)] = &[
+        ("coalesce(downloads, 7)", &[None], Some(7.0)),
+        ("coalesce(downloads, 7)", &[Some(3.0)], Some(3.0)),
+        ("min(downloads, 10, 4)", &[Some(5.0)], Some(4.0)),
+        ("max(downloads, -2)", &[Some(5.0)], Some(5.0)),
+        ("log10(downloads)", &[Some(1000.0)], Some(3.0)),
+        ("sqrt(downloads)", &[Some(16.0)], Some(4.0)),
+        ("ln(downloads)", &[Some(0.0)], None),
+        ("sqrt(-downloads)", &[Some(4.0)], None),
+        ("1 / downloads", &[Some(0.0)], None),
+        ("-downloads + 2 * 3 - 1", &[Some(1.0)], Some(4.0)),
+    ];
+    for (text, values, expected) in cases {
+        let profile = profile(text);
+        let got = match &profile.rule {
+            RankRule::Score(expression) => expression.evaluate(1.0, values),
+            _ => unreachable!(),
+        };
+        assert_eq!(got, *expected, "{text}");
+    }
+}
+
+#[test]
+fn errors_name_the_profile_and_column() {
+    let cases = [
+        (
+            "bm25 * ln(1 + dowloads)",
+            RankingErrorKind::UnknownField,
+            15,
+            "dowloads",
+        ),
+        ("bm25 * title", RankingErrorKind::TypeMismatch, 8, "title"),
+        ("bm25 + size", RankingErrorKind::NotFast, 8, "fast = true"),
+        (
+            "bm25 * frob(downloads)",
+            RankingErrorKind::Unsupported,
+            8,
+            "frob",
+        ),
+        ("bm25 * (1 + ", RankingErrorKind::Syntax, 13, "syntax error"),
+        ("bm25 * 'a'", RankingErrorKind::TypeMismatch, 8, "numbers"),
+        (
+            "ln(downloads, 2)",
+            RankingErrorKind::Syntax,
+            1,
+            "one argument",
+        ),
+        (
+            "bm25 bm25",
+            RankingErrorKind::Syntax,
+            6,
+            "after the expression",
+        ),
+    ];
+    for (text, kind, column, mentions) in cases {
+        let err = compile_one(text).unwrap_err();
+        assert_eq!(err.kind(), kind, "{text}: {err}");
+        assert_eq!(err.column, column, "{text}: {err}");
+        assert_eq!(err.entry, "ranking.p.score");
+        let shown = err.to_string();
+        assert!(shown.contains(mentions), "{text}: {shown}");
+        assert!(
+            shown.starts_with("schema.toml: ranking.p.score:"),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn order_by_in_profiles_and_requests() {
+    let schema = schema_with("[ranking.recent]\norder_by = \"released DESC\"\n");
+    let profiles = RankProfiles::compile(&schema, "schema.toml").unwrap();
+    let recent = profiles.choose(&schema, "recent", "").unwrap();
+    assert_eq!(recent.label, "recent");
+    assert!(recent.rank(0.0, &[Some(2.0)]) > recent.rank(9.0, &[Some(1.0)]));
+    assert_eq!(recent.rank(0.0, &[None]), f64::NEG_INFINITY);
+    assert_eq!(recent.reported_score(1.5, 2.0), 1.5);
+    let ascending = profiles.choose(&schema, "recent", "rating  asc").unwrap();
+    assert_eq!(ascending.label, "order_by:rating ASC");
+    assert!(ascending.rank(0.0, &[Some(1.0)]) > ascending.rank(0.0, &[Some(2.0)]));
+    for (order_by, kind, column) in [
+        ("rating SIDEWAYS", RankingErrorKind::Syntax, 8),
+        ("  nope DESC", RankingErrorKind::UnknownField, 3),
+        ("title DESC", RankingErrorKind::TypeMismatch, 1),
+        ("size DESC", RankingErrorKind::NotFast, 1),
+        ("rating DESC x", RankingErrorKind::Syntax, 13),
+    ] {
+        let err = profiles.choose(&schema, "", order_by).unwrap_err();
+        assert_eq!(
+            (err.kind(), err.column),
+            (kind, column),
+            "{order_by}: {err}"
+        );
+        assert!(err.to_string().starts_with("request: order_by:"), "{err}");
+    }
+}
+
+#[test]
+fn default_profile_and_unknown_names() {
+    let schema =
+        schema_with("[ranking.default]\nscore = \"bm25 * 2\"\n[ranking.plain]\nscore = \"bm25\"\n");
+    let profiles = RankProfiles::compile(&schema, "schema.toml").unwrap();
+    assert_eq!(profiles.choose(&schema, "", "").unwrap().label, "default");
+    assert_eq!(profiles.choose(&schema, "bm25", "").unwrap().label, "bm25");
+    let err = profiles.choose(&schema, "nope", "").unwrap_err();
+    assert_eq!(err.kind(), RankingErrorKind::UnknownProfile);
+    assert!(err.to_string().contains("`nope`"), "{err}");
+    assert!(err.to_string().contains("default, plain"), "{err}");
+    let plain = schema_with("");
+    let profiles = RankProfiles::compile(&plain, "schema.toml").unwrap();
+    assert_eq!(
+        profiles.choose(&plain, "", "").unwrap().rule,
+        RankRule::Bm25
+    );
+
+    for bad in [
+        "[ranking.both]\nscore = \"bm25\"\norder_by = \"rating DESC\"\n",
+        "[ranking.none]\n",
+        "[ranking.\"a b\"]\nscore = \"bm25\"\n",
+    ] {
+        let schema = schema_with(bad);
+        let err = RankProfiles::compile(&schema, "schema.toml").unwrap_err();
+        assert_eq!(err.kind(), RankingErrorKind::Profile, "{bad}: {err}");
+    }
+}
+
+const EXPRESSIONS: &[&str] = &[
+    "bm25 * (1 + 0.3 * ln(1 + downloads))",
+    "bm25 + coalesce(rating, 2.5) - downloads / 1000",
+    "max(bm25, sqrt(downloads)) * min(rating, 3)",
+    "bm25 / (1 + rating) + log10(coalesce(downloads, 1))",
+    "-bm25 * rating",
+    "coalesce(rating, downloads, -1) * (released / 86400 - 19000)",
+];
+
+fn range_strategy() -> impl Strategy<Value = (f64, f64, bool)> {
+    (-50.0f64..50.0, 0.0f64..100.0, any::<bool>())
+        .prop_map(|(low, width, missing)| (low, low + width, missing))
+}
+
+proptest! {
+    /// No document whose inputs lie within the ranges scores above the bound.
+    #[test]
+    fn upper_bound_holds_for_every_document_in_range(
+        which in 0..EXPRESSIONS.len(),
+        bm25_max in 0.0f64..30.0,
+        ranges in proptest::collection::vec(range_strategy(), 3),
+        picks in proptest::collection::vec((0.0f64..=1.0, 0.0f64..=1.0, any::<bool>()), 1..40),
+    ) {
+        let profile = profile(EXPRESSIONS[which]);
+        let inputs = profile.inputs().len();
+        let value_ranges: Vec<ValueRange> = ranges[..inputs]
+            .iter()
+            .map(|&(low, high, missing)| ValueRange { values: Some((low, high)), may_be_missing: missing })
+            .collect();
+        let bound = profile.upper_bound(bm25_max, &value_ranges);
+        for (bm25_at, value_at, absent) in picks {
+            let values: Vec<Option<f64>> = ranges[..inputs]
+                .iter()
+                .map(|&(low, high, missing)| (!(missing && absent)).then(|| low + (high - low) * value_at))
+                .collect();
+            let rank = profile.rank((bm25_max * bm25_at) as f32 as f64 as f32, &values);
+            // bm25 as f32 can round above bm25_max: compare against the bound at the rounded
+            // maximum the node would use.
+            let bound = bound.max(profile.upper_bound(f64::from(bm25_max as f32), &value_ranges));
+            prop_assert!(rank <= bound, "{}: rank {rank} above bound {bound}", EXPRESSIONS[which]);
+        }
+    }
+}
+
+#[test]
+fn bounds_of_order_by_and_always_null() {
+    let schema = schema_with("");
+    let profiles = RankProfiles::compile(&schema, "s").unwrap();
+    let desc = profiles.choose(&schema, "", "rating DESC").unwrap();
+    let asc = profiles.choose(&schema, "", "rating ASC").unwrap();
+    let range = ValueRange {
+        values: Some((-2.0, 5.0)),
+        may_be_missing: true,
+    };
+    assert_eq!(desc.upper_bound(f64::INFINITY, &[range]), 5.0);
+    assert_eq!(asc.upper_bound(f64::INFINITY, &[range]), 2.0);
+    let empty = ValueRange {
+        values: None,
+        may_be_missing: true,
+    };
+    assert_eq!(desc.upper_bound(1.0, &[empty]), f64::NEG_INFINITY);
+    let ln = profile("ln(downloads) + bm25");
+    let negative = ValueRange {
+        values: Some((-3.0, -1.0)),
+        may_be_missing: false,
+    };
+    assert_eq!(ln.upper_bound(10.0, &[negative]), f64::NEG_INFINITY);
+}
