@@ -88,33 +88,6 @@ fn settings() -> Settings {
     settings
 }
 
-/// Web queries as plain words (tantivy syntax characters removed), in file order.
-fn web_queries(limit: usize) -> Vec<String> {
-    std::fs::read_to_string(shared_data("web-queries-tb05.txt"))
-        .unwrap()
-        .lines()
-        .filter_map(|line| line.split_once(':').map(|(_, query)| query))
-        .map(|query| {
-            query
-                .chars()
-                .map(|c| {
-                    if c.is_alphanumeric() {
-                        c.to_ascii_lowercase()
-                    } else {
-                        ' '
-                    }
-                })
-                .collect::<String>()
-                .split_whitespace()
-                .filter(|word| !matches!(*word, "and" | "or" | "not" | "to"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .filter(|query| !query.is_empty())
-        .take(limit)
-        .collect()
-}
-
 #[derive(Default, Clone)]
 struct Latencies(Vec<Duration>);
 

@@ -595,3 +595,30 @@ pub fn bench_runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// TB05 web queries (`../shared/data/web-queries-tb05.txt`) as plain words (tantivy syntax characters removed), in file order.
+pub fn web_queries(limit: usize) -> Vec<String> {
+    std::fs::read_to_string(shared_data("web-queries-tb05.txt"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_once(':').map(|(_, query)| query))
+        .map(|query| {
+            query
+                .chars()
+                .map(|c| {
+                    if c.is_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        ' '
+                    }
+                })
+                .collect::<String>()
+                .split_whitespace()
+                .filter(|word| !matches!(*word, "and" | "or" | "not" | "to"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|query| !query.is_empty())
+        .take(limit)
+        .collect()
+}

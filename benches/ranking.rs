@@ -1,0 +1,188 @@
+//! Ranking figures on the PyPI catalog: how often the hot tier answers alone and how often the
+//! cold tier is skipped, for BM25 alone and for rank profiles that favour what the rules keep
+//! hot; and what a profile costs, next to tantivy ranking the same way on one monolithic index.
+//!
+//! ```text
+//! cargo bench --bench ranking -- [--queries N]
+//! ```
+//!
+//! Builds the PyPI catalog with the rules `download_rank IS NOT NULL` (the 15,000 most
+//! downloaded packages hot) into a local directory store, and again with every document hot
+//! (the monolithic index), serves the tiered build from a node in this process, and sends the
+//! first N TB05 web queries (default 5,000) through gRPC once per ordering: `bm25`, the
+//! profile `popular` (`bm25 * (1 + 0.3 * coalesce(ln(15001 / download_rank), 0))`) and
+//! `most_downloaded` (`order_by = "download_rank ASC"`), all from `benches/pypi/schema.toml`.
+//! Per ordering: queries whose first page (10) holds no cold document, queries whose cold
+//! search was skipped, and the server-side ranking time next to tantivy's `TopDocs` (BM25, or
+//! `tweak_score` with the same expression) on the monolithic index in process.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tantivy::collector::TopDocs;
+use tantivy::query::QueryParser;
+use tantivy::{DocId, Index, Score, SegmentReader};
+use tierdex::api::pb;
+
+fn queries_setting() -> usize {
+    let mut args = std::env::args().skip(1);
+    let mut queries = 5000;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--queries" => queries = args.next().expect("--queries N").parse().unwrap(),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    queries
+}
+
+fn main() {
+    default_bench_credentials();
+    bench_runtime().block_on(run(queries_setting()));
+}
+
+fn popular_factor(download_rank: Option<u64>) -> f64 {
+    match download_rank {
+        Some(rank) if rank > 0 => 1.0 + 0.3 * (15001.0 / rank as f64).ln(),
+        _ => 1.0,
+    }
+}
+
+/// tantivy alone on the monolithic index, ranking as `ordering` does; per-query latency.
+fn tantivy_latencies(index: &Index, queries: &[String], ordering: &str) -> Vec<Duration> {
+    let schema = index.schema();
+    let fields = ["summary", "name"].map(|name| schema.get_field(name).unwrap());
+    let parser = QueryParser::for_index(index, fields.to_vec());
+    let searcher = index.reader().unwrap().searcher();
+    let mut latencies = Vec::with_capacity(queries.len());
+    for query in queries {
+        let query = parser.parse_query(query).unwrap();
+        let started = Instant::now();
+        match ordering {
+            "bm25" => {
+                let top = TopDocs::with_limit(10).order_by_score();
+                std::hint::black_box(searcher.search(&query, &top).unwrap());
+            }
+            "popular" => {
+                let top = TopDocs::with_limit(10).tweak_score(|segment: &SegmentReader| {
+                    let ranks = segment.fast_fields().u64("download_rank").unwrap();
+                    move |doc: DocId, score: Score| {
+                        f64::from(score) * popular_factor(ranks.first(doc))
+                    }
+                });
+                std::hint::black_box(searcher.search(&query, &top).unwrap());
+            }
+            _ => {
+                let top = TopDocs::with_limit(10).tweak_score(|segment: &SegmentReader| {
+                    let ranks = segment.fast_fields().u64("download_rank").unwrap();
+                    move |doc: DocId, _score: Score| {
+                        ranks.first(doc).map_or(f64::NEG_INFINITY, |rank| -(rank as f64))
+                    }
+                });
+                std::hint::black_box(searcher.search(&query, &top).unwrap());
+            }
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies
+}
+
+async fn run(query_count: usize) {
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = local_store(store_dir.path());
+    let started = Instant::now();
+    let manifest = build_pypi_with(store.clone(), "hot = [\"download_rank IS NOT NULL\"]", "pypi")
+        .await
+        .manifest;
+    println!(
+        "built pypi (rules `download_rank IS NOT NULL`) in {:.1} s: hot {} docs, cold {} docs",
+        started.elapsed().as_secs_f64(),
+        manifest.hot.docs,
+        manifest.cold.docs
+    );
+    let monolith_store = tempfile::tempdir().unwrap();
+    let monolith = build_pypi_with(
+        local_store(monolith_store.path()),
+        "hot = [\"true\"]",
+        "pypi-all",
+    )
+    .await
+    .manifest;
+    let monolith_index = Index::open_in_dir(
+        monolith_store
+            .path()
+            .join("pypi-all")
+            .join(&monolith.version)
+            .join("hot"),
+    )
+    .unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let node = TestNode::start(store, &["pypi"], data.path()).await;
+    node.wait_ready().await;
+    let mut client = node.client().await;
+    let queries = web_queries(query_count);
+    println!(
+        "{} TB05 queries, first page of 10, through gRPC\n",
+        queries.len()
+    );
+    println!(
+        "| ordering | page holds no cold document | cold search skipped | queries with results | of those, no cold document | node ranking p50 / p99 ms (server-side) | tantivy, monolithic, in process p50 / p99 ms |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for ordering in ["bm25", "popular", "most_downloaded"] {
+        // A first pass computes each term's cold maximum once (kept per version): the second
+        // pass is the one measured and counted.
+        for pass in 0..2 {
+            let (mut hot_alone, mut skipped, mut with_results, mut hot_alone_with_results) =
+                (0usize, 0usize, 0usize, 0usize);
+            let mut ranking_ms = Vec::with_capacity(queries.len());
+            for query in &queries {
+                let mut request = search_request("pypi", query, 10);
+                request.profile = ordering.to_string();
+                request.fields = vec!["name".into()];
+                let response = client
+                    .search(request)
+                    .await
+                    .unwrap_or_else(|status| panic!("{query}: {status}"))
+                    .into_inner();
+                assert_eq!(response.ranked_by, ordering);
+                let no_cold = response
+                    .hits
+                    .iter()
+                    .all(|hit| hit.tier == pb::Tier::Hot as i32);
+                hot_alone += usize::from(no_cold);
+                skipped += usize::from(response.cold_skipped);
+                if !response.hits.is_empty() {
+                    with_results += 1;
+                    hot_alone_with_results += usize::from(no_cold);
+                }
+                let stats = response.stats.unwrap_or_default();
+                ranking_ms.push(Duration::from_secs_f64(
+                    (stats.parse_ms + stats.search_ms) / 1000.0,
+                ));
+            }
+            if pass == 0 {
+                continue;
+            }
+            let tantivy = tantivy_latencies(&monolith_index, &queries, ordering);
+            let share = |count: usize, of: usize| 100.0 * count as f64 / of.max(1) as f64;
+            println!(
+                "| {ordering} | {:.1}% | {:.1}% | {} | {:.1}% | {:.3} / {:.3} | {:.3} / {:.3} |",
+                share(hot_alone, queries.len()),
+                share(skipped, queries.len()),
+                with_results,
+                share(hot_alone_with_results, with_results),
+                percentile_ms(&ranking_ms, 0.5),
+                percentile_ms(&ranking_ms, 0.99),
+                percentile_ms(&tantivy, 0.5),
+                percentile_ms(&tantivy, 0.99),
+            );
+        }
+    }
+    node.stop().await;
+}
