@@ -567,6 +567,73 @@ fn rule_errors_name_the_expression_and_position_before_input_is_read() {
 }
 
 #[test]
+fn rank_profile_errors_name_the_profile_and_column_before_input_is_read() {
+    let store = tempfile::tempdir().unwrap();
+    let garbage = tempfile::NamedTempFile::with_suffix(".jsonl").unwrap();
+    std::fs::write(garbage.path(), "this is not json\n").unwrap();
+    let base = std::fs::read_to_string(fixture("cacm/schema.toml")).unwrap();
+    for (profile, expected) in [
+        (
+            "[ranking.cited]\nscore = \"bm25 * (1 + ln(1 + citatons))\"",
+            vec![
+                "ranking.cited.score",
+                "unknown field `citatons`",
+                "column 20",
+            ],
+        ),
+        (
+            "[ranking.by_title]\norder_by = \"title DESC\"",
+            vec!["ranking.by_title.order_by", "`title` is text", "column 1"],
+        ),
+        (
+            "[ranking.dated]\nscore = \"bm25 * authors\"",
+            vec!["ranking.dated.score", "`authors` is keyword", "column 8"],
+        ),
+        (
+            "[ranking.broken]\nscore = \"bm25 * (1 +\"",
+            vec!["ranking.broken.score", "syntax error"],
+        ),
+        (
+            "[ranking.odd]\nscore = \"bm25 * exp(citations)\"",
+            vec!["ranking.odd.score", "unknown function `exp`", "column 8"],
+        ),
+    ] {
+        let schema = tempfile::NamedTempFile::with_suffix(".toml").unwrap();
+        std::fs::write(schema.path(), format!("{base}\n{profile}\n")).unwrap();
+        let output = tierdex_bin()
+            .arg("build")
+            .arg("--schema")
+            .arg(schema.path())
+            .arg("--rules")
+            .arg(fixture("cacm/rules-some.toml"))
+            .arg("--input")
+            .arg(garbage.path())
+            .arg("--store")
+            .arg(store.path())
+            .args(["--index", "cacm"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{profile}");
+        assert!(
+            stderr.contains(&schema.path().display().to_string()),
+            "the schema file is named:\n{stderr}"
+        );
+        for part in expected {
+            assert!(
+                stderr.contains(part),
+                "`{part}` missing for {profile}:\n{stderr}"
+            );
+        }
+        assert!(!stderr.contains("not json"), "{stderr}");
+    }
+    assert!(
+        std::fs::read_dir(store.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}
+
+#[test]
 fn bad_input_lines_stop_the_build_or_are_skipped_and_reported() {
     let store = tempfile::tempdir().unwrap();
     let input = tempfile::NamedTempFile::with_suffix(".jsonl").unwrap();
