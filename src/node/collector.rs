@@ -255,6 +255,9 @@ pub struct SegmentTopHits {
     columns: SegmentColumns,
     threshold: Arc<SharedThreshold>,
     profile: Arc<RankProfile>,
+    /// The profile is plain BM25: the rank is the score (kept apart to keep the per-candidate
+    /// test off the profile).
+    bm25_only: bool,
     /// The profile's inputs in this segment, and a buffer for one document's values.
     inputs: Vec<ValueColumn>,
     values: Vec<Option<f64>>,
@@ -267,7 +270,7 @@ pub struct SegmentTopHits {
 
 impl SegmentTopHits {
     fn rank_of(&mut self, doc: DocId, score: Score) -> f64 {
-        if let RankRule::Bm25 = self.profile.rule {
+        if self.bm25_only {
             return f64::from(score);
         }
         for (value, column) in self.values.iter_mut().zip(&self.inputs) {
@@ -389,6 +392,7 @@ impl Collector for TopHits {
             columns,
             threshold: self.threshold.clone(),
             profile: self.profile.clone(),
+            bm25_only: self.profile.rule == RankRule::Bm25,
             values: vec![None; inputs.len()],
             inputs,
             buffer: Vec::with_capacity(2 * self.limit.min(4096)),

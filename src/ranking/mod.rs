@@ -389,14 +389,20 @@ impl RankProfiles {
         profile: &str,
         order_by: &str,
     ) -> Result<Arc<RankProfile>, RankingError> {
-        if !order_by.trim().is_empty() {
-            let order = OrderBy::parse(order_by, schema)
-                .map_err(|located| located.within("request", "order_by", order_by))?;
-            return Ok(Arc::new(RankProfile {
-                label: order.describe(),
-                rule: RankRule::OrderBy(order),
-            }));
+        // A named profile must exist even when an order overrides it: a typo is not ignored.
+        let named = self.named(profile)?;
+        if order_by.trim().is_empty() {
+            return Ok(named);
         }
+        let order = OrderBy::parse(order_by, schema)
+            .map_err(|located| located.within("request", "order_by", order_by))?;
+        Ok(Arc::new(RankProfile {
+            label: order.describe(),
+            rule: RankRule::OrderBy(order),
+        }))
+    }
+
+    fn named(&self, profile: &str) -> Result<Arc<RankProfile>, RankingError> {
         if profile.is_empty() {
             return Ok(self
                 .profiles

@@ -57,9 +57,12 @@ fn evaluates_the_issue_example() {
     assert_eq!(profile.rank(2.0, &[None]), f64::NEG_INFINITY);
 }
 
+/// An expression, its inputs' values, and the value expected.
+type Case = (&'static str, &'static [Option<f64>], Option<f64>);
+
 #[test]
 fn functions_and_null_handling() {
-    let cases: &[(&str, &[Option<f64>], Option<f64>)] = &[
+    let cases: &[Case] = &[
         ("coalesce(downloads, 7)", &[None], Some(7.0)),
         ("coalesce(downloads, 7)", &[Some(3.0)], Some(3.0)),
         ("min(downloads, 10, 4)", &[Some(5.0)], Some(4.0)),
@@ -165,6 +168,9 @@ fn default_profile_and_unknown_names() {
     assert_eq!(profiles.choose(&schema, "bm25", "").unwrap().label, "bm25");
     let err = profiles.choose(&schema, "nope", "").unwrap_err();
     assert_eq!(err.kind(), RankingErrorKind::UnknownProfile);
+    // Also when an order overrides it.
+    let with_order = profiles.choose(&schema, "nope", "rating DESC").unwrap_err();
+    assert_eq!(with_order.kind(), RankingErrorKind::UnknownProfile);
     assert!(err.to_string().contains("`nope`"), "{err}");
     assert!(err.to_string().contains("default, plain"), "{err}");
     let plain = schema_with("");
@@ -218,9 +224,9 @@ proptest! {
         for (bm25_at, value_at, absent) in picks {
             let values: Vec<Option<f64>> = ranges[..inputs]
                 .iter()
-                .map(|&(low, high, missing)| (!(missing && absent)).then(|| low + (high - low) * value_at))
+                .map(|&(low, high, missing)| (!(missing && absent)).then_some(low + (high - low) * value_at))
                 .collect();
-            let rank = profile.rank((bm25_max * bm25_at) as f32 as f64 as f32, &values);
+            let rank = profile.rank((bm25_max * bm25_at) as f32, &values);
             // bm25 as f32 can round above bm25_max: compare against the bound at the rounded
             // maximum the node would use.
             let bound = bound.max(profile.upper_bound(f64::from(bm25_max as f32), &value_ranges));
