@@ -27,7 +27,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -470,22 +470,8 @@ async fn run(settings: Settings) {
         manifest.cold.docs
     );
     let monolith_store = tempfile::tempdir().unwrap();
-    let monolith = build_pypi_with(
-        local_store(monolith_store.path()),
-        "hot = [\"true\"]",
-        "pypi-all",
-    )
-    .await
-    .manifest;
-    let monolith_dir: PathBuf = monolith_store
-        .path()
-        .join("pypi-all")
-        .join(&monolith.version)
-        .join("hot");
-    println!(
-        "built the monolithic index (every document hot): {} docs",
-        monolith.hot.docs
-    );
+    let (monolith_dir, monolith_docs) = build_pypi_monolith(monolith_store.path()).await;
+    println!("built the monolithic index (every document hot): {monolith_docs} docs");
 
     // Rehydration vs one single-stream GET of the same files.
     let index_files = index_file_keys(&manifest);

@@ -117,21 +117,8 @@ async fn run(query_count: usize) {
         manifest.cold.docs
     );
     let monolith_store = tempfile::tempdir().unwrap();
-    let monolith = build_pypi_with(
-        local_store(monolith_store.path()),
-        "hot = [\"true\"]",
-        "pypi-all",
-    )
-    .await
-    .manifest;
-    let monolith_index = Index::open_in_dir(
-        monolith_store
-            .path()
-            .join("pypi-all")
-            .join(&monolith.version)
-            .join("hot"),
-    )
-    .unwrap();
+    let (monolith_dir, _) = build_pypi_monolith(monolith_store.path()).await;
+    let monolith_index = Index::open_in_dir(monolith_dir).unwrap();
 
     let data = tempfile::tempdir().unwrap();
     let node = TestNode::start(store, &["pypi"], data.path()).await;

@@ -489,12 +489,22 @@ async fn a_build_failing_midway_leaves_current_and_the_store_as_they_were() {
 }
 
 fn run_build(rules: &str, input: &Path, store: &Path, extra: &[&str]) -> std::process::Output {
+    run_build_with_schema(&fixture("cacm/schema.toml"), rules, input, store, extra)
+}
+
+fn run_build_with_schema(
+    schema: &Path,
+    rules: &str,
+    input: &Path,
+    store: &Path,
+    extra: &[&str],
+) -> std::process::Output {
     let rules_file = tempfile::NamedTempFile::with_suffix(".toml").unwrap();
     std::fs::write(rules_file.path(), rules).unwrap();
     tierdex_bin()
         .arg("build")
         .arg("--schema")
-        .arg(fixture("cacm/schema.toml"))
+        .arg(schema)
         .arg("--rules")
         .arg(rules_file.path())
         .arg("--input")
@@ -505,6 +515,23 @@ fn run_build(rules: &str, input: &Path, store: &Path, extra: &[&str]) -> std::pr
         .args(extra)
         .output()
         .unwrap()
+}
+
+/// The build failed, saying each of `expected`, and before reading its input (which is not
+/// JSON: reading it would have been the error).
+fn assert_refused_before_input(output: &std::process::Output, what: &str, expected: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{what}");
+    for part in expected {
+        assert!(
+            stderr.contains(part),
+            "`{part}` missing for {what}:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("not json") && !stderr.contains("expected value"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -547,18 +574,7 @@ fn rule_errors_name_the_expression_and_position_before_input_is_read() {
         ),
     ] {
         let output = run_build(rules, garbage.path(), store.path(), &[]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{rules}");
-        for part in expected {
-            assert!(
-                stderr.contains(part),
-                "`{part}` missing for {rules}:\n{stderr}"
-            );
-        }
-        assert!(
-            !stderr.contains("not json") && !stderr.contains("expected value"),
-            "{stderr}"
-        );
+        assert_refused_before_input(&output, rules, &expected);
     }
     assert!(
         std::fs::read_dir(store.path()).unwrap().next().is_none(),
@@ -600,32 +616,13 @@ fn rank_profile_errors_name_the_profile_and_column_before_input_is_read() {
     ] {
         let schema = tempfile::NamedTempFile::with_suffix(".toml").unwrap();
         std::fs::write(schema.path(), format!("{base}\n{profile}\n")).unwrap();
-        let output = tierdex_bin()
-            .arg("build")
-            .arg("--schema")
-            .arg(schema.path())
-            .arg("--rules")
-            .arg(fixture("cacm/rules-some.toml"))
-            .arg("--input")
-            .arg(garbage.path())
-            .arg("--store")
-            .arg(store.path())
-            .args(["--index", "cacm"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{profile}");
-        assert!(
-            stderr.contains(&schema.path().display().to_string()),
-            "the schema file is named:\n{stderr}"
-        );
-        for part in expected {
-            assert!(
-                stderr.contains(part),
-                "`{part}` missing for {profile}:\n{stderr}"
-            );
-        }
-        assert!(!stderr.contains("not json"), "{stderr}");
+        let rules = std::fs::read_to_string(fixture("cacm/rules-some.toml")).unwrap();
+        let output =
+            run_build_with_schema(schema.path(), &rules, garbage.path(), store.path(), &[]);
+        let schema_name = schema.path().display().to_string();
+        let mut expected = expected;
+        expected.push(&schema_name);
+        assert_refused_before_input(&output, profile, &expected);
     }
     assert!(
         std::fs::read_dir(store.path()).unwrap().next().is_none(),

@@ -12,50 +12,6 @@ use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
 use tierdex::api::pb;
 
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|word| word.len() > 3 && word.chars().all(|c| c.is_ascii_alphabetic()))
-        .map(str::to_lowercase)
-        .collect()
-}
-
-/// Phrases, boolean queries, field filters and ranges, drawn from the documents.
-fn structured_queries() -> Vec<String> {
-    let documents = cacm_documents();
-    let docs: Vec<&serde_json::Value> = documents.values().collect();
-    let mut queries = Vec::new();
-    for (i, doc) in docs.iter().step_by(97).enumerate() {
-        let title = words(doc["title"].as_str().unwrap());
-        if title.len() >= 2 {
-            queries.push(format!("\"{} {}\"", title[0], title[1]));
-        }
-        if title.len() >= 3 {
-            queries.push(match i % 4 {
-                0 => format!("+{} +{}", title[0], title[2]),
-                1 => format!("{} -{}", title[1], title[0]),
-                2 => format!("({} OR {}) AND {}", title[0], title[1], title[2]),
-                _ => format!("title:{} AND abstract:{}", title[0], title[2]),
-            });
-        }
-        if let Some(author) = doc["authors"]
-            .as_array()
-            .and_then(|authors| authors.first())
-        {
-            let author = author.as_str().unwrap().replace('"', "");
-            queries.push(format!("authors:\"{author}\""));
-        }
-        let date = doc["date"].as_str().unwrap();
-        if let Some(word) = title.first() {
-            queries.push(format!("{word} AND citations:[{} TO {}]", i % 3, 5 + i % 7));
-            queries.push(format!("date:\"{date}\" OR title:{word}"));
-        }
-    }
-    queries.push("citations:[10 TO 40]".into());
-    queries.push("citations:[0 TO 0]".into());
-    queries.push("date:\"1975-03\"".into());
-    queries
-}
-
 /// A document id as the oracle orders it: numbers by value, strings bytewise.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Id {
@@ -232,7 +188,7 @@ async fn check_against_oracle(rules: &str, hot_numbers: BTreeSet<u64>, style: Id
         .collect();
     let queries: Vec<String> = cacm_query_texts()
         .into_iter()
-        .chain(structured_queries())
+        .chain(cacm_structured_queries())
         .collect();
     assert!(
         queries.len() >= 164,

@@ -217,51 +217,6 @@ impl Oracle {
     }
 }
 
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|word| word.len() > 3 && word.chars().all(|c| c.is_ascii_alphabetic()))
-        .map(str::to_lowercase)
-        .collect()
-}
-
-/// Phrases, boolean queries, field filters and ranges, drawn from the documents (as in
-/// tests/oracle.rs).
-fn structured_queries() -> Vec<String> {
-    let documents = cacm_documents();
-    let docs: Vec<&serde_json::Value> = documents.values().collect();
-    let mut queries = Vec::new();
-    for (i, doc) in docs.iter().step_by(97).enumerate() {
-        let title = words(doc["title"].as_str().unwrap());
-        if title.len() >= 2 {
-            queries.push(format!("\"{} {}\"", title[0], title[1]));
-        }
-        if title.len() >= 3 {
-            queries.push(match i % 4 {
-                0 => format!("+{} +{}", title[0], title[2]),
-                1 => format!("{} -{}", title[1], title[0]),
-                2 => format!("({} OR {}) AND {}", title[0], title[1], title[2]),
-                _ => format!("title:{} AND abstract:{}", title[0], title[2]),
-            });
-        }
-        if let Some(author) = doc["authors"]
-            .as_array()
-            .and_then(|authors| authors.first())
-        {
-            let author = author.as_str().unwrap().replace('"', "");
-            queries.push(format!("authors:\"{author}\""));
-        }
-        let date = doc["date"].as_str().unwrap();
-        if let Some(word) = title.first() {
-            queries.push(format!("{word} AND citations:[{} TO {}]", i % 3, 5 + i % 7));
-            queries.push(format!("date:\"{date}\" OR title:{word}"));
-        }
-    }
-    queries.push("citations:[10 TO 40]".into());
-    queries.push("citations:[0 TO 0]".into());
-    queries.push("date:\"1975-03\"".into());
-    queries
-}
-
 /// Builds CACM with the ranked schema and `rules` into a real S3-compatible server and starts
 /// a node on it. The server must outlive the node.
 async fn ranked_node(server: &S3Server, rules: &str, data: &std::path::Path) -> TestNode {
@@ -385,7 +340,7 @@ async fn check_rules(rules: &str, hot_ids: BTreeSet<u64>, assert_skips: bool) {
     let oracle = Oracle::new();
     let queries: Vec<String> = cacm_query_texts()
         .into_iter()
-        .chain(structured_queries())
+        .chain(cacm_structured_queries())
         .collect();
     assert!(queries.len() >= 164, "queries: {}", queries.len());
     // Per ordering kind: first pages asked, first pages that skipped cold, nonempty pages,
@@ -550,7 +505,7 @@ fn random_ranked_pages_equal_one_index() {
     // Every title word of every document, repeated as often as it occurs.
     let title_words: Vec<String> = cacm_documents()
         .values()
-        .flat_map(|doc| words(doc["title"].as_str().unwrap()))
+        .flat_map(|doc| title_words(doc["title"].as_str().unwrap()))
         .collect();
     let distinct = title_words.iter().collect::<BTreeSet<_>>().len();
     assert!(distinct > 1000, "distinct title words: {distinct}");

@@ -9,11 +9,10 @@ use sqlparser::ast::{
     BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Spanned, UnaryOperator,
     Value,
 };
-use sqlparser::dialect::GenericDialect;
-use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::{Span, Token};
+use sqlparser::tokenizer::Span;
 
 use super::{Located, RankingErrorKind, ValueKind};
+use crate::rules::parse_expression;
 use crate::schema::IndexSchema;
 
 /// The name that stands for the document's BM25 score.
@@ -284,50 +283,12 @@ fn located(kind: RankingErrorKind, span: Span, message: impl Into<String>) -> Lo
     }
 }
 
-/// sqlparser reports positions only inside its message ("... at Line: 1, Column: 7").
-fn syntax_error(err: ParserError, text: &str) -> Located {
-    let message = match &err {
-        ParserError::TokenizerError(message) | ParserError::ParserError(message) => message.clone(),
-        other => other.to_string(),
-    };
-    let mut column = message
-        .rsplit_once("Column: ")
-        .and_then(|(_, tail)| {
-            let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
-        .unwrap_or(0);
-    if column == 0 && message.ends_with("found: EOF") {
-        column = text.chars().count() as u64 + 1;
-    }
-    let message = match message.find(" at Line: ") {
-        Some(at) => message[..at].to_string(),
-        None => message,
-    };
-    Located {
-        kind: RankingErrorKind::Syntax,
-        column,
-        message: format!("syntax error: {message}"),
-    }
-}
-
 pub(super) fn compile(text: &str, schema: &IndexSchema) -> Result<Expression, Located> {
-    let dialect = GenericDialect {};
-    let mut parser = Parser::new(&dialect)
-        .try_with_sql(text)
-        .map_err(|err| syntax_error(err, text))?;
-    let expr = parser.parse_expr().map_err(|err| syntax_error(err, text))?;
-    let next = parser.peek_token();
-    if next.token != Token::EOF {
-        return Err(located(
-            RankingErrorKind::Syntax,
-            next.span,
-            format!(
-                "syntax error: unexpected `{}` after the expression",
-                next.token
-            ),
-        ));
-    }
+    let expr = parse_expression(text).map_err(|err| Located {
+        kind: RankingErrorKind::Syntax,
+        column: err.column,
+        message: err.message,
+    })?;
     let mut compiler = Compiler {
         schema,
         inputs: Vec::new(),

@@ -103,34 +103,51 @@ fn located(kind: RulesErrorKind, span: Span, message: impl Into<String>) -> Loca
 }
 
 pub fn compile(expression: &str, schema: &IndexSchema) -> Result<Predicate, Located> {
-    let dialect = GenericDialect {};
-    let mut parser = Parser::new(&dialect)
-        .try_with_sql(expression)
-        .map_err(syntax_error)?;
-    let expr = parser.parse_expr().map_err(|err| {
-        let mut located = syntax_error(err);
-        if located.column == 0 && located.message.ends_with("found: EOF") {
-            // The expression ended too early: point just past its end.
-            located.column = expression.chars().count() as u64 + 1;
-        }
-        located
+    let expr = parse_expression(expression).map_err(|err| Located {
+        kind: RulesErrorKind::Syntax,
+        column: err.column,
+        message: err.message,
     })?;
-    let next = parser.peek_token();
-    if next.token != Token::EOF {
-        return Err(located(
-            RulesErrorKind::Syntax,
-            next.span,
-            format!(
-                "syntax error: unexpected `{}` after the expression",
-                next.token
-            ),
-        ));
-    }
     Compiler { schema }.predicate(&expr)
 }
 
+/// A syntax error in an SQL expression: the 1-based column where it was found (0 when
+/// sqlparser does not say) and the message, starting "syntax error".
+#[derive(Debug)]
+pub struct SqlSyntaxError {
+    pub column: u64,
+    pub message: String,
+}
+
+/// Parses `text` as one SQL expression, all of it. Shared by the rules and the rank profiles.
+pub fn parse_expression(text: &str) -> Result<Expr, SqlSyntaxError> {
+    let dialect = GenericDialect {};
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(text)
+        .map_err(syntax_error)?;
+    let expr = parser.parse_expr().map_err(|err| {
+        let mut error = syntax_error(err);
+        if error.column == 0 && error.message.ends_with("found: EOF") {
+            // The expression ended too early: point just past its end.
+            error.column = text.chars().count() as u64 + 1;
+        }
+        error
+    })?;
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(SqlSyntaxError {
+            column: next.span.start.column,
+            message: format!(
+                "syntax error: unexpected `{}` after the expression",
+                next.token
+            ),
+        });
+    }
+    Ok(expr)
+}
+
 /// sqlparser reports positions only inside its message ("... at Line: 1, Column: 7").
-fn syntax_error(err: ParserError) -> Located {
+fn syntax_error(err: ParserError) -> SqlSyntaxError {
     let message = match &err {
         ParserError::TokenizerError(message) | ParserError::ParserError(message) => message.clone(),
         other => other.to_string(),
@@ -146,8 +163,7 @@ fn syntax_error(err: ParserError) -> Located {
         Some(at) => message[..at].to_string(),
         None => message,
     };
-    Located {
-        kind: RulesErrorKind::Syntax,
+    SqlSyntaxError {
         column,
         message: format!("syntax error: {message}"),
     }

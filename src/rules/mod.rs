@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::schema::IndexSchema;
 
 pub use budget::{BudgetSelector, HotCut, RankKeys, RankPosition};
-pub use compile::Predicate;
+pub use compile::{Predicate, SqlSyntaxError, parse_expression};
 
 /// The rules file as written by the user; embedded verbatim in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

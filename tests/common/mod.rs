@@ -525,6 +525,20 @@ pub async fn build_pypi_with(store: Arc<dyn BlobStore>, rules: &str, index: &str
         .unwrap()
 }
 
+/// The PyPI catalog built with every document hot into a local-directory store at `store_dir`:
+/// one monolithic tantivy index, the limit benchmarks compare with. Returns the index's
+/// directory and its document count.
+pub async fn build_pypi_monolith(store_dir: &Path) -> (PathBuf, u64) {
+    let manifest = build_pypi_with(local_store(store_dir), "hot = [\"true\"]", "pypi-all")
+        .await
+        .manifest;
+    let dir = store_dir
+        .join("pypi-all")
+        .join(&manifest.version)
+        .join("hot");
+    (dir, manifest.hot.docs)
+}
+
 /// Build options for the PyPI catalog with `benches/pypi`'s schema and these rules.
 pub fn pypi_options(rules: &str, index: &str) -> builder::BuildOptions {
     let schema = Arc::new(
@@ -621,4 +635,49 @@ pub fn web_queries(limit: usize) -> Vec<String> {
         .filter(|query| !query.is_empty())
         .take(limit)
         .collect()
+}
+
+/// The words of a text worth querying: alphabetic, longer than 3 letters, lowercased.
+pub fn title_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| word.len() > 3 && word.chars().all(|c| c.is_ascii_alphabetic()))
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Phrases, boolean queries, field filters and ranges, drawn from the documents.
+pub fn cacm_structured_queries() -> Vec<String> {
+    let documents = cacm_documents();
+    let docs: Vec<&serde_json::Value> = documents.values().collect();
+    let mut queries = Vec::new();
+    for (i, doc) in docs.iter().step_by(97).enumerate() {
+        let title = title_words(doc["title"].as_str().unwrap());
+        if title.len() >= 2 {
+            queries.push(format!("\"{} {}\"", title[0], title[1]));
+        }
+        if title.len() >= 3 {
+            queries.push(match i % 4 {
+                0 => format!("+{} +{}", title[0], title[2]),
+                1 => format!("{} -{}", title[1], title[0]),
+                2 => format!("({} OR {}) AND {}", title[0], title[1], title[2]),
+                _ => format!("title:{} AND abstract:{}", title[0], title[2]),
+            });
+        }
+        if let Some(author) = doc["authors"]
+            .as_array()
+            .and_then(|authors| authors.first())
+        {
+            let author = author.as_str().unwrap().replace('"', "");
+            queries.push(format!("authors:\"{author}\""));
+        }
+        let date = doc["date"].as_str().unwrap();
+        if let Some(word) = title.first() {
+            queries.push(format!("{word} AND citations:[{} TO {}]", i % 3, 5 + i % 7));
+            queries.push(format!("date:\"{date}\" OR title:{word}"));
+        }
+    }
+    queries.push("citations:[10 TO 40]".into());
+    queries.push("citations:[0 TO 0]".into());
+    queries.push("date:\"1975-03\"".into());
+    queries
 }
