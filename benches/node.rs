@@ -524,9 +524,10 @@ async fn run(settings: Settings) {
                 .unwrap();
         println!("profiling: hot-only searches, the node's then tantivy's behind gRPC");
         let until = Instant::now() + Duration::from_secs(settings.profile_seconds as u64);
+        let some = &queries[..queries.len().min(100)];
         while Instant::now() < until {
-            run_grpc(&mut client, &queries[..100], true).await;
-            run_grpc(&mut bare, &queries[..100], false).await;
+            run_grpc(&mut client, some, true).await;
+            run_grpc(&mut bare, some, false).await;
         }
         return;
     }
@@ -546,8 +547,9 @@ async fn run(settings: Settings) {
     let monolith_in_process = monolith_tantivy.run(&queries, false);
     let monolith_in_process_counting = monolith_tantivy.run(&queries, true);
     let both = run_grpc(&mut client, &queries, false).await;
+    let monolith_bare_addr = serve_bare(Tantivy::open(&monolith_dir)).await;
     let mut monolith_bare_client =
-        pb::tierdex_client::TierdexClient::connect(serve_bare(Tantivy::open(&monolith_dir)).await)
+        pb::tierdex_client::TierdexClient::connect(monolith_bare_addr.clone())
             .await
             .unwrap();
     run_grpc(&mut monolith_bare_client, warm_up, false).await;
@@ -832,9 +834,8 @@ async fn run(settings: Settings) {
         settings.load_queries,
     )
     .await;
-    let bare_addr = serve_bare(Tantivy::open(&monolith_dir)).await;
     let (bare_rate, bare_errors) = load(
-        &bare_addr,
+        &monolith_bare_addr,
         &queries,
         settings.load_clients,
         settings.load_queries,

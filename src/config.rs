@@ -33,7 +33,8 @@ pub struct Settings {
     pub rehydrate_chunk_size: Option<String>,
     /// Largest `limit + offset` a search may ask for.
     pub max_results: Option<u32>,
-    /// Searches running at once (tantivy and parquet decoding, off the async runtime).
+    /// Rankings running at once (tantivy search, off the async runtime); cold decoding is not
+    /// counted.
     pub search_concurrency: Option<usize>,
     /// Budget of a search without a gRPC deadline, e.g. "10s".
     pub default_timeout: Option<String>,

@@ -6,8 +6,9 @@
 //! no thread: a `spawn_blocking` round trip wakes a parked pool thread and, when it is done,
 //! wakes the parked worker back: two wake-ups, p50 20.9 µs after idleness on the 2-core build
 //! machine against 7.2 µs for `block_in_place` (`cargo bench --bench machine_costs`), where a
-//! whole hot search takes about 90 µs. Searches remain bounded by the node's search permits,
-//! so at most that many threads compute at once, as on the blocking pool.
+//! whole hot search takes about 90 µs. Rankings remain bounded by the node's search permits,
+//! so at most that many threads rank at once; parquet decoding and the degraded hot backfill
+//! hold no permit (their number is bounded by the searches in flight, not by the permits).
 //!
 //! A current-thread runtime (tests with paused time) cannot hand its only worker away; there
 //! the work goes to the blocking pool.
@@ -26,7 +27,7 @@ where
         RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(work)),
         _ => tokio::task::spawn_blocking(work)
             .await
-            .map_err(|err| NodeError::Internal(format!("search task: {err}"))),
+            .map_err(|err| NodeError::Internal(format!("off-runtime task: {err}"))),
     }
 }
 

@@ -10,18 +10,15 @@
 //! clauses, which is what plain words parse to); any other clause makes the bound infinite and
 //! the cold tier is searched.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
-
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::postings::Postings;
 use tantivy::query::{Bm25Weight, BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocSet, Score, Searcher, TERMINATED, Term};
 
-use super::statistics::CorpusStatistics;
+use super::statistics::{CorpusStatistics, TermTable};
 
-/// Terms whose cold maximum is kept; past this, new terms are computed per query.
+/// Terms whose cold maximum is kept; past this, further terms are computed per query.
 const MAX_KEPT_TERMS: usize = 100_000;
 
 /// Relative slack added to a BM25 bound: tantivy sums a document's term contributions in `f32`
@@ -29,9 +26,16 @@ const MAX_KEPT_TERMS: usize = 100_000;
 const SUM_SLACK: f64 = 1e-5;
 
 /// Each term's highest BM25 contribution in one tier, under one set of corpus statistics.
-#[derive(Default)]
 pub struct TermMaxima {
-    kept: RwLock<HashMap<Term, Score>>,
+    kept: TermTable<Score>,
+}
+
+impl Default for TermMaxima {
+    fn default() -> Self {
+        TermMaxima {
+            kept: TermTable::new(MAX_KEPT_TERMS),
+        }
+    }
 }
 
 impl TermMaxima {
@@ -84,15 +88,8 @@ impl TermMaxima {
         searcher: &Searcher,
         statistics: &CorpusStatistics,
     ) -> tantivy::Result<Score> {
-        if let Some(max) = self.kept.read().expect("term maxima poisoned").get(term) {
-            return Ok(*max);
-        }
-        let max = term_max_in(term, searcher, statistics)?;
-        let mut kept = self.kept.write().expect("term maxima poisoned");
-        if kept.len() < MAX_KEPT_TERMS {
-            kept.insert(term.clone(), max);
-        }
-        Ok(max)
+        self.kept
+            .get_or_compute(term, || term_max_in(term, searcher, statistics))
     }
 }
 

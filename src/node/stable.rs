@@ -16,7 +16,7 @@
 //! skipping. Keyword fields are indexed with frequencies (format version 2) and keep pruning.
 
 use tantivy::query::{
-    AllScorer, BooleanQuery, ConstScorer, EnableScoring, Explanation, PhrasePrefixQuery,
+    AllScorer, BooleanQuery, ConstScorer, EnableScoring, Explanation, Occur, PhrasePrefixQuery,
     PhraseQuery, Query, Scorer, TermQuery, Weight,
 };
 use tantivy::schema::{FieldType, Schema};
@@ -28,44 +28,38 @@ use tantivy::{DocId, DocSet, Score, SegmentReader, Term};
 /// answer with an `AllScorer`, and wrapping them would hide their block-max pruning.
 pub fn keep_constant_scores(query: Box<dyn Query>, schema: &Schema) -> Box<dyn Query> {
     // Most queries are terms and phrases on text fields: nothing to wrap, nothing to rebuild.
-    if !needs_wrapping(query.as_ref(), schema) {
-        return query;
-    }
-    if let Some(boolean) = query.downcast_ref::<BooleanQuery>() {
-        let clauses = boolean
-            .clauses()
-            .iter()
-            .map(|(occur, clause)| (*occur, keep_constant_scores(clause.box_clone(), schema)))
-            .collect();
-        return Box::new(BooleanQuery::with_minimum_required_clauses(
-            clauses,
-            boolean.get_minimum_number_should_match(),
-        ));
-    }
-    if let Some(term) = query.downcast_ref::<TermQuery>() {
-        if has_frequencies(schema, term.term()) {
-            return query;
-        }
-        return Box::new(KeepConstantScore(query));
-    }
-    if query.is::<PhraseQuery>() || query.is::<PhrasePrefixQuery>() {
-        return query;
-    }
-    Box::new(KeepConstantScore(query))
+    wrapped(query.as_ref(), schema).unwrap_or(query)
 }
 
-/// Whether `keep_constant_scores` would change anything in `query`.
-fn needs_wrapping(query: &dyn Query, schema: &Schema) -> bool {
+/// `query` with its constant scores kept, or `None` when nothing in it needs wrapping (so that
+/// an unchanged query is neither cloned nor rebuilt).
+fn wrapped(query: &dyn Query, schema: &Schema) -> Option<Box<dyn Query>> {
     if let Some(boolean) = query.downcast_ref::<BooleanQuery>() {
-        return boolean
+        let clauses: Vec<(Occur, Option<Box<dyn Query>>)> = boolean
             .clauses()
             .iter()
-            .any(|(_, clause)| needs_wrapping(clause.as_ref(), schema));
+            .map(|(occur, clause)| (*occur, wrapped(clause.as_ref(), schema)))
+            .collect();
+        if clauses.iter().all(|(_, clause)| clause.is_none()) {
+            return None;
+        }
+        let clauses = clauses
+            .into_iter()
+            .zip(boolean.clauses())
+            .map(|((occur, clause), (_, original))| {
+                (occur, clause.unwrap_or_else(|| original.box_clone()))
+            })
+            .collect();
+        return Some(Box::new(BooleanQuery::with_minimum_required_clauses(
+            clauses,
+            boolean.get_minimum_number_should_match(),
+        )));
     }
-    if let Some(term) = query.downcast_ref::<TermQuery>() {
-        return !has_frequencies(schema, term.term());
-    }
-    !(query.is::<PhraseQuery>() || query.is::<PhrasePrefixQuery>())
+    let keep = match query.downcast_ref::<TermQuery>() {
+        Some(term) => has_frequencies(schema, term.term()),
+        None => query.is::<PhraseQuery>() || query.is::<PhrasePrefixQuery>(),
+    };
+    (!keep).then(|| Box::new(KeepConstantScore(query.box_clone())) as Box<dyn Query>)
 }
 
 fn has_frequencies(schema: &Schema, term: &Term) -> bool {

@@ -25,9 +25,55 @@ pub struct CorpusStatistics {
     total_num_docs: u64,
     /// Per field id; `None` for a field without an inverted index.
     total_num_tokens: Vec<Option<u64>>,
-    doc_freqs: RwLock<HashMap<Term, u64>>,
-    /// How many terms `doc_freqs` may hold.
-    kept_terms: usize,
+    doc_freqs: TermTable<u64>,
+}
+
+/// Values computed per term and kept, up to `capacity` terms: a read lock and one hash lookup
+/// once known. Past the capacity, further terms are computed every time without taking the
+/// write lock: slower, never wrong.
+pub struct TermTable<V> {
+    values: RwLock<HashMap<Term, V>>,
+    capacity: usize,
+}
+
+impl<V: Copy> TermTable<V> {
+    pub fn new(capacity: usize) -> TermTable<V> {
+        TermTable {
+            values: RwLock::default(),
+            capacity,
+        }
+    }
+
+    /// `term`'s value: kept, or computed (outside any lock) and kept if there is room.
+    pub fn get_or_compute<E>(
+        &self,
+        term: &Term,
+        compute: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        let full = {
+            let values = self.values.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(value) = values.get(term) {
+                return Ok(*value);
+            }
+            values.len() >= self.capacity
+        };
+        let value = compute()?;
+        if !full {
+            let mut values = self.values.write().unwrap_or_else(PoisonError::into_inner);
+            if values.len() < self.capacity {
+                values.insert(term.clone(), value);
+            }
+        }
+        Ok(value)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.values
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
 }
 
 impl CorpusStatistics {
@@ -62,8 +108,7 @@ impl CorpusStatistics {
             tiers,
             total_num_docs,
             total_num_tokens,
-            doc_freqs: RwLock::default(),
-            kept_terms: terms,
+            doc_freqs: TermTable::new(terms),
         })
     }
 }
@@ -85,37 +130,12 @@ impl Bm25StatisticsProvider for CorpusStatistics {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        let known = self
-            .doc_freqs
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(term)
-            .copied();
-        if let Some(doc_freq) = known {
-            return Ok(doc_freq);
-        }
-        let doc_freq = self
-            .tiers
-            .iter()
-            .map(|searcher| searcher.doc_freq(term))
-            .sum::<tantivy::Result<u64>>()?;
-        // A full table is only read: a term beyond it costs its lookups, not the write lock.
-        let full = self
-            .doc_freqs
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-            >= self.kept_terms;
-        if !full {
-            let mut doc_freqs = self
-                .doc_freqs
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            if doc_freqs.len() < self.kept_terms {
-                doc_freqs.insert(term.clone(), doc_freq);
-            }
-        }
-        Ok(doc_freq)
+        self.doc_freqs.get_or_compute(term, || {
+            self.tiers
+                .iter()
+                .map(|searcher| searcher.doc_freq(term))
+                .sum::<tantivy::Result<u64>>()
+        })
     }
 }
 
@@ -161,7 +181,7 @@ mod tests {
                     );
                 }
             }
-            assert!(statistics.doc_freqs.read().unwrap().len() <= kept);
+            assert!(statistics.doc_freqs.len() <= kept);
         }
     }
 }
