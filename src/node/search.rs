@@ -430,6 +430,13 @@ pub async fn search(
         }
         _ => Ok(Vec::new()),
     };
+    // Decoding runs on this task's worker (`off_runtime`), so the timeout above cannot cut it
+    // short: a decode that ends past the budget returns here late, and the answer is not sent.
+    if Instant::now() > deadline {
+        return Err(NodeError::DeadlineExceeded(
+            "cold documents were read after the time budget".into(),
+        ));
+    }
     let cold_fetch_ms = if cold_addrs.is_empty() {
         0.0
     } else {
