@@ -32,4 +32,5 @@ pub mod sample;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod tuning;
 pub mod units;

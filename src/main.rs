@@ -20,6 +20,10 @@ use tierdex::server;
 use tierdex::store::open_store;
 use tierdex::units::{format_bytes, parse_bytes};
 
+mod cli {
+    pub mod rules;
+}
+
 #[derive(Parser)]
 #[command(
     name = "tierdex",
@@ -43,6 +47,9 @@ enum Command {
     Query(QueryArgs),
     /// Generate a sample corpus, build it into a local store and serve it.
     Quickstart(QuickstartArgs),
+    /// Measure and choose hot-tier rules from a query log.
+    #[command(subcommand)]
+    Rules(cli::rules::RulesCommand),
 }
 
 #[derive(Args)]
@@ -230,6 +237,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => run_serve(*args).await,
             Command::Query(args) => run_query(args).await,
             Command::Quickstart(args) => run_quickstart(args).await,
+            Command::Rules(command) => cli::rules::run(command).await,
         }
     });
     match result {

@@ -245,19 +245,14 @@ impl CachedFile {
             .remove(0))
     }
 
-    /// Reads several ranges, fetching every missing block in one round of requests.
-    pub async fn read_ranges(
-        &self,
-        ranges: &[Range<u64>],
-        stats: &Arc<ReadStats>,
-    ) -> Result<Vec<Bytes>, Arc<CacheError>> {
-        let inner = &self.inner;
-        let block_size = inner.table.block_size;
+    /// The blocks holding `ranges`, in order.
+    fn blocks_of(&self, ranges: &[Range<u64>]) -> Result<BTreeSet<u64>, Arc<CacheError>> {
+        let block_size = self.inner.table.block_size;
         let mut needed = BTreeSet::new();
         for range in ranges {
             if range.start > range.end || range.end > self.size() {
                 return Err(Arc::new(CacheError::OutOfBounds {
-                    object: inner.object.clone(),
+                    object: self.inner.object.clone(),
                     range: range.clone(),
                     size: self.size(),
                 }));
@@ -266,6 +261,25 @@ impl CachedFile {
                 needed.extend(range.start / block_size..=(range.end - 1) / block_size);
             }
         }
+        Ok(needed)
+    }
+
+    /// How many range requests `read_ranges` would send for `ranges` if none of their blocks
+    /// were cached: what a read costs on an empty cache, without reading.
+    pub fn requests_on_empty_cache(&self, ranges: &[Range<u64>]) -> Result<u64, Arc<CacheError>> {
+        let blocks: Vec<u64> = self.blocks_of(ranges)?.into_iter().collect();
+        Ok(runs(&blocks).len() as u64)
+    }
+
+    /// Reads several ranges, fetching every missing block in one round of requests.
+    pub async fn read_ranges(
+        &self,
+        ranges: &[Range<u64>],
+        stats: &Arc<ReadStats>,
+    ) -> Result<Vec<Bytes>, Arc<CacheError>> {
+        let inner = &self.inner;
+        let block_size = inner.table.block_size;
+        let needed = self.blocks_of(ranges)?;
         let mut blocks: HashMap<u64, Bytes> = HashMap::with_capacity(needed.len());
         let mut missing = Vec::new();
         for block in needed {

@@ -472,17 +472,14 @@ pub async fn fetch_documents(
         .collect())
 }
 
-/// Reads the documents at `addrs` from parquet, returned in the same order.
-async fn read_documents(
-    files: &Arc<Vec<ColdFile>>,
-    schema: &Arc<IndexSchema>,
+/// Which pages of which files hold the documents at `addrs` (the selected columns only), and
+/// the projected root columns.
+fn plan_reads(
+    files: &[ColdFile],
+    schema: &IndexSchema,
     selection: &FieldSelection,
     addrs: &[DocAddr],
-    stats: &Arc<ReadStats>,
-) -> Result<Vec<Fields>, NodeError> {
-    if addrs.is_empty() {
-        return Ok(Vec::new());
-    }
+) -> Result<(BTreeMap<usize, FilePlan>, Vec<usize>), NodeError> {
     // Projected root columns: positions of the selected fields among the cold columns.
     let roots: Vec<usize> = selection
         .columns
@@ -530,6 +527,41 @@ async fn read_documents(
         plan.ranges.sort_by_key(|range| range.start);
         plan.ranges.dedup();
     }
+    Ok((plans, roots))
+}
+
+/// How many storage requests reading the documents at `addrs` costs on an empty cache: the
+/// pages `fetch_documents` would read, in blocks, merged as the cache merges them. Reads
+/// nothing.
+pub fn requests_on_empty_cache(
+    files: &[ColdFile],
+    schema: &IndexSchema,
+    selection: &FieldSelection,
+    addrs: &[DocAddr],
+) -> Result<u64, NodeError> {
+    let (plans, _) = plan_reads(files, schema, selection, addrs)?;
+    let mut requests = 0;
+    for plan in plans.values() {
+        requests += files[plan.file]
+            .file
+            .requests_on_empty_cache(&plan.ranges)
+            .map_err(NodeError::Cache)?;
+    }
+    Ok(requests)
+}
+
+/// Reads the documents at `addrs` from parquet, returned in the same order.
+async fn read_documents(
+    files: &Arc<Vec<ColdFile>>,
+    schema: &Arc<IndexSchema>,
+    selection: &FieldSelection,
+    addrs: &[DocAddr],
+    stats: &Arc<ReadStats>,
+) -> Result<Vec<Fields>, NodeError> {
+    if addrs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (plans, roots) = plan_reads(files, schema, selection, addrs)?;
     // One round: every file's pages requested at once.
     let fetched = join_all(
         plans

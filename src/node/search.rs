@@ -606,28 +606,37 @@ impl PageSpec {
     }
 }
 
-/// Parses, scores both tiers with corpus-wide statistics, merges, and reads the page's hot
-/// documents. Runs off the async runtime.
-fn rank(
+/// The merged hits of both tiers through the page's end, before any document is read.
+struct MergedHits {
+    /// Best first, `depth` at most.
+    hits: Vec<RankedHit>,
+    query: Arc<dyn Query>,
+    statistics: Arc<CorpusStatistics>,
+    cold_skipped: bool,
+    hot_total: u64,
+    cold_total: u64,
+    parse_ms: f64,
+    search_ms: f64,
+}
+
+/// Parses and scores both tiers with corpus-wide statistics, and merges. Runs off the async
+/// runtime.
+fn rank_hits(
     version: &Arc<LoadedVersion>,
     cold: Option<&ColdTier>,
-    selection: &FieldSelection,
+    hot_searcher: &Searcher,
     query_text: &str,
     profile: &Arc<RankProfile>,
     spec: PageSpec,
-) -> Result<Ranked, NodeError> {
+) -> Result<MergedHits, NodeError> {
     let PageSpec {
-        offset,
-        limit,
-        count,
-        deadline,
+        count, deadline, ..
     } = spec;
     let depth = spec.depth();
     let parse_started = Instant::now();
     let query: Arc<dyn Query> = Arc::from(parse(version, query_text)?);
     let parse_ms = millis(parse_started);
     let search_started = Instant::now();
-    let hot_searcher = version.hot.searcher();
     // Statistics of the whole loaded corpus even when only the hot tier is searched, so that a
     // document scores the same whichever tiers were asked for.
     let statistics = version.statistics().clone();
@@ -641,7 +650,7 @@ fn rank(
         count,
     };
     let hot = search_tier(
-        TierSearch::hot(version, &hot_searcher),
+        TierSearch::hot(version, hot_searcher),
         &ranking,
         threshold.clone(),
     )?;
@@ -669,16 +678,44 @@ fn rank(
     let search_ms = millis(search_started);
     let hot_total = hot.total;
     let cold_total = cold_page.as_ref().map_or(0, |page| page.total);
-    let mut all: Vec<RankedHit> = hot.hits;
-    all.extend(cold_page.into_iter().flat_map(|page| page.hits));
-    sort_best_first(&mut all, version.hot_columns.exactness(), |hit| {
+    let mut hits: Vec<RankedHit> = hot.hits;
+    hits.extend(cold_page.into_iter().flat_map(|page| page.hits));
+    sort_best_first(&mut hits, version.hot_columns.exactness(), |hit| {
         tier_columns(version, cold, hit.tier).id_string(hit.doc)
     });
-    all.truncate(depth);
-    let hot_through_page = all.iter().filter(|hit| hit.tier == TierName::Hot).count();
+    hits.truncate(depth);
+    Ok(MergedHits {
+        hits,
+        query,
+        statistics,
+        cold_skipped,
+        hot_total,
+        cold_total,
+        parse_ms,
+        search_ms,
+    })
+}
+
+/// Parses, scores both tiers with corpus-wide statistics, merges, and reads the page's hot
+/// documents. Runs off the async runtime.
+fn rank(
+    version: &Arc<LoadedVersion>,
+    cold: Option<&ColdTier>,
+    selection: &FieldSelection,
+    query_text: &str,
+    profile: &Arc<RankProfile>,
+    spec: PageSpec,
+) -> Result<Ranked, NodeError> {
+    let hot_searcher = version.hot.searcher();
+    let merged = rank_hits(version, cold, &hot_searcher, query_text, profile, spec)?;
+    let hot_through_page = merged
+        .hits
+        .iter()
+        .filter(|hit| hit.tier == TierName::Hot)
+        .count();
     let hot_fetch_started = Instant::now();
-    let mut with_documents = Vec::with_capacity(limit);
-    for hit in all.into_iter().skip(offset) {
+    let mut with_documents = Vec::with_capacity(spec.limit);
+    for hit in merged.hits.into_iter().skip(spec.offset) {
         let page_hit = match (hit.tier, cold) {
             (TierName::Cold, Some(cold)) => PageHit {
                 id: (version.id_kind != IdKind::Str).then(|| cold.columns.id(&hit)),
@@ -699,14 +736,91 @@ fn rank(
     Ok(Ranked {
         page: with_documents,
         hot_through_page,
-        query,
-        statistics,
-        cold_skipped,
-        hot_total,
-        cold_total,
-        parse_ms,
-        search_ms,
+        query: merged.query,
+        statistics: merged.statistics,
+        cold_skipped: merged.cold_skipped,
+        hot_total: merged.hot_total,
+        cold_total: merged.cold_total,
+        parse_ms: merged.parse_ms,
+        search_ms: merged.search_ms,
         hot_fetch_ms: millis(hot_fetch_started),
+    })
+}
+
+/// One hit of a planned page: where it is, not what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedHit {
+    pub tier: TierName,
+    /// The document within its tier's searcher (`LoadedVersion::hot` or the cold tier's).
+    pub doc: tantivy::DocAddress,
+    /// Where a cold document's row is.
+    pub addr: Option<DocAddr>,
+}
+
+/// A page as `search` would rank it, without reading any document.
+#[derive(Debug, Clone)]
+pub struct PagePlan {
+    pub hits: Vec<PlannedHit>,
+    pub cold_skipped: bool,
+}
+
+/// What `plan_page` ranks.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery<'a> {
+    pub query: &'a str,
+    /// 0 means the default, 10.
+    pub limit: u32,
+    pub offset: u32,
+    pub profile: &'a str,
+    pub order_by: &'a str,
+}
+
+/// Ranks a page of a version with both tiers exactly as `search` does, and says where its hits
+/// are; reads no document. The cold tier must be loaded. Synchronous: the caller chooses the
+/// thread (tools replaying a query log run it on their own threads).
+pub fn plan_page(
+    version: &Arc<LoadedVersion>,
+    request: &PageQuery<'_>,
+) -> Result<PagePlan, NodeError> {
+    let cold = version.cold().ok_or_else(|| {
+        NodeError::NotReady(format!("{}: cold tier not loaded", version.version_key))
+    })?;
+    let profile = version
+        .profiles
+        .choose(&version.schema, request.profile, request.order_by)
+        .map_err(|err| NodeError::InvalidArgument(err.to_string()))?;
+    let limit = if request.limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        request.limit
+    };
+    let spec = PageSpec {
+        offset: request.offset as usize,
+        limit: limit as usize,
+        count: false,
+        deadline: Instant::now() + Duration::from_secs(3600),
+    };
+    let hot_searcher = version.hot.searcher();
+    let merged = rank_hits(
+        version,
+        Some(cold),
+        &hot_searcher,
+        request.query,
+        &profile,
+        spec,
+    )?;
+    Ok(PagePlan {
+        hits: merged
+            .hits
+            .into_iter()
+            .skip(spec.offset)
+            .map(|hit| PlannedHit {
+                tier: hit.tier,
+                doc: hit.doc,
+                addr: hit.addr.map(DocAddr::unpack),
+            })
+            .collect(),
+        cold_skipped: merged.cold_skipped,
     })
 }
 

@@ -47,6 +47,35 @@ pub enum Predicate {
     },
 }
 
+impl Predicate {
+    /// The input columns the predicate reads.
+    pub fn columns(&self) -> std::collections::BTreeSet<usize> {
+        let mut columns = std::collections::BTreeSet::new();
+        self.collect_columns(&mut columns);
+        columns
+    }
+
+    fn collect_columns(&self, columns: &mut std::collections::BTreeSet<usize>) {
+        match self {
+            Predicate::Constant(_) => {}
+            Predicate::And(left, right) | Predicate::Or(left, right) => {
+                left.collect_columns(columns);
+                right.collect_columns(columns);
+            }
+            Predicate::Not(inner) => inner.collect_columns(columns),
+            Predicate::IsNull { column }
+            | Predicate::IsTrue { column }
+            | Predicate::Values { column, .. } => {
+                columns.insert(*column);
+            }
+            Predicate::CompareColumns { left, right, .. } => {
+                columns.insert(*left);
+                columns.insert(*right);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum ValueTest {
     Compare {

@@ -188,6 +188,29 @@ impl CompiledRules {
         })
     }
 
+    /// One boolean column per expression (`hot[i]`), each true where that expression alone
+    /// holds; unknown reads as false. Never null.
+    pub fn select_each(&self, batch: &RecordBatch) -> Result<Vec<BooleanArray>, RulesError> {
+        self.predicates
+            .iter()
+            .map(|predicate| {
+                eval::select_any(std::slice::from_ref(predicate), batch).map_err(|err| RulesError {
+                    kind: RulesErrorKind::Evaluation,
+                    source_name: String::new(),
+                    entry: String::new(),
+                    expression: String::new(),
+                    column: 0,
+                    message: err.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The schema fields (input columns) each expression reads, by expression.
+    pub fn fields_read(&self) -> Vec<std::collections::BTreeSet<usize>> {
+        self.predicates.iter().map(Predicate::columns).collect()
+    }
+
     pub fn budget(&self) -> Option<(&BudgetSpec, &RankKeys)> {
         Some((self.spec.budget.as_ref()?, self.rank.as_ref()?))
     }

@@ -1,0 +1,835 @@
+//! Proposes hot-tier rules for a budget from a training log's pages.
+//!
+//! A query is a hit for a hot set when every document on its page is in the set (pages do not
+//! depend on the split, so a set is scored without rebuilding). Candidate rules are ORs of
+//! clauses, each an AND of at most `max_conditions` conditions on fast fields: thresholds at
+//! the field's quantiles (`>=`, `<=`), `IS NOT NULL`, keyword equality with frequent values.
+//! Every condition is evaluated on the built version by the builder's own rule engine, so a
+//! rule's hot size here is the one a build would give. Clauses are added greedily while the
+//! budget allows, by two strategies (most queries gained per document added, and most queries
+//! gained), and every candidate is scored on the holdout log, which is never used to choose.
+//!
+//! The upper bound is no rule: a greedy choice of whole pages (most queries per document still
+//! needed, a set-union knapsack) under the same budget, computed on each log for itself.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
+
+use arrow::array::{Array, AsArray, BooleanArray};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType, UInt64Type};
+use serde::Serialize;
+
+use super::TuningError;
+use super::corpus::Corpus;
+use super::pages::RankedLog;
+use crate::node::version::LoadedVersion;
+use crate::rules::{CompiledRules, RulesSpec};
+use crate::schema::FieldType;
+
+/// Hot documents allowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Budget {
+    /// A share of the corpus, in (0, 1].
+    Share(f64),
+    Docs(u64),
+}
+
+impl Budget {
+    /// `10%` or a document count.
+    pub fn parse(text: &str) -> Result<Budget, TuningError> {
+        let text = text.trim();
+        let fail = || {
+            TuningError::argument(format!(
+                "budget `{text}`: expected a share of the corpus such as `10%`, or a document count"
+            ))
+        };
+        if let Some(percent) = text.strip_suffix('%') {
+            let percent: f64 = percent.trim().parse().map_err(|_| fail())?;
+            if !(percent > 0.0 && percent <= 100.0) {
+                return Err(fail());
+            }
+            return Ok(Budget::Share(percent / 100.0));
+        }
+        match text.parse::<u64>() {
+            Ok(docs) if docs > 0 => Ok(Budget::Docs(docs)),
+            _ => Err(fail()),
+        }
+    }
+
+    pub fn docs(self, corpus: u64) -> u64 {
+        match self {
+            Budget::Share(share) => (share * corpus as f64).floor() as u64,
+            Budget::Docs(docs) => docs.min(corpus),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SuggestOptions {
+    pub budget: Budget,
+    pub max_conditions: usize,
+    /// Clauses ORed in one rule.
+    pub max_clauses: usize,
+    /// Budgets of the curve (shares of the corpus).
+    pub curve: Vec<f64>,
+}
+
+impl Default for SuggestOptions {
+    fn default() -> SuggestOptions {
+        SuggestOptions {
+            budget: Budget::Share(0.1),
+            max_conditions: 3,
+            max_clauses: 6,
+            curve: vec![0.01, 0.02, 0.05, 0.1, 0.2],
+        }
+    }
+}
+
+/// A hot set and how it does on each log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scored {
+    /// What a rules file's `hot = [...]` takes; empty for the upper bound, which is no rule.
+    pub hot: Vec<String>,
+    pub hot_docs: u64,
+    pub train_hit_rate: f64,
+    pub holdout_hit_rate: f64,
+    /// How it was chosen.
+    pub chosen_by: String,
+}
+
+/// The greedy choice of pages: on the training log for the training figure, and on the
+/// holdout log for the holdout figure (each the best this greedy finds for that log).
+#[derive(Debug, Clone, Serialize)]
+pub struct UpperBound {
+    pub hot: Vec<String>,
+    pub hot_docs: u64,
+    pub train_hit_rate: f64,
+    pub holdout_hit_rate: f64,
+    pub train_hot_docs: u64,
+    pub holdout_hot_docs: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    pub budget_share: f64,
+    pub budget_docs: u64,
+    /// The best candidate on the training log at this budget.
+    pub suggested: Scored,
+    pub upper_bound: UpperBound,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogSummary {
+    pub source: String,
+    pub queries: u64,
+    pub unique_queries: u64,
+    pub lines_not_used: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SuggestReport {
+    pub index: String,
+    pub version: String,
+    pub ranked_by: String,
+    pub corpus_docs: u64,
+    pub budget_docs: u64,
+    /// Best first (by training hit rate).
+    pub candidates: Vec<Scored>,
+    /// The version's own rules and hot tier.
+    pub current: Scored,
+    pub upper_bound: UpperBound,
+    pub train: LogSummary,
+    pub holdout: LogSummary,
+    /// Share of the holdout volume whose query text is also in the training log.
+    pub holdout_seen_share: f64,
+    /// The best candidate's holdout hit rate on queries seen in training, and on the others.
+    pub holdout_hit_rate_seen: f64,
+    pub holdout_hit_rate_unseen: f64,
+    pub curve: Vec<CurvePoint>,
+    /// Fields no condition could be drawn on (not fast, text, or the id).
+    pub fields_not_used: Vec<String>,
+}
+
+/// One bit per corpus document.
+#[derive(Clone, PartialEq, Eq)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn empty(len: u32) -> Bits {
+        Bits(vec![0; (len as usize).div_ceil(64)])
+    }
+
+    fn from_selected(selected: &BooleanArray) -> Bits {
+        let mut bits = Bits::empty(selected.len() as u32);
+        for (at, value) in selected.values().iter().enumerate() {
+            if value {
+                bits.insert(at as u32);
+            }
+        }
+        bits
+    }
+
+    fn insert(&mut self, doc: u32) {
+        self.0[doc as usize / 64] |= 1 << (doc % 64);
+    }
+
+    fn contains(&self, doc: u32) -> bool {
+        self.0[doc as usize / 64] & (1 << (doc % 64)) != 0
+    }
+
+    fn count(&self) -> u64 {
+        self.0.iter().map(|word| u64::from(word.count_ones())).sum()
+    }
+
+    fn and(&self, other: &Bits) -> Bits {
+        Bits(self.0.iter().zip(&other.0).map(|(a, b)| a & b).collect())
+    }
+
+    fn or_assign(&mut self, other: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a |= b;
+        }
+    }
+
+    /// Documents of `self` not in `other`.
+    fn count_outside(&self, other: &Bits) -> u64 {
+        self.0
+            .iter()
+            .zip(&other.0)
+            .map(|(a, b)| u64::from((a & !b).count_ones()))
+            .sum()
+    }
+}
+
+/// A log's pages as corpus document numbers.
+struct Pages {
+    pages: Vec<(u64, Vec<u32>)>,
+    volume: u64,
+    texts: Vec<String>,
+}
+
+impl Pages {
+    fn new(ranked: &RankedLog, corpus: &Corpus) -> Pages {
+        let mut pages = Vec::new();
+        let mut texts = Vec::new();
+        for (query, page) in ranked.ranked() {
+            pages.push((
+                query.weight,
+                page.hits
+                    .iter()
+                    .map(|hit| corpus.number(hit.tier, hit.doc))
+                    .collect(),
+            ));
+            texts.push(query.text.clone());
+        }
+        let volume = pages.iter().map(|(weight, _)| weight).sum();
+        Pages {
+            pages,
+            volume,
+            texts,
+        }
+    }
+
+    fn hit_rate(&self, hot: &Bits) -> f64 {
+        self.hit_rate_where(hot, |_| true)
+    }
+
+    fn hit_rate_where(&self, hot: &Bits, keep: impl Fn(usize) -> bool) -> f64 {
+        let (mut hits, mut volume) = (0u64, 0u64);
+        for (at, (weight, docs)) in self.pages.iter().enumerate() {
+            if !keep(at) {
+                continue;
+            }
+            volume += weight;
+            if docs.iter().all(|&doc| hot.contains(doc)) {
+                hits += weight;
+            }
+        }
+        if volume == 0 {
+            0.0
+        } else {
+            hits as f64 / volume as f64
+        }
+    }
+
+    /// The greedy page choice under `budget` documents: the hit rate and documents used.
+    fn greedy_bound(&self, budget: u64, corpus_docs: u32) -> (f64, u64) {
+        #[derive(PartialEq)]
+        struct Entry {
+            ratio: f64,
+            needed: usize,
+            page: usize,
+        }
+        impl Eq for Entry {}
+        impl PartialOrd for Entry {
+            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for Entry {
+            fn cmp(&self, other: &Self) -> Ordering {
+                self.ratio
+                    .total_cmp(&other.ratio)
+                    .then_with(|| other.page.cmp(&self.page))
+            }
+        }
+        let mut chosen = Bits::empty(corpus_docs);
+        let mut used = 0u64;
+        let mut hits = 0u64;
+        let mut heap = BinaryHeap::new();
+        for (page, (weight, docs)) in self.pages.iter().enumerate() {
+            let needed: HashSet<u32> = docs.iter().copied().collect();
+            if needed.is_empty() {
+                hits += weight;
+            } else {
+                heap.push(Entry {
+                    ratio: *weight as f64 / needed.len() as f64,
+                    needed: needed.len(),
+                    page,
+                });
+            }
+        }
+        while let Some(entry) = heap.pop() {
+            let (weight, docs) = &self.pages[entry.page];
+            let missing: HashSet<u32> = docs
+                .iter()
+                .copied()
+                .filter(|&doc| !chosen.contains(doc))
+                .collect();
+            if missing.len() < entry.needed {
+                // Cheaper now than when queued: queue again at its current ratio (lazy greedy).
+                if missing.is_empty() {
+                    hits += weight;
+                } else {
+                    heap.push(Entry {
+                        ratio: *weight as f64 / missing.len() as f64,
+                        needed: missing.len(),
+                        page: entry.page,
+                    });
+                }
+                continue;
+            }
+            if used + missing.len() as u64 <= budget {
+                used += missing.len() as u64;
+                for doc in missing {
+                    chosen.insert(doc);
+                }
+                hits += weight;
+            }
+        }
+        let rate = if self.volume == 0 {
+            0.0
+        } else {
+            hits as f64 / self.volume as f64
+        };
+        (rate, used)
+    }
+}
+
+/// A condition on one field, with the documents it selects.
+struct Condition {
+    sql: String,
+    field: usize,
+    bits: Bits,
+}
+
+/// Shares of a field's values that threshold conditions select, from each end.
+const THRESHOLD_SHARES: [f64; 19] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5,
+    0.6, 0.7, 0.8,
+];
+/// Most frequent keyword values offered as equalities.
+const EQUALITY_VALUES: usize = 20;
+
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Each value of a field as a literal with its sort key, per document (ANY semantics for
+/// keyword lists: every value counts).
+fn field_values(column: &dyn Array) -> Option<Vec<(f64, String)>> {
+    let mut values = Vec::new();
+    match column.data_type() {
+        DataType::UInt64 => {
+            for value in column.as_primitive::<UInt64Type>().iter().flatten() {
+                values.push((value as f64, value.to_string()));
+            }
+        }
+        DataType::Int64 => {
+            for value in column.as_primitive::<Int64Type>().iter().flatten() {
+                values.push((value as f64, value.to_string()));
+            }
+        }
+        DataType::Float64 => {
+            for value in column.as_primitive::<Float64Type>().iter().flatten() {
+                values.push((value, format!("{value:?}")));
+            }
+        }
+        DataType::Timestamp(_, _) => {
+            for micros in column
+                .as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .flatten()
+            {
+                let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+                    .ok()?;
+                values.push((
+                    micros as f64,
+                    quote(&crate::format::version::rfc3339_micros(at)),
+                ));
+            }
+        }
+        _ => return None,
+    }
+    Some(values)
+}
+
+/// The string values of a keyword column (every value of every list).
+fn keyword_values(column: &dyn Array) -> Option<Vec<String>> {
+    let strings = match column.data_type() {
+        DataType::List(_) => column.as_list::<i32>().values().clone(),
+        DataType::Utf8 => column.slice(0, column.len()),
+        _ => return None,
+    };
+    Some(
+        strings
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Candidate conditions as SQL, per usable field; and the fields not usable.
+fn condition_sql(version: &LoadedVersion, corpus: &Corpus) -> (Vec<(usize, String)>, Vec<String>) {
+    let schema = &version.schema;
+    let mut conditions = Vec::new();
+    let mut not_used = Vec::new();
+    for (field_index, field) in schema.spec.fields.iter().enumerate() {
+        if field_index == schema.id_index || !corpus.readable[field_index] {
+            not_used.push(field.name.clone());
+            continue;
+        }
+        let column = corpus.batch.column(field_index);
+        let name = &field.name;
+        let mut sql = Vec::new();
+        if column.null_count() > 0 && column.null_count() < column.len() {
+            sql.push(format!("{name} IS NOT NULL"));
+        }
+        // Sorted (key, literal) pairs: thresholds at quantiles from both ends.
+        let sorted: Option<Vec<(f64, String)>> = match field.field_type {
+            FieldType::Keyword => keyword_values(column.as_ref()).map(|values| {
+                let mut values: Vec<(f64, String)> =
+                    values.into_iter().map(|value| (0.0, value)).collect();
+                values.sort_by(|a, b| a.1.cmp(&b.1));
+                values
+                    .into_iter()
+                    .map(|(_, value)| (0.0, quote(&value)))
+                    .collect()
+            }),
+            FieldType::Bool => {
+                sql.push(name.clone());
+                None
+            }
+            _ => field_values(column.as_ref()).map(|mut values| {
+                values.sort_by(|a, b| a.0.total_cmp(&b.0));
+                values
+            }),
+        };
+        if let Some(sorted) = sorted.filter(|sorted| !sorted.is_empty()) {
+            let last = sorted.len() - 1;
+            for share in THRESHOLD_SHARES {
+                let from_top = ((1.0 - share) * sorted.len() as f64) as usize;
+                let from_bottom = (share * sorted.len() as f64) as usize;
+                sql.push(format!("{name} >= {}", sorted[from_top.min(last)].1));
+                sql.push(format!("{name} <= {}", sorted[from_bottom.min(last)].1));
+            }
+            if field.field_type == FieldType::Keyword {
+                let mut frequency: BTreeMap<&str, u64> = BTreeMap::new();
+                for (_, value) in &sorted {
+                    *frequency.entry(value.as_str()).or_default() += 1;
+                }
+                // Equalities only on a field of categories, not of near-unique values.
+                if (frequency.len() as u64) * 2 <= corpus.docs() as u64 {
+                    let mut frequent: Vec<(&str, u64)> = frequency.into_iter().collect();
+                    frequent.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+                    for (value, _) in frequent.into_iter().take(EQUALITY_VALUES) {
+                        sql.push(format!("{name} = {value}"));
+                    }
+                }
+            }
+        }
+        sql.sort();
+        sql.dedup();
+        conditions.extend(sql.into_iter().map(|sql| (field_index, sql)));
+    }
+    (conditions, not_used)
+}
+
+/// Evaluates candidate conditions with the builder's rule engine.
+fn conditions(
+    version: &LoadedVersion,
+    corpus: &Corpus,
+) -> Result<(Vec<Condition>, Vec<String>), TuningError> {
+    let (sql, not_used) = condition_sql(version, corpus);
+    let rules = CompiledRules::new(
+        RulesSpec {
+            hot: sql.iter().map(|(_, sql)| sql.clone()).collect(),
+            budget: None,
+        },
+        "suggested conditions",
+        &version.schema,
+    )?;
+    let selected = rules.select_each(&corpus.batch)?;
+    let mut conditions: Vec<Condition> = sql
+        .into_iter()
+        .zip(selected)
+        .map(|((field, sql), selected)| Condition {
+            sql,
+            field,
+            bits: Bits::from_selected(&selected),
+        })
+        .collect();
+    // Conditions selecting nothing or everything cannot help.
+    let docs = u64::from(corpus.docs());
+    conditions.retain(|condition| {
+        let count = condition.bits.count();
+        count > 0 && count < docs
+    });
+    // Conditions selecting the same documents are one.
+    let mut seen: Vec<Bits> = Vec::new();
+    conditions.retain(|condition| {
+        if seen.contains(&condition.bits) {
+            false
+        } else {
+            seen.push(condition.bits.clone());
+            true
+        }
+    });
+    Ok((conditions, not_used))
+}
+
+/// An AND of conditions.
+#[derive(Clone)]
+struct Clause {
+    parts: Vec<usize>,
+    bits: Bits,
+}
+
+impl Clause {
+    fn sql(&self, conditions: &[Condition]) -> String {
+        let parts: Vec<&str> = self
+            .parts
+            .iter()
+            .map(|&at| conditions[at].sql.as_str())
+            .collect();
+        parts.join(" AND ")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strategy {
+    /// Most training queries gained per hot document added.
+    PerDocument,
+    /// Most training queries gained.
+    MostQueries,
+}
+
+impl Strategy {
+    fn label(self) -> &'static str {
+        match self {
+            Strategy::PerDocument => "greedy: most training queries per document added",
+            Strategy::MostQueries => "greedy: most training queries",
+        }
+    }
+}
+
+/// The training queries not yet hits, with the page documents they still miss.
+struct Open {
+    queries: Vec<(u64, Vec<u32>)>,
+}
+
+impl Open {
+    fn new(pages: &Pages, hot: &Bits) -> Open {
+        Open {
+            queries: pages
+                .pages
+                .iter()
+                .filter_map(|(weight, docs)| {
+                    let missing: Vec<u32> = docs
+                        .iter()
+                        .copied()
+                        .filter(|&doc| !hot.contains(doc))
+                        .collect();
+                    (!missing.is_empty()).then_some((*weight, missing))
+                })
+                .collect(),
+        }
+    }
+
+    /// Weight of the queries that adding `clause` would make hits.
+    fn gain(&self, clause: &Bits) -> u64 {
+        self.queries
+            .iter()
+            .filter(|(_, missing)| missing.iter().all(|&doc| clause.contains(doc)))
+            .map(|(weight, _)| weight)
+            .sum()
+    }
+}
+
+/// Width of the beam of clauses extended by one more condition.
+const BEAM: usize = 8;
+
+/// Grows one rule greedily under `budget`.
+fn grow_rule(
+    conditions: &[Condition],
+    pages: &Pages,
+    budget: u64,
+    corpus_docs: u32,
+    options: &SuggestOptions,
+    strategy: Strategy,
+) -> (Vec<Clause>, Bits) {
+    let mut hot = Bits::empty(corpus_docs);
+    let mut size = 0u64;
+    let mut rule = Vec::new();
+    while rule.len() < options.max_clauses {
+        let open = Open::new(pages, &hot);
+        // (score, gain, added, clause) of the best clause that fits.
+        let mut best: Option<(f64, u64, u64, Clause)> = None;
+        let consider = |clause: &Clause, best: &mut Option<(f64, u64, u64, Clause)>| {
+            let added = clause.bits.count_outside(&hot);
+            if added == 0 || size + added > budget {
+                return (0, added);
+            }
+            let gain = open.gain(&clause.bits);
+            if gain == 0 {
+                return (0, added);
+            }
+            let score = match strategy {
+                Strategy::PerDocument => gain as f64 / added as f64,
+                Strategy::MostQueries => gain as f64 - added as f64 * 1e-12,
+            };
+            if best
+                .as_ref()
+                .is_none_or(|(best_score, ..)| score > *best_score)
+            {
+                *best = Some((score, gain, added, clause.clone()));
+            }
+            (gain, added)
+        };
+        let mut layer: Vec<Clause> = conditions
+            .iter()
+            .enumerate()
+            .map(|(at, condition)| Clause {
+                parts: vec![at],
+                bits: condition.bits.clone(),
+            })
+            .collect();
+        for depth in 1..=options.max_conditions {
+            // Scored also when too large: those are the clauses a further condition narrows.
+            let mut scored: Vec<(u64, u64, Clause)> = layer
+                .into_iter()
+                .map(|clause| {
+                    let (mut gain, added) = consider(&clause, &mut best);
+                    if gain == 0 && added > 0 {
+                        gain = open.gain(&clause.bits);
+                    }
+                    (gain, added, clause)
+                })
+                .collect();
+            if depth == options.max_conditions {
+                break;
+            }
+            scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            scored.truncate(BEAM);
+            layer = Vec::new();
+            for (gain, _, clause) in scored.into_iter().filter(|(gain, ..)| *gain > 0) {
+                let _ = gain;
+                for (at, condition) in conditions.iter().enumerate() {
+                    if clause
+                        .parts
+                        .iter()
+                        .any(|&part| conditions[part].field == condition.field)
+                    {
+                        continue;
+                    }
+                    let mut parts = clause.parts.clone();
+                    parts.push(at);
+                    layer.push(Clause {
+                        parts,
+                        bits: clause.bits.and(&condition.bits),
+                    });
+                }
+            }
+        }
+        let Some((_, _, added, clause)) = best else {
+            break;
+        };
+        hot.or_assign(&clause.bits);
+        size += added;
+        rule.push(clause);
+    }
+    (rule, hot)
+}
+
+/// Candidates at one budget, best first by training hit rate.
+fn candidates_at(
+    conditions: &[Condition],
+    train: &Pages,
+    holdout: &Pages,
+    budget: u64,
+    corpus_docs: u32,
+    options: &SuggestOptions,
+) -> Vec<(Scored, Bits)> {
+    let mut candidates: Vec<(Scored, Bits)> = Vec::new();
+    for strategy in [Strategy::PerDocument, Strategy::MostQueries] {
+        let (rule, hot) = grow_rule(conditions, train, budget, corpus_docs, options, strategy);
+        if rule.is_empty() || candidates.iter().any(|(_, bits)| *bits == hot) {
+            continue;
+        }
+        candidates.push((
+            Scored {
+                hot: rule.iter().map(|clause| clause.sql(conditions)).collect(),
+                hot_docs: hot.count(),
+                train_hit_rate: train.hit_rate(&hot),
+                holdout_hit_rate: holdout.hit_rate(&hot),
+                chosen_by: strategy.label().into(),
+            },
+            hot,
+        ));
+    }
+    candidates.sort_by(|a, b| b.0.train_hit_rate.total_cmp(&a.0.train_hit_rate));
+    candidates
+}
+
+fn upper_bound(train: &Pages, holdout: &Pages, budget: u64, corpus_docs: u32) -> UpperBound {
+    let (train_hit_rate, train_hot_docs) = train.greedy_bound(budget, corpus_docs);
+    let (holdout_hit_rate, holdout_hot_docs) = holdout.greedy_bound(budget, corpus_docs);
+    UpperBound {
+        hot: Vec::new(),
+        hot_docs: budget,
+        train_hit_rate,
+        holdout_hit_rate,
+        train_hot_docs,
+        holdout_hot_docs,
+    }
+}
+
+fn summary(ranked: &RankedLog, pages: &Pages) -> LogSummary {
+    LogSummary {
+        source: ranked.log.source.clone(),
+        queries: pages.volume,
+        unique_queries: pages.pages.len() as u64,
+        lines_not_used: ranked.log.problems.len() as u64,
+    }
+}
+
+/// Suggests rules for `options.budget` from `train`, scoring them on `holdout` too. Both logs
+/// must have been ranked on `version` with the same options.
+pub fn suggest(
+    version: &LoadedVersion,
+    train: &RankedLog,
+    holdout: &RankedLog,
+    options: &SuggestOptions,
+) -> Result<SuggestReport, TuningError> {
+    if options.max_conditions == 0 || options.max_clauses == 0 {
+        return Err(TuningError::argument(
+            "a rule needs at least one clause of at least one condition",
+        ));
+    }
+    let corpus = Corpus::open(version, true)?;
+    let corpus_docs = corpus.docs();
+    let train_pages = Pages::new(train, &corpus);
+    let holdout_pages = Pages::new(holdout, &corpus);
+    let (conditions, fields_not_used) = conditions(version, &corpus)?;
+    let budget = options.budget.docs(u64::from(corpus_docs));
+
+    let mut current_hot = Bits::empty(corpus_docs);
+    for doc in 0..corpus.hot_docs {
+        current_hot.insert(doc);
+    }
+    let current = Scored {
+        hot: version.manifest.rules.hot.clone(),
+        hot_docs: u64::from(corpus.hot_docs),
+        train_hit_rate: train_pages.hit_rate(&current_hot),
+        holdout_hit_rate: holdout_pages.hit_rate(&current_hot),
+        chosen_by: "the version's rules".into(),
+    };
+    let found = candidates_at(
+        &conditions,
+        &train_pages,
+        &holdout_pages,
+        budget,
+        corpus_docs,
+        options,
+    );
+    let seen: HashSet<&str> = train_pages.texts.iter().map(String::as_str).collect();
+    let is_seen = |at: usize| seen.contains(holdout_pages.texts[at].as_str());
+    let seen_volume: u64 = holdout_pages
+        .pages
+        .iter()
+        .enumerate()
+        .filter(|(at, _)| is_seen(*at))
+        .map(|(_, (weight, _))| weight)
+        .sum();
+    let (seen_rate, unseen_rate) = match found.first() {
+        Some((_, hot)) => (
+            holdout_pages.hit_rate_where(hot, is_seen),
+            holdout_pages.hit_rate_where(hot, |at| !is_seen(at)),
+        ),
+        None => (0.0, 0.0),
+    };
+    let curve = options
+        .curve
+        .iter()
+        .map(|&share| {
+            let docs = Budget::Share(share).docs(u64::from(corpus_docs));
+            let best = candidates_at(
+                &conditions,
+                &train_pages,
+                &holdout_pages,
+                docs,
+                corpus_docs,
+                options,
+            )
+            .into_iter()
+            .next()
+            .map(|(scored, _)| scored)
+            .unwrap_or_else(|| Scored {
+                hot: Vec::new(),
+                hot_docs: 0,
+                train_hit_rate: train_pages.hit_rate(&Bits::empty(corpus_docs)),
+                holdout_hit_rate: holdout_pages.hit_rate(&Bits::empty(corpus_docs)),
+                chosen_by: "no rule fits".into(),
+            });
+            CurvePoint {
+                budget_share: share,
+                budget_docs: docs,
+                suggested: best,
+                upper_bound: upper_bound(&train_pages, &holdout_pages, docs, corpus_docs),
+            }
+        })
+        .collect();
+    Ok(SuggestReport {
+        index: version.manifest.index.clone(),
+        version: version.version().to_string(),
+        ranked_by: train.ranked_by.clone(),
+        corpus_docs: u64::from(corpus_docs),
+        budget_docs: budget,
+        candidates: found.into_iter().map(|(scored, _)| scored).collect(),
+        current,
+        upper_bound: upper_bound(&train_pages, &holdout_pages, budget, corpus_docs),
+        train: summary(train, &train_pages),
+        holdout: summary(holdout, &holdout_pages),
+        holdout_seen_share: if holdout_pages.volume == 0 {
+            0.0
+        } else {
+            seen_volume as f64 / holdout_pages.volume as f64
+        },
+        holdout_hit_rate_seen: seen_rate,
+        holdout_hit_rate_unseen: unseen_rate,
+        curve,
+        fields_not_used,
+    })
+}
