@@ -88,6 +88,9 @@ pub struct ReplayReport {
     pub hit_rate: f64,
     /// The same share over distinct queries.
     pub unique_hit_rate: f64,
+    /// The counts behind the two rates.
+    pub hit_queries: u64,
+    pub unique_hit_queries: u64,
     pub zero_result_queries: u64,
     /// Share of `queries` for which the node would not search the cold tier at all.
     pub cold_skip_rate: f64,
@@ -186,6 +189,8 @@ pub fn replay(
         unique_queries: unique,
         hit_rate: share(hits, volume),
         unique_hit_rate: share(unique_hits, unique),
+        hit_queries: hits,
+        unique_hit_queries: unique_hits,
         zero_result_queries: empty,
         cold_skip_rate: share(skipped, volume),
         cold_documents_per_query: Distribution::of(cold_documents),

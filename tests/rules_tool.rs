@@ -1,0 +1,311 @@
+//! `tierdex rules replay` and `suggest`, run as a user runs them (the binary, against the
+//! S3-compatible server), checked against what a node serving the same version answers and
+//! what the builder makes of the suggested rules.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use tierdex::api::pb;
+use tierdex::store::BlobStore;
+
+const RULES: &str = "hot = [\"citations >= 3\", \"date >= '1978-01'\"]";
+
+/// A log mixing plain and counted lines, with one of each kind of bad line. Returns the text
+/// and the usable (count, query) lines.
+fn query_log() -> (Vec<u8>, Vec<(u64, String)>) {
+    let mut queries: Vec<String> = cacm_query_texts();
+    queries.extend(cacm_structured_queries());
+    let mut text = Vec::new();
+    let mut usable = Vec::new();
+    for (at, query) in queries.iter().enumerate() {
+        if at % 5 == 0 {
+            text.extend(format!("3\t{query}\n").bytes());
+            usable.push((3, query.clone()));
+        } else {
+            text.extend(format!("{query}\n").bytes());
+            usable.push((1, query.clone()));
+        }
+        // A repeat: computed once, counted twice.
+        if at % 7 == 0 {
+            text.extend(format!("{query}\n").bytes());
+            usable.push((1, query.clone()));
+        }
+    }
+    text.extend(b"\n");
+    text.extend(b"many\tcomputer programs\n");
+    text.extend(b"invalid \xff\xfe utf-8\n");
+    text.extend(b"title:(unclosed\n");
+    text.extend(b"nosuchfield:value\n");
+    (text, usable)
+}
+
+fn line_of(log: &[u8], needle: &[u8]) -> u64 {
+    let at = log
+        .windows(needle.len())
+        .position(|window| window == needle)
+        .unwrap();
+    1 + log[..at].iter().filter(|byte| **byte == b'\n').count() as u64
+}
+
+fn run_json(args: &[&str]) -> serde_json::Value {
+    let output = tierdex_bin().args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "tierdex {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "not JSON ({err}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// What a node answers for the log: (volume, hits, unique, unique hits, zero-result volume).
+async fn node_hit_counts(
+    client: &mut pb::tierdex_client::TierdexClient<tonic::transport::Channel>,
+    usable: &[(u64, String)],
+    order_by: &str,
+) -> (u64, u64, u64, u64, u64) {
+    let mut pages: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
+    let (mut volume, mut hits, mut empty) = (0, 0, 0);
+    for (count, query) in usable {
+        let mut request = search_request("cacm", query, 10);
+        request.order_by = order_by.to_string();
+        request.fields = vec!["id".into()];
+        let response = client.search(request).await.unwrap().into_inner();
+        assert!(!response.degraded, "{query}: degraded");
+        let hit = response
+            .hits
+            .iter()
+            .all(|hit| hit.tier == pb::Tier::Hot as i32);
+        volume += count;
+        hits += if hit { count } else { &0 };
+        empty += if response.hits.is_empty() { count } else { &0 };
+        pages.insert(query, (hit, response.hits.is_empty()));
+    }
+    let unique_hits = pages.values().filter(|(hit, _)| *hit).count() as u64;
+    (volume, hits, pages.len() as u64, unique_hits, empty)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_reports_the_hit_rate_a_node_serves_and_locates_bad_lines() {
+    let s3 = S3Server::start();
+    let store = s3.store("rules", "replay").await;
+    let summary = build_cacm(store.clone(), RULES, "cacm").await;
+    let uri = s3.uri("rules", "replay");
+    let dir = tempfile::tempdir().unwrap();
+    let (log, usable) = query_log();
+    let log_path = dir.path().join("queries.log");
+    std::fs::write(&log_path, &log).unwrap();
+
+    let node = TestNode::start(store.clone() as Arc<dyn BlobStore>, &["cacm"], dir.path()).await;
+    node.wait_ready().await;
+    let mut client = node.client().await;
+    for order_by in ["", "citations DESC"] {
+        let mut args = vec![
+            "rules",
+            "replay",
+            "--store",
+            &uri,
+            "--index",
+            "cacm",
+            "--queries",
+            log_path.to_str().unwrap(),
+            "--json",
+        ];
+        if !order_by.is_empty() {
+            args.extend(["--order-by", order_by]);
+        }
+        let report = run_json(&args);
+        let (volume, hits, unique, unique_hits, empty) =
+            node_hit_counts(&mut client, &usable, order_by).await;
+        assert!(hits > 0 && hits < volume, "{order_by}: {hits} of {volume}");
+        assert_eq!(report["queries"], volume, "{order_by}");
+        assert_eq!(report["unique_queries"], unique, "{order_by}");
+        assert_eq!(report["hit_queries"], hits, "{order_by}");
+        assert_eq!(report["unique_hit_queries"], unique_hits, "{order_by}");
+        let close = |field: &str, expected: f64| {
+            let got = report[field].as_f64().unwrap();
+            assert!(
+                (got - expected).abs() < 1e-12,
+                "{order_by} {field}: {got} vs {expected}"
+            );
+        };
+        close("hit_rate", hits as f64 / volume as f64);
+        close("unique_hit_rate", unique_hits as f64 / unique as f64);
+        assert_eq!(report["zero_result_queries"], empty, "{order_by}");
+        assert_eq!(report["version"], summary.manifest.version.as_str());
+
+        // Every hot document on a page came in by one of the two rules: the page slots add up.
+        let rules = report["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[2]["page_slots"], 0, "{rules:?}");
+        assert!(rules[0]["page_slots"].as_u64().unwrap() > 0, "{rules:?}");
+        assert!(rules[1]["page_slots"].as_u64().unwrap() > 0, "{rules:?}");
+        let cold = &report["cold_documents_per_query"];
+        let requests = &report["storage_requests_per_query"];
+        assert!(cold["mean"].as_f64().unwrap() > 0.0);
+        // A cold document costs at least one request, and one read covers a page's documents
+        // on the same blocks.
+        assert!(requests["max"].as_f64().unwrap() >= 1.0);
+        assert!(requests["max"].as_f64().unwrap() <= cold["max"].as_f64().unwrap() * 4.0);
+
+        let problems = &report["problems"];
+        assert_eq!(problems["blank"], 1);
+        assert_eq!(problems["unreadable"], 2);
+        assert_eq!(problems["query"], 2);
+        let located: Vec<(u64, &str)> = problems["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|problem| {
+                (
+                    problem["line"].as_u64().unwrap(),
+                    problem["kind"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            located,
+            vec![
+                (line_of(&log, b"\n\nmany") + 1, "blank"),
+                (line_of(&log, b"many\t"), "unreadable"),
+                (line_of(&log, b"invalid \xff"), "unreadable"),
+                (line_of(&log, b"title:(unclosed"), "query"),
+                (line_of(&log, b"nosuchfield"), "query"),
+            ]
+        );
+    }
+    node.stop().await;
+
+    // A log with nothing usable is refused, naming the file; so is a missing one.
+    let empty = dir.path().join("empty.log");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    for log in [&empty, &dir.path().join("missing.log")] {
+        let output = tierdex_bin()
+            .args([
+                "rules",
+                "replay",
+                "--store",
+                &uri,
+                "--index",
+                "cacm",
+                "--queries",
+            ])
+            .arg(log)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let name = log.file_name().unwrap().to_str().unwrap();
+        assert!(stderr.contains(name), "{stderr}");
+    }
+}
+
+fn write_log(path: &Path, queries: &[String]) {
+    std::fs::write(path, queries.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suggested_rules_build_to_the_hot_size_and_hit_rate_reported() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = local_store(store_dir.path());
+    build_cacm(store.clone(), RULES, "cacm").await;
+    let uri = store_dir.path().to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut queries = cacm_query_texts();
+    queries.extend(cacm_structured_queries());
+    let (train, holdout) = queries.split_at(queries.len() / 2);
+    let (train_path, holdout_path) = (dir.path().join("train.log"), dir.path().join("holdout.log"));
+    write_log(&train_path, train);
+    write_log(&holdout_path, holdout);
+    let plot = dir.path().join("curve.svg");
+    let report = run_json(&[
+        "rules",
+        "suggest",
+        "--store",
+        &uri,
+        "--index",
+        "cacm",
+        "--train",
+        train_path.to_str().unwrap(),
+        "--holdout",
+        holdout_path.to_str().unwrap(),
+        "--budget",
+        "30%",
+        "--order-by",
+        "citations DESC",
+        "--plot",
+        plot.to_str().unwrap(),
+        "--json",
+    ]);
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("upper bound"),
+        "{svg:.200}"
+    );
+    let budget = report["budget_docs"].as_u64().unwrap();
+    assert_eq!(budget, 3204 * 30 / 100);
+    let candidates = report["candidates"].as_array().unwrap();
+    assert!(!candidates.is_empty(), "{report}");
+    let best = &candidates[0];
+    let hot: Vec<String> = best["hot"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|expression| expression.as_str().unwrap().to_string())
+        .collect();
+    assert!(best["hot_docs"].as_u64().unwrap() <= budget);
+    assert_eq!(
+        report["current"]["hot"],
+        serde_json::json!(["citations >= 3", "date >= '1978-01'"])
+    );
+
+    // The builder makes exactly the reported hot tier of the suggested rules, and replaying the
+    // holdout log on that build gives the reported holdout hit rate.
+    let rules = format!("hot = {}", serde_json::to_string(&hot).unwrap());
+    let built = build_cacm(store.clone(), &rules, "suggested").await;
+    assert_eq!(
+        built.manifest.hot.docs,
+        best["hot_docs"].as_u64().unwrap(),
+        "{rules}"
+    );
+    let replayed = run_json(&[
+        "rules",
+        "replay",
+        "--store",
+        &uri,
+        "--index",
+        "suggested",
+        "--queries",
+        holdout_path.to_str().unwrap(),
+        "--order-by",
+        "citations DESC",
+        "--json",
+    ]);
+    let (replayed, reported) = (
+        replayed["hit_rate"].as_f64().unwrap(),
+        best["holdout_hit_rate"].as_f64().unwrap(),
+    );
+    assert!(
+        (replayed - reported).abs() < 1e-12,
+        "{rules}: {replayed} vs {reported}"
+    );
+    // Ranking by citations, a rule on citations is what a page needs: it beats nothing.
+    assert!(best["train_hit_rate"].as_f64().unwrap() > 0.5, "{best}");
+
+    let curve = report["curve"].as_array().unwrap();
+    assert_eq!(curve.len(), 5);
+    for point in curve {
+        assert!(
+            point["suggested"]["hot_docs"].as_u64().unwrap()
+                <= point["budget_docs"].as_u64().unwrap()
+        );
+    }
+}
