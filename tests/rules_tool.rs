@@ -243,6 +243,8 @@ async fn suggested_rules_build_to_the_hot_size_and_hit_rate_reported() {
         "citations DESC",
         "--plot",
         plot.to_str().unwrap(),
+        "--pins",
+        dir.path().join("pins.txt").to_str().unwrap(),
         "--json",
     ]);
     let svg = std::fs::read_to_string(&plot).unwrap();
@@ -299,6 +301,69 @@ async fn suggested_rules_build_to_the_hot_size_and_hit_rate_reported() {
     );
     // Ranking by citations, a rule on citations is what a page needs: it beats nothing.
     assert!(best["train_hit_rate"].as_f64().unwrap() > 0.5, "{best}");
+
+    // A pin list completes a rule: the builder keeps those ids hot too, and the figures hold.
+    let pinned = candidates
+        .iter()
+        .find(|candidate| candidate["pins"].as_u64().unwrap() > 0)
+        .expect("a candidate with pins");
+    let pins_file = pinned["hot_ids"].as_str().unwrap();
+    let pin_count = std::fs::read_to_string(pins_file).unwrap().lines().count() as u64;
+    assert_eq!(pin_count, pinned["pins"].as_u64().unwrap());
+    std::fs::copy(pins_file, store_dir.path().join("pins.txt")).unwrap();
+    let rules_path = store_dir.path().join("rules.toml");
+    std::fs::write(
+        &rules_path,
+        format!(
+            "hot = {}\nhot_ids = \"pins.txt\"\n",
+            serde_json::to_string(&pinned["hot"]).unwrap()
+        ),
+    )
+    .unwrap();
+    let output = tierdex_bin()
+        .args(["build", "--schema"])
+        .arg(fixture("cacm/schema.toml"))
+        .arg("--rules")
+        .arg(&rules_path)
+        .arg("--input")
+        .arg(shared_data("cacm.jsonl"))
+        .args(["--store", &uri, "--index", "pinned", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let replayed = run_json(&[
+        "rules",
+        "replay",
+        "--store",
+        &uri,
+        "--index",
+        "pinned",
+        "--queries",
+        holdout_path.to_str().unwrap(),
+        "--order-by",
+        "citations DESC",
+        "--json",
+    ]);
+    assert_eq!(replayed["hot_docs"], pinned["hot_docs"], "{pinned}");
+    let (replayed, reported) = (
+        replayed["hit_rate"].as_f64().unwrap(),
+        pinned["holdout_hit_rate"].as_f64().unwrap(),
+    );
+    assert!(
+        (replayed - reported).abs() < 1e-12,
+        "{pinned}: {replayed} vs {reported}"
+    );
+    // Pinning every training page's documents makes every training query a hit when the
+    // budget holds them.
+    let pins_only = candidates
+        .iter()
+        .find(|candidate| candidate["hot"].as_array().unwrap().is_empty())
+        .expect("a pins-only candidate");
+    assert_eq!(pins_only["train_hit_rate"], 1.0, "{pins_only}");
 
     let curve = report["curve"].as_array().unwrap();
     assert_eq!(curve.len(), 5);

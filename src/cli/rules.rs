@@ -83,6 +83,11 @@ pub struct SuggestArgs {
     /// Draw hit rate against hot budget (1, 2, 5, 10, 20%) as an SVG.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Also propose rules completed by a pin list (the training pages' documents the rule
+    /// leaves out, within the budget), and write the best one's ids to this file, for the
+    /// rules file's `hot_ids`.
+    #[arg(long)]
+    pins: Option<PathBuf>,
 }
 
 pub async fn run(command: RulesCommand) -> Result<ExitCode> {
@@ -217,7 +222,7 @@ fn print_replay(report: &ReplayReport, source: &str) {
     for rule in &report.rules {
         let label = match (rule.rule.as_str(), rule.evaluable) {
             ("none", _) => {
-                "none of the rules (kept by the budget, or read a field without a fast column)"
+                "none of the rules (pinned by hot_ids, or selected by a rule reading a field without a fast column)"
                     .to_string()
             }
             (entry, true) => format!("{entry} {}", rule.expression),
@@ -249,6 +254,7 @@ async fn run_suggest(args: SuggestArgs) -> Result<ExitCode> {
     let options = SuggestOptions {
         budget: Budget::parse(&args.budget)?,
         max_conditions: args.max_conditions,
+        pins: args.pins.is_some(),
         ..SuggestOptions::default()
     };
     let train_log = QueryLog::read(&args.train)?;

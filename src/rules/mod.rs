@@ -16,10 +16,12 @@ mod budget;
 mod compile;
 mod eval;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
-use arrow::array::BooleanArray;
+use arrow::array::{Array, BooleanArray};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +37,10 @@ pub struct RulesSpec {
     pub hot: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetSpec>,
+    /// A file of ids kept hot whatever the expressions (one per line), relative to the rules
+    /// file: the pin list `tierdex rules suggest --pins` writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hot_ids: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +123,9 @@ pub struct CompiledRules {
     pub spec: RulesSpec,
     predicates: Vec<Predicate>,
     rank: Option<RankKeys>,
+    /// The pinned ids (`hot_ids`), as the id column's text, and that column.
+    pins: Option<Arc<HashSet<String>>>,
+    id_column: usize,
 }
 
 impl CompiledRules {
@@ -134,7 +143,13 @@ impl CompiledRules {
     ) -> Result<CompiledRules, RulesError> {
         let spec: RulesSpec =
             toml::from_str(text).map_err(|err| RulesError::file(source_name, err.to_string()))?;
-        Self::new(spec, source_name, schema)
+        let mut rules = Self::new(spec, source_name, schema)?;
+        if let Some(file) = &rules.spec.hot_ids {
+            // Relative to the rules file, as a user reads it.
+            let base = Path::new(source_name).parent().unwrap_or(Path::new(""));
+            rules.pins = Some(Arc::new(read_pins(&base.join(file), source_name)?));
+        }
+        Ok(rules)
     }
 
     pub fn new(
@@ -172,20 +187,51 @@ impl CompiledRules {
             spec,
             predicates,
             rank,
+            pins: None,
+            id_column: schema.id_index,
         })
     }
 
     /// One boolean per row: true when the row belongs to the hot tier by the expressions
     /// (before any budget). Never null.
     pub fn select_hot(&self, batch: &RecordBatch) -> Result<BooleanArray, RulesError> {
-        eval::select_any(&self.predicates, batch).map_err(|err| RulesError {
+        let selected = eval::select_any(&self.predicates, batch).map_err(|err| RulesError {
             kind: RulesErrorKind::Evaluation,
             source_name: String::new(),
             entry: String::new(),
             expression: String::new(),
             column: 0,
             message: err.to_string(),
-        })
+        })?;
+        let Some(pins) = &self.pins else {
+            return Ok(selected);
+        };
+        let ids = batch.column(self.id_column);
+        let formatter = arrow::util::display::ArrayFormatter::try_new(
+            ids.as_ref(),
+            &arrow::util::display::FormatOptions::default(),
+        )
+        .map_err(|err| RulesError {
+            kind: RulesErrorKind::Evaluation,
+            source_name: String::new(),
+            entry: "hot_ids".into(),
+            expression: String::new(),
+            column: 0,
+            message: err.to_string(),
+        })?;
+        Ok((0..batch.num_rows())
+            .map(|row| {
+                Some(
+                    selected.value(row)
+                        || (ids.is_valid(row) && pins.contains(&formatter.value(row).to_string())),
+                )
+            })
+            .collect())
+    }
+
+    /// How many ids the pin list holds (0 without one).
+    pub fn pinned(&self) -> usize {
+        self.pins.as_ref().map_or(0, |pins| pins.len())
     }
 
     /// One boolean column per expression (`hot[i]`), each true where that expression alone
@@ -214,6 +260,24 @@ impl CompiledRules {
     pub fn budget(&self) -> Option<(&BudgetSpec, &RankKeys)> {
         Some((self.spec.budget.as_ref()?, self.rank.as_ref()?))
     }
+}
+
+/// A pin list: one id per line, blank lines ignored.
+fn read_pins(path: &Path, source_name: &str) -> Result<HashSet<String>, RulesError> {
+    let text = std::fs::read_to_string(path).map_err(|err| RulesError {
+        kind: RulesErrorKind::File,
+        source_name: source_name.to_string(),
+        entry: "hot_ids".into(),
+        expression: path.display().to_string(),
+        column: 0,
+        message: format!("cannot read the pin list {}: {err}", path.display()),
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 #[cfg(test)]

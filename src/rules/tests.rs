@@ -313,3 +313,31 @@ fn budget_selector_keeps_the_best_and_breaks_ties_by_position() {
     assert!(!cut.admits(b"k", RankPosition { file: 1, row: 5 }));
     assert!(matches!(BudgetSelector::new(5).finish(), HotCut::All));
 }
+
+#[test]
+fn pinned_ids_are_hot_whatever_the_expressions() {
+    let schema = schema();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pins.txt"), "2\n\n5\n99\n").unwrap();
+    let rules_path = dir.path().join("rules.toml");
+    let text = "hot = [\"score > 1000\"]\nhot_ids = \"pins.txt\"\n";
+    let rules =
+        CompiledRules::from_toml_str(text, &rules_path.display().to_string(), &schema).unwrap();
+    assert_eq!(rules.pinned(), 3);
+    let selected = rules.select_hot(&batch(&schema)).unwrap();
+    let hot: Vec<bool> = (0..selected.len()).map(|row| selected.value(row)).collect();
+    assert_eq!(hot, vec![false, true, false, false, true]);
+
+    // A pin list that cannot be read names the rules file, the entry and the list.
+    let missing = "hot = []\nhot_ids = \"absent.txt\"\n";
+    let err = CompiledRules::from_toml_str(missing, &rules_path.display().to_string(), &schema)
+        .unwrap_err();
+    assert_eq!(err.kind(), RulesErrorKind::File);
+    let message = err.to_string();
+    assert!(
+        message.contains("rules.toml")
+            && message.contains("hot_ids")
+            && message.contains("absent.txt"),
+        "{message}"
+    );
+}

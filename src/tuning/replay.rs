@@ -52,7 +52,8 @@ impl Distribution {
 /// The hot documents on pages that one rule brought in.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleShare {
-    /// `hot[i]`, or `none` for hot documents no rule that can be evaluated selects.
+    /// `hot[i]`, or `none` for hot documents no rule that can be evaluated selects (pinned by
+    /// `hot_ids`).
     pub rule: String,
     pub expression: String,
     /// Places on pages (weighted by the log's counts) held by its documents.

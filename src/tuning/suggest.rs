@@ -72,6 +72,8 @@ pub struct SuggestOptions {
     pub max_clauses: usize,
     /// Budgets of the curve (shares of the corpus).
     pub curve: Vec<f64>,
+    /// Also propose rules completed by a pin list of training pages' documents.
+    pub pins: bool,
 }
 
 impl Default for SuggestOptions {
@@ -81,6 +83,7 @@ impl Default for SuggestOptions {
             max_conditions: 3,
             max_clauses: 6,
             curve: vec![0.01, 0.02, 0.05, 0.1, 0.2],
+            pins: false,
         }
     }
 }
@@ -95,6 +98,16 @@ pub struct Scored {
     pub holdout_hit_rate: f64,
     /// How it was chosen.
     pub chosen_by: String,
+    /// Documents kept hot by a pin list (`hot_ids`) beyond what `hot` selects: the training
+    /// pages' documents, chosen greedily in the budget the rule leaves. 0 without pins.
+    pub pins: u64,
+    /// The pinned ids, for the pin list file.
+    #[serde(skip)]
+    pub pinned_ids: Vec<String>,
+    /// The pin list file holding `pinned_ids`, once written: what the rules file's
+    /// `hot_ids` names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hot_ids: Option<String>,
 }
 
 /// The greedy choice of pages: on the training log for the training figure, and on the
@@ -133,7 +146,7 @@ pub struct SuggestReport {
     pub ranked_by: String,
     pub corpus_docs: u64,
     pub budget_docs: u64,
-    /// Best first (by training hit rate).
+    /// Rules best first (by training hit rate), then rules completed by pin lists.
     pub candidates: Vec<Scored>,
     /// The version's own rules and hot tier.
     pub current: Scored,
@@ -146,7 +159,7 @@ pub struct SuggestReport {
     pub holdout_hit_rate_seen: f64,
     pub holdout_hit_rate_unseen: f64,
     pub curve: Vec<CurvePoint>,
-    /// Fields no condition could be drawn on (not fast, text, or the id).
+    /// Fields no condition could be drawn on (text, or not fast).
     pub fields_not_used: Vec<String>,
 }
 
@@ -230,6 +243,20 @@ impl Pages {
         }
     }
 
+    /// The first and second half of the log's queries, in log order.
+    fn halves(&self) -> (Pages, Pages) {
+        let middle = self.pages.len() / 2;
+        let half = |range: std::ops::Range<usize>| {
+            let pages = self.pages[range.clone()].to_vec();
+            Pages {
+                volume: pages.iter().map(|(weight, _)| weight).sum(),
+                pages,
+                texts: self.texts[range].to_vec(),
+            }
+        };
+        (half(0..middle), half(middle..self.pages.len()))
+    }
+
     fn hit_rate(&self, hot: &Bits) -> f64 {
         self.hit_rate_where(hot, |_| true)
     }
@@ -254,6 +281,13 @@ impl Pages {
 
     /// The greedy page choice under `budget` documents: the hit rate and documents used.
     fn greedy_bound(&self, budget: u64, corpus_docs: u32) -> (f64, u64) {
+        let chosen = self.greedy_fill(&Bits::empty(corpus_docs), budget);
+        (self.hit_rate(&chosen), chosen.count())
+    }
+
+    /// `start` plus the documents of whole pages, chosen greedily (most queries per document
+    /// still needed, lazily re-evaluated) while the total stays within `budget`.
+    fn greedy_fill(&self, start: &Bits, budget: u64) -> Bits {
         #[derive(PartialEq)]
         struct Entry {
             ratio: f64,
@@ -273,34 +307,31 @@ impl Pages {
                     .then_with(|| other.page.cmp(&self.page))
             }
         }
-        let mut chosen = Bits::empty(corpus_docs);
-        let mut used = 0u64;
-        let mut hits = 0u64;
+        let mut chosen = start.clone();
+        let mut used = chosen.count();
+        let missing_of = |chosen: &Bits, docs: &[u32]| -> HashSet<u32> {
+            docs.iter()
+                .copied()
+                .filter(|&doc| !chosen.contains(doc))
+                .collect()
+        };
         let mut heap = BinaryHeap::new();
         for (page, (weight, docs)) in self.pages.iter().enumerate() {
-            let needed: HashSet<u32> = docs.iter().copied().collect();
-            if needed.is_empty() {
-                hits += weight;
-            } else {
+            let needed = missing_of(&chosen, docs).len();
+            if needed > 0 {
                 heap.push(Entry {
-                    ratio: *weight as f64 / needed.len() as f64,
-                    needed: needed.len(),
+                    ratio: *weight as f64 / needed as f64,
+                    needed,
                     page,
                 });
             }
         }
         while let Some(entry) = heap.pop() {
             let (weight, docs) = &self.pages[entry.page];
-            let missing: HashSet<u32> = docs
-                .iter()
-                .copied()
-                .filter(|&doc| !chosen.contains(doc))
-                .collect();
+            let missing = missing_of(&chosen, docs);
             if missing.len() < entry.needed {
                 // Cheaper now than when queued: queue again at its current ratio (lazy greedy).
-                if missing.is_empty() {
-                    hits += weight;
-                } else {
+                if !missing.is_empty() {
                     heap.push(Entry {
                         ratio: *weight as f64 / missing.len() as f64,
                         needed: missing.len(),
@@ -314,15 +345,9 @@ impl Pages {
                 for doc in missing {
                     chosen.insert(doc);
                 }
-                hits += weight;
             }
         }
-        let rate = if self.volume == 0 {
-            0.0
-        } else {
-            hits as f64 / self.volume as f64
-        };
-        (rate, used)
+        chosen
     }
 }
 
@@ -407,7 +432,7 @@ fn condition_sql(version: &LoadedVersion, corpus: &Corpus) -> (Vec<(usize, Strin
     let mut conditions = Vec::new();
     let mut not_used = Vec::new();
     for (field_index, field) in schema.spec.fields.iter().enumerate() {
-        if field_index == schema.id_index || !corpus.readable[field_index] {
+        if !corpus.readable[field_index] {
             not_used.push(field.name.clone());
             continue;
         }
@@ -477,6 +502,7 @@ fn conditions(
         RulesSpec {
             hot: sql.iter().map(|(_, sql)| sql.clone()).collect(),
             budget: None,
+            hot_ids: None,
         },
         "suggested conditions",
         &version.schema,
@@ -508,6 +534,37 @@ fn conditions(
         }
     });
     Ok((conditions, not_used))
+}
+
+/// The corpus's ids as a pin list writes them (the text of the id column, as the builder
+/// compares them).
+struct IdColumn<'a> {
+    formatter: arrow::util::display::ArrayFormatter<'a>,
+}
+
+impl<'a> IdColumn<'a> {
+    fn new(corpus: &'a Corpus, id_index: usize) -> Result<IdColumn<'a>, TuningError> {
+        let formatter = arrow::util::display::ArrayFormatter::try_new(
+            corpus.batch.column(id_index).as_ref(),
+            &arrow::util::display::FormatOptions::default(),
+        )
+        .map_err(|err| TuningError::corpus(err.to_string()))?;
+        Ok(IdColumn { formatter })
+    }
+
+    /// Ids of the documents in `set` and not in `except`, in corpus order.
+    fn ids_of(&self, set: &Bits, except: &Bits) -> Vec<String> {
+        let mut ids = Vec::new();
+        for (word_at, (word, other)) in set.0.iter().zip(&except.0).enumerate() {
+            let mut word = word & !other;
+            while word != 0 {
+                let doc = word_at * 64 + word.trailing_zeros() as usize;
+                ids.push(self.formatter.value(doc).to_string());
+                word &= word - 1;
+            }
+        }
+        ids
+    }
 }
 
 /// An AND of conditions.
@@ -586,12 +643,12 @@ fn grow_rule(
     conditions: &[Condition],
     pages: &Pages,
     budget: u64,
-    corpus_docs: u32,
     options: &SuggestOptions,
     strategy: Strategy,
+    start: &Bits,
 ) -> (Vec<Clause>, Bits) {
-    let mut hot = Bits::empty(corpus_docs);
-    let mut size = 0u64;
+    let mut hot = start.clone();
+    let mut size = hot.count();
     let mut rule = Vec::new();
     while rule.len() < options.max_clauses {
         let open = Open::new(pages, &hot);
@@ -673,9 +730,10 @@ fn grow_rule(
     (rule, hot)
 }
 
-/// Candidates at one budget, best first by training hit rate.
+/// Candidates at one budget: rules by training hit rate, then rules with pin lists.
 fn candidates_at(
     conditions: &[Condition],
+    ids: &IdColumn<'_>,
     train: &Pages,
     holdout: &Pages,
     budget: u64,
@@ -684,7 +742,14 @@ fn candidates_at(
 ) -> Vec<(Scored, Bits)> {
     let mut candidates: Vec<(Scored, Bits)> = Vec::new();
     for strategy in [Strategy::PerDocument, Strategy::MostQueries] {
-        let (rule, hot) = grow_rule(conditions, train, budget, corpus_docs, options, strategy);
+        let (rule, hot) = grow_rule(
+            conditions,
+            train,
+            budget,
+            options,
+            strategy,
+            &Bits::empty(corpus_docs),
+        );
         if rule.is_empty() || candidates.iter().any(|(_, bits)| *bits == hot) {
             continue;
         }
@@ -695,11 +760,85 @@ fn candidates_at(
                 train_hit_rate: train.hit_rate(&hot),
                 holdout_hit_rate: holdout.hit_rate(&hot),
                 chosen_by: strategy.label().into(),
+                pins: 0,
+                pinned_ids: Vec::new(),
+                hot_ids: None,
             },
             hot,
         ));
     }
-    candidates.sort_by(|a, b| b.0.train_hit_rate.total_cmp(&a.0.train_hit_rate));
+    if options.pins {
+        // Each rule completed by the training pages it leaves out, and pins alone.
+        let mut pinned = Vec::new();
+        let mut unpinned: Vec<(Vec<String>, String, Bits)> = candidates
+            .iter()
+            .map(|(scored, hot)| (scored.hot.clone(), scored.chosen_by.clone(), hot.clone()))
+            .chain(std::iter::once((
+                Vec::new(),
+                "no rule".to_string(),
+                Bits::empty(corpus_docs),
+            )))
+            .collect();
+        // A rule for what pins miss: the pages of the training log's first half pinned, the
+        // rule grown on the queries of its second half that those pins leave cold, as queries
+        // to come will be.
+        let (first, second) = train.halves();
+        let pinned_first = first.greedy_fill(&Bits::empty(corpus_docs), budget);
+        for strategy in [Strategy::PerDocument, Strategy::MostQueries] {
+            let (rule, _) = grow_rule(
+                conditions,
+                &second,
+                budget,
+                options,
+                strategy,
+                &pinned_first,
+            );
+            if rule.is_empty() {
+                continue;
+            }
+            let mut bits = Bits::empty(corpus_docs);
+            for clause in &rule {
+                bits.or_assign(&clause.bits);
+            }
+            unpinned.push((
+                rule.iter().map(|clause| clause.sql(conditions)).collect(),
+                format!(
+                    "{}, for the queries of the training log's second half that its first \
+                     half's pages miss",
+                    strategy.label()
+                ),
+                bits,
+            ));
+        }
+        for (rule, chosen_by, hot) in unpinned {
+            let with_pins = train.greedy_fill(&hot, budget);
+            let pins = with_pins.count_outside(&hot);
+            if pins == 0 {
+                continue;
+            }
+            pinned.push((
+                Scored {
+                    hot: rule,
+                    hot_docs: with_pins.count(),
+                    train_hit_rate: train.hit_rate(&with_pins),
+                    holdout_hit_rate: holdout.hit_rate(&with_pins),
+                    chosen_by: format!("{chosen_by}, then a pin list of training pages"),
+                    pins,
+                    pinned_ids: ids.ids_of(&with_pins, &hot),
+                    hot_ids: None,
+                },
+                with_pins,
+            ));
+        }
+        candidates.extend(pinned);
+    }
+    // Rules first: a pin list's training figure counts pages it memorized, so it says little
+    // of queries to come (the holdout figure does).
+    candidates.sort_by(|a, b| {
+        (a.0.pins > 0)
+            .cmp(&(b.0.pins > 0))
+            .then(b.0.train_hit_rate.total_cmp(&a.0.train_hit_rate))
+    });
     candidates
 }
 
@@ -755,9 +894,14 @@ pub fn suggest(
         train_hit_rate: train_pages.hit_rate(&current_hot),
         holdout_hit_rate: holdout_pages.hit_rate(&current_hot),
         chosen_by: "the version's rules".into(),
+        pins: 0,
+        pinned_ids: Vec::new(),
+        hot_ids: None,
     };
+    let ids = IdColumn::new(&corpus, version.schema.id_index)?;
     let found = candidates_at(
         &conditions,
+        &ids,
         &train_pages,
         &holdout_pages,
         budget,
@@ -787,6 +931,7 @@ pub fn suggest(
             let docs = Budget::Share(share).docs(u64::from(corpus_docs));
             let best = candidates_at(
                 &conditions,
+                &ids,
                 &train_pages,
                 &holdout_pages,
                 docs,
@@ -802,6 +947,9 @@ pub fn suggest(
                 train_hit_rate: train_pages.hit_rate(&Bits::empty(corpus_docs)),
                 holdout_hit_rate: holdout_pages.hit_rate(&Bits::empty(corpus_docs)),
                 chosen_by: "no rule fits".into(),
+                pins: 0,
+                pinned_ids: Vec::new(),
+                hot_ids: None,
             });
             CurvePoint {
                 budget_share: share,
