@@ -16,6 +16,7 @@
 //! - [`config`]: node settings from a file and flags.
 //! - [`cache`]: the verified block cache in front of the store, for cold reads.
 //! - [`node`]: loading versions (rehydration, hot then cold) and searching them.
+//! - [`tuning`]: replaying a query log against a version, suggesting rules.
 //! - [`api`]: the gRPC API: proto messages and status codes; nothing else knows gRPC.
 //! - [`server`]: `run(listener, node, shutdown)` with health and reflection.
 

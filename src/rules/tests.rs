@@ -102,6 +102,7 @@ fn select(expressions: &[&str]) -> Vec<u64> {
     let spec = RulesSpec {
         hot: expressions.iter().map(|e| e.to_string()).collect(),
         budget: None,
+        hot_ids: None,
     };
     let rules = CompiledRules::new(spec, "rules.toml", &schema).unwrap();
     let mask = rules.select_hot(&batch(&schema)).unwrap();
@@ -116,6 +117,7 @@ fn error(expression: &str) -> RulesError {
     let spec = RulesSpec {
         hot: vec![expression.to_string()],
         budget: None,
+        hot_ids: None,
     };
     CompiledRules::new(spec, "rules.toml", &schema()).unwrap_err()
 }
@@ -248,6 +250,7 @@ fn budget_rank_by_is_checked() {
                 max_hot_docs: 2,
                 rank_by: Some(rank_by.into()),
             }),
+            hot_ids: None,
         };
         CompiledRules::new(spec, "rules.toml", &schema)
     };
@@ -276,6 +279,7 @@ fn budget_selector_keeps_the_best_and_breaks_ties_by_position() {
             max_hot_docs: 2,
             rank_by: Some("score DESC".into()),
         }),
+        hot_ids: None,
     };
     let rules = CompiledRules::new(spec, "rules.toml", &schema).unwrap();
     let (_, rank) = rules.budget().unwrap();

@@ -53,7 +53,8 @@ pub fn draw(report: &SuggestReport, path: &Path) -> Result<(), TuningError> {
             .map(|point| (100.0 * point.budget_share, 100.0 * pick(point)))
             .collect()
     };
-    let lines: [(&str, RGBColor, Vec<(f64, f64)>); 3] = [
+    type Line = (&'static str, RGBColor, Vec<(f64, f64)>);
+    let lines: [Line; 3] = [
         (
             "greedy upper bound (holdout)",
             RGBColor(120, 120, 120),
