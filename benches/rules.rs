@@ -59,9 +59,10 @@ fn describe(scored: &Scored) -> String {
         rule = format!("{rule} + {} pinned", scored.pins);
     }
     format!(
-        "{} docs: train {} / holdout {} — {rule}",
+        "{} docs: train {} / validation {} / holdout {} — {rule}",
         scored.hot_docs,
         percent(scored.train_hit_rate),
+        percent(scored.validation_hit_rate),
         percent(scored.holdout_hit_rate)
     )
 }
@@ -175,7 +176,15 @@ async fn run(plot_dir: Option<PathBuf>) {
             );
             let best_rule = suggested.candidates.iter().find(|c| c.pins == 0);
             let best_pinned = suggested.candidates.iter().find(|c| c.pins > 0);
-            for (label, scored) in [("best rule", best_rule), ("best rule + pins", best_pinned)] {
+            let pins_only = suggested
+                .candidates
+                .iter()
+                .find(|c| c.pins > 0 && c.hot.is_empty());
+            for (label, scored) in [
+                ("best rule", best_rule),
+                ("best rule + pins", best_pinned),
+                ("pins alone", pins_only),
+            ] {
                 if let Some(scored) = scored {
                     println!("  {label}: {}", describe(scored));
                 }
@@ -197,10 +206,14 @@ async fn run(plot_dir: Option<PathBuf>) {
                 println!("  curve: {}", path.display());
                 for point in &suggested.curve {
                     println!(
-                        "    budget {}: suggested train {} holdout {}, upper bound holdout {}",
+                        "    budget {}: rule train {} holdout {}; rule + pins holdout {}; upper bound holdout {}",
                         percent(point.budget_share),
                         percent(point.suggested.train_hit_rate),
                         percent(point.suggested.holdout_hit_rate),
+                        point
+                            .with_pins
+                            .as_ref()
+                            .map_or("-".into(), |scored| percent(scored.holdout_hit_rate)),
                         percent(point.upper_bound.holdout_hit_rate)
                     );
                 }

@@ -256,7 +256,19 @@ async fn suggested_rules_build_to_the_hot_size_and_hit_rate_reported() {
     assert_eq!(budget, 3204 * 30 / 100);
     let candidates = report["candidates"].as_array().unwrap();
     assert!(!candidates.is_empty(), "{report}");
-    let best = &candidates[0];
+    // Ordered by the validation figure, from the training log alone.
+    let validation: Vec<f64> = candidates
+        .iter()
+        .map(|candidate| candidate["validation_hit_rate"].as_f64().unwrap())
+        .collect();
+    assert!(
+        validation.windows(2).all(|pair| pair[0] >= pair[1]),
+        "{validation:?}"
+    );
+    let best = candidates
+        .iter()
+        .find(|candidate| candidate["pins"] == 0)
+        .expect("a rule without pins");
     let hot: Vec<String> = best["hot"]
         .as_array()
         .unwrap()

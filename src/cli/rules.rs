@@ -263,10 +263,23 @@ async fn run_suggest(args: SuggestArgs) -> Result<ExitCode> {
     let pages = page_options(&args.version);
     let train = rank(&version, train_log, pages.clone(), &args.version, "train").await?;
     let holdout = rank(&version, holdout_log, pages, &args.version, "holdout").await?;
-    let report = {
+    let mut report = {
         let version = version.clone();
         tokio::task::spawn_blocking(move || suggest(&version, &train, &holdout, &options)).await??
     };
+    if let Some(path) = &args.pins {
+        if let Some(pinned) = report
+            .candidates
+            .iter_mut()
+            .find(|candidate| candidate.pins > 0)
+        {
+            let mut text = pinned.pinned_ids.join("\n");
+            text.push('\n');
+            std::fs::write(path, text)
+                .with_context(|| format!("writing the pin list {}", path.display()))?;
+            pinned.hot_ids = Some(path.display().to_string());
+        }
+    }
     if let Some(path) = &args.plot {
         plot::draw(&report, path)?;
     }
@@ -283,9 +296,10 @@ async fn run_suggest(args: SuggestArgs) -> Result<ExitCode> {
 
 fn print_scored(label: &str, scored: &Scored) {
     println!(
-        "{label}: {} hot documents, hit rate train {} holdout {}",
+        "{label}: {} hot documents, hit rate train {} validation {} holdout {}",
         scored.hot_docs,
         percent(scored.train_hit_rate),
+        percent(scored.validation_hit_rate),
         percent(scored.holdout_hit_rate)
     );
     if !scored.hot.is_empty() {
@@ -345,14 +359,20 @@ fn print_suggest(report: &SuggestReport) {
         percent(bound.holdout_hit_rate),
         bound.holdout_hot_docs
     );
-    println!("budget curve (best candidate on train; holdout; upper bound on holdout):");
+    println!(
+        "budget curve (best rule: train, holdout; with a pin list: holdout; upper bound on holdout):"
+    );
     for point in &report.curve {
         println!(
-            "  {:>6} {:>9} docs: train {:>6} holdout {:>6} bound {:>6}",
+            "  {:>6} {:>9} docs: rule train {:>6} holdout {:>6}; with pins {:>6}; bound {:>6}",
             percent(point.budget_share),
             point.budget_docs,
             percent(point.suggested.train_hit_rate),
             percent(point.suggested.holdout_hit_rate),
+            point
+                .with_pins
+                .as_ref()
+                .map_or("-".to_string(), |scored| percent(scored.holdout_hit_rate)),
             percent(point.upper_bound.holdout_hit_rate)
         );
     }

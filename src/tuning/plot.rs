@@ -1,5 +1,6 @@
 //! The budget curve as an SVG (plotters): hit rate against hot budget for the suggested rules
-//! (training and holdout), the greedy upper bound on the holdout log, and the version's rules.
+//! (training and holdout), rules with pin lists (holdout), the greedy upper bound on the holdout
+//! log, and the version's rules.
 
 use std::path::Path;
 
@@ -71,6 +72,19 @@ pub fn draw(report: &SuggestReport, path: &Path) -> Result<(), TuningError> {
             series(&|point| point.suggested.holdout_hit_rate),
         ),
     ];
+    let mut lines = lines.to_vec();
+    if report.curve.iter().all(|point| point.with_pins.is_some()) {
+        lines.push((
+            "rule + pin list (holdout)",
+            RGBColor(20, 150, 60),
+            series(&|point| {
+                point
+                    .with_pins
+                    .as_ref()
+                    .map_or(0.0, |scored| scored.holdout_hit_rate)
+            }),
+        ));
+    }
     for (label, color, points) in lines {
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))

@@ -7,7 +7,10 @@
 //! Every condition is evaluated on the built version by the builder's own rule engine, so a
 //! rule's hot size here is the one a build would give. Clauses are added greedily while the
 //! budget allows, by two strategies (most queries gained per document added, and most queries
-//! gained), and every candidate is scored on the holdout log, which is never used to choose.
+//! gained); with pins, each rule is also completed by a pin list of training pages. Candidates
+//! are ordered by a validation figure computed from the training log alone (its second half,
+//! with pins from its first half only), and every candidate is scored on the holdout log,
+//! which is never used to choose.
 //!
 //! The upper bound is no rule: a greedy choice of whole pages (most queries per document still
 //! needed, a set-union knapsack) under the same budget, computed on each log for itself.
@@ -95,6 +98,10 @@ pub struct Scored {
     pub hot: Vec<String>,
     pub hot_docs: u64,
     pub train_hit_rate: f64,
+    /// An estimate from the training log alone of how it does on queries to come, which
+    /// orders the candidates: the hit rate on the training log's second half, with a pin list
+    /// made of the first half's pages only.
+    pub validation_hit_rate: f64,
     pub holdout_hit_rate: f64,
     /// How it was chosen.
     pub chosen_by: String,
@@ -126,8 +133,10 @@ pub struct UpperBound {
 pub struct CurvePoint {
     pub budget_share: f64,
     pub budget_docs: u64,
-    /// The best candidate on the training log at this budget.
+    /// The best rule at this budget (by validation hit rate).
     pub suggested: Scored,
+    /// The best rule completed by a pin list, when pins were asked for.
+    pub with_pins: Option<Scored>,
     pub upper_bound: UpperBound,
 }
 
@@ -146,7 +155,7 @@ pub struct SuggestReport {
     pub ranked_by: String,
     pub corpus_docs: u64,
     pub budget_docs: u64,
-    /// Rules best first (by training hit rate), then rules completed by pin lists.
+    /// Best first, by validation hit rate.
     pub candidates: Vec<Scored>,
     /// The version's own rules and hot tier.
     pub current: Scored,
@@ -730,114 +739,158 @@ fn grow_rule(
     (rule, hot)
 }
 
-/// Candidates at one budget: rules by training hit rate, then rules with pin lists.
-fn candidates_at(
-    conditions: &[Condition],
-    ids: &IdColumn<'_>,
-    train: &Pages,
-    holdout: &Pages,
-    budget: u64,
+/// The logs a candidate is scored on.
+struct Logs {
+    train: Pages,
+    holdout: Pages,
+    /// The training log's first and second halves, for the validation figure.
+    first: Pages,
+    second: Pages,
     corpus_docs: u32,
-    options: &SuggestOptions,
-) -> Vec<(Scored, Bits)> {
-    let mut candidates: Vec<(Scored, Bits)> = Vec::new();
-    for strategy in [Strategy::PerDocument, Strategy::MostQueries] {
-        let (rule, hot) = grow_rule(
-            conditions,
-            train,
-            budget,
-            options,
-            strategy,
-            &Bits::empty(corpus_docs),
-        );
-        if rule.is_empty() || candidates.iter().any(|(_, bits)| *bits == hot) {
-            continue;
-        }
-        candidates.push((
+}
+
+impl Logs {
+    /// Scores a hot set: `rule` alone, plus `pinned` when a pin list completes it (pins come
+    /// from training pages, so the validation figure pins only the first half's pages and
+    /// counts the second half's queries: what pins do for queries they have not seen).
+    fn score(
+        &self,
+        rule_sql: Vec<String>,
+        rule: &Bits,
+        with_pins: Option<(&Bits, &IdColumn<'_>)>,
+        budget: u64,
+        chosen_by: String,
+    ) -> (Scored, Bits) {
+        let (hot, validation, pins, pinned_ids) = match with_pins {
+            None => (rule.clone(), self.second.hit_rate(rule), 0, Vec::new()),
+            Some((hot, ids)) => {
+                let first_pinned = self.first.greedy_fill(rule, budget);
+                (
+                    hot.clone(),
+                    self.second.hit_rate(&first_pinned),
+                    hot.count_outside(rule),
+                    ids.ids_of(hot, rule),
+                )
+            }
+        };
+        (
             Scored {
-                hot: rule.iter().map(|clause| clause.sql(conditions)).collect(),
+                hot: rule_sql,
                 hot_docs: hot.count(),
-                train_hit_rate: train.hit_rate(&hot),
-                holdout_hit_rate: holdout.hit_rate(&hot),
-                chosen_by: strategy.label().into(),
-                pins: 0,
-                pinned_ids: Vec::new(),
+                train_hit_rate: self.train.hit_rate(&hot),
+                validation_hit_rate: validation,
+                holdout_hit_rate: self.holdout.hit_rate(&hot),
+                chosen_by,
+                pins,
+                pinned_ids,
                 hot_ids: None,
             },
             hot,
-        ));
+        )
     }
+}
+
+/// A rule's clauses without those the others already cover, and its documents.
+fn without_redundant_clauses(mut rule: Vec<Clause>, corpus_docs: u32) -> (Vec<Clause>, Bits) {
+    let mut at = 0;
+    while at < rule.len() {
+        let mut others = Bits::empty(corpus_docs);
+        for (other, clause) in rule.iter().enumerate() {
+            if other != at {
+                others.or_assign(&clause.bits);
+            }
+        }
+        if rule[at].bits.count_outside(&others) == 0 {
+            rule.remove(at);
+        } else {
+            at += 1;
+        }
+    }
+    let mut bits = Bits::empty(corpus_docs);
+    for clause in &rule {
+        bits.or_assign(&clause.bits);
+    }
+    (rule, bits)
+}
+
+/// Candidates at one budget, best first by validation hit rate.
+fn candidates_at(
+    conditions: &[Condition],
+    ids: &IdColumn<'_>,
+    logs: &Logs,
+    budget: u64,
+    options: &SuggestOptions,
+) -> Vec<(Scored, Bits)> {
+    let corpus_docs = logs.corpus_docs;
+    let empty = Bits::empty(corpus_docs);
+    // (rule as SQL, how it was chosen, its documents)
+    let mut rules: Vec<(Vec<String>, String, Bits)> = Vec::new();
+    let mut add_rule = |rule: Vec<Clause>, chosen_by: String| {
+        let (rule, bits) = without_redundant_clauses(rule, corpus_docs);
+        if !rule.is_empty() && !rules.iter().any(|(_, _, other)| *other == bits) {
+            rules.push((
+                rule.iter().map(|clause| clause.sql(conditions)).collect(),
+                chosen_by,
+                bits,
+            ));
+        }
+    };
+    for strategy in [Strategy::PerDocument, Strategy::MostQueries] {
+        let (rule, _) = grow_rule(conditions, &logs.train, budget, options, strategy, &empty);
+        add_rule(rule, strategy.label().into());
+    }
+    let mut candidates: Vec<(Scored, Bits)> = Vec::new();
     if options.pins {
-        // Each rule completed by the training pages it leaves out, and pins alone.
-        let mut pinned = Vec::new();
-        let mut unpinned: Vec<(Vec<String>, String, Bits)> = candidates
-            .iter()
-            .map(|(scored, hot)| (scored.hot.clone(), scored.chosen_by.clone(), hot.clone()))
-            .chain(std::iter::once((
-                Vec::new(),
-                "no rule".to_string(),
-                Bits::empty(corpus_docs),
-            )))
-            .collect();
         // A rule for what pins miss: the pages of the training log's first half pinned, the
         // rule grown on the queries of its second half that those pins leave cold, as queries
         // to come will be.
-        let (first, second) = train.halves();
-        let pinned_first = first.greedy_fill(&Bits::empty(corpus_docs), budget);
+        let pinned_first = logs.first.greedy_fill(&empty, budget);
         for strategy in [Strategy::PerDocument, Strategy::MostQueries] {
             let (rule, _) = grow_rule(
                 conditions,
-                &second,
+                &logs.second,
                 budget,
                 options,
                 strategy,
                 &pinned_first,
             );
-            if rule.is_empty() {
-                continue;
-            }
-            let mut bits = Bits::empty(corpus_docs);
-            for clause in &rule {
-                bits.or_assign(&clause.bits);
-            }
-            unpinned.push((
-                rule.iter().map(|clause| clause.sql(conditions)).collect(),
+            // Only the rule's own clauses: the pins it was grown next to are added below.
+            add_rule(
+                rule,
                 format!(
                     "{}, for the queries of the training log's second half that its first \
                      half's pages miss",
                     strategy.label()
                 ),
-                bits,
-            ));
+            );
         }
-        for (rule, chosen_by, hot) in unpinned {
-            let with_pins = train.greedy_fill(&hot, budget);
-            let pins = with_pins.count_outside(&hot);
-            if pins == 0 {
+        // Each rule completed by the training pages it leaves out, and pins alone.
+        for (rule_sql, chosen_by, bits) in rules.iter().cloned().chain(std::iter::once((
+            Vec::new(),
+            "no rule".to_string(),
+            empty.clone(),
+        ))) {
+            let with_pins = logs.train.greedy_fill(&bits, budget);
+            if with_pins.count_outside(&bits) == 0 {
                 continue;
             }
-            pinned.push((
-                Scored {
-                    hot: rule,
-                    hot_docs: with_pins.count(),
-                    train_hit_rate: train.hit_rate(&with_pins),
-                    holdout_hit_rate: holdout.hit_rate(&with_pins),
-                    chosen_by: format!("{chosen_by}, then a pin list of training pages"),
-                    pins,
-                    pinned_ids: ids.ids_of(&with_pins, &hot),
-                    hot_ids: None,
-                },
-                with_pins,
+            candidates.push(logs.score(
+                rule_sql,
+                &bits,
+                Some((&with_pins, ids)),
+                budget,
+                format!("{chosen_by}, then a pin list of training pages"),
             ));
         }
-        candidates.extend(pinned);
     }
-    // Rules first: a pin list's training figure counts pages it memorized, so it says little
-    // of queries to come (the holdout figure does).
+    for (rule_sql, chosen_by, bits) in rules {
+        candidates.push(logs.score(rule_sql, &bits, None, budget, chosen_by));
+    }
     candidates.sort_by(|a, b| {
-        (a.0.pins > 0)
-            .cmp(&(b.0.pins > 0))
+        b.0.validation_hit_rate
+            .total_cmp(&a.0.validation_hit_rate)
             .then(b.0.train_hit_rate.total_cmp(&a.0.train_hit_rate))
+            .then(a.0.hot_docs.cmp(&b.0.hot_docs))
     });
     candidates
 }
@@ -880,35 +933,32 @@ pub fn suggest(
     let corpus = Corpus::open(version, true)?;
     let corpus_docs = corpus.docs();
     let train_pages = Pages::new(train, &corpus);
-    let holdout_pages = Pages::new(holdout, &corpus);
+    let (first, second) = train_pages.halves();
+    let logs = Logs {
+        holdout: Pages::new(holdout, &corpus),
+        train: train_pages,
+        first,
+        second,
+        corpus_docs,
+    };
     let (conditions, fields_not_used) = conditions(version, &corpus)?;
+    let ids = IdColumn::new(&corpus, version.schema.id_index)?;
     let budget = options.budget.docs(u64::from(corpus_docs));
 
     let mut current_hot = Bits::empty(corpus_docs);
     for doc in 0..corpus.hot_docs {
         current_hot.insert(doc);
     }
-    let current = Scored {
-        hot: version.manifest.rules.hot.clone(),
-        hot_docs: u64::from(corpus.hot_docs),
-        train_hit_rate: train_pages.hit_rate(&current_hot),
-        holdout_hit_rate: holdout_pages.hit_rate(&current_hot),
-        chosen_by: "the version's rules".into(),
-        pins: 0,
-        pinned_ids: Vec::new(),
-        hot_ids: None,
-    };
-    let ids = IdColumn::new(&corpus, version.schema.id_index)?;
-    let found = candidates_at(
-        &conditions,
-        &ids,
-        &train_pages,
-        &holdout_pages,
+    let (current, _) = logs.score(
+        version.manifest.rules.hot.clone(),
+        &current_hot,
+        None,
         budget,
-        corpus_docs,
-        options,
+        "the version's rules".into(),
     );
-    let seen: HashSet<&str> = train_pages.texts.iter().map(String::as_str).collect();
+    let found = candidates_at(&conditions, &ids, &logs, budget, options);
+    let holdout_pages = &logs.holdout;
+    let seen: HashSet<&str> = logs.train.texts.iter().map(String::as_str).collect();
     let is_seen = |at: usize| seen.contains(holdout_pages.texts[at].as_str());
     let seen_volume: u64 = holdout_pages
         .pages
@@ -929,33 +979,31 @@ pub fn suggest(
         .iter()
         .map(|&share| {
             let docs = Budget::Share(share).docs(u64::from(corpus_docs));
-            let best = candidates_at(
-                &conditions,
-                &ids,
-                &train_pages,
-                &holdout_pages,
-                docs,
-                corpus_docs,
-                options,
-            )
-            .into_iter()
-            .next()
-            .map(|(scored, _)| scored)
-            .unwrap_or_else(|| Scored {
-                hot: Vec::new(),
-                hot_docs: 0,
-                train_hit_rate: train_pages.hit_rate(&Bits::empty(corpus_docs)),
-                holdout_hit_rate: holdout_pages.hit_rate(&Bits::empty(corpus_docs)),
-                chosen_by: "no rule fits".into(),
-                pins: 0,
-                pinned_ids: Vec::new(),
-                hot_ids: None,
-            });
+            let found = candidates_at(&conditions, &ids, &logs, docs, options);
+            let best_rule = found
+                .iter()
+                .find(|(scored, _)| scored.pins == 0)
+                .map(|(scored, _)| scored.clone())
+                .unwrap_or_else(|| {
+                    logs.score(
+                        Vec::new(),
+                        &Bits::empty(corpus_docs),
+                        None,
+                        docs,
+                        "no rule fits".into(),
+                    )
+                    .0
+                });
+            let with_pins = found
+                .iter()
+                .find(|(scored, _)| scored.pins > 0)
+                .map(|(scored, _)| scored.clone());
             CurvePoint {
                 budget_share: share,
                 budget_docs: docs,
-                suggested: best,
-                upper_bound: upper_bound(&train_pages, &holdout_pages, docs, corpus_docs),
+                suggested: best_rule,
+                with_pins,
+                upper_bound: upper_bound(&logs.train, holdout_pages, docs, corpus_docs),
             }
         })
         .collect();
@@ -967,9 +1015,9 @@ pub fn suggest(
         budget_docs: budget,
         candidates: found.into_iter().map(|(scored, _)| scored).collect(),
         current,
-        upper_bound: upper_bound(&train_pages, &holdout_pages, budget, corpus_docs),
-        train: summary(train, &train_pages),
-        holdout: summary(holdout, &holdout_pages),
+        upper_bound: upper_bound(&logs.train, holdout_pages, budget, corpus_docs),
+        train: summary(train, &logs.train),
+        holdout: summary(holdout, holdout_pages),
         holdout_seen_share: if holdout_pages.volume == 0 {
             0.0
         } else {
