@@ -267,18 +267,16 @@ async fn run_suggest(args: SuggestArgs) -> Result<ExitCode> {
         let version = version.clone();
         tokio::task::spawn_blocking(move || suggest(&version, &train, &holdout, &options)).await??
     };
-    if let Some(path) = &args.pins {
-        if let Some(pinned) = report
-            .candidates
-            .iter_mut()
-            .find(|candidate| candidate.pins > 0)
-        {
-            let mut text = pinned.pinned_ids.join("\n");
-            text.push('\n');
-            std::fs::write(path, text)
-                .with_context(|| format!("writing the pin list {}", path.display()))?;
-            pinned.hot_ids = Some(path.display().to_string());
-        }
+    let best_pinned = report
+        .candidates
+        .iter_mut()
+        .find(|candidate| candidate.pins > 0);
+    if let (Some(path), Some(pinned)) = (&args.pins, best_pinned) {
+        let mut text = pinned.pinned_ids.join("\n");
+        text.push('\n');
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the pin list {}", path.display()))?;
+        pinned.hot_ids = Some(path.display().to_string());
     }
     if let Some(path) = &args.plot {
         plot::draw(&report, path)?;
