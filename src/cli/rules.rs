@@ -376,7 +376,7 @@ fn print_suggest(report: &SuggestReport) {
     }
     if !report.fields_not_used.is_empty() {
         println!(
-            "fields without conditions (the id, text, or not fast): {}",
+            "fields without conditions (text, or not fast): {}",
             report.fields_not_used.join(", ")
         );
     }
