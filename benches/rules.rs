@@ -18,7 +18,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use common::*;
@@ -114,20 +113,12 @@ async fn run(plot_dir: Option<PathBuf>) {
             profile: profile.to_string(),
             order_by: String::new(),
         };
-        let run_blocking = |work: Box<dyn FnOnce() + Send>| tokio::task::block_in_place(work);
-        let mut report = None;
         let started = Instant::now();
-        {
-            let version = version.clone();
+        let report = tokio::task::block_in_place(|| {
             let log = QueryLog::read(&all).unwrap();
-            let options = options.clone();
-            let report = &mut report;
-            run_blocking(Box::new(move || {
-                let ranked = rank_log(&version, log, &options, &|_| {}).unwrap();
-                *report = Some(replay(&version, &ranked, 10).unwrap());
-            }));
-        }
-        let report = report.unwrap();
+            let ranked = rank_log(&version, log, &options, &|_| {}).unwrap();
+            replay(&version, &ranked, 10).unwrap()
+        });
         println!(
             "## {}: replay of {} lines in {:.1} s: hit rate {} (distinct {}), {} zero-result, cold docs/query {:.2}, requests/query on an empty cache {:.2} (p99 {}), {} lines not used",
             report.ranked_by,
@@ -221,5 +212,4 @@ async fn run(plot_dir: Option<PathBuf>) {
         }
         println!();
     }
-    drop(Arc::clone(&version));
 }

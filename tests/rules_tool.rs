@@ -107,6 +107,37 @@ async fn replay_reports_the_hit_rate_a_node_serves_and_locates_bad_lines() {
     let node = TestNode::start(store.clone() as Arc<dyn BlobStore>, &["cacm"], dir.path()).await;
     node.wait_ready().await;
     let mut client = node.client().await;
+
+    // The requests replay counts for a page are those a node with empty caches sends.
+    let one = dir.path().join("one.log");
+    std::fs::write(&one, "algorithm\n").unwrap();
+    let planned = run_json(&[
+        "rules",
+        "replay",
+        "--store",
+        &uri,
+        "--index",
+        "cacm",
+        "--queries",
+        one.to_str().unwrap(),
+        "--json",
+    ]);
+    let response = client
+        .search(search_request("cacm", "algorithm", 10))
+        .await
+        .unwrap()
+        .into_inner();
+    let cold_hits = response
+        .hits
+        .iter()
+        .filter(|hit| hit.tier == pb::Tier::Cold as i32)
+        .count();
+    assert!(cold_hits > 0, "the page must need cold documents");
+    assert_eq!(planned["cold_documents_per_query"]["max"], cold_hits as f64);
+    assert_eq!(
+        planned["storage_requests_per_query"]["max"],
+        response.stats.unwrap().storage_requests as f64
+    );
     for order_by in ["", "citations DESC"] {
         let mut args = vec![
             "rules",

@@ -798,6 +798,7 @@ pub fn plan_page(
         offset: request.offset as usize,
         limit: limit as usize,
         count: false,
+        // A tool ranking a log has no caller waiting: no time budget to speak of.
         deadline: Instant::now() + Duration::from_secs(3600),
     };
     let hot_searcher = version.hot.searcher();
