@@ -190,7 +190,9 @@ async fn a_restart_with_a_complete_data_dir_reads_no_index_file() {
 async fn a_cold_query_on_an_empty_cache_makes_one_round_of_requests() {
     let server = S3Server::start();
     let s3 = server.store("round", "").await;
-    let recorder = RecordingStore::new(s3);
+    // Requests of one round overlap by 100 ms; a second round could not start before the
+    // first answered.
+    let recorder = RecordingStore::with_delay(s3, Duration::from_millis(100));
     // Small blocks, so that documents far apart in the cold file need separate requests.
     let mut options = build_options(
         cacm_schema(),

@@ -250,13 +250,21 @@ pub struct RecordedRead {
 pub struct RecordingStore {
     inner: Arc<dyn BlobStore>,
     reads: std::sync::Mutex<Vec<RecordedRead>>,
+    /// Added to every read: a round trip long enough that requests sent together overlap
+    /// whatever the scheduling of a loaded machine.
+    delay: Duration,
 }
 
 impl RecordingStore {
     pub fn new(inner: Arc<dyn BlobStore>) -> Arc<RecordingStore> {
+        Self::with_delay(inner, Duration::ZERO)
+    }
+
+    pub fn with_delay(inner: Arc<dyn BlobStore>, delay: Duration) -> Arc<RecordingStore> {
         Arc::new(RecordingStore {
             inner,
             reads: std::sync::Mutex::new(Vec::new()),
+            delay,
         })
     }
 
@@ -290,6 +298,7 @@ impl BlobStore for RecordingStore {
     ) -> tierdex::store::StoreResult<bytes::Bytes> {
         let started = Instant::now();
         let result = self.inner.get_range(key, range.clone()).await;
+        tokio::time::sleep(self.delay).await;
         self.record(key, Some(range), started);
         result
     }
