@@ -1029,3 +1029,82 @@ pub fn suggest(
         fields_not_used,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tuning::TuningErrorKind;
+
+    #[test]
+    fn budgets_are_shares_or_counts_and_bad_ones_are_named() {
+        assert_eq!(Budget::parse("10%").unwrap(), Budget::Share(0.1));
+        assert_eq!(Budget::parse(" 2.5 % ").unwrap(), Budget::Share(0.025));
+        assert_eq!(Budget::parse("1500").unwrap(), Budget::Docs(1500));
+        assert_eq!(Budget::Share(0.1).docs(1005), 100);
+        assert_eq!(Budget::Docs(5000).docs(1005), 1005);
+        for bad in ["0%", "150%", "ten", "-3", "0", ""] {
+            let err = Budget::parse(bad).unwrap_err();
+            assert_eq!(err.kind(), TuningErrorKind::Argument);
+            assert!(
+                err.to_string().contains(&format!("`{}`", bad.trim())),
+                "{err}"
+            );
+        }
+    }
+
+    fn pages(pages: &[(u64, &[u32])]) -> Pages {
+        Pages {
+            pages: pages
+                .iter()
+                .map(|(weight, docs)| (*weight, docs.to_vec()))
+                .collect(),
+            volume: pages.iter().map(|(weight, _)| weight).sum(),
+            texts: (0..pages.len()).map(|at| at.to_string()).collect(),
+        }
+    }
+
+    fn bits(docs: &[u32]) -> Bits {
+        let mut bits = Bits::empty(16);
+        for &doc in docs {
+            bits.insert(doc);
+        }
+        bits
+    }
+
+    #[test]
+    fn greedy_fill_takes_whole_pages_by_queries_per_document_within_the_budget() {
+        // Page 0: 5 queries for 2 documents; page 1: 3 queries for 3; page 2: 4 queries for
+        // 1 document it shares with page 0 and one of its own; an empty page always hits.
+        let log = pages(&[(5, &[0, 1]), (3, &[2, 3, 4]), (4, &[1, 5]), (2, &[])]);
+        let chosen = log.greedy_fill(&Bits::empty(16), 3);
+        // 2.5 per document for page 0 and 2.0 for page 2, then page 2 needs one more (4.0):
+        // {0, 1, 5}; page 1 no longer fits.
+        assert!(chosen == bits(&[0, 1, 5]));
+        assert_eq!(log.hit_rate(&chosen), 11.0 / 14.0);
+        // Starting from documents already hot, only what is missing counts.
+        // {2, 3} hot: page 1 needs only 4 (3.0 per document); then neither page 0 nor page 2
+        // fits in what is left, and a page is never taken in part.
+        let chosen = log.greedy_fill(&bits(&[2, 3]), 4);
+        assert!(chosen == bits(&[2, 3, 4]));
+        let (rate, used) = log.greedy_bound(16, 16);
+        assert_eq!((rate, used), (1.0, 6));
+    }
+
+    #[test]
+    fn clauses_the_others_cover_are_dropped() {
+        let clause = |docs: &[u32]| Clause {
+            parts: Vec::new(),
+            bits: bits(docs),
+        };
+        let rule = vec![
+            clause(&[0, 1]),
+            clause(&[0, 1, 2]),
+            clause(&[3]),
+            clause(&[2, 3]),
+        ];
+        let (kept, all) = without_redundant_clauses(rule, 16);
+        let kept: Vec<u64> = kept.iter().map(|clause| clause.bits.count()).collect();
+        assert_eq!(kept, vec![3, 2]);
+        assert!(all == bits(&[0, 1, 2, 3]));
+    }
+}
