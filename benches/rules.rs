@@ -183,11 +183,12 @@ async fn run(plot_dir: Option<PathBuf>) {
             println!("  current rules: {}", describe(&suggested.current));
             let bound = &suggested.upper_bound;
             println!(
-                "  greedy upper bound: train {} ({} docs), holdout {} ({} docs); holdout queries seen in train {}",
+                "  upper bound (greedy on training pages): {} docs, train {} / holdout {}; ceiling (greedy on the holdout itself) {} ({} docs); holdout queries seen in train {}",
+                bound.hot_docs,
                 percent(bound.train_hit_rate),
-                bound.train_hot_docs,
                 percent(bound.holdout_hit_rate),
-                bound.holdout_hot_docs,
+                percent(bound.holdout_ceiling),
+                bound.holdout_ceiling_docs,
                 percent(suggested.holdout_seen_share)
             );
             if let (Budget::Share(_), Some(dir)) = (budget, &plot_dir) {
@@ -197,7 +198,7 @@ async fn run(plot_dir: Option<PathBuf>) {
                 println!("  curve: {}", path.display());
                 for point in &suggested.curve {
                     println!(
-                        "    budget {}: rule train {} holdout {}; rule + pins holdout {}; upper bound holdout {}",
+                        "    budget {}: rule train {} holdout {}; rule + pins holdout {}; upper bound holdout {}; ceiling {}",
                         percent(point.budget_share),
                         percent(point.suggested.train_hit_rate),
                         percent(point.suggested.holdout_hit_rate),
@@ -205,7 +206,8 @@ async fn run(plot_dir: Option<PathBuf>) {
                             .with_pins
                             .as_ref()
                             .map_or("-".into(), |scored| percent(scored.holdout_hit_rate)),
-                        percent(point.upper_bound.holdout_hit_rate)
+                        percent(point.upper_bound.holdout_hit_rate),
+                        percent(point.upper_bound.holdout_ceiling)
                     );
                 }
             }

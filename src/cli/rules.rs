@@ -351,27 +351,29 @@ fn print_suggest(report: &SuggestReport) {
     print_scored("current rules", &report.current);
     let bound = &report.upper_bound;
     println!(
-        "upper bound (greedy choice of whole pages, no rule): train {} with {} documents, holdout {} with {} documents",
+        "upper bound (no rule: the greedy choice of whole training pages): {} documents, hit rate train {} holdout {}",
+        bound.hot_docs,
         percent(bound.train_hit_rate),
-        bound.train_hot_docs,
         percent(bound.holdout_hit_rate),
-        bound.holdout_hot_docs
     );
     println!(
-        "budget curve (best rule: train, holdout; with a pin list: holdout; upper bound on holdout):"
+        "  ceiling (the same greedy on the holdout log itself, knowing its queries): {} with {} documents",
+        percent(bound.holdout_ceiling),
+        bound.holdout_ceiling_docs
     );
+    println!("budget curve, holdout hit rates (best rule; with a pin list; upper bound; ceiling):");
     for point in &report.curve {
         println!(
-            "  {:>6} {:>9} docs: rule train {:>6} holdout {:>6}; with pins {:>6}; bound {:>6}",
+            "  {:>6} {:>9} docs: rule {:>6}; with pins {:>6}; bound {:>6}; ceiling {:>6}",
             percent(point.budget_share),
             point.budget_docs,
-            percent(point.suggested.train_hit_rate),
             percent(point.suggested.holdout_hit_rate),
             point
                 .with_pins
                 .as_ref()
                 .map_or("-".to_string(), |scored| percent(scored.holdout_hit_rate)),
-            percent(point.upper_bound.holdout_hit_rate)
+            percent(point.upper_bound.holdout_hit_rate),
+            percent(point.upper_bound.holdout_ceiling)
         );
     }
     if !report.fields_not_used.is_empty() {

@@ -55,10 +55,15 @@ pub fn draw(report: &SuggestReport, path: &Path) -> Result<(), TuningError> {
             .collect()
     };
     type Line = (&'static str, RGBColor, Vec<(f64, f64)>);
-    let lines: [Line; 3] = [
+    let lines: [Line; 4] = [
         (
-            "greedy upper bound (holdout)",
-            RGBColor(120, 120, 120),
+            "ceiling: greedy on the holdout itself",
+            RGBColor(190, 190, 190),
+            series(&|point| point.upper_bound.holdout_ceiling),
+        ),
+        (
+            "upper bound: greedy on training pages (holdout)",
+            RGBColor(100, 100, 100),
             series(&|point| point.upper_bound.holdout_hit_rate),
         ),
         (

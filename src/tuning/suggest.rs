@@ -12,8 +12,10 @@
 //! with pins from its first half only), and every candidate is scored on the holdout log,
 //! which is never used to choose.
 //!
-//! The upper bound is no rule: a greedy choice of whole pages (most queries per document still
-//! needed, a set-union knapsack) under the same budget, computed on each log for itself.
+//! The upper bound is no rule: a greedy choice of whole training pages (most queries per
+//! document still needed, a set-union knapsack) under the same budget, scored on both logs;
+//! beside it, the same greedy on the holdout log for itself (a ceiling that knows the queries
+//! to come).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
@@ -117,16 +119,18 @@ pub struct Scored {
     pub hot_ids: Option<String>,
 }
 
-/// The greedy choice of pages: on the training log for the training figure, and on the
-/// holdout log for the holdout figure (each the best this greedy finds for that log).
+/// No rule: the greedy choice of whole training pages (most queries per document still
+/// needed) under the budget, scored on both logs like a candidate. Beside it, the same greedy
+/// run on the holdout log for itself: a ceiling that knows the queries to come.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpperBound {
     pub hot: Vec<String>,
     pub hot_docs: u64,
     pub train_hit_rate: f64,
     pub holdout_hit_rate: f64,
-    pub train_hot_docs: u64,
-    pub holdout_hot_docs: u64,
+    /// The greedy choice made on the holdout log itself, and its documents.
+    pub holdout_ceiling: f64,
+    pub holdout_ceiling_docs: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -845,11 +849,14 @@ fn candidates_at(
         // rule grown on the queries of its second half that those pins leave cold, as queries
         // to come will be.
         let pinned_first = logs.first.greedy_fill(&empty, budget);
+        // Room kept for the pins of the whole training log, which the rule will sit beside.
+        let pinned_all = logs.train.greedy_fill(&empty, budget);
+        let room = budget.saturating_sub(pinned_all.count_outside(&pinned_first));
         for strategy in [Strategy::PerDocument, Strategy::MostQueries] {
             let (rule, _) = grow_rule(
                 conditions,
                 &logs.second,
-                budget,
+                room,
                 options,
                 strategy,
                 &pinned_first,
@@ -896,15 +903,15 @@ fn candidates_at(
 }
 
 fn upper_bound(train: &Pages, holdout: &Pages, budget: u64, corpus_docs: u32) -> UpperBound {
-    let (train_hit_rate, train_hot_docs) = train.greedy_bound(budget, corpus_docs);
-    let (holdout_hit_rate, holdout_hot_docs) = holdout.greedy_bound(budget, corpus_docs);
+    let chosen = train.greedy_fill(&Bits::empty(corpus_docs), budget);
+    let (holdout_ceiling, holdout_ceiling_docs) = holdout.greedy_bound(budget, corpus_docs);
     UpperBound {
         hot: Vec::new(),
-        hot_docs: budget,
-        train_hit_rate,
-        holdout_hit_rate,
-        train_hot_docs,
-        holdout_hot_docs,
+        hot_docs: chosen.count(),
+        train_hit_rate: train.hit_rate(&chosen),
+        holdout_hit_rate: holdout.hit_rate(&chosen),
+        holdout_ceiling,
+        holdout_ceiling_docs,
     }
 }
 
