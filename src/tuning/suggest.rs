@@ -750,6 +750,9 @@ struct Logs {
     /// The training log's first and second halves, for the validation figure.
     first: Pages,
     second: Pages,
+    /// Documents the first half's pages need, over those all training pages need: a pin list
+    /// of the first half is this much of one of the whole log.
+    first_share: f64,
     corpus_docs: u32,
 }
 
@@ -768,7 +771,11 @@ impl Logs {
         let (hot, validation, pins, pinned_ids) = match with_pins {
             None => (rule.clone(), self.second.hit_rate(rule), 0, Vec::new()),
             Some((hot, ids)) => {
-                let first_pinned = self.first.greedy_fill(rule, budget);
+                // The first half pins in proportion to the pins this candidate has room for,
+                // so that a rule that squeezes the pin list out is seen to.
+                let pins = hot.count_outside(rule) as f64;
+                let room = rule.count() + (pins * self.first_share).round() as u64;
+                let first_pinned = self.first.greedy_fill(rule, room.min(budget));
                 (
                     hot.clone(),
                     self.second.hit_rate(&first_pinned),
@@ -941,11 +948,22 @@ pub fn suggest(
     let corpus_docs = corpus.docs();
     let train_pages = Pages::new(train, &corpus);
     let (first, second) = train_pages.halves();
+    let needed = |pages: &Pages| {
+        let mut docs = Bits::empty(corpus_docs);
+        for (_, page) in &pages.pages {
+            for &doc in page {
+                docs.insert(doc);
+            }
+        }
+        docs.count()
+    };
+    let first_share = needed(&first) as f64 / needed(&train_pages).max(1) as f64;
     let logs = Logs {
         holdout: Pages::new(holdout, &corpus),
         train: train_pages,
         first,
         second,
+        first_share,
         corpus_docs,
     };
     let (conditions, fields_not_used) = conditions(version, &corpus)?;
