@@ -66,6 +66,25 @@ fn run_json(args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// `tierdex rules replay --json` of `log` on `index`, ranked by `order_by` (empty: BM25).
+fn replay_json(uri: &str, index: &str, log: &Path, order_by: &str) -> serde_json::Value {
+    let mut args = vec![
+        "rules",
+        "replay",
+        "--store",
+        uri,
+        "--index",
+        index,
+        "--queries",
+        log.to_str().unwrap(),
+        "--json",
+    ];
+    if !order_by.is_empty() {
+        args.extend(["--order-by", order_by]);
+    }
+    run_json(&args)
+}
+
 /// What a node answers for the log: (volume, hits, unique, unique hits, zero-result volume).
 async fn node_hit_counts(
     client: &mut pb::tierdex_client::TierdexClient<tonic::transport::Channel>,
@@ -111,17 +130,7 @@ async fn replay_reports_the_hit_rate_a_node_serves_and_locates_bad_lines() {
     // The requests replay counts for a page are those a node with empty caches sends.
     let one = dir.path().join("one.log");
     std::fs::write(&one, "algorithm\n").unwrap();
-    let planned = run_json(&[
-        "rules",
-        "replay",
-        "--store",
-        &uri,
-        "--index",
-        "cacm",
-        "--queries",
-        one.to_str().unwrap(),
-        "--json",
-    ]);
+    let planned = replay_json(&uri, "cacm", &one, "");
     let response = client
         .search(search_request("cacm", "algorithm", 10))
         .await
@@ -139,21 +148,7 @@ async fn replay_reports_the_hit_rate_a_node_serves_and_locates_bad_lines() {
         response.stats.unwrap().storage_requests as f64
     );
     for order_by in ["", "citations DESC"] {
-        let mut args = vec![
-            "rules",
-            "replay",
-            "--store",
-            &uri,
-            "--index",
-            "cacm",
-            "--queries",
-            log_path.to_str().unwrap(),
-            "--json",
-        ];
-        if !order_by.is_empty() {
-            args.extend(["--order-by", order_by]);
-        }
-        let report = run_json(&args);
+        let report = replay_json(&uri, "cacm", &log_path, order_by);
         let (volume, hits, unique, unique_hits, empty) =
             node_hit_counts(&mut client, &usable, order_by).await;
         assert!(hits > 0 && hits < volume, "{order_by}: {hits} of {volume}");
@@ -321,19 +316,7 @@ async fn suggested_rules_build_to_the_hot_size_and_hit_rate_reported() {
         best["hot_docs"].as_u64().unwrap(),
         "{rules}"
     );
-    let replayed = run_json(&[
-        "rules",
-        "replay",
-        "--store",
-        &uri,
-        "--index",
-        "suggested",
-        "--queries",
-        holdout_path.to_str().unwrap(),
-        "--order-by",
-        "citations DESC",
-        "--json",
-    ]);
+    let replayed = replay_json(&uri, "suggested", &holdout_path, "citations DESC");
     let (replayed, reported) = (
         replayed["hit_rate"].as_f64().unwrap(),
         best["holdout_hit_rate"].as_f64().unwrap(),
@@ -378,19 +361,7 @@ async fn suggested_rules_build_to_the_hot_size_and_hit_rate_reported() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let replayed = run_json(&[
-        "rules",
-        "replay",
-        "--store",
-        &uri,
-        "--index",
-        "pinned",
-        "--queries",
-        holdout_path.to_str().unwrap(),
-        "--order-by",
-        "citations DESC",
-        "--json",
-    ]);
+    let replayed = replay_json(&uri, "pinned", &holdout_path, "citations DESC");
     assert_eq!(replayed["hot_docs"], pinned["hot_docs"], "{pinned}");
     let (replayed, reported) = (
         replayed["hit_rate"].as_f64().unwrap(),

@@ -83,6 +83,18 @@ impl RulesError {
         self.kind
     }
 
+    /// An arrow kernel failed on a batch (`entry` names what was being evaluated, if known).
+    fn evaluation(entry: &str, err: impl fmt::Display) -> RulesError {
+        RulesError {
+            kind: RulesErrorKind::Evaluation,
+            source_name: String::new(),
+            entry: entry.to_string(),
+            expression: String::new(),
+            column: 0,
+            message: err.to_string(),
+        }
+    }
+
     fn file(source_name: &str, message: String) -> RulesError {
         RulesError {
             kind: RulesErrorKind::File,
@@ -195,14 +207,8 @@ impl CompiledRules {
     /// One boolean per row: true when the row belongs to the hot tier by the expressions
     /// (before any budget). Never null.
     pub fn select_hot(&self, batch: &RecordBatch) -> Result<BooleanArray, RulesError> {
-        let selected = eval::select_any(&self.predicates, batch).map_err(|err| RulesError {
-            kind: RulesErrorKind::Evaluation,
-            source_name: String::new(),
-            entry: String::new(),
-            expression: String::new(),
-            column: 0,
-            message: err.to_string(),
-        })?;
+        let selected = eval::select_any(&self.predicates, batch)
+            .map_err(|err| RulesError::evaluation("", err))?;
         let Some(pins) = &self.pins else {
             return Ok(selected);
         };
@@ -211,14 +217,7 @@ impl CompiledRules {
             ids.as_ref(),
             &arrow::util::display::FormatOptions::default(),
         )
-        .map_err(|err| RulesError {
-            kind: RulesErrorKind::Evaluation,
-            source_name: String::new(),
-            entry: "hot_ids".into(),
-            expression: String::new(),
-            column: 0,
-            message: err.to_string(),
-        })?;
+        .map_err(|err| RulesError::evaluation("hot_ids", err))?;
         Ok((0..batch.num_rows())
             .map(|row| {
                 Some(
@@ -239,15 +238,10 @@ impl CompiledRules {
     pub fn select_each(&self, batch: &RecordBatch) -> Result<Vec<BooleanArray>, RulesError> {
         self.predicates
             .iter()
-            .map(|predicate| {
-                eval::select_any(std::slice::from_ref(predicate), batch).map_err(|err| RulesError {
-                    kind: RulesErrorKind::Evaluation,
-                    source_name: String::new(),
-                    entry: String::new(),
-                    expression: String::new(),
-                    column: 0,
-                    message: err.to_string(),
-                })
+            .enumerate()
+            .map(|(at, predicate)| {
+                eval::select_any(std::slice::from_ref(predicate), batch)
+                    .map_err(|err| RulesError::evaluation(&format!("hot[{at}]"), err))
             })
             .collect()
     }
