@@ -58,6 +58,8 @@ pub struct Settings {
     pub poll_interval: Option<String>,
     /// Token required by the admin RPCs (disabled without one).
     pub admin_token: Option<String>,
+    /// Address serving `/metrics` for Prometheus, e.g. "127.0.0.1:9464" (off when absent).
+    pub metrics_listen: Option<String>,
 }
 
 impl Settings {
@@ -98,6 +100,7 @@ impl Settings {
             on_degraded: flags.on_degraded.or(self.on_degraded),
             poll_interval: flags.poll_interval.or(self.poll_interval),
             admin_token: flags.admin_token.or(self.admin_token),
+            metrics_listen: flags.metrics_listen.or(self.metrics_listen),
         }
     }
 }
@@ -124,6 +127,8 @@ pub struct NodeConfig {
     /// `None`: never poll.
     pub poll_interval: Option<Duration>,
     pub admin_token: Option<String>,
+    /// Where `/metrics` is served; `None`: not served.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What a search does when the cold part of its answer cannot be read in time.
@@ -159,6 +164,14 @@ impl NodeConfig {
                 "listen: `{listen}` is not an address like 127.0.0.1:50051"
             ))
         })?;
+        let metrics_listen = match settings.metrics_listen.as_deref() {
+            None | Some("") => None,
+            Some(address) => Some(address.parse::<SocketAddr>().map_err(|_| {
+                fail(format!(
+                    "metrics_listen: `{address}` is not an address like 127.0.0.1:9464"
+                ))
+            })?),
+        };
         let data_dir = settings
             .data_dir
             .ok_or_else(|| fail("no data dir: give --data-dir or `data_dir = \"...\"`".into()))?;
@@ -262,6 +275,7 @@ impl NodeConfig {
             on_degraded,
             poll_interval,
             admin_token: settings.admin_token.filter(|token| !token.is_empty()),
+            metrics_listen,
         })
     }
 }

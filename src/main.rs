@@ -108,6 +108,9 @@ struct ServeArgs {
     /// Token for the admin RPCs (also TIERDEX_ADMIN_TOKEN).
     #[arg(long, env = "TIERDEX_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics, e.g. 127.0.0.1:9464 [default: off].
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -442,6 +445,7 @@ async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
         on_degraded: None,
         poll_interval: None,
         admin_token: None,
+        metrics_listen: None,
     })
     .await
 }
@@ -471,6 +475,7 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         on_degraded: args.on_degraded,
         poll_interval: args.poll_interval,
         admin_token: args.admin_token,
+        metrics_listen: args.metrics_listen,
     };
     let source = args
         .config
@@ -486,9 +491,25 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening for metrics on {address}"))?,
+        ),
+        None => None,
+    };
     let node = Node::new(config, store, replica)?;
     let loader = node.clone();
     tokio::spawn(async move { loader.run().await });
+    if let Some(listener) = metrics_listener {
+        // Ends with the process, after the gRPC server has drained.
+        tokio::spawn(server::run_metrics(
+            listener,
+            node.clone(),
+            std::future::pending(),
+        ));
+    }
     server::run(listener, node, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -110,3 +110,55 @@ pub async fn run(
     storage_task.abort();
     result
 }
+
+/// Serves `GET /metrics` (the Prometheus text format) on `listener` until `shutdown`; any other
+/// path is 404. HTTP/1.1 with hyper: a scrape is one small request, no framework needed.
+pub async fn run_metrics(
+    listener: TcpListener,
+    node: Arc<Node>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper::{Response, StatusCode};
+
+    info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics");
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "metrics listener: accept failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+                let node = node.clone();
+                async move {
+                    let response = if request.method() == hyper::Method::GET
+                        && request.uri().path() == "/metrics"
+                    {
+                        Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                            .body(Full::new(Bytes::from(node.metrics_text().await)))
+                    } else {
+                        Response::builder()
+                            .status(StatusCode::NOT_FOUND)
+                            .body(Full::new(Bytes::from_static(b"not found: GET /metrics\n")))
+                    };
+                    Ok::<_, hyper::http::Error>(response.expect("static response parts"))
+                }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "metrics connection ended");
+            }
+        });
+    }
+}

@@ -5,6 +5,7 @@
 pub mod cold;
 pub mod collector;
 pub mod documents;
+pub mod metrics;
 pub mod offload;
 pub mod rehydrate;
 pub mod search;
@@ -224,6 +225,7 @@ pub struct Node {
     search_permits: Arc<Semaphore>,
     documents: cold::DocumentCache,
     changes: watch::Sender<u64>,
+    metrics: metrics::NodeMetrics,
 }
 
 /// Directory of the cold index in a version's local copy.
@@ -250,6 +252,7 @@ impl Node {
             search_permits: Arc::new(Semaphore::new(config.search_concurrency)),
             documents: cold::DocumentCache::new(config.document_cache_size),
             changes: watch::channel(0).0,
+            metrics: metrics::NodeMetrics::new(),
             stores: stores::assemble(primary, replica, &config),
             config,
             indexes,
@@ -307,6 +310,35 @@ impl Node {
     }
 
     pub async fn search(
+        &self,
+        index: &str,
+        request: SearchRequest,
+    ) -> Result<SearchResult, NodeError> {
+        let outcome = self.search_version(index, request).await;
+        // Label values stay bounded: an index the node does not serve is counted unnamed.
+        let label = if self.indexes.contains_key(index) {
+            index
+        } else {
+            ""
+        };
+        self.metrics.record(label, &outcome);
+        outcome
+    }
+
+    /// The node's metrics in the Prometheus text format, gauges refreshed from its state.
+    pub async fn metrics_text(&self) -> String {
+        let cache = self.cache_status().await;
+        let storage = self.storage_status();
+        self.metrics.refresh(
+            &cache,
+            storage.breaker,
+            storage.hedged_requests,
+            &self.statuses(),
+        );
+        self.metrics.encode()
+    }
+
+    async fn search_version(
         &self,
         index: &str,
         request: SearchRequest,

@@ -1,0 +1,291 @@
+//! The node's Prometheus metrics: one registry per node (tests run several nodes in one
+//! process, so no global registry), updated where searches end and refreshed from the node's
+//! status when scraped. Labels are bounded: index names from the configuration, phases,
+//! outcomes from `NodeErrorKind`, tier states; never query text or ids.
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use super::search::SearchResult;
+use super::{NodeError, NodeErrorKind};
+use crate::cache::CacheStatus;
+use crate::store::BreakerState;
+
+/// Search phases timed, as `SearchStats` reports them.
+const PHASES: [&str; 5] = [
+    "parse",
+    "search",
+    "hot_documents",
+    "cold_documents",
+    "total",
+];
+
+/// Seconds: from 50 µs (a hot page) to 10 s (the default budget).
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
+];
+
+pub struct NodeMetrics {
+    registry: Registry,
+    search_seconds: HistogramVec,
+    searches: IntCounterVec,
+    without_storage: IntCounterVec,
+    cold_skipped: IntCounterVec,
+    storage_requests: IntCounterVec,
+    storage_bytes: IntCounterVec,
+    cache_capacity: IntGauge,
+    cache_used: IntGauge,
+    cache_hits: IntGauge,
+    cache_misses: IntGauge,
+    breaker_open: IntGaugeVec,
+    hedged_requests: IntGauge,
+    serving_version: GaugeVec,
+    tier_ready: IntGaugeVec,
+}
+
+fn outcome(err: &NodeError) -> &'static str {
+    match err.kind() {
+        NodeErrorKind::InvalidQuery => "invalid_query",
+        NodeErrorKind::InvalidArgument => "invalid_argument",
+        NodeErrorKind::UnknownIndex => "unknown_index",
+        NodeErrorKind::NotReady => "not_ready",
+        NodeErrorKind::Storage => "storage_unavailable",
+        NodeErrorKind::DeadlineExceeded => "deadline_exceeded",
+        NodeErrorKind::Corrupt => "corrupt",
+        NodeErrorKind::Internal => "internal",
+    }
+}
+
+impl NodeMetrics {
+    pub fn new() -> NodeMetrics {
+        let registry = Registry::new();
+        let by_index = |name: &str, help: &str| {
+            let counter = IntCounterVec::new(Opts::new(name, help), &["index"]).expect("valid");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("registered once");
+            counter
+        };
+        let gauge = |name: &str, help: &str| {
+            let gauge = IntGauge::new(name, help).expect("valid");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("registered once");
+            gauge
+        };
+        let search_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "tierdex_search_duration_seconds",
+                "Search time by phase (server-side); total covers every search that answered",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["index", "phase"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(search_seconds.clone()))
+            .expect("registered once");
+        let searches = IntCounterVec::new(
+            Opts::new(
+                "tierdex_searches_total",
+                "Searches by outcome: ok, degraded (hot results only), or the error",
+            ),
+            &["index", "outcome"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(searches.clone()))
+            .expect("registered once");
+        let storage_requests = by_index(
+            "tierdex_search_storage_requests_total",
+            "Storage range requests sent for search pages (cache misses)",
+        );
+        let storage_bytes = by_index(
+            "tierdex_search_storage_bytes_total",
+            "Bytes read from storage for search pages",
+        );
+        let breaker_open = IntGaugeVec::new(
+            Opts::new(
+                "tierdex_storage_breaker_state",
+                "The storage circuit breaker: 1 for the state it is in",
+            ),
+            &["state"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(breaker_open.clone()))
+            .expect("registered once");
+        let serving_version = GaugeVec::new(
+            Opts::new(
+                "tierdex_serving_version_info",
+                "The version each index serves (value 1)",
+            ),
+            &["index", "version"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(serving_version.clone()))
+            .expect("registered once");
+        let tier_ready = IntGaugeVec::new(
+            Opts::new(
+                "tierdex_tier_ready",
+                "1 when an index's tier is loaded and searched",
+            ),
+            &["index", "tier"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(tier_ready.clone()))
+            .expect("registered once");
+        let build_info = GaugeVec::new(
+            Opts::new("tierdex_build_info", "The tierdex build (value 1)"),
+            &["version"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("registered once");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        NodeMetrics {
+            search_seconds,
+            searches,
+            without_storage: by_index(
+                "tierdex_searches_without_storage_total",
+                "Searches answered without reading storage: no cold document on the page, or all \
+                 of them cached (the live hit rate over tierdex_searches_total)",
+            ),
+            cold_skipped: by_index(
+                "tierdex_cold_searches_skipped_total",
+                "Searches whose cold tier was not searched: no cold document could reach the page",
+            ),
+            storage_requests,
+            storage_bytes,
+            cache_capacity: gauge(
+                "tierdex_block_cache_capacity_bytes",
+                "Capacity of the block cache for cold reads",
+            ),
+            cache_used: gauge(
+                "tierdex_block_cache_used_bytes",
+                "Bytes held by the block cache",
+            ),
+            cache_hits: gauge(
+                "tierdex_block_cache_hits",
+                "Block cache hits since start (a counter, read from the cache when scraped)",
+            ),
+            cache_misses: gauge(
+                "tierdex_block_cache_misses",
+                "Block cache misses since start (a counter, read from the cache when scraped)",
+            ),
+            breaker_open,
+            hedged_requests: gauge(
+                "tierdex_storage_hedged_requests",
+                "Reads sent to the second replica because the first was slow, since start",
+            ),
+            serving_version,
+            tier_ready,
+            registry,
+        }
+    }
+
+    /// Records one search's outcome. `index` must be a configured index name (bounded).
+    pub fn record(&self, index: &str, outcome_of: &Result<SearchResult, NodeError>) {
+        match outcome_of {
+            Ok(result) => {
+                let stats = &result.stats;
+                let phases = [
+                    stats.parse_ms,
+                    stats.search_ms,
+                    stats.hot_fetch_ms,
+                    stats.cold_fetch_ms,
+                    stats.total_ms,
+                ];
+                for (phase, ms) in PHASES.iter().zip(phases) {
+                    self.search_seconds
+                        .with_label_values(&[index, phase])
+                        .observe(ms / 1000.0);
+                }
+                let outcome = if result.degraded.is_some() {
+                    "degraded"
+                } else {
+                    "ok"
+                };
+                self.searches.with_label_values(&[index, outcome]).inc();
+                if result.degraded.is_none() && stats.storage_requests == 0 {
+                    self.without_storage.with_label_values(&[index]).inc();
+                }
+                if result.cold_skipped {
+                    self.cold_skipped.with_label_values(&[index]).inc();
+                }
+                self.storage_requests
+                    .with_label_values(&[index])
+                    .inc_by(stats.storage_requests);
+                self.storage_bytes
+                    .with_label_values(&[index])
+                    .inc_by(stats.storage_bytes);
+            }
+            Err(err) => {
+                self.searches
+                    .with_label_values(&[index, outcome(err)])
+                    .inc();
+            }
+        }
+    }
+
+    /// Sets the gauges read from the node's state, just before a scrape.
+    pub fn refresh(
+        &self,
+        cache: &CacheStatus,
+        breaker: BreakerState,
+        hedged_requests: u64,
+        indexes: &[super::IndexStatus],
+    ) {
+        self.cache_capacity.set(cache.capacity_bytes as i64);
+        self.cache_used.set(cache.used_bytes as i64);
+        self.cache_hits.set(cache.hits as i64);
+        self.cache_misses.set(cache.misses as i64);
+        for (state, name) in [
+            (BreakerState::Closed, "closed"),
+            (BreakerState::Open, "open"),
+            (BreakerState::HalfOpen, "half_open"),
+        ] {
+            self.breaker_open
+                .with_label_values(&[name])
+                .set(i64::from(breaker == state));
+        }
+        self.hedged_requests.set(hedged_requests as i64);
+        // Only the versions serving now: an index's old version leaves the series.
+        self.serving_version.reset();
+        for status in indexes {
+            if let Some(version) = &status.version {
+                self.serving_version
+                    .with_label_values(&[status.name.as_str(), version.as_str()])
+                    .set(1.0);
+            }
+            for (tier, state) in [("hot", status.hot), ("cold", status.cold)] {
+                self.tier_ready
+                    .with_label_values(&[status.name.as_str(), tier])
+                    .set(i64::from(state == super::TierState::Ready));
+            }
+        }
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut text)
+            .expect("text encoding into memory");
+        String::from_utf8(text).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for NodeMetrics {
+    fn default() -> NodeMetrics {
+        NodeMetrics::new()
+    }
+}

@@ -1,0 +1,240 @@
+//! `/metrics`: a node serving CACM through the fault proxy answers hot, cold, degraded and bad
+//! searches; the scrape parses with an independent parser (Python `prometheus_client`) and the
+//! counters say what the test did.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use fault_proxy::{FaultProxy, Faults};
+use tierdex::api::pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// GETs `path` from `address` over plain HTTP/1.1: (status line, body).
+async fn http_get(address: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: tierdex\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+struct Sample {
+    name: String,
+    labels: serde_json::Map<String, serde_json::Value>,
+    value: f64,
+}
+
+fn parse(text: &str) -> Vec<Sample> {
+    let mut child = std::process::Command::new(python())
+        .arg(repo_root().join("tests/python/parse_metrics.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "not the Prometheus text format: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let samples: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    samples
+        .into_iter()
+        .map(|sample| Sample {
+            name: sample["name"].as_str().unwrap().to_string(),
+            labels: sample["labels"].as_object().unwrap().clone(),
+            value: sample["value"].as_f64().unwrap(),
+        })
+        .collect()
+}
+
+/// The value of the sample named `name` whose labels include `labels` (0 when absent).
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|sample| sample.name == name)
+        .filter(|sample| {
+            labels.iter().all(|(key, wanted)| {
+                sample.labels.get(*key).and_then(|v| v.as_str()) == Some(wanted)
+            })
+        })
+        .map(|sample| sample.value)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_hot_cold_degraded_and_failed_searches() {
+    let server = S3Server::start();
+    let direct = server.store("metrics", "").await;
+    let summary = build_cacm(direct, "hot = [\"citations >= 1\"]", "cacm").await;
+    let proxy = FaultProxy::start(server.address()).await.unwrap();
+    let through_proxy = s3_store_at(&proxy.url(), "metrics", "").await;
+    let data = tempfile::tempdir().unwrap();
+    let node = fault_node(through_proxy, "cacm", data.path(), |settings| {
+        settings.breaker_cool_down = Some("60s".into());
+    })
+    .await;
+    node.wait_ready().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = tokio::spawn(tierdex::server::run_metrics(
+        listener,
+        node.node.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let (status, before) = http_get(address, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    let before = parse(&before);
+    assert_eq!(value(&before, "tierdex_searches_total", &[]), 0.0);
+    let (status, _) = http_get(address, "/nothing").await;
+    assert!(status.contains("404"), "{status}");
+
+    let mut client = node.client().await;
+    let queries = cacm_query_texts();
+    // Hot tier only: never storage.
+    let hot_only = 5;
+    for query in queries.iter().take(hot_only) {
+        let mut request = search_request("cacm", query, 10);
+        request.tiers = pb::Tiers::HotOnly as i32;
+        client.search(request).await.unwrap();
+    }
+    // Both tiers: some pages read cold documents from storage (the caches are tiny).
+    let (mut both, mut with_requests, mut skipped) = (0, 0u64, 0);
+    for query in queries.iter().skip(hot_only).take(20) {
+        let response = client
+            .search(search_request("cacm", query, 10))
+            .await
+            .unwrap()
+            .into_inner();
+        both += 1;
+        with_requests += response.stats.unwrap().storage_requests;
+        skipped += usize::from(response.cold_skipped);
+    }
+    assert!(with_requests > 0, "some pages read storage");
+    // A bad query.
+    let bad = client.search(search_request("cacm", "title:(", 10)).await;
+    assert_eq!(bad.unwrap_err().code(), tonic::Code::InvalidArgument);
+    // Storage hangs: a page that needs cold documents answers degraded.
+    proxy.set(Faults {
+        hang: true,
+        ..Faults::none()
+    });
+    let mut degraded = 0;
+    for query in queries.iter().skip(30).take(5) {
+        let mut request = tonic::Request::new(search_request("cacm", query, 10));
+        request.set_timeout(Duration::from_millis(600));
+        if let Ok(response) = client.search(request).await {
+            let response = response.into_inner();
+            degraded += usize::from(response.degraded);
+            // Requests sent before storage was given up on count too.
+            with_requests += response.stats.unwrap().storage_requests;
+        }
+    }
+    assert!(degraded > 0, "some page needed cold documents");
+    proxy.set(Faults::none());
+
+    let (_, text) = http_get(address, "/metrics").await;
+    let after = parse(&text);
+    let index = [("index", "cacm")];
+    let outcome = |name: &str| {
+        value(
+            &after,
+            "tierdex_searches_total",
+            &[("index", "cacm"), ("outcome", name)],
+        )
+    };
+    assert_eq!(outcome("invalid_query"), 1.0);
+    assert_eq!(outcome("degraded"), degraded as f64);
+    let answered = outcome("ok") + outcome("degraded");
+    assert!(
+        answered >= (hot_only + both + degraded) as f64,
+        "{answered}"
+    );
+    // Every answered search is in the total-time histogram, once.
+    assert_eq!(
+        value(
+            &after,
+            "tierdex_search_duration_seconds_count",
+            &[("index", "cacm"), ("phase", "total")]
+        ),
+        answered
+    );
+    assert_eq!(
+        value(&after, "tierdex_search_storage_requests_total", &index),
+        with_requests as f64
+    );
+    let without = value(&after, "tierdex_searches_without_storage_total", &index);
+    assert!(
+        without >= hot_only as f64 && without < answered,
+        "{without} of {answered}"
+    );
+    assert_eq!(
+        value(&after, "tierdex_cold_searches_skipped_total", &index),
+        skipped as f64
+    );
+    assert_eq!(
+        value(
+            &after,
+            "tierdex_serving_version_info",
+            &[("index", "cacm"), ("version", &summary.manifest.version)]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "tierdex_tier_ready",
+            &[("index", "cacm"), ("tier", "cold")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "tierdex_block_cache_capacity_bytes", &[]),
+        64.0 * 1024.0
+    );
+    assert!(value(&after, "tierdex_block_cache_misses", &[]) > 0.0);
+    assert_eq!(
+        value(
+            &after,
+            "tierdex_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    let breaker: f64 = ["closed", "open", "half_open"]
+        .iter()
+        .map(|state| value(&after, "tierdex_storage_breaker_state", &[("state", state)]))
+        .sum();
+    assert_eq!(breaker, 1.0, "one state at a time");
+    // Bounded labels: no query text in any label.
+    for sample in &after {
+        for label in sample.labels.values() {
+            let label = label.as_str().unwrap();
+            assert!(!queries.iter().any(|query| query == label), "{label}");
+        }
+    }
+    let _ = stop.send(());
+    metrics.await.unwrap();
+    node.stop().await;
+}
