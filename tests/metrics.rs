@@ -213,7 +213,24 @@ async fn metrics_count_hot_cold_degraded_and_failed_searches() {
         value(&after, "tierdex_block_cache_capacity_bytes", &[]),
         64.0 * 1024.0
     );
-    assert!(value(&after, "tierdex_block_cache_misses", &[]) > 0.0);
+    assert!(value(&after, "tierdex_block_cache_misses_total", &[]) > 0.0);
+    // A 64 KiB cache over these reads had to make room.
+    assert!(value(&after, "tierdex_block_cache_evictions_total", &[]) > 0.0);
+    // Every storage request of the searches went to the primary store, along with the
+    // rehydration's; the hung ones count as errors.
+    let reads = value(
+        &after,
+        "tierdex_storage_requests_total",
+        &[("store", "primary"), ("operation", "get_range")],
+    );
+    assert!(reads >= with_requests as f64, "{reads} < {with_requests}");
+    assert!(
+        value(
+            &after,
+            "tierdex_storage_errors_total",
+            &[("store", "primary"), ("kind", "unavailable")]
+        ) > 0.0
+    );
     assert_eq!(
         value(
             &after,

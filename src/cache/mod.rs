@@ -103,6 +103,8 @@ pub struct BlockCache {
     capacity: u64,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Blocks pushed out to make room (not replaced or invalidated ones).
+    evictions: Arc<AtomicU64>,
     next_file: AtomicU64,
 }
 
@@ -121,6 +123,7 @@ pub struct CacheStatus {
     pub used_bytes: u64,
     pub hits: u64,
     pub misses: u64,
+    pub evictions: u64,
 }
 
 impl CacheStatus {
@@ -136,7 +139,14 @@ impl CacheStatus {
 
 impl BlockCache {
     pub fn new(capacity_bytes: u64) -> Arc<BlockCache> {
+        let evictions = Arc::new(AtomicU64::new(0));
+        let counted = evictions.clone();
         let blocks = Cache::builder()
+            .eviction_listener(move |_key, _block, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
             .max_capacity(capacity_bytes)
             .weigher(|_key: &BlockKey, block: &Bytes| {
                 u32::try_from(block.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
@@ -150,6 +160,7 @@ impl BlockCache {
             capacity: capacity_bytes,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            evictions,
             next_file: AtomicU64::new(0),
         })
     }
@@ -160,6 +171,7 @@ impl BlockCache {
             used_bytes: self.blocks.weighted_size(),
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
         }
     }
 

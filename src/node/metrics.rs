@@ -4,14 +4,14 @@
 //! outcomes from `NodeErrorKind`, tier states; never query text or ids.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use super::search::SearchResult;
 use super::{NodeError, NodeErrorKind};
 use crate::cache::CacheStatus;
-use crate::store::BreakerState;
+use crate::store::{BreakerState, StoreMetrics};
 
 /// Search phases timed, as `SearchStats` reports them.
 const PHASES: [&str; 5] = [
@@ -38,10 +38,11 @@ pub struct NodeMetrics {
     storage_bytes: IntCounterVec,
     cache_capacity: IntGauge,
     cache_used: IntGauge,
-    cache_hits: IntGauge,
-    cache_misses: IntGauge,
+    cache_hits: IntCounter,
+    cache_misses: IntCounter,
+    cache_evictions: IntCounter,
     breaker_open: IntGaugeVec,
-    hedged_requests: IntGauge,
+    hedged_requests: IntCounter,
     serving_version: GaugeVec,
     tier_ready: IntGaugeVec,
 }
@@ -64,6 +65,13 @@ impl NodeMetrics {
         let registry = Registry::new();
         let by_index = |name: &str, help: &str| {
             let counter = IntCounterVec::new(Opts::new(name, help), &["index"]).expect("valid");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("registered once");
+            counter
+        };
+        let mirrored = |name: &str, help: &str| {
+            let counter = IntCounter::new(name, help).expect("valid");
             registry
                 .register(Box::new(counter.clone()))
                 .expect("registered once");
@@ -173,23 +181,32 @@ impl NodeMetrics {
                 "tierdex_block_cache_used_bytes",
                 "Bytes held by the block cache",
             ),
-            cache_hits: gauge(
-                "tierdex_block_cache_hits",
-                "Block cache hits since start (a counter, read from the cache when scraped)",
+            cache_hits: mirrored(
+                "tierdex_block_cache_hits_total",
+                "Block cache hits (blocks of cold reads found in memory)",
             ),
-            cache_misses: gauge(
-                "tierdex_block_cache_misses",
-                "Block cache misses since start (a counter, read from the cache when scraped)",
+            cache_misses: mirrored(
+                "tierdex_block_cache_misses_total",
+                "Block cache misses (blocks fetched from storage)",
+            ),
+            cache_evictions: mirrored(
+                "tierdex_block_cache_evictions_total",
+                "Blocks evicted from the block cache to make room",
             ),
             breaker_open,
-            hedged_requests: gauge(
-                "tierdex_storage_hedged_requests",
-                "Reads sent to the second replica because the first was slow, since start",
+            hedged_requests: mirrored(
+                "tierdex_storage_hedged_requests_total",
+                "Reads also sent to the second replica because the first was slow",
             ),
             serving_version,
             tier_ready,
             registry,
         }
+    }
+
+    /// Counters for the node's stores, in this registry.
+    pub fn store_metrics(&self) -> StoreMetrics {
+        StoreMetrics::new(&self.registry).expect("store metrics registered once per node")
     }
 
     /// Records one search's outcome. `index` must be a configured index name (bounded).
@@ -246,8 +263,13 @@ impl NodeMetrics {
     ) {
         self.cache_capacity.set(cache.capacity_bytes as i64);
         self.cache_used.set(cache.used_bytes as i64);
-        self.cache_hits.set(cache.hits as i64);
-        self.cache_misses.set(cache.misses as i64);
+        // Counters kept by the cache and the hedged store, mirrored: they only grow.
+        let mirror = |counter: &IntCounter, value: u64| {
+            counter.inc_by(value.saturating_sub(counter.get()));
+        };
+        mirror(&self.cache_hits, cache.hits);
+        mirror(&self.cache_misses, cache.misses);
+        mirror(&self.cache_evictions, cache.evictions);
         for (state, name) in [
             (BreakerState::Closed, "closed"),
             (BreakerState::Open, "open"),
@@ -257,7 +279,7 @@ impl NodeMetrics {
                 .with_label_values(&[name])
                 .set(i64::from(breaker == state));
         }
-        self.hedged_requests.set(hedged_requests as i64);
+        mirror(&self.hedged_requests, hedged_requests);
         // Only the versions serving now: an index's old version leaves the series.
         self.serving_version.reset();
         for status in indexes {

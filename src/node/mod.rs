@@ -247,13 +247,14 @@ impl Node {
             layout::check_index_name(name).map_err(NodeError::InvalidArgument)?;
             indexes.insert(name.clone(), Arc::new(IndexSlot::new(name.clone())));
         }
+        let metrics = metrics::NodeMetrics::new();
         Ok(Arc::new(Node {
             cache: BlockCache::new(config.cache_size),
             search_permits: Arc::new(Semaphore::new(config.search_concurrency)),
             documents: cold::DocumentCache::new(config.document_cache_size),
             changes: watch::channel(0).0,
-            metrics: metrics::NodeMetrics::new(),
-            stores: stores::assemble(primary, replica, &config),
+            stores: stores::assemble(primary, replica, &config, &metrics.store_metrics()),
+            metrics,
             config,
             indexes,
         }))

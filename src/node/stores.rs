@@ -1,9 +1,9 @@
 //! The node's views of storage, stacked from the store wrappers:
 //!
 //! ```text
-//! query reads:  [bandwidth, query priority] → circuit breaker → hedged(replica A, replica B) → timeout
-//! re-reads:     [bandwidth, query priority] → timeout, one per replica (after a checksum mismatch)
-//! bulk reads:   [bandwidth, bulk priority] → timeout, one per replica (rehydration spreads over them)
+//! query reads:  [bandwidth, query priority] → circuit breaker → hedged(replica A, replica B) → metered → timeout
+//! re-reads:     [bandwidth, query priority] → metered → timeout, one per replica (after a checksum mismatch)
+//! bulk reads:   [bandwidth, bulk priority] → metered → timeout, one per replica (rehydration spreads over them)
 //! ```
 
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::config::NodeConfig;
 use crate::store::{
-    Bandwidth, BlobStore, BreakerSettings, CircuitBreaker, HedgedStore, LimitedStore, Priority,
-    TimeoutStore,
+    Bandwidth, BlobStore, BreakerSettings, CircuitBreaker, HedgedStore, LimitedStore, MeteredStore,
+    Priority, StoreMetrics, TimeoutStore,
 };
 
 /// Bulk requests move megabytes: they get a longer limit than query reads.
@@ -32,10 +32,15 @@ pub fn assemble(
     primary: Arc<dyn BlobStore>,
     replica: Option<Arc<dyn BlobStore>>,
     config: &NodeConfig,
+    metrics: &StoreMetrics,
 ) -> NodeStores {
-    let replicas: Vec<Arc<dyn BlobStore>> = std::iter::once(primary).chain(replica).collect();
-    let timed = |store: &Arc<dyn BlobStore>, limit: Duration| -> Arc<dyn BlobStore> {
-        Arc::new(TimeoutStore::new(store.clone(), limit))
+    let replicas: Vec<(Arc<dyn BlobStore>, &'static str)> = std::iter::once((primary, "primary"))
+        .chain(replica.map(|replica| (replica, "replica")))
+        .collect();
+    // Counted above the time limit: a request that times out is a failed request.
+    let timed = |(store, name): &(Arc<dyn BlobStore>, &'static str), limit: Duration| {
+        let limited: Arc<dyn BlobStore> = Arc::new(TimeoutStore::new(store.clone(), limit));
+        Arc::new(MeteredStore::new(limited, name, metrics.clone())) as Arc<dyn BlobStore>
     };
     let query_replicas: Vec<Arc<dyn BlobStore>> = replicas
         .iter()

@@ -7,6 +7,7 @@ mod breaker;
 mod counting;
 mod hedged;
 mod local;
+mod metered;
 mod quick_ack;
 mod s3;
 mod timeout;
@@ -25,6 +26,7 @@ pub use breaker::{BreakerSettings, BreakerState, CircuitBreaker};
 pub use counting::{CountingStore, StoreCounts};
 pub use hedged::HedgedStore;
 pub use local::LocalStore;
+pub use metered::{MeteredStore, StoreMetrics};
 pub use s3::{S3Options, S3Store};
 pub use timeout::TimeoutStore;
 
