@@ -222,6 +222,7 @@ async fn run(repeats: usize) {
             "hot",
             &data.path().join("hot"),
             options,
+            None,
         )
         .await
         .unwrap();
@@ -231,6 +232,7 @@ async fn run(repeats: usize) {
             "cold/index",
             &data.path().join("cold"),
             options,
+            None,
         )
         .await
         .unwrap();

@@ -209,6 +209,16 @@ async fn metrics_count_hot_cold_degraded_and_failed_searches() {
         ),
         1.0
     );
+    // A fresh data dir: the whole hot and cold index were downloaded, and all of it landed.
+    let index_bytes = (summary.manifest.hot.index_bytes + summary.manifest.cold.index_bytes) as f64;
+    assert_eq!(
+        value(&after, "tierdex_rehydration_total_bytes", &index),
+        index_bytes
+    );
+    assert_eq!(
+        value(&after, "tierdex_rehydration_done_bytes", &index),
+        index_bytes
+    );
     assert_eq!(
         value(&after, "tierdex_block_cache_capacity_bytes", &[]),
         64.0 * 1024.0

@@ -44,6 +44,8 @@ pub struct NodeMetrics {
     breaker_open: IntGaugeVec,
     hedged_requests: IntCounter,
     serving_version: GaugeVec,
+    rehydration_total: IntGaugeVec,
+    rehydration_done: IntGaugeVec,
     tier_ready: IntGaugeVec,
 }
 
@@ -148,6 +150,22 @@ impl NodeMetrics {
         registry
             .register(Box::new(tier_ready.clone()))
             .expect("registered once");
+        let index_gauge = |name: &str, help: &str| {
+            let gauge = IntGaugeVec::new(Opts::new(name, help), &["index"]).expect("valid");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("registered once");
+            gauge
+        };
+        let rehydration_total = index_gauge(
+            "tierdex_rehydration_total_bytes",
+            "Bytes the version being loaded must download (files already verified locally \
+             are not counted)",
+        );
+        let rehydration_done = index_gauge(
+            "tierdex_rehydration_done_bytes",
+            "Bytes of the version being loaded downloaded and written so far",
+        );
         let build_info = GaugeVec::new(
             Opts::new("tierdex_build_info", "The tierdex build (value 1)"),
             &["version"],
@@ -199,8 +217,18 @@ impl NodeMetrics {
                 "Reads also sent to the second replica because the first was slow",
             ),
             serving_version,
+            rehydration_total,
+            rehydration_done,
             tier_ready,
             registry,
+        }
+    }
+
+    /// The rehydration gauges of an index (a configured name).
+    pub fn rehydration(&self, index: &str) -> super::rehydrate::RehydrateProgress {
+        super::rehydrate::RehydrateProgress {
+            total: self.rehydration_total.with_label_values(&[index]),
+            done: self.rehydration_done.with_label_values(&[index]),
         }
     }
 

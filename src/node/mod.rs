@@ -472,12 +472,17 @@ impl Node {
         tokio::fs::create_dir_all(&local)
             .await
             .map_err(|err| NodeError::io(format!("creating {}", local.display()), err))?;
+        // From zero for each version loaded: what this version still needs.
+        let progress = self.metrics.rehydration(&manifest.index);
+        progress.total.set(0);
+        progress.done.set(0);
         let hot = rehydrate(
             &self.stores.bulk,
             &manifest,
             HOT_DIR,
             &local.join(HOT_DIR),
             self.rehydrate_options(),
+            Some(&progress),
         )
         .await?;
         let encoded = manifest.encode();
@@ -537,6 +542,7 @@ impl Node {
             COLD_INDEX_DIR,
             &local.join(COLD_INDEX_LOCAL),
             self.rehydrate_options(),
+            Some(&self.metrics.rehydration(&manifest.index)),
         )
         .await?;
         let files = self.open_cold_files(manifest, &local, true).await?;

@@ -30,6 +30,14 @@ pub struct RehydrateOptions {
     pub chunk_size: u64,
 }
 
+/// Where a rehydration reports its bytes as they land (the node's per-index gauges).
+#[derive(Debug, Clone)]
+pub struct RehydrateProgress {
+    /// Bytes to download (files already present and verified are not counted).
+    pub total: prometheus::IntGauge,
+    pub done: prometheus::IntGauge,
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RehydrateReport {
     pub files: u64,
@@ -70,6 +78,7 @@ pub async fn rehydrate(
     dir: &str,
     local: &Path,
     options: RehydrateOptions,
+    progress: Option<&RehydrateProgress>,
 ) -> Result<RehydrateReport, NodeError> {
     tokio::fs::create_dir_all(local)
         .await
@@ -116,6 +125,10 @@ pub async fn rehydrate(
         })?;
         file.set_len(download.entry.size)
             .map_err(|err| NodeError::io(format!("sizing {}", download.partial.display()), err))?;
+    }
+    if let Some(progress) = progress {
+        let bytes: u64 = downloads.iter().map(|download| download.entry.size).sum();
+        progress.total.add(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
     let block_size = manifest.block_size;
     let chunk_blocks = (options.chunk_size / block_size).max(1);
@@ -169,6 +182,9 @@ pub async fn rehydrate(
                     })
                     .await
                     .map_err(|err| NodeError::Internal(format!("write task: {err}")))??;
+                    if let Some(progress) = progress {
+                        progress.done.add(i64::try_from(len).unwrap_or(i64::MAX));
+                    }
                     Ok::<_, NodeError>((file, range.start, crc, len))
                 }
             })
