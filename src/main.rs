@@ -45,6 +45,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Run one search against a serving node.
     Query(QueryArgs),
+    /// Print a serving node's status: versions, tiers, cache, storage.
+    Status(StatusArgs),
     /// Generate a sample corpus, build it into a local store and serve it.
     Quickstart(QuickstartArgs),
     /// Measure and choose hot-tier rules from a query log.
@@ -114,11 +116,22 @@ struct ServeArgs {
 }
 
 #[derive(Args)]
+struct StatusArgs {
+    /// The node's address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// Print the Status answer as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct QueryArgs {
     /// The node's address.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     addr: String,
-    #[arg(long)]
+    /// The index to search [default: the node's only index].
+    #[arg(long, default_value = "")]
     index: String,
     #[arg(long, default_value_t = 10)]
     limit: u32,
@@ -239,6 +252,7 @@ fn main() -> ExitCode {
             Command::Inspect(args) => run_inspect(args).await,
             Command::Serve(args) => run_serve(*args).await,
             Command::Query(args) => run_query(args).await,
+            Command::Status(args) => run_status(args).await,
             Command::Quickstart(args) => run_quickstart(args).await,
             Command::Rules(command) => cli::rules::run(command).await,
         }
@@ -523,6 +537,18 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+async fn run_status(args: StatusArgs) -> Result<ExitCode> {
+    let status = client::status(&args.addr)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if args.json {
+        println!("{}", client::status_json(&status));
+    } else {
+        println!("{}", client::status_text(&status));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_query(args: QueryArgs) -> Result<ExitCode> {

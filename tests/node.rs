@@ -705,4 +705,45 @@ stored = true
         .map(|hit| hit["tier"].as_str().unwrap())
         .collect();
     assert!(tiers.contains(&"hot") && tiers.contains(&"cold"));
+
+    // The table, without --index (the node serves one): each numeric id printed once.
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || tierdex_bin().args(args).output().unwrap())
+    };
+    let output = run(vec![
+        "query".into(),
+        "--addr".into(),
+        node.addr.clone(),
+        "hot OR cold".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let table = String::from_utf8(output.stdout).unwrap();
+    let big_line = table
+        .lines()
+        .find(|line| line.contains(&big.to_string()))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(big_line.matches(&big.to_string()).count(), 1, "{table}");
+    assert!(!big_line.contains("id: "), "{table}");
+    // `tierdex status` prints the Status answer.
+    let output = run(vec!["status".into(), "--addr".into(), node.addr.clone()])
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        status.contains("index ints: version ")
+            && status.contains("hot ready (1 docs), cold ready (2 docs)")
+            && status.contains("breaker closed"),
+        "{status}"
+    );
 }

@@ -6,20 +6,156 @@ use serde_json::{Map, Value as Json, json};
 
 use super::pb;
 
-pub async fn search(addr: &str, request: pb::SearchRequest) -> Result<pb::SearchResponse, String> {
+type Client = pb::tierdex_client::TierdexClient<tonic::transport::Channel>;
+
+async fn connect(addr: &str) -> Result<Client, String> {
     let endpoint = if addr.contains("://") {
         addr.to_string()
     } else {
         format!("http://{addr}")
     };
-    let mut client = pb::tierdex_client::TierdexClient::connect(endpoint.clone())
+    Client::connect(endpoint.clone())
         .await
-        .map_err(|err| format!("cannot connect to {endpoint}: {err}"))?;
+        .map_err(|err| format!("cannot connect to {endpoint}: {err}"))
+}
+
+fn status_message(status: tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// One search. Without an index in the request, the node's only index (an error naming them
+/// when it serves several).
+pub async fn search(
+    addr: &str,
+    mut request: pb::SearchRequest,
+) -> Result<pb::SearchResponse, String> {
+    let mut client = connect(addr).await?;
+    if request.index.is_empty() {
+        let served = client
+            .list_indexes(pb::ListIndexesRequest {})
+            .await
+            .map_err(status_message)?
+            .into_inner()
+            .indexes;
+        let names: Vec<String> = served.into_iter().map(|index| index.name).collect();
+        request.index = match names.as_slice() {
+            [only] => only.clone(),
+            [] => return Err("the node serves no index".into()),
+            several => {
+                return Err(format!(
+                    "the node serves {} indexes ({}): choose one with --index",
+                    several.len(),
+                    several.join(", ")
+                ));
+            }
+        };
+    }
     client
         .search(request)
         .await
         .map(tonic::Response::into_inner)
-        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
+        .map_err(status_message)
+}
+
+pub async fn status(addr: &str) -> Result<pb::StatusResponse, String> {
+    connect(addr)
+        .await?
+        .status(pb::StatusRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(status_message)
+}
+
+fn tier_state(state: i32) -> &'static str {
+    match pb::TierState::try_from(state) {
+        Ok(pb::TierState::Loading) => "loading",
+        Ok(pb::TierState::Ready) => "ready",
+        Ok(pb::TierState::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+/// What `Status` says, as one JSON object.
+pub fn status_json(status: &pb::StatusResponse) -> Json {
+    json!({
+        "node_version": status.node_version,
+        "indexes": status.indexes.iter().map(|index| json!({
+            "name": index.name,
+            "version": index.version,
+            "hot": tier_state(index.hot),
+            "cold": tier_state(index.cold),
+            "hot_docs": index.hot_docs,
+            "cold_docs": index.cold_docs,
+            "error": index.error,
+        })).collect::<Vec<_>>(),
+        "cache": status.cache.as_ref().map(|cache| json!({
+            "capacity_bytes": cache.capacity_bytes,
+            "used_bytes": cache.used_bytes,
+            "hits": cache.hits,
+            "misses": cache.misses,
+            "hit_rate": cache.hit_rate,
+        })),
+        "storage": status.storage.as_ref().map(|storage| json!({
+            "breaker": match pb::BreakerState::try_from(storage.breaker) {
+                Ok(pb::BreakerState::Closed) => "closed",
+                Ok(pb::BreakerState::Open) => "open",
+                Ok(pb::BreakerState::HalfOpen) => "half_open",
+                _ => "unknown",
+            },
+            "replicas": storage.replicas,
+            "hedged_requests": storage.hedged_requests,
+        })),
+    })
+}
+
+/// What `Status` says, for people.
+pub fn status_text(status: &pb::StatusResponse) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "tierdex {}", status.node_version);
+    for index in &status.indexes {
+        let version = if index.version.is_empty() {
+            "(none yet)"
+        } else {
+            index.version.as_str()
+        };
+        let _ = writeln!(
+            out,
+            "index {}: version {version}; hot {} ({} docs), cold {} ({} docs)",
+            index.name,
+            tier_state(index.hot),
+            index.hot_docs,
+            tier_state(index.cold),
+            index.cold_docs
+        );
+        if !index.error.is_empty() {
+            let _ = writeln!(out, "  error: {}", index.error);
+        }
+    }
+    if let Some(cache) = &status.cache {
+        let _ = writeln!(
+            out,
+            "block cache: {} of {} bytes used, {} hits, {} misses ({:.1}% hit rate)",
+            cache.used_bytes,
+            cache.capacity_bytes,
+            cache.hits,
+            cache.misses,
+            100.0 * cache.hit_rate
+        );
+    }
+    if let Some(storage) = &status.storage {
+        let breaker = match pb::BreakerState::try_from(storage.breaker) {
+            Ok(pb::BreakerState::Closed) => "closed (storage answering)",
+            Ok(pb::BreakerState::Open) => "open (storage failing: cold documents left out)",
+            Ok(pb::BreakerState::HalfOpen) => "half-open (a probe is deciding)",
+            _ => "unknown",
+        };
+        let _ = write!(
+            out,
+            "storage: breaker {breaker}; {} replica(s), {} hedged reads",
+            storage.replicas, storage.hedged_requests
+        );
+    }
+    out
 }
 
 pub fn value_json(value: &pb::Value) -> Json {
@@ -89,18 +225,31 @@ fn shorten(text: &str, width: usize) -> String {
 
 /// A readable table: rank, score, tier, id and the first stored fields.
 pub fn response_table(response: &pb::SearchResponse, offset: u32) -> String {
+    let text_of = |value: &Json| match value {
+        Json::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let ids: Vec<Json> = response
+        .hits
+        .iter()
+        .map(|hit| hit.id.as_ref().map(value_json).unwrap_or(Json::Null))
+        .collect();
+    // Wide enough for the page's ids (a u64 has 20 digits), within reason.
+    let id_width = ids
+        .iter()
+        .map(|id| text_of(id).chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(2, 40);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:>4}  {:>9}  {:<4}  {:<14}  document",
+        "{:>4}  {:>9}  {:<4}  {:<id_width$}  document",
         "#", "score", "tier", "id"
     );
-    for (rank, hit) in response.hits.iter().enumerate() {
-        let id = hit.id.as_ref().map(value_json).unwrap_or(Json::Null);
-        let id = match id {
-            Json::String(text) => text,
-            other => other.to_string(),
-        };
+    for (rank, (hit, id_value)) in response.hits.iter().zip(&ids).enumerate() {
+        let id = text_of(id_value);
+        // The id is its own column: the field holding it is not printed again.
         let fields: Vec<String> = hit
             .fields
             .iter()
@@ -108,24 +257,20 @@ pub fn response_table(response: &pb::SearchResponse, offset: u32) -> String {
                 field
                     .value
                     .as_ref()
-                    .is_some_and(|value| value_json(value) != json!(id))
+                    .is_some_and(|value| value_json(value) != *id_value)
             })
             .map(|field| {
                 let value = field.value.as_ref().map(value_json).unwrap_or(Json::Null);
-                let value = match value {
-                    Json::String(text) => text,
-                    other => other.to_string(),
-                };
-                format!("{}: {}", field.name, shorten(&value, 60))
+                format!("{}: {}", field.name, shorten(&text_of(&value), 60))
             })
             .collect();
         let _ = writeln!(
             out,
-            "{:>4}  {:>9.4}  {:<4}  {:<14}  {}",
+            "{:>4}  {:>9.4}  {:<4}  {:<id_width$}  {}",
             offset as usize + rank + 1,
             hit.score,
             tier_name(hit.tier),
-            shorten(&id, 14),
+            shorten(&id, id_width),
             shorten(&fields.join(" | "), 100)
         );
     }
@@ -156,4 +301,43 @@ pub fn response_table(response: &pb::SearchResponse, offset: u32) -> String {
         let _ = write!(out, "\nDEGRADED: {}", response.degraded_reason);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(kind: pb::value::Kind) -> Option<pb::Value> {
+        Some(pb::Value { kind: Some(kind) })
+    }
+
+    #[test]
+    fn the_table_prints_a_numeric_id_once_and_whole() {
+        let id = u64::MAX;
+        let response = pb::SearchResponse {
+            hits: vec![pb::Hit {
+                id: value(pb::value::Kind::U64(id)),
+                score: 1.5,
+                tier: pb::Tier::Cold as i32,
+                fields: vec![
+                    pb::Field {
+                        name: "id".into(),
+                        value: value(pb::value::Kind::U64(id)),
+                    },
+                    pb::Field {
+                        name: "title".into(),
+                        value: value(pb::value::Kind::Text("Go To Statement".into())),
+                    },
+                ],
+            }],
+            ..Default::default()
+        };
+        let table = response_table(&response, 0);
+        let line = table.lines().nth(1).unwrap();
+        assert_eq!(line.matches(&id.to_string()).count(), 1, "{table}");
+        assert!(
+            line.contains("title: Go To Statement") && !line.contains("id: "),
+            "{table}"
+        );
+    }
 }
