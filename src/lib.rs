@@ -13,6 +13,7 @@
 //! - [`store`]: the byte-range blob store trait and its backends and wrappers.
 //! - [`builder`]: inputs → rules → hot index, cold parquet, cold index → a published version.
 //! - [`published`]: reading and verifying published versions.
+//! - [`lifecycle`]: removing old versions and build leftovers (`tierdex gc`).
 //! - [`config`]: node settings from a file and flags.
 //! - [`cache`]: the verified block cache in front of the store, for cold reads.
 //! - [`node`]: loading versions (rehydration, hot then cold) and searching them.
@@ -25,6 +26,7 @@ pub mod builder;
 pub mod cache;
 pub mod config;
 pub mod format;
+pub mod lifecycle;
 pub mod node;
 pub mod published;
 pub mod ranking;

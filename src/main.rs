@@ -47,6 +47,8 @@ enum Command {
     Query(QueryArgs),
     /// Print a serving node's status: versions, tiers, cache, storage.
     Status(StatusArgs),
+    /// Remove old versions and the leftovers of interrupted builds from a store.
+    Gc(GcArgs),
     /// Generate a sample corpus, build it into a local store and serve it.
     Quickstart(QuickstartArgs),
     /// Measure and choose hot-tier rules from a query log.
@@ -113,6 +115,28 @@ struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDRESS/metrics, e.g. 127.0.0.1:9464 [default: off].
     #[arg(long)]
     metrics_listen: Option<String>,
+}
+
+#[derive(Args)]
+struct GcArgs {
+    /// Where the index is published: a directory, file:///dir, or s3://bucket/prefix.
+    #[arg(long)]
+    store: String,
+    #[arg(long)]
+    index: String,
+    /// Complete versions to keep, newest first; the one CURRENT names is always kept.
+    #[arg(long)]
+    keep: usize,
+    /// Keep every version younger than this, e.g. 1h: nodes still serving the previous version
+    /// read its cold files until they switch, and builds in progress have no manifest yet.
+    #[arg(long, default_value = "1h")]
+    older_than: String,
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -253,6 +277,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => run_serve(*args).await,
             Command::Query(args) => run_query(args).await,
             Command::Status(args) => run_status(args).await,
+            Command::Gc(args) => run_gc(args).await,
             Command::Quickstart(args) => run_quickstart(args).await,
             Command::Rules(command) => cli::rules::run(command).await,
         }
@@ -537,6 +562,64 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+async fn run_gc(args: GcArgs) -> Result<ExitCode> {
+    let older_than = tierdex::units::parse_duration(&args.older_than)
+        .map_err(|err| anyhow::anyhow!("--older-than: {err}"))?;
+    let store = open_store(&args.store).await?;
+    let options = tierdex::lifecycle::GcOptions {
+        keep: args.keep,
+        older_than,
+        dry_run: args.dry_run,
+    };
+    let report = tierdex::lifecycle::gc(
+        store.as_ref(),
+        &args.index,
+        options,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    println!("{}: CURRENT names {}", report.index, report.current);
+    for version in &report.kept {
+        println!(
+            "  kept     {} ({} objects, {}){}",
+            version.version,
+            version.objects,
+            format_bytes(version.bytes),
+            if version.complete {
+                ""
+            } else {
+                ", incomplete: too young to remove"
+            }
+        );
+    }
+    for version in &report.removed {
+        println!(
+            "  {verb} {} ({} objects, {}){}",
+            version.version,
+            version.objects,
+            format_bytes(version.bytes),
+            if version.complete {
+                ""
+            } else {
+                ", leftover of an unfinished build"
+            }
+        );
+    }
+    for name in &report.unrecognized {
+        println!("  left alone {}/{name}/ (not a version id)", report.index);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_status(args: StatusArgs) -> Result<ExitCode> {

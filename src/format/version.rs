@@ -25,6 +25,38 @@ pub fn format_version_id(at: OffsetDateTime, random: u32) -> String {
     )
 }
 
+/// When a version id says it was built; `None` for a name that is not a version id.
+pub fn version_time(id: &str) -> Option<OffsetDateTime> {
+    let (stamp, random) = id.split_once('-')?;
+    if random.len() != 8 || !random.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return None;
+    }
+    let digits = stamp.strip_suffix('Z')?;
+    let (date, time_part) = digits.split_once('T')?;
+    if date.len() != 8
+        || time_part.len() != 9
+        || !digits.replace('T', "").bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let number = |text: &str| text.parse::<u32>().ok();
+    let month = time::Month::try_from(number(&date[4..6])? as u8).ok()?;
+    let date = time::Date::from_calendar_date(
+        number(&date[..4])? as i32,
+        month,
+        number(&date[6..8])? as u8,
+    )
+    .ok()?;
+    let time = time::Time::from_hms_milli(
+        number(&time_part[..2])? as u8,
+        number(&time_part[2..4])? as u8,
+        number(&time_part[4..6])? as u8,
+        number(&time_part[6..9])? as u16,
+    )
+    .ok()?;
+    Some(date.with_time(time).assume_utc())
+}
+
 /// RFC 3339 with second precision, for `created_at`.
 pub fn rfc3339(at: OffsetDateTime) -> String {
     format!("{}Z", date_time(at))
@@ -64,6 +96,23 @@ fn random_u32() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_ids_give_back_their_time() {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_795_450_827_998_000_000).unwrap();
+        let id = format_version_id(at, 0xa2eb_d767);
+        assert_eq!(version_time(&id), Some(at));
+        for not_an_id in [
+            "",
+            "CURRENT",
+            "20261123T162027998Z",
+            "20261123T162027998Z-xyz",
+            "2026112xT162027998Z-a2ebd767",
+            "20261323T162027998Z-a2ebd767",
+        ] {
+            assert_eq!(version_time(not_an_id), None, "{not_an_id}");
+        }
+    }
 
     #[test]
     fn ids_sort_by_time() {

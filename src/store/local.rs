@@ -219,11 +219,24 @@ impl BlobStore for LocalStore {
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let path = self.path("delete", key)?;
+        let root = self.root.clone();
         Self::blocking("delete", self.object(key), move || {
             match fs::remove_file(&path) {
-                Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
-                other => other,
+                Err(err) if err.kind() == ErrorKind::NotFound => {}
+                other => other?,
             }
+            // Directories exist only for their files, as prefixes do in object storage: the
+            // ones left empty go too (stops at the first that is not empty).
+            let mut dir = path.parent();
+            while let Some(parent) =
+                dir.filter(|parent| *parent != root && parent.starts_with(&root))
+            {
+                if fs::remove_dir(parent).is_err() {
+                    break;
+                }
+                dir = parent.parent();
+            }
+            Ok(())
         })
         .await
     }
