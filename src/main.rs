@@ -237,6 +237,10 @@ struct BuildArgs {
     /// Never show the progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Write CURRENT even if another build published since this one started (for stores
+    /// without conditional writes, when only one builder ever runs).
+    #[arg(long)]
+    unconditional_publish: bool,
 }
 
 #[derive(Args)]
@@ -310,6 +314,7 @@ async fn run_build(args: BuildArgs) -> Result<ExitCode> {
         usize::try_from(args.indexing_memory).context("--indexing-memory is too large")?;
     options.staging_parent = args.staging_dir;
     options.cold_compression = args.cold_compression;
+    options.unconditional_publish = args.unconditional_publish;
     if !args.no_progress && std::io::stderr().is_terminal() {
         options.progress = Progress::stderr();
     }
@@ -449,6 +454,7 @@ async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
         staging_dir: None,
         cold_compression: Default::default(),
         no_progress: false,
+        unconditional_publish: false,
     })
     .await?;
     if args.no_serve {

@@ -408,6 +408,20 @@ impl BlobStore for FailingUploads {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.inner.delete(key).await
     }
+    async fn get_tagged(
+        &self,
+        key: &str,
+    ) -> tierdex::store::StoreResult<Option<(bytes::Bytes, String)>> {
+        self.inner.get_tagged(key).await
+    }
+    async fn put_if(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+        expected: &tierdex::store::Expected,
+    ) -> tierdex::store::StoreResult<()> {
+        self.inner.put_if(key, data, expected).await
+    }
 }
 
 async fn current(store: &dyn BlobStore) -> String {
@@ -786,7 +800,10 @@ async fn tierdex_publish_again(
     staging: &Path,
     manifest: Manifest,
 ) -> String {
-    builder::publish_version(store, staging, manifest)
+    let replaces = builder::Replaces::read(store.as_ref(), &manifest.index)
+        .await
+        .unwrap();
+    builder::publish_version(store, staging, manifest, &replaces)
         .await
         .unwrap_err()
         .to_string()

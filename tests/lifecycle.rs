@@ -148,6 +148,139 @@ async fn gc_removes_old_versions_and_leftovers(store: Arc<dyn BlobStore>, uri: S
     node.stop().await;
 }
 
+/// A store whose conditional writes wait a moment: the other builder publishes meanwhile.
+#[derive(Debug)]
+struct SlowPublish {
+    inner: Arc<dyn BlobStore>,
+}
+
+#[async_trait::async_trait]
+impl BlobStore for SlowPublish {
+    fn uri(&self) -> &str {
+        self.inner.uri()
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> tierdex::store::StoreResult<bytes::Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn get(&self, key: &str) -> tierdex::store::StoreResult<bytes::Bytes> {
+        self.inner.get(key).await
+    }
+    async fn size(&self, key: &str) -> tierdex::store::StoreResult<u64> {
+        self.inner.size(key).await
+    }
+    async fn put(&self, key: &str, data: bytes::Bytes) -> tierdex::store::StoreResult<()> {
+        self.inner.put(key, data).await
+    }
+    async fn put_file(
+        &self,
+        key: &str,
+        local: &std::path::Path,
+    ) -> tierdex::store::StoreResult<()> {
+        self.inner.put_file(key, local).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> tierdex::store::StoreResult<Vec<tierdex::store::ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> tierdex::store::StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    async fn get_tagged(
+        &self,
+        key: &str,
+    ) -> tierdex::store::StoreResult<Option<(bytes::Bytes, String)>> {
+        self.inner.get_tagged(key).await
+    }
+    async fn put_if(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+        expected: &tierdex::store::Expected,
+    ) -> tierdex::store::StoreResult<()> {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.inner.put_if(key, data, expected).await
+    }
+}
+
+/// Two builds of one index at once: the one that publishes first wins, the other fails naming
+/// what happened and leaves nothing behind; CURRENT names a complete version.
+async fn two_builders_one_wins(store: Arc<dyn BlobStore>) {
+    for round in 0..2 {
+        let before = tierdex::published::read_current(store.as_ref(), "cacm")
+            .await
+            .ok();
+        assert_eq!(before.is_some(), round == 1);
+        let slow: Arc<dyn BlobStore> = Arc::new(SlowPublish {
+            inner: store.clone(),
+        });
+        let options = |rules: &str| {
+            build_options(
+                cacm_schema(),
+                rules,
+                vec![shared_data("cacm.jsonl")],
+                "cacm",
+            )
+        };
+        let (fast, late) = tokio::join!(
+            tierdex::builder::build(options("hot = [\"citations >= 1\"]"), store.clone()),
+            tierdex::builder::build(options("hot = [\"citations >= 2\"]"), slow),
+        );
+        let winner = fast.expect("the first to publish wins").manifest;
+        let err = late.expect_err("the second must not overwrite the first");
+        assert_eq!(
+            err.kind(),
+            tierdex::builder::BuildErrorKind::Conflict,
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("another build published index `cacm`")
+                && message.contains(&winner.version)
+                && message.contains(before.as_deref().unwrap_or("nothing (a first publish)")),
+            "{message}"
+        );
+        assert_eq!(
+            tierdex::published::read_current(store.as_ref(), "cacm")
+                .await
+                .unwrap(),
+            winner.version
+        );
+        let verified = tierdex::published::verify(store.clone(), &winner).await;
+        assert!(verified.problems.is_empty(), "{:?}", verified.problems);
+        // The loser's files are gone: only the versions that were published remain.
+        let mut versions: Vec<String> = store
+            .list("cacm/")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|object| Some(object.key.split('/').nth(1)?.to_string()))
+            .filter(|name| name != "CURRENT")
+            .collect();
+        versions.dedup();
+        let mut expected: Vec<String> = before.iter().cloned().collect();
+        expected.push(winner.version.clone());
+        assert_eq!(versions, expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_builders_on_the_local_store() {
+    let dir = tempfile::tempdir().unwrap();
+    two_builders_one_wins(local_store(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_builders_on_the_s3_compatible_store() {
+    let s3 = S3Server::start();
+    two_builders_one_wins(s3.store("publishers", "").await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_on_the_local_store() {
     let dir = tempfile::tempdir().unwrap();

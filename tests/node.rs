@@ -420,6 +420,20 @@ impl BlobStore for GatedStore {
     async fn delete(&self, key: &str) -> tierdex::store::StoreResult<()> {
         self.inner.delete(key).await
     }
+    async fn get_tagged(
+        &self,
+        key: &str,
+    ) -> tierdex::store::StoreResult<Option<(bytes::Bytes, String)>> {
+        self.inner.get_tagged(key).await
+    }
+    async fn put_if(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+        expected: &tierdex::store::Expected,
+    ) -> tierdex::store::StoreResult<()> {
+        self.inner.put_if(key, data, expected).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,9 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tierdex::store::{BlobStore, MULTIPART_PART_SIZE, MULTIPART_THRESHOLD, StoreErrorKind};
+use tierdex::store::{
+    BlobStore, Expected, MULTIPART_PART_SIZE, MULTIPART_THRESHOLD, StoreErrorKind,
+};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -163,6 +165,47 @@ async fn conformance(store: Arc<dyn BlobStore>) {
         StoreErrorKind::NotFound
     );
     assert_eq!(store.list("a/s").await.unwrap(), vec![]);
+
+    // Conditional writes: create only if absent, replace only if unchanged since read.
+    let key = "cas/CURRENT";
+    assert!(store.get_tagged(key).await.unwrap().is_none());
+    store
+        .put_if(key, Bytes::from_static(b"v1"), &Expected::Absent)
+        .await
+        .unwrap();
+    let err = store
+        .put_if(key, Bytes::from_static(b"v1-again"), &Expected::Absent)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Conflict, "{err}");
+    let (data, first_tag) = store.get_tagged(key).await.unwrap().unwrap();
+    assert_eq!(&data[..], b"v1");
+    store
+        .put_if(
+            key,
+            Bytes::from_static(b"v2"),
+            &Expected::Tag(first_tag.clone()),
+        )
+        .await
+        .unwrap();
+    // The tag read before that write no longer holds.
+    let err = store
+        .put_if(key, Bytes::from_static(b"v3"), &Expected::Tag(first_tag))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains("CURRENT"), "{err}");
+    let (data, _) = store.get_tagged(key).await.unwrap().unwrap();
+    assert_eq!(&data[..], b"v2");
+    // Nothing is left beside the object (no lock file).
+    let keys: Vec<String> = store
+        .list("cas/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, vec![key.to_string()]);
 }
 
 #[tokio::test]

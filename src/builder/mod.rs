@@ -42,7 +42,7 @@ use crate::store::{BlobStore, StoreError};
 pub use cold::ColdCompression;
 pub use input::{InputError, InputFormat, InputStats, ReadError};
 pub use progress::Progress;
-pub use publish::publish_version;
+pub use publish::{Replaces, publish_version};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildErrorKind {
@@ -60,6 +60,8 @@ pub enum BuildErrorKind {
     Io,
     /// Options that cannot work (bad index name, a version that exists).
     Invalid,
+    /// Another build published first; or the store cannot publish conditionally.
+    Conflict,
     Internal,
 }
 
@@ -87,6 +89,9 @@ pub enum BuildError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// CURRENT changed while the build ran (another builder), or cannot be written safely.
+    #[error("{0}")]
+    Conflict(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -102,6 +107,7 @@ impl BuildError {
             BuildError::Parquet(_) => BuildErrorKind::Parquet,
             BuildError::Io { .. } => BuildErrorKind::Io,
             BuildError::Invalid(_) => BuildErrorKind::Invalid,
+            BuildError::Conflict(_) => BuildErrorKind::Conflict,
             BuildError::Internal(_) => BuildErrorKind::Internal,
         }
     }
@@ -155,6 +161,9 @@ pub struct BuildOptions {
     pub staging_parent: Option<PathBuf>,
     pub cold_compression: cold::ColdCompression,
     pub progress: Progress,
+    /// Write CURRENT without checking that it still names what it named when the build
+    /// started: for stores without conditional writes, with one builder at a time.
+    pub unconditional_publish: bool,
 }
 
 impl BuildOptions {
@@ -178,6 +187,7 @@ impl BuildOptions {
             staging_parent: None,
             cold_compression: cold::ColdCompression::default(),
             progress: Progress::hidden(),
+            unconditional_publish: false,
         }
     }
 }
@@ -221,6 +231,13 @@ pub async fn build(
             )));
         }
     }
+    // What CURRENT names now is what this build replaces: if another build publishes first,
+    // this one must not overwrite it.
+    let replaces = if options.unconditional_publish {
+        publish::Replaces::unconditionally()
+    } else {
+        publish::Replaces::read(store.as_ref(), &options.index).await?
+    };
     let staging_parent = options
         .staging_parent
         .clone()
@@ -319,7 +336,8 @@ pub async fn build(
         files: Vec::new(),
     };
     options.progress.set_stage("uploading");
-    let manifest = publish::publish_version(store.clone(), staging.path(), manifest).await?;
+    let manifest =
+        publish::publish_version(store.clone(), staging.path(), manifest, &replaces).await?;
     options.progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     info!(

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::BuildError;
 use crate::format::layout::{self, block_table_path, version_key};
 use crate::format::{FileChecksummer, FileEntry, Manifest, TableRef};
-use crate::store::BlobStore;
+use crate::store::{BlobStore, Expected, StoreError, StoreErrorKind};
 
 /// Files uploaded at once.
 const UPLOAD_CONCURRENCY: usize = 8;
@@ -114,11 +114,66 @@ async fn upload_file(
     })
 }
 
-/// Uploads the staged files, then the manifest, then CURRENT. `manifest.files` is filled here.
+/// What a build expects `CURRENT` to hold when it publishes: as it was when the build started.
+#[derive(Debug, Clone)]
+pub struct Replaces {
+    /// The version CURRENT named, if any.
+    pub version: Option<String>,
+    /// The condition of the write; `None` writes CURRENT unconditionally.
+    pub condition: Option<Expected>,
+}
+
+impl Replaces {
+    /// Reads CURRENT with its tag, to publish only over that same version.
+    pub async fn read(store: &dyn BlobStore, index: &str) -> Result<Replaces, BuildError> {
+        let found = store
+            .get_tagged(&layout::current_key(index))
+            .await
+            .map_err(|err| {
+                if err.kind() == StoreErrorKind::Unsupported {
+                    unsupported(store, &err)
+                } else {
+                    BuildError::Store(err)
+                }
+            })?;
+        Ok(match found {
+            Some((data, tag)) => Replaces {
+                version: Some(String::from_utf8_lossy(&data).trim().to_string()),
+                condition: Some(Expected::Tag(tag)),
+            },
+            None => Replaces {
+                version: None,
+                condition: Some(Expected::Absent),
+            },
+        })
+    }
+
+    /// No condition: the last build to finish wins (for stores without conditional writes).
+    pub fn unconditionally() -> Replaces {
+        Replaces {
+            version: None,
+            condition: None,
+        }
+    }
+}
+
+fn unsupported(store: &dyn BlobStore, err: &StoreError) -> BuildError {
+    BuildError::Conflict(format!(
+        "{} cannot write conditionally ({err}): two builders could overwrite each other's \
+         CURRENT unnoticed. Use a store that can (S3 with If-Match / If-None-Match, a local \
+         directory), or pass --unconditional-publish if only one builder ever runs \
+         (docs/operations.md)",
+        store.uri()
+    ))
+}
+
+/// Uploads the staged files, then the manifest, then CURRENT, which must still be as
+/// `replaces` found it. `manifest.files` is filled here.
 pub async fn publish_version(
     store: Arc<dyn BlobStore>,
     staging: &Path,
     mut manifest: Manifest,
+    replaces: &Replaces,
 ) -> Result<Manifest, BuildError> {
     let index = manifest.index.clone();
     let version = manifest.version.clone();
@@ -168,7 +223,41 @@ pub async fn publish_version(
         return Err(err);
     }
     let current_key = layout::current_key(&index);
-    if let Err(err) = store.put(&current_key, format!("{version}\n").into()).await {
+    let written = match &replaces.condition {
+        Some(condition) => {
+            store
+                .put_if(&current_key, format!("{version}\n").into(), condition)
+                .await
+        }
+        None => store.put(&current_key, format!("{version}\n").into()).await,
+    };
+    if let Err(err) = &written
+        && matches!(
+            err.kind(),
+            StoreErrorKind::Conflict | StoreErrorKind::Unsupported
+        )
+    {
+        // Nothing names this version: it goes, and CURRENT stays as the other writer left it.
+        remove_version(store.as_ref(), &prefix).await;
+        if err.kind() == StoreErrorKind::Unsupported {
+            return Err(unsupported(store.as_ref(), err));
+        }
+        let now = match store.get(&current_key).await {
+            Ok(current) => String::from_utf8_lossy(&current).trim().to_string(),
+            Err(read_err) => format!("(unreadable: {read_err})"),
+        };
+        let before = replaces
+            .version
+            .as_deref()
+            .unwrap_or("nothing (a first publish)");
+        warn!(%index, %version, "another build published first");
+        return Err(BuildError::Conflict(format!(
+            "another build published index `{index}` while this one ran: CURRENT named \
+             {before} when this build started and now names {now}. This build ({version}) was \
+             not published and its files were removed; build again to publish over {now} ({err})"
+        )));
+    }
+    if let Err(err) = written {
         // The write may have landed even though its answer was lost: only remove the version
         // when CURRENT is known not to name it.
         match store.get(&current_key).await {

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::{BlobStore, ObjectMeta, StoreResult};
+use super::{BlobStore, Expected, ObjectMeta, StoreResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
@@ -170,6 +170,14 @@ impl BlobStore for LimitedStore {
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.inner.delete(key).await
+    }
+
+    async fn get_tagged(&self, key: &str) -> StoreResult<Option<(Bytes, String)>> {
+        self.inner.get_tagged(key).await
+    }
+
+    async fn put_if(&self, key: &str, data: Bytes, expected: &Expected) -> StoreResult<()> {
+        self.inner.put_if(key, data, expected).await
     }
 }
 

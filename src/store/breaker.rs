@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{BlobStore, ObjectMeta, StoreError, StoreErrorKind, StoreResult};
+use super::{BlobStore, Expected, ObjectMeta, StoreError, StoreErrorKind, StoreResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -242,5 +242,15 @@ impl BlobStore for CircuitBreaker {
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.call("delete", key, self.inner.delete(key)).await
+    }
+
+    async fn get_tagged(&self, key: &str) -> StoreResult<Option<(Bytes, String)>> {
+        self.call("get_tagged", key, self.inner.get_tagged(key))
+            .await
+    }
+
+    async fn put_if(&self, key: &str, data: Bytes, expected: &Expected) -> StoreResult<()> {
+        self.call("put_if", key, self.inner.put_if(key, data, expected))
+            .await
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{BlobStore, ObjectMeta, StoreResult};
+use super::{BlobStore, Expected, ObjectMeta, StoreResult};
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -132,5 +132,24 @@ impl BlobStore for CountingStore {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.count_other();
         self.inner.delete(key).await
+    }
+
+    async fn get_tagged(&self, key: &str) -> StoreResult<Option<(Bytes, String)>> {
+        let found = self.inner.get_tagged(key).await?;
+        self.counters.get_requests.fetch_add(1, Ordering::Relaxed);
+        if let Some((bytes, _)) = &found {
+            self.counters
+                .get_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        Ok(found)
+    }
+
+    async fn put_if(&self, key: &str, data: Bytes, expected: &Expected) -> StoreResult<()> {
+        self.counters.put_requests.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .put_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.inner.put_if(key, data, expected).await
     }
 }

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::{Either, select};
 
-use super::{BlobStore, ObjectMeta, StoreResult};
+use super::{BlobStore, Expected, ObjectMeta, StoreResult};
 
 /// Latencies remembered per replica.
 const WINDOW: usize = 200;
@@ -181,5 +181,14 @@ impl BlobStore for HedgedStore {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.replicas[0].delete(key).await?;
         self.replicas[1].delete(key).await
+    }
+
+    /// Conditional writes go to the first replica alone: a condition holds on one store.
+    async fn get_tagged(&self, key: &str) -> StoreResult<Option<(Bytes, String)>> {
+        self.replicas[0].get_tagged(key).await
+    }
+
+    async fn put_if(&self, key: &str, data: Bytes, expected: &Expected) -> StoreResult<()> {
+        self.replicas[0].put_if(key, data, expected).await
     }
 }

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    BlobStore, ObjectMeta, StoreError, StoreErrorKind, StoreResult, check_key, check_range,
+    BlobStore, Expected, ObjectMeta, StoreError, StoreErrorKind, StoreResult, check_key,
+    check_range,
 };
 
 /// Temporary files of in-flight writes carry this marker and are invisible to `list`.
@@ -95,6 +96,11 @@ impl LocalStore {
     }
 }
 
+/// A local object's tag: its content's checksum and length (objects tagged are small).
+fn content_tag(data: &[u8]) -> String {
+    format!("{:08x}-{}", crc32c::crc32c(data), data.len())
+}
+
 fn io_error(op: &'static str, object: String, err: io::Error) -> StoreError {
     let kind = match err.kind() {
         ErrorKind::NotFound => StoreErrorKind::NotFound,
@@ -171,6 +177,97 @@ impl BlobStore for LocalStore {
             fs::copy(&source, temp).map(|_| ())
         })
         .await
+    }
+
+    async fn get_tagged(&self, key: &str) -> StoreResult<Option<(Bytes, String)>> {
+        match self.get(key).await {
+            Ok(data) => {
+                let tag = content_tag(&data);
+                Ok(Some((data, tag)))
+            }
+            Err(err) if err.kind() == StoreErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Under an exclusive lock file beside the object (`<name>.lock`, created with
+    /// `O_EXCL`): read, compare, write atomically, unlock. A lock left by a writer that died
+    /// is reported, never broken: only a person can tell that no writer is running.
+    async fn put_if(&self, key: &str, data: Bytes, expected: &Expected) -> StoreResult<()> {
+        let path = self.path("put_if", key)?;
+        let object = self.object(key);
+        let expected = expected.clone();
+        let conflict = |object: &str, message: String| {
+            StoreError::new(
+                StoreErrorKind::Conflict,
+                "put_if",
+                object.to_string(),
+                message,
+            )
+        };
+        let work = move || -> StoreResult<()> {
+            let io = |err: io::Error| io_error("put_if", object.clone(), err);
+            let parent = path.parent().expect("keys have a parent: the root");
+            fs::create_dir_all(parent).map_err(io)?;
+            let name = path
+                .file_name()
+                .expect("keys end in a name")
+                .to_string_lossy();
+            let lock = parent.join(format!("{name}.lock"));
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+            {
+                Ok(_) => {}
+                Err(err) if err.kind() == ErrorKind::AlreadyExists => {
+                    return Err(conflict(
+                        &object,
+                        format!(
+                            "another writer holds the lock {} (if no build is running, a \
+                             writer died holding it: remove it)",
+                            lock.display()
+                        ),
+                    ));
+                }
+                Err(err) => return Err(io(err)),
+            }
+            let result = (|| {
+                let found = match fs::read(&path) {
+                    Ok(current) => Some(content_tag(&current)),
+                    Err(err) if err.kind() == ErrorKind::NotFound => None,
+                    Err(err) => return Err(io(err)),
+                };
+                let holds = match (&expected, &found) {
+                    (Expected::Absent, None) => true,
+                    (Expected::Tag(tag), Some(found)) => tag == found,
+                    _ => false,
+                };
+                if !holds {
+                    return Err(conflict(
+                        &object,
+                        "the object changed since it was read (another writer)".into(),
+                    ));
+                }
+                let temp = parent.join(format!("{name}{TEMP_MARKER}{}", std::process::id()));
+                fs::write(&temp, &data)
+                    .and_then(|()| fs::rename(&temp, &path))
+                    .map_err(|err| {
+                        let _ = fs::remove_file(&temp);
+                        io(err)
+                    })
+            })();
+            let _ = fs::remove_file(&lock);
+            result
+        };
+        tokio::task::spawn_blocking(work).await.map_err(|join| {
+            StoreError::new(
+                StoreErrorKind::Io,
+                "put_if",
+                self.object(key),
+                format!("I/O task failed: {join}"),
+            )
+        })?
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {

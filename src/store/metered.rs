@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use prometheus::{IntCounterVec, Opts, Registry};
 
-use super::{BlobStore, ObjectMeta, StoreErrorKind, StoreResult};
+use super::{BlobStore, Expected, ObjectMeta, StoreErrorKind, StoreResult};
 
 /// The counters, shared by every metered store of a node.
 #[derive(Clone)]
@@ -84,6 +84,8 @@ impl MeteredStore {
                     StoreErrorKind::Refused => "refused",
                     StoreErrorKind::Unavailable => "unavailable",
                     StoreErrorKind::Io => "io",
+                    StoreErrorKind::Conflict => "conflict",
+                    StoreErrorKind::Unsupported => "unsupported",
                 };
                 self.metrics
                     .errors
@@ -145,5 +147,18 @@ impl BlobStore for MeteredStore {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let result = self.inner.delete(key).await;
         self.count("delete", result, |_| 0)
+    }
+
+    async fn get_tagged(&self, key: &str) -> StoreResult<Option<(Bytes, String)>> {
+        let result = self.inner.get_tagged(key).await;
+        self.count("get", result, |found| {
+            found.as_ref().map_or(0, |(bytes, _)| bytes.len() as u64)
+        })
+    }
+
+    async fn put_if(&self, key: &str, data: Bytes, expected: &Expected) -> StoreResult<()> {
+        let length = data.len() as u64;
+        let result = self.inner.put_if(key, data, expected).await;
+        self.count("put", result, |_| length)
     }
 }

@@ -46,6 +46,10 @@ pub enum StoreErrorKind {
     Unavailable,
     /// A local I/O failure (local backend, or a local file being uploaded).
     Io,
+    /// A conditional write found the object other than expected (another writer got there).
+    Conflict,
+    /// The store cannot do what was asked (conditional writes on a server without them).
+    Unsupported,
 }
 
 /// A failed store operation, naming the operation, the object and the byte range.
@@ -136,6 +140,10 @@ pub struct ObjectMeta {
 ///   new one, never a mix or a prefix. Large files are uploaded in parts where supported.
 /// - `list(prefix)` returns every object whose key starts with `prefix`, sorted by key.
 /// - `delete` of a missing object succeeds.
+/// - `get_tagged` returns the object and a tag that changes whenever the object is replaced;
+///   `put_if` replaces the object only if it is still as expected (absent, or with that tag),
+///   atomically with respect to other `put_if` calls, else fails with `Conflict`. A store that
+///   cannot write conditionally fails with `Unsupported` (the default).
 /// - Every error names the operation, the object and, for reads, the range.
 #[async_trait]
 pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
@@ -167,6 +175,35 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>>;
 
     async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// A whole object and its tag (S3: the ETag), `None` when it does not exist.
+    async fn get_tagged(&self, key: &str) -> StoreResult<Option<(Bytes, String)>> {
+        Err(StoreError::new(
+            StoreErrorKind::Unsupported,
+            "get_tagged",
+            format!("{}/{key}", self.uri()),
+            "this store does not tag objects",
+        ))
+    }
+
+    /// Writes `data` only if the object is as `expected` (see the contract).
+    async fn put_if(&self, key: &str, data: Bytes, expected: &Expected) -> StoreResult<()> {
+        let _ = (data, expected);
+        Err(StoreError::new(
+            StoreErrorKind::Unsupported,
+            "put_if",
+            format!("{}/{key}", self.uri()),
+            "this store cannot write conditionally",
+        ))
+    }
+}
+
+/// What a conditional write expects to find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    Absent,
+    /// The tag `get_tagged` returned.
+    Tag(String),
 }
 
 /// Checks a key against the contract's alphabet; backends call it before any I/O.

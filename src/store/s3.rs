@@ -23,8 +23,8 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
 use super::{
-    BlobStore, MULTIPART_PART_SIZE, MULTIPART_THRESHOLD, ObjectMeta, StoreError, StoreErrorKind,
-    StoreResult, check_key, check_range,
+    BlobStore, Expected, MULTIPART_PART_SIZE, MULTIPART_THRESHOLD, ObjectMeta, StoreError,
+    StoreErrorKind, StoreResult, check_key, check_range,
 };
 
 /// Requests in flight per store: the SDK's connection pool has no cap of its own.
@@ -289,6 +289,10 @@ where
     let code = err.code().map(str::to_string);
     let kind = match (status, code.as_deref()) {
         (_, Some("NoSuchBucket")) => StoreErrorKind::Refused,
+        (_, Some("PreconditionFailed" | "ConditionalRequestConflict")) | (Some(412), _) => {
+            StoreErrorKind::Conflict
+        }
+        (_, Some("NotImplemented")) | (Some(501), _) => StoreErrorKind::Unsupported,
         (_, Some("NoSuchKey" | "NotFound")) | (Some(404), _) => StoreErrorKind::NotFound,
         (_, Some("InvalidRange")) | (Some(416), _) => StoreErrorKind::InvalidRange,
         (Some(400 | 401 | 403 | 405), _) => StoreErrorKind::Refused,
@@ -427,6 +431,73 @@ impl BlobStore for S3Store {
             .send()
             .await
             .map_err(|err| sdk_error("put", self.object(key), err))?;
+        Ok(())
+    }
+
+    async fn get_tagged(&self, key: &str) -> StoreResult<Option<(Bytes, String)>> {
+        check_key("get_tagged", &self.uri, key)?;
+        let _permit = self.permit().await;
+        let response = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(err) => {
+                let err = sdk_error("get_tagged", self.object(key), err);
+                return match err.kind() {
+                    StoreErrorKind::NotFound => Ok(None),
+                    _ => Err(err),
+                };
+            }
+        };
+        let Some(tag) = response.e_tag.clone() else {
+            return Err(StoreError::new(
+                StoreErrorKind::Unsupported,
+                "get_tagged",
+                self.object(key),
+                "the server sent no ETag",
+            ));
+        };
+        let data = response
+            .body
+            .collect()
+            .await
+            .map_err(|err| {
+                StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    "get_tagged",
+                    self.object(key),
+                    "reading the response body failed",
+                )
+                .with_source(err)
+            })?
+            .into_bytes();
+        Ok(Some((data, tag)))
+    }
+
+    /// `If-None-Match: *` or `If-Match: <ETag>` (S3 conditional writes). A server that ignores
+    /// these headers cannot be told apart from one that honours them: docs/operations.md.
+    async fn put_if(&self, key: &str, data: Bytes, expected: &Expected) -> StoreResult<()> {
+        check_key("put_if", &self.uri, key)?;
+        let _permit = self.permit().await;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .body(ByteStream::from(data));
+        let request = match expected {
+            Expected::Absent => request.if_none_match("*"),
+            Expected::Tag(tag) => request.if_match(tag),
+        };
+        request
+            .send()
+            .await
+            .map_err(|err| sdk_error("put_if", self.object(key), err))?;
         Ok(())
     }
 

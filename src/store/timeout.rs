@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{BlobStore, ObjectMeta, StoreError, StoreErrorKind, StoreResult};
+use super::{BlobStore, Expected, ObjectMeta, StoreError, StoreErrorKind, StoreResult};
 
 #[derive(Debug, Clone)]
 pub struct TimeoutStore {
@@ -92,6 +92,16 @@ impl BlobStore for TimeoutStore {
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.limited("delete", key, None, self.inner.delete(key))
+            .await
+    }
+
+    async fn get_tagged(&self, key: &str) -> StoreResult<Option<(Bytes, String)>> {
+        self.limited("get_tagged", key, None, self.inner.get_tagged(key))
+            .await
+    }
+
+    async fn put_if(&self, key: &str, data: Bytes, expected: &Expected) -> StoreResult<()> {
+        self.limited("put_if", key, None, self.inner.put_if(key, data, expected))
             .await
     }
 }
