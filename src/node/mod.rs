@@ -232,6 +232,8 @@ pub struct Node {
 const COLD_INDEX_LOCAL: &str = "cold-index";
 /// Directory of the cold files' kept footers and block tables.
 const COLD_META_LOCAL: &str = "cold-meta";
+/// How long a starting node with a local copy waits for storage before serving the copy.
+const STARTUP_STORAGE_WAIT: Duration = Duration::from_millis(500);
 /// Longest wait between two attempts at loading an index.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
@@ -440,7 +442,30 @@ impl Node {
     }
 
     async fn initial_load(&self, slot: &Arc<IndexSlot>) -> Result<(), NodeError> {
-        match published::read_current_manifest(self.stores.query.as_ref(), &slot.name).await {
+        let read = published::read_current_manifest(self.stores.query.as_ref(), &slot.name);
+        // With a local copy to fall back on, storage gets a short while to answer: a node
+        // whose storage hangs serves its copy at once rather than after the request timeout.
+        let outcome = if self.newest_local(slot).is_some() {
+            match tokio::time::timeout(STARTUP_STORAGE_WAIT, read).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(PublishedError::Store(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    "get",
+                    format!(
+                        "{}/{}",
+                        self.stores.query.uri(),
+                        layout::current_key(&slot.name)
+                    ),
+                    format!(
+                        "no answer within {} ms at start-up",
+                        STARTUP_STORAGE_WAIT.as_millis()
+                    ),
+                ))),
+            }
+        } else {
+            read.await
+        };
+        match outcome {
             Ok(manifest) => self.load_version(slot, manifest, true).await,
             Err(PublishedError::Store(err)) if err.kind() == StoreErrorKind::Unavailable => {
                 match self.open_local(slot).await {
@@ -598,16 +623,19 @@ impl Node {
 
     /// The newest complete local copy of the index, opened without storage: hot tier always,
     /// cold tier when its index and kept footers are there. `None` when there is no copy.
-    async fn open_local(&self, slot: &Arc<IndexSlot>) -> Option<Result<(), NodeError>> {
+    /// The newest version kept in the data dir (one with its manifest: complete locally).
+    fn newest_local(&self, slot: &IndexSlot) -> Option<String> {
         let dir = self.config.data_dir.join(&slot.name);
-        let mut versions: Vec<String> = std::fs::read_dir(&dir)
+        std::fs::read_dir(&dir)
             .ok()?
             .filter_map(|entry| entry.ok())
             .filter(|entry| entry.path().join(layout::MANIFEST).is_file())
             .map(|entry| entry.file_name().to_string_lossy().to_string())
-            .collect();
-        versions.sort();
-        let newest = versions.pop()?;
+            .max()
+    }
+
+    async fn open_local(&self, slot: &Arc<IndexSlot>) -> Option<Result<(), NodeError>> {
+        let newest = self.newest_local(slot)?;
         Some(self.open_local_version(slot, &newest).await)
     }
 

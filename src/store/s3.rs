@@ -133,6 +133,7 @@ impl S3Store {
                     .connect_timeout(Duration::from_secs(5))
                     .build(),
             );
+        config = config.retry_classifier(FailFastOnRefusal);
         if shared.region().is_none() {
             // S3-compatible servers ignore the region, but request signing needs one.
             config = config.region(Region::new("us-east-1"));
@@ -265,6 +266,48 @@ impl S3Store {
                 .await;
         }
         completed
+    }
+}
+
+/// A connection the server refused or reset is not retried by the SDK: a store that is down
+/// answers at once (the node serves degraded answers and its circuit breaker counts the
+/// failure), instead of after the SDK's backoff. Timeouts and 5xx answers are retried as
+/// before.
+#[derive(Debug)]
+struct FailFastOnRefusal;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for FailFastOnRefusal {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        let Some(Err(err)) = ctx.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let Some(connector) = err.as_connector_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let refused = std::iter::successors(
+            Some(connector as &(dyn std::error::Error + 'static)),
+            |err| err.source(),
+        )
+        .filter_map(|err| err.downcast_ref::<std::io::Error>())
+        .any(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+            )
+        });
+        if refused {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "fail fast on a refused or reset connection"
     }
 }
 

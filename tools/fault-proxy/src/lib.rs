@@ -7,7 +7,7 @@
 //!   answer bytes, as a TCP connection whose window is that size over a round trip of that
 //!   latency (per-connection throughput = window / latency). The answer is held back, not
 //!   trickled: time to the last byte is what the model gives, not time to the first;
-//! - `refuse`: close every new connection at once;
+//! - `refuse`: reset every connection, new or open, as a dead server would;
 //! - `hang`: accept requests and never answer;
 //! - `error_status`: answer a fraction of requests with a 5xx and an S3-style error body;
 //! - `flip_bytes`: flip one byte in the body of a fraction of successful answers.
@@ -151,6 +151,10 @@ impl FaultProxy {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                // Closed with a reset, as by a dead server: a refused client sees
+                // ECONNRESET at once, on new connections and on pooled ones alike (a request
+                // on a pooled connection while refusing ends it).
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
                 if accepting.faults.lock().expect("not poisoned").refuse {
                     drop(stream);
                     accepting.counters.faulted.fetch_add(1, Ordering::Relaxed);
