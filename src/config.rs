@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::units::{parse_bytes, parse_duration};
 
@@ -16,49 +16,95 @@ pub struct ConfigError {
     pub message: String,
 }
 
-/// Settings as written in the config file or given as flags; every one optional, so that a
-/// flag overrides the file field by field.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Every node setting, declared once: the settings file's keys (serde), the `tierdex serve`
+/// flags and their `TIERDEX_*` environment variables (clap), and the help text (these doc
+/// comments, with the defaults `NodeConfig::resolve` applies). Each is optional, so that a
+/// flag or variable overrides the file key by key; docs/operations.md lists them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// Where the indexes are published: a directory, file:///dir, or s3://bucket/prefix.
+    #[arg(long, env = "TIERDEX_STORE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// The indexes to serve (`--index` repeated, or comma-separated).
+    #[arg(long = "index", env = "TIERDEX_INDEXES", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub indexes: Option<Vec<String>>,
+    /// Address to listen on [default: 127.0.0.1:50051].
+    #[arg(long, env = "TIERDEX_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Local directory for rehydrated index files (required).
+    #[arg(long, env = "TIERDEX_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// Block cache capacity, e.g. "1GiB".
+    /// Block cache capacity for cold reads [default: 1GiB].
+    #[arg(long, env = "TIERDEX_CACHE_SIZE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_size: Option<String>,
-    /// Concurrent range requests while rehydrating.
+    /// Concurrent range requests while rehydrating [default: 16].
+    #[arg(long, env = "TIERDEX_REHYDRATE_CONCURRENCY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rehydrate_concurrency: Option<usize>,
-    /// Bytes per rehydration request, e.g. "8MiB" (rounded to whole checksum blocks).
+    /// Bytes per rehydration request, rounded to whole checksum blocks [default: 8MiB].
+    #[arg(long, env = "TIERDEX_REHYDRATE_CHUNK_SIZE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rehydrate_chunk_size: Option<String>,
-    /// Largest `limit + offset` a search may ask for.
+    /// Largest limit + offset a search may ask for [default: 10000].
+    #[arg(long, env = "TIERDEX_MAX_RESULTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_results: Option<u32>,
-    /// Rankings running at once (tantivy search, off the async runtime); cold decoding is not
-    /// counted.
+    /// Rankings running at once (tantivy search off the async runtime; cold decoding is not
+    /// counted) [default: 2 × cores].
+    #[arg(long, env = "TIERDEX_SEARCH_CONCURRENCY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub search_concurrency: Option<usize>,
-    /// Budget of a search without a gRPC deadline, e.g. "10s".
+    /// Budget of a search without a gRPC deadline [default: 10s].
+    #[arg(long, env = "TIERDEX_DEFAULT_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub default_timeout: Option<String>,
-    /// Decoded cold documents kept in memory, e.g. "64MiB" ("0" turns it off).
+    /// Decoded cold documents kept in memory; 0 turns it off [default: 64MiB].
+    #[arg(long, env = "TIERDEX_DOCUMENT_CACHE_SIZE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub document_cache_size: Option<String>,
     /// A second store with the same content: query reads are hedged across both, bulk reads
-    /// spread over both.
+    /// spread over both [default: none].
+    #[arg(long, env = "TIERDEX_REPLICA_STORE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_store: Option<String>,
-    /// Time limit of one storage request, e.g. "2s".
+    /// Time limit of one storage request [default: 2s].
+    #[arg(long, env = "TIERDEX_STORAGE_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_timeout: Option<String>,
-    /// Consecutive storage failures that open the circuit breaker.
+    /// Consecutive storage failures that open the circuit breaker [default: 5].
+    #[arg(long, env = "TIERDEX_BREAKER_FAILURES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub breaker_failures: Option<u32>,
-    /// How long the open breaker keeps requests away from storage, e.g. "5s".
+    /// How long the open breaker keeps requests away from storage [default: 5s].
+    #[arg(long, env = "TIERDEX_BREAKER_COOL_DOWN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub breaker_cool_down: Option<String>,
-    /// Bytes per second read from storage, e.g. "100MiB" (unlimited when absent).
+    /// Bytes per second read from storage, queries first [default: unlimited].
+    #[arg(long, env = "TIERDEX_BANDWIDTH_LIMIT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bandwidth_limit: Option<String>,
-    /// When cold documents cannot be read in time: "answer" (hot hits, flagged degraded) or
-    /// "fail" (an error).
+    /// When cold documents cannot be read in time: `answer` (the hot hits, flagged degraded)
+    /// or `fail` [default: answer].
+    #[arg(long, env = "TIERDEX_ON_DEGRADED")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_degraded: Option<String>,
-    /// How often to look for a new version in the store, e.g. "30s" ("0s" never).
+    /// How often to look for a new version in the store; 0s never [default: 30s].
+    #[arg(long, env = "TIERDEX_POLL_INTERVAL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub poll_interval: Option<String>,
-    /// Token required by the admin RPCs (disabled without one).
+    /// Token required by the admin RPCs [default: none, admin RPCs refused].
+    #[arg(long, env = "TIERDEX_ADMIN_TOKEN", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
-    /// Address serving `/metrics` for Prometheus, e.g. "127.0.0.1:9464" (off when absent).
+    /// Address serving /metrics for Prometheus, e.g. 127.0.0.1:9464 [default: off].
+    #[arg(long, env = "TIERDEX_METRICS_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
 }
 
@@ -75,33 +121,40 @@ impl Settings {
         })
     }
 
-    /// `self` with every field that `flags` sets replaced.
+    /// `self` with every setting that `flags` sets replaced (key by key, through their
+    /// serialized form: no setting is named here).
     pub fn overridden_by(self, flags: Settings) -> Settings {
-        Settings {
-            store: flags.store.or(self.store),
-            indexes: flags
-                .indexes
-                .filter(|indexes| !indexes.is_empty())
-                .or(self.indexes),
-            listen: flags.listen.or(self.listen),
-            data_dir: flags.data_dir.or(self.data_dir),
-            cache_size: flags.cache_size.or(self.cache_size),
-            rehydrate_concurrency: flags.rehydrate_concurrency.or(self.rehydrate_concurrency),
-            rehydrate_chunk_size: flags.rehydrate_chunk_size.or(self.rehydrate_chunk_size),
-            max_results: flags.max_results.or(self.max_results),
-            search_concurrency: flags.search_concurrency.or(self.search_concurrency),
-            default_timeout: flags.default_timeout.or(self.default_timeout),
-            document_cache_size: flags.document_cache_size.or(self.document_cache_size),
-            replica_store: flags.replica_store.or(self.replica_store),
-            storage_timeout: flags.storage_timeout.or(self.storage_timeout),
-            breaker_failures: flags.breaker_failures.or(self.breaker_failures),
-            breaker_cool_down: flags.breaker_cool_down.or(self.breaker_cool_down),
-            bandwidth_limit: flags.bandwidth_limit.or(self.bandwidth_limit),
-            on_degraded: flags.on_degraded.or(self.on_degraded),
-            poll_interval: flags.poll_interval.or(self.poll_interval),
-            admin_token: flags.admin_token.or(self.admin_token),
-            metrics_listen: flags.metrics_listen.or(self.metrics_listen),
+        let object = |settings: Settings| match serde_json::to_value(settings) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => unreachable!("settings serialize to an object"),
+        };
+        let mut merged = object(self);
+        for (key, value) in object(flags) {
+            let empty_list = value.as_array().is_some_and(|list| list.is_empty());
+            if !empty_list {
+                merged.insert(key, value);
+            }
         }
+        serde_json::from_value(serde_json::Value::Object(merged))
+            .expect("merged settings deserialize")
+    }
+
+    /// The settings' names as the file writes them, and as flags (`--cache-size`): for docs.
+    pub fn names() -> Vec<(String, String)> {
+        use clap::CommandFactory as _;
+        #[derive(clap::Parser)]
+        struct All {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        All::command()
+            .get_arguments()
+            .filter_map(|argument| {
+                let flag = argument.get_long()?.to_string();
+                let key = argument.get_id().to_string();
+                Some((key, flag))
+            })
+            .collect()
     }
 }
 
@@ -283,6 +336,74 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operations_guide_lists_exactly_the_declared_settings() {
+        let guide = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"),
+        )
+        .unwrap();
+        let listed: std::collections::BTreeSet<(String, String)> = guide
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let flag = cells.get(2)?.strip_prefix("`--")?.strip_suffix('`')?;
+                Some((key.to_string(), flag.to_string()))
+            })
+            .collect();
+        let declared: std::collections::BTreeSet<(String, String)> =
+            Settings::names().into_iter().collect();
+        assert_eq!(listed, declared);
+        // And each is a key the settings file accepts.
+        for (key, _) in &declared {
+            let value = if key == "indexes" {
+                "[\"a\"]"
+            } else if key.ends_with("concurrency")
+                || key == "max_results"
+                || key == "breaker_failures"
+            {
+                "1"
+            } else {
+                "\"x\""
+            };
+            let parsed: Result<Settings, _> = toml::from_str(&format!("{key} = {value}"));
+            assert!(parsed.is_ok(), "{key}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn environment_variables_and_flags_come_from_the_declaration() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let parsed = Serve::try_parse_from([
+            "serve",
+            "--index",
+            "a,b",
+            "--index",
+            "c",
+            "--cache-size",
+            "2GiB",
+            "--metrics-listen",
+            "127.0.0.1:9464",
+        ])
+        .unwrap();
+        assert_eq!(
+            parsed.settings.indexes,
+            Some(vec!["a".to_string(), "b".into(), "c".into()])
+        );
+        assert_eq!(parsed.settings.cache_size.as_deref(), Some("2GiB"));
+        assert_eq!(parsed.settings.store, None);
+        let file: Settings = toml::from_str("cache_size = \"1GiB\"\nstore = \"/s\"\n").unwrap();
+        let merged = file.overridden_by(parsed.settings);
+        assert_eq!(merged.cache_size.as_deref(), Some("2GiB"));
+        assert_eq!(merged.store.as_deref(), Some("/s"));
+        assert_eq!(merged.metrics_listen.as_deref(), Some("127.0.0.1:9464"));
+    }
 
     #[test]
     fn flags_override_the_file_field_by_field() {

@@ -58,63 +58,12 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Settings file (TOML); flags override it.
-    #[arg(long)]
+    /// Settings file (TOML, the keys below with underscores); flags and TIERDEX_* variables
+    /// override it.
+    #[arg(long, env = "TIERDEX_CONFIG")]
     config: Option<PathBuf>,
-    /// Where the indexes are published: a directory, file:///dir, or s3://bucket/prefix.
-    #[arg(long)]
-    store: Option<String>,
-    /// An index to serve (repeat for several).
-    #[arg(long = "index")]
-    indexes: Vec<String>,
-    /// Address to listen on [default: 127.0.0.1:50051].
-    #[arg(long)]
-    listen: Option<String>,
-    /// Local directory for rehydrated index files.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Block cache capacity for cold reads [default: 1GiB].
-    #[arg(long)]
-    cache_size: Option<String>,
-    /// Concurrent range requests while rehydrating [default: 16].
-    #[arg(long)]
-    rehydrate_concurrency: Option<usize>,
-    /// Bytes per rehydration request [default: 8MiB].
-    #[arg(long)]
-    rehydrate_chunk_size: Option<String>,
-    /// Largest limit + offset a search may ask for [default: 10000].
-    #[arg(long)]
-    max_results: Option<u32>,
-    /// Searches running at once [default: 2 × cores].
-    #[arg(long)]
-    search_concurrency: Option<usize>,
-    /// Decoded cold documents kept in memory [default: 64MiB].
-    #[arg(long)]
-    document_cache_size: Option<String>,
-    /// A second store with the same content: reads are hedged across both.
-    #[arg(long)]
-    replica_store: Option<String>,
-    /// Time limit of one storage request [default: 2s].
-    #[arg(long)]
-    storage_timeout: Option<String>,
-    /// Budget of a search without a gRPC deadline [default: 10s].
-    #[arg(long)]
-    default_timeout: Option<String>,
-    /// Storage bytes per second, queries first [default: unlimited].
-    #[arg(long)]
-    bandwidth_limit: Option<String>,
-    /// When cold documents cannot be read in time: answer (degraded) or fail [default: answer].
-    #[arg(long)]
-    on_degraded: Option<String>,
-    /// How often to look for a new version [default: 30s; 0s never].
-    #[arg(long)]
-    poll_interval: Option<String>,
-    /// Token for the admin RPCs (also TIERDEX_ADMIN_TOKEN).
-    #[arg(long, env = "TIERDEX_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
-    /// Serve Prometheus metrics at http://ADDRESS/metrics, e.g. 127.0.0.1:9464 [default: off].
-    #[arg(long)]
-    metrics_listen: Option<String>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Args)]
@@ -473,24 +422,14 @@ async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
     println!();
     run_serve(ServeArgs {
         config: None,
-        store: Some(store_arg),
-        indexes: vec!["sample".into()],
-        listen: Some(args.listen),
-        data_dir: Some(dir.join("data")),
-        cache_size: Some("256MiB".into()),
-        rehydrate_concurrency: None,
-        rehydrate_chunk_size: None,
-        max_results: None,
-        search_concurrency: None,
-        document_cache_size: None,
-        replica_store: None,
-        storage_timeout: None,
-        default_timeout: None,
-        bandwidth_limit: None,
-        on_degraded: None,
-        poll_interval: None,
-        admin_token: None,
-        metrics_listen: None,
+        settings: Settings {
+            store: Some(store_arg),
+            indexes: Some(vec!["sample".into()]),
+            listen: Some(args.listen),
+            data_dir: Some(dir.join("data")),
+            cache_size: Some("256MiB".into()),
+            ..Settings::default()
+        },
     })
     .await
 }
@@ -500,34 +439,12 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         Some(path) => Settings::from_toml_file(path)?,
         None => Settings::default(),
     };
-    let flags = Settings {
-        store: args.store,
-        indexes: Some(args.indexes),
-        listen: args.listen,
-        data_dir: args.data_dir,
-        cache_size: args.cache_size,
-        rehydrate_concurrency: args.rehydrate_concurrency,
-        rehydrate_chunk_size: args.rehydrate_chunk_size,
-        max_results: args.max_results,
-        search_concurrency: args.search_concurrency,
-        default_timeout: args.default_timeout,
-        document_cache_size: args.document_cache_size,
-        replica_store: args.replica_store,
-        storage_timeout: args.storage_timeout,
-        breaker_failures: None,
-        breaker_cool_down: None,
-        bandwidth_limit: args.bandwidth_limit,
-        on_degraded: args.on_degraded,
-        poll_interval: args.poll_interval,
-        admin_token: args.admin_token,
-        metrics_listen: args.metrics_listen,
-    };
     let source = args
         .config
         .as_ref()
         .map(|path| path.display().to_string())
         .unwrap_or_else(|| "flags".into());
-    let config = NodeConfig::resolve(from_file.overridden_by(flags), &source)?;
+    let config = NodeConfig::resolve(from_file.overridden_by(args.settings), &source)?;
     let store = open_store(&config.store).await?;
     let replica = match &config.replica_store {
         Some(uri) => Some(open_store(uri).await?),

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use tracing::{info, warn};
 
 use super::BuildError;
@@ -192,20 +192,53 @@ pub async fn publish_version(
         )
     })?;
     let result = async {
-        let mut entries: Vec<FileEntry> = futures::stream::iter(files)
+        // Every upload started runs to its end before a failure is acted on (an upload dropped
+        // midway may still land, its blocking write going on, after the partial version is
+        // removed); none starts after a failure.
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let failed = &failed;
+        let uploads: Vec<Result<FileEntry, BuildError>> = futures::stream::iter(files)
             .map(|(relative, local)| {
-                upload_file(
+                let upload = upload_file(
                     store.clone(),
                     index.clone(),
                     version.clone(),
                     relative,
                     local,
                     manifest.block_size,
-                )
+                );
+                async move {
+                    use std::sync::atomic::Ordering;
+                    if failed.load(Ordering::Relaxed) {
+                        return Err(BuildError::Internal(
+                            "not uploaded: an upload failed".into(),
+                        ));
+                    }
+                    let result = upload.await;
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    result
+                }
             })
             .buffer_unordered(UPLOAD_CONCURRENCY)
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
+        // The first real failure, not a skipped upload.
+        let mut entries = Vec::with_capacity(uploads.len());
+        let mut first_error = None;
+        for upload in uploads {
+            match upload {
+                Ok(entry) => entries.push(entry),
+                Err(BuildError::Internal(_)) if first_error.is_some() => {}
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        if let Some(err) = first_error {
+            return Err(err);
+        }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         manifest.files = entries;
         store
