@@ -269,6 +269,31 @@ impl S3Store {
     }
 }
 
+/// A response's whole body; a failure while reading it is a storage failure of `op`.
+async fn read_body(
+    body: ByteStream,
+    op: &'static str,
+    object: String,
+    range: Option<Range<u64>>,
+) -> StoreResult<Bytes> {
+    match body.collect().await {
+        Ok(data) => Ok(data.into_bytes()),
+        Err(err) => {
+            let failure = StoreError::new(
+                StoreErrorKind::Unavailable,
+                op,
+                object,
+                "reading the response body failed",
+            );
+            Err(match range {
+                Some(range) => failure.with_range(range),
+                None => failure,
+            }
+            .with_source(err))
+        }
+    }
+}
+
 /// A connection the server refused or reset is not retried by the SDK: a store that is down
 /// answers at once (the node serves degraded answers and its circuit breaker counts the
 /// failure), instead of after the SDK's backoff. Timeouts and 5xx answers are retried as
@@ -391,21 +416,13 @@ impl BlobStore for S3Store {
             .map_err(|err| {
                 sdk_error("get_range", self.object(key), err).with_range(range.clone())
             })?;
-        let data = response
-            .body
-            .collect()
-            .await
-            .map_err(|err| {
-                StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    "get_range",
-                    self.object(key),
-                    "reading the response body failed",
-                )
-                .with_range(range.clone())
-                .with_source(err)
-            })?
-            .into_bytes();
+        let data = read_body(
+            response.body,
+            "get_range",
+            self.object(key),
+            Some(range.clone()),
+        )
+        .await?;
         if data.len() as u64 != range.end - range.start {
             // A server answers a range that overlaps the end with the bytes it has.
             return Err(StoreError::new(
@@ -433,20 +450,7 @@ impl BlobStore for S3Store {
             .send()
             .await
             .map_err(|err| sdk_error("get", self.object(key), err))?;
-        Ok(response
-            .body
-            .collect()
-            .await
-            .map_err(|err| {
-                StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    "get",
-                    self.object(key),
-                    "reading the response body failed",
-                )
-                .with_source(err)
-            })?
-            .into_bytes())
+        read_body(response.body, "get", self.object(key), None).await
     }
 
     async fn size(&self, key: &str) -> StoreResult<u64> {
@@ -505,20 +509,7 @@ impl BlobStore for S3Store {
                 "the server sent no ETag",
             ));
         };
-        let data = response
-            .body
-            .collect()
-            .await
-            .map_err(|err| {
-                StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    "get_tagged",
-                    self.object(key),
-                    "reading the response body failed",
-                )
-                .with_source(err)
-            })?
-            .into_bytes();
+        let data = read_body(response.body, "get_tagged", self.object(key), None).await?;
         Ok(Some((data, tag)))
     }
 
