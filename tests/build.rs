@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arrow::array::AsArray;
 use arrow::datatypes::UInt64Type;
 use async_trait::async_trait;
-use bytes::Bytes;
 use common::*;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tierdex::builder::{self, BuildErrorKind, ColdCompression};
@@ -361,38 +360,24 @@ async fn s3_and_local_builds_have_the_same_counts_and_checksums() {
     );
 }
 
-/// A store that fails uploads after a number of successful ones.
+/// Fails file uploads after a number of successful ones.
 #[derive(Debug)]
 struct FailingUploads {
-    inner: Arc<dyn BlobStore>,
     uploads_left: AtomicUsize,
 }
 
 #[async_trait]
-impl BlobStore for FailingUploads {
-    fn uri(&self) -> &str {
-        self.inner.uri()
-    }
-    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StoreResult<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn get(&self, key: &str) -> StoreResult<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn size(&self, key: &str) -> StoreResult<u64> {
-        self.inner.size(key).await
-    }
-    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.inner.put(key, data).await
-    }
-    async fn put_file(&self, key: &str, local: &Path) -> StoreResult<()> {
-        if self
+impl StoreHooks for FailingUploads {
+    async fn before_upload(&self, op: &'static str, key: &str) -> StoreResult<()> {
+        if op != "put_file" {
+            return Ok(());
+        }
+        let left = self
             .uploads_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
                 left.checked_sub(1)
-            })
-            .is_err()
-        {
+            });
+        if left.is_err() {
             return Err(StoreError::new(
                 StoreErrorKind::Unavailable,
                 "put_file",
@@ -400,27 +385,7 @@ impl BlobStore for FailingUploads {
                 "injected failure",
             ));
         }
-        self.inner.put_file(key, local).await
-    }
-    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn get_tagged(
-        &self,
-        key: &str,
-    ) -> tierdex::store::StoreResult<Option<(bytes::Bytes, String)>> {
-        self.inner.get_tagged(key).await
-    }
-    async fn put_if(
-        &self,
-        key: &str,
-        data: bytes::Bytes,
-        expected: &tierdex::store::Expected,
-    ) -> tierdex::store::StoreResult<()> {
-        self.inner.put_if(key, data, expected).await
+        Ok(())
     }
 }
 
@@ -479,9 +444,11 @@ async fn a_build_failing_midway_leaves_current_and_the_store_as_they_were() {
     );
 
     // Fails while uploading, after some files went up.
-    let failing: Arc<dyn BlobStore> = Arc::new(FailingUploads {
+    let failing: Arc<dyn BlobStore> = Arc::new(HookedStore {
         inner: store.clone(),
-        uploads_left: AtomicUsize::new(3),
+        hooks: FailingUploads {
+            uploads_left: AtomicUsize::new(3),
+        },
     });
     let options = build_options(
         cacm_schema(),

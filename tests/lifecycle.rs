@@ -148,63 +148,14 @@ async fn gc_removes_old_versions_and_leftovers(store: Arc<dyn BlobStore>, uri: S
     node.stop().await;
 }
 
-/// A store whose conditional writes wait a moment: the other builder publishes meanwhile.
+/// Conditional writes wait a moment: the other builder publishes meanwhile.
 #[derive(Debug)]
-struct SlowPublish {
-    inner: Arc<dyn BlobStore>,
-}
+struct SlowPublish;
 
 #[async_trait::async_trait]
-impl BlobStore for SlowPublish {
-    fn uri(&self) -> &str {
-        self.inner.uri()
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> tierdex::store::StoreResult<bytes::Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn get(&self, key: &str) -> tierdex::store::StoreResult<bytes::Bytes> {
-        self.inner.get(key).await
-    }
-    async fn size(&self, key: &str) -> tierdex::store::StoreResult<u64> {
-        self.inner.size(key).await
-    }
-    async fn put(&self, key: &str, data: bytes::Bytes) -> tierdex::store::StoreResult<()> {
-        self.inner.put(key, data).await
-    }
-    async fn put_file(
-        &self,
-        key: &str,
-        local: &std::path::Path,
-    ) -> tierdex::store::StoreResult<()> {
-        self.inner.put_file(key, local).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-    ) -> tierdex::store::StoreResult<Vec<tierdex::store::ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> tierdex::store::StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn get_tagged(
-        &self,
-        key: &str,
-    ) -> tierdex::store::StoreResult<Option<(bytes::Bytes, String)>> {
-        self.inner.get_tagged(key).await
-    }
-    async fn put_if(
-        &self,
-        key: &str,
-        data: bytes::Bytes,
-        expected: &tierdex::store::Expected,
-    ) -> tierdex::store::StoreResult<()> {
+impl StoreHooks for SlowPublish {
+    async fn before_put_if(&self, _key: &str) {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        self.inner.put_if(key, data, expected).await
     }
 }
 
@@ -216,8 +167,9 @@ async fn two_builders_one_wins(store: Arc<dyn BlobStore>) {
             .await
             .ok();
         assert_eq!(before.is_some(), round == 1);
-        let slow: Arc<dyn BlobStore> = Arc::new(SlowPublish {
+        let slow: Arc<dyn BlobStore> = Arc::new(HookedStore {
             inner: store.clone(),
+            hooks: SlowPublish,
         });
         let options = |rules: &str| {
             build_options(

@@ -372,67 +372,19 @@ async fn bad_requests_get_clear_status_codes_and_the_node_keeps_serving() {
     assert_eq!(response.hits.len(), 10, "still serving");
 }
 
-/// Holds every read of hot index files until released.
+/// Holds every range read of hot index files until released.
 #[derive(Debug)]
-struct GatedStore {
-    inner: Arc<dyn BlobStore>,
+struct Gate {
     open: tokio::sync::watch::Receiver<bool>,
 }
 
 #[async_trait::async_trait]
-impl BlobStore for GatedStore {
-    fn uri(&self) -> &str {
-        self.inner.uri()
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> tierdex::store::StoreResult<bytes::Bytes> {
-        if key.contains("/hot/") {
+impl StoreHooks for Gate {
+    async fn before_read(&self, op: &'static str, key: &str) {
+        if op == "get_range" && key.contains("/hot/") {
             let mut open = self.open.clone();
             let _ = open.wait_for(|open| *open).await;
         }
-        self.inner.get_range(key, range).await
-    }
-    async fn get(&self, key: &str) -> tierdex::store::StoreResult<bytes::Bytes> {
-        self.inner.get(key).await
-    }
-    async fn size(&self, key: &str) -> tierdex::store::StoreResult<u64> {
-        self.inner.size(key).await
-    }
-    async fn put(&self, key: &str, data: bytes::Bytes) -> tierdex::store::StoreResult<()> {
-        self.inner.put(key, data).await
-    }
-    async fn put_file(
-        &self,
-        key: &str,
-        local: &std::path::Path,
-    ) -> tierdex::store::StoreResult<()> {
-        self.inner.put_file(key, local).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-    ) -> tierdex::store::StoreResult<Vec<tierdex::store::ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> tierdex::store::StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn get_tagged(
-        &self,
-        key: &str,
-    ) -> tierdex::store::StoreResult<Option<(bytes::Bytes, String)>> {
-        self.inner.get_tagged(key).await
-    }
-    async fn put_if(
-        &self,
-        key: &str,
-        data: bytes::Bytes,
-        expected: &tierdex::store::Expected,
-    ) -> tierdex::store::StoreResult<()> {
-        self.inner.put_if(key, data, expected).await
     }
 }
 
@@ -447,7 +399,10 @@ async fn health_is_not_serving_until_the_hot_tier_is_ready() {
     let store = local_store(store_dir.path());
     build_cacm(store.clone(), "hot = [\"citations >= 1\"]", "cacm").await;
     let (release, open) = tokio::sync::watch::channel(false);
-    let gated = Arc::new(GatedStore { inner: store, open });
+    let gated = Arc::new(HookedStore {
+        inner: store,
+        hooks: Gate { open },
+    });
     let node = TestNode::start(gated, &["cacm"], data.path()).await;
     let channel = tonic::transport::Channel::from_shared(node.addr.clone())
         .unwrap()

@@ -245,49 +245,41 @@ pub struct RecordedRead {
     pub finished: Instant,
 }
 
-/// Wraps a store and records every read (`get`, `get_range`) with its start and end time.
-#[derive(Debug)]
-pub struct RecordingStore {
-    inner: Arc<dyn BlobStore>,
-    reads: std::sync::Mutex<Vec<RecordedRead>>,
-    /// Added to every read: a round trip long enough that requests sent together overlap
-    /// whatever the scheduling of a loaded machine.
-    delay: Duration,
+/// What a test store does around the requests it passes on; every hook does nothing unless a
+/// test says otherwise.
+#[async_trait::async_trait]
+pub trait StoreHooks: Send + Sync + std::fmt::Debug + 'static {
+    /// Before a read (`op` is `get_range` or `get`) reaches the store.
+    async fn before_read(&self, _op: &'static str, _key: &str) {}
+    /// After a read, with when it started.
+    async fn after_read(
+        &self,
+        _key: &str,
+        _range: Option<std::ops::Range<u64>>,
+        _started: Instant,
+    ) {
+    }
+    /// Before an upload (`put` or `put_file`); an error fails it.
+    async fn before_upload(
+        &self,
+        _op: &'static str,
+        _key: &str,
+    ) -> tierdex::store::StoreResult<()> {
+        Ok(())
+    }
+    /// Before a conditional write.
+    async fn before_put_if(&self, _key: &str) {}
 }
 
-impl RecordingStore {
-    pub fn new(inner: Arc<dyn BlobStore>) -> Arc<RecordingStore> {
-        Self::with_delay(inner, Duration::ZERO)
-    }
-
-    pub fn with_delay(inner: Arc<dyn BlobStore>, delay: Duration) -> Arc<RecordingStore> {
-        Arc::new(RecordingStore {
-            inner,
-            reads: std::sync::Mutex::new(Vec::new()),
-            delay,
-        })
-    }
-
-    pub fn reads(&self) -> Vec<RecordedRead> {
-        self.reads.lock().unwrap().clone()
-    }
-
-    pub fn clear(&self) {
-        self.reads.lock().unwrap().clear();
-    }
-
-    fn record(&self, key: &str, range: Option<std::ops::Range<u64>>, started: Instant) {
-        self.reads.lock().unwrap().push(RecordedRead {
-            key: key.to_string(),
-            range,
-            started,
-            finished: Instant::now(),
-        });
-    }
+/// A store passing every request on to `inner`, with `hooks` around them.
+#[derive(Debug)]
+pub struct HookedStore<H> {
+    pub inner: Arc<dyn BlobStore>,
+    pub hooks: H,
 }
 
 #[async_trait::async_trait]
-impl BlobStore for RecordingStore {
+impl<H: StoreHooks> BlobStore for HookedStore<H> {
     fn uri(&self) -> &str {
         self.inner.uri()
     }
@@ -296,25 +288,28 @@ impl BlobStore for RecordingStore {
         key: &str,
         range: std::ops::Range<u64>,
     ) -> tierdex::store::StoreResult<bytes::Bytes> {
+        self.hooks.before_read("get_range", key).await;
         let started = Instant::now();
         let result = self.inner.get_range(key, range.clone()).await;
-        tokio::time::sleep(self.delay).await;
-        self.record(key, Some(range), started);
+        self.hooks.after_read(key, Some(range), started).await;
         result
     }
     async fn get(&self, key: &str) -> tierdex::store::StoreResult<bytes::Bytes> {
+        self.hooks.before_read("get", key).await;
         let started = Instant::now();
         let result = self.inner.get(key).await;
-        self.record(key, None, started);
+        self.hooks.after_read(key, None, started).await;
         result
     }
     async fn size(&self, key: &str) -> tierdex::store::StoreResult<u64> {
         self.inner.size(key).await
     }
     async fn put(&self, key: &str, data: bytes::Bytes) -> tierdex::store::StoreResult<()> {
+        self.hooks.before_upload("put", key).await?;
         self.inner.put(key, data).await
     }
     async fn put_file(&self, key: &str, local: &Path) -> tierdex::store::StoreResult<()> {
+        self.hooks.before_upload("put_file", key).await?;
         self.inner.put_file(key, local).await
     }
     async fn list(
@@ -338,7 +333,56 @@ impl BlobStore for RecordingStore {
         data: bytes::Bytes,
         expected: &tierdex::store::Expected,
     ) -> tierdex::store::StoreResult<()> {
+        self.hooks.before_put_if(key).await;
         self.inner.put_if(key, data, expected).await
+    }
+}
+
+/// Records every read (`get`, `get_range`) with its start and end time.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    reads: std::sync::Mutex<Vec<RecordedRead>>,
+    /// Added to every read: a round trip long enough that requests sent together overlap
+    /// whatever the scheduling of a loaded machine.
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl StoreHooks for Recorder {
+    async fn after_read(&self, key: &str, range: Option<std::ops::Range<u64>>, started: Instant) {
+        tokio::time::sleep(self.delay).await;
+        self.reads.lock().unwrap().push(RecordedRead {
+            key: key.to_string(),
+            range,
+            started,
+            finished: Instant::now(),
+        });
+    }
+}
+
+pub type RecordingStore = HookedStore<Recorder>;
+
+impl HookedStore<Recorder> {
+    pub fn new(inner: Arc<dyn BlobStore>) -> Arc<RecordingStore> {
+        Self::with_delay(inner, Duration::ZERO)
+    }
+
+    pub fn with_delay(inner: Arc<dyn BlobStore>, delay: Duration) -> Arc<RecordingStore> {
+        Arc::new(HookedStore {
+            inner,
+            hooks: Recorder {
+                reads: std::sync::Mutex::new(Vec::new()),
+                delay,
+            },
+        })
+    }
+
+    pub fn reads(&self) -> Vec<RecordedRead> {
+        self.hooks.reads.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.hooks.reads.lock().unwrap().clear();
     }
 }
 
