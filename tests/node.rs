@@ -637,23 +637,20 @@ stored = true
     );
 
     // The CLI's JSON: one object with exact 64-bit integers.
-    let output = tokio::task::spawn_blocking({
-        let addr = node.addr.clone();
-        move || {
-            tierdex_bin()
-                .args([
-                    "query",
-                    "--addr",
-                    &addr,
-                    "--index",
-                    "ints",
-                    "--json",
-                    "hot OR cold",
-                ])
-                .output()
-                .unwrap()
-        }
-    })
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        tokio::task::spawn_blocking(move || tierdex_bin().args(args).output().unwrap())
+    };
+    let addr = node.addr.clone();
+    let output = run(&[
+        "query",
+        "--addr",
+        &addr,
+        "--index",
+        "ints",
+        "--json",
+        "hot OR cold",
+    ])
     .await
     .unwrap();
     assert!(
@@ -676,17 +673,9 @@ stored = true
     assert!(tiers.contains(&"hot") && tiers.contains(&"cold"));
 
     // The table, without --index (the node serves one): each numeric id printed once.
-    let run = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || tierdex_bin().args(args).output().unwrap())
-    };
-    let output = run(vec![
-        "query".into(),
-        "--addr".into(),
-        node.addr.clone(),
-        "hot OR cold".into(),
-    ])
-    .await
-    .unwrap();
+    let output = run(&["query", "--addr", &addr, "hot OR cold"])
+        .await
+        .unwrap();
     assert!(
         output.status.success(),
         "{}",
@@ -700,9 +689,7 @@ stored = true
     assert_eq!(big_line.matches(&big.to_string()).count(), 1, "{table}");
     assert!(!big_line.contains("id: "), "{table}");
     // `tierdex status` prints the Status answer.
-    let output = run(vec!["status".into(), "--addr".into(), node.addr.clone()])
-        .await
-        .unwrap();
+    let output = run(&["status", "--addr", &addr]).await.unwrap();
     assert!(
         output.status.success(),
         "{}",
