@@ -16,6 +16,82 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Defaults, each written once: shown in the help (`concat!`) and applied by `resolve`.
+mod defaults {
+    macro_rules! listen {
+        () => {
+            "127.0.0.1:50051"
+        };
+    }
+    pub(super) use listen;
+    macro_rules! cache_size {
+        () => {
+            "1GiB"
+        };
+    }
+    pub(super) use cache_size;
+    macro_rules! rehydrate_concurrency {
+        () => {
+            "16"
+        };
+    }
+    pub(super) use rehydrate_concurrency;
+    macro_rules! rehydrate_chunk_size {
+        () => {
+            "8MiB"
+        };
+    }
+    pub(super) use rehydrate_chunk_size;
+    macro_rules! max_results {
+        () => {
+            "10000"
+        };
+    }
+    pub(super) use max_results;
+    macro_rules! default_timeout {
+        () => {
+            "10s"
+        };
+    }
+    pub(super) use default_timeout;
+    macro_rules! document_cache_size {
+        () => {
+            "64MiB"
+        };
+    }
+    pub(super) use document_cache_size;
+    macro_rules! storage_timeout {
+        () => {
+            "2s"
+        };
+    }
+    pub(super) use storage_timeout;
+    macro_rules! breaker_failures {
+        () => {
+            "5"
+        };
+    }
+    pub(super) use breaker_failures;
+    macro_rules! breaker_cool_down {
+        () => {
+            "5s"
+        };
+    }
+    pub(super) use breaker_cool_down;
+    macro_rules! on_degraded {
+        () => {
+            "answer"
+        };
+    }
+    pub(super) use on_degraded;
+    macro_rules! poll_interval {
+        () => {
+            "30s"
+        };
+    }
+    pub(super) use poll_interval;
+}
+
 /// Every node setting, declared once: the settings file's keys (serde), the `tierdex serve`
 /// flags and their `TIERDEX_*` environment variables (clap), and the help text (these doc
 /// comments, with the defaults `NodeConfig::resolve` applies). Each is optional, so that a
@@ -31,28 +107,23 @@ pub struct Settings {
     #[arg(long = "index", env = "TIERDEX_INDEXES", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub indexes: Option<Vec<String>>,
-    /// Address to listen on [default: 127.0.0.1:50051].
-    #[arg(long, env = "TIERDEX_LISTEN")]
+    #[arg(long, env = "TIERDEX_LISTEN", help = concat!("Address to listen on [default: ", defaults::listen!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
     /// Local directory for rehydrated index files (required).
     #[arg(long, env = "TIERDEX_DATA_DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// Block cache capacity for cold reads [default: 1GiB].
-    #[arg(long, env = "TIERDEX_CACHE_SIZE")]
+    #[arg(long, env = "TIERDEX_CACHE_SIZE", help = concat!("Block cache capacity for cold reads [default: ", defaults::cache_size!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_size: Option<String>,
-    /// Concurrent range requests while rehydrating [default: 16].
-    #[arg(long, env = "TIERDEX_REHYDRATE_CONCURRENCY")]
+    #[arg(long, env = "TIERDEX_REHYDRATE_CONCURRENCY", help = concat!("Concurrent range requests while rehydrating [default: ", defaults::rehydrate_concurrency!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rehydrate_concurrency: Option<usize>,
-    /// Bytes per rehydration request, rounded to whole checksum blocks [default: 8MiB].
-    #[arg(long, env = "TIERDEX_REHYDRATE_CHUNK_SIZE")]
+    #[arg(long, env = "TIERDEX_REHYDRATE_CHUNK_SIZE", help = concat!("Bytes per rehydration request, rounded to whole checksum blocks [default: ", defaults::rehydrate_chunk_size!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rehydrate_chunk_size: Option<String>,
-    /// Largest limit + offset a search may ask for [default: 10000].
-    #[arg(long, env = "TIERDEX_MAX_RESULTS")]
+    #[arg(long, env = "TIERDEX_MAX_RESULTS", help = concat!("Largest limit + offset a search may ask for [default: ", defaults::max_results!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_results: Option<u32>,
     /// Rankings running at once (tantivy search off the async runtime; cold decoding is not
@@ -60,12 +131,10 @@ pub struct Settings {
     #[arg(long, env = "TIERDEX_SEARCH_CONCURRENCY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search_concurrency: Option<usize>,
-    /// Budget of a search without a gRPC deadline [default: 10s].
-    #[arg(long, env = "TIERDEX_DEFAULT_TIMEOUT")]
+    #[arg(long, env = "TIERDEX_DEFAULT_TIMEOUT", help = concat!("Budget of a search without a gRPC deadline [default: ", defaults::default_timeout!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_timeout: Option<String>,
-    /// Decoded cold documents kept in memory; 0 turns it off [default: 64MiB].
-    #[arg(long, env = "TIERDEX_DOCUMENT_CACHE_SIZE")]
+    #[arg(long, env = "TIERDEX_DOCUMENT_CACHE_SIZE", help = concat!("Decoded cold documents kept in memory; 0 turns it off [default: ", defaults::document_cache_size!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document_cache_size: Option<String>,
     /// A second store with the same content: query reads are hedged across both, bulk reads
@@ -73,29 +142,23 @@ pub struct Settings {
     #[arg(long, env = "TIERDEX_REPLICA_STORE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_store: Option<String>,
-    /// Time limit of one storage request [default: 2s].
-    #[arg(long, env = "TIERDEX_STORAGE_TIMEOUT")]
+    #[arg(long, env = "TIERDEX_STORAGE_TIMEOUT", help = concat!("Time limit of one storage request [default: ", defaults::storage_timeout!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_timeout: Option<String>,
-    /// Consecutive storage failures that open the circuit breaker [default: 5].
-    #[arg(long, env = "TIERDEX_BREAKER_FAILURES")]
+    #[arg(long, env = "TIERDEX_BREAKER_FAILURES", help = concat!("Consecutive storage failures that open the circuit breaker [default: ", defaults::breaker_failures!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breaker_failures: Option<u32>,
-    /// How long the open breaker keeps requests away from storage [default: 5s].
-    #[arg(long, env = "TIERDEX_BREAKER_COOL_DOWN")]
+    #[arg(long, env = "TIERDEX_BREAKER_COOL_DOWN", help = concat!("How long the open breaker keeps requests away from storage [default: ", defaults::breaker_cool_down!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breaker_cool_down: Option<String>,
     /// Bytes per second read from storage, queries first [default: unlimited].
     #[arg(long, env = "TIERDEX_BANDWIDTH_LIMIT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bandwidth_limit: Option<String>,
-    /// When cold documents cannot be read in time: `answer` (the hot hits, flagged degraded)
-    /// or `fail` [default: answer].
-    #[arg(long, env = "TIERDEX_ON_DEGRADED")]
+    #[arg(long, env = "TIERDEX_ON_DEGRADED", help = concat!("When cold documents cannot be read in time: `answer` (the hot hits, flagged degraded) or `fail` [default: ", defaults::on_degraded!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_degraded: Option<String>,
-    /// How often to look for a new version in the store; 0s never [default: 30s].
-    #[arg(long, env = "TIERDEX_POLL_INTERVAL")]
+    #[arg(long, env = "TIERDEX_POLL_INTERVAL", help = concat!("How often to look for a new version in the store; 0s never [default: ", defaults::poll_interval!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub poll_interval: Option<String>,
     /// Token required by the admin RPCs [default: none, admin RPCs refused].
@@ -193,7 +256,7 @@ pub enum DegradedPolicy {
     Fail,
 }
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_LISTEN: &str = defaults::listen!();
 
 impl NodeConfig {
     /// Resolves settings to a complete configuration, with defaults for what is not set.
@@ -228,50 +291,51 @@ impl NodeConfig {
         let data_dir = settings
             .data_dir
             .ok_or_else(|| fail("no data dir: give --data-dir or `data_dir = \"...\"`".into()))?;
-        let size = |name: &str, value: Option<&str>, default: u64| -> Result<u64, ConfigError> {
-            value
-                .map(|text| parse_bytes(text).map_err(|err| fail(format!("{name}: {err}"))))
-                .unwrap_or(Ok(default))
+        // A setting's text, or its default's, parsed the same way.
+        let size = |name: &str, value: Option<&str>, default: &str| -> Result<u64, ConfigError> {
+            parse_bytes(value.unwrap_or(default)).map_err(|err| fail(format!("{name}: {err}")))
         };
-        let cache_size = size("cache_size", settings.cache_size.as_deref(), 1 << 30)?;
+        let number = |default: &str| -> usize { default.parse().expect("numeric default") };
+        let cache_size = size(
+            "cache_size",
+            settings.cache_size.as_deref(),
+            defaults::cache_size!(),
+        )?;
         let document_cache_size = size(
             "document_cache_size",
             settings.document_cache_size.as_deref(),
-            64 << 20,
+            defaults::document_cache_size!(),
         )?;
         let rehydrate_chunk_size = size(
             "rehydrate_chunk_size",
             settings.rehydrate_chunk_size.as_deref(),
-            8 << 20,
+            defaults::rehydrate_chunk_size!(),
         )?;
         if rehydrate_chunk_size == 0 {
             return Err(fail("rehydrate_chunk_size must be positive".into()));
         }
-        let duration =
-            |name: &str, value: Option<&str>, default: Duration| -> Result<Duration, ConfigError> {
-                value
-                    .map(|text| parse_duration(text).map_err(|err| fail(format!("{name}: {err}"))))
-                    .unwrap_or(Ok(default))
-            };
+        let duration = |name: &str, value: Option<&str>, default: &str| {
+            parse_duration(value.unwrap_or(default)).map_err(|err| fail(format!("{name}: {err}")))
+        };
         let default_timeout = duration(
             "default_timeout",
             settings.default_timeout.as_deref(),
-            Duration::from_secs(10),
+            defaults::default_timeout!(),
         )?;
         let storage_timeout = duration(
             "storage_timeout",
             settings.storage_timeout.as_deref(),
-            Duration::from_secs(2),
+            defaults::storage_timeout!(),
         )?;
         let breaker_cool_down = duration(
             "breaker_cool_down",
             settings.breaker_cool_down.as_deref(),
-            Duration::from_secs(5),
+            defaults::breaker_cool_down!(),
         )?;
         let poll_interval = duration(
             "poll_interval",
             settings.poll_interval.as_deref(),
-            Duration::from_secs(30),
+            defaults::poll_interval!(),
         )?;
         let poll_interval = (!poll_interval.is_zero()).then_some(poll_interval);
         if storage_timeout.is_zero() || default_timeout.is_zero() {
@@ -280,13 +344,17 @@ impl NodeConfig {
         let bandwidth_limit = Some(size(
             "bandwidth_limit",
             settings.bandwidth_limit.as_deref(),
-            0,
+            "0",
         )?)
         .filter(|limit| *limit > 0);
-        let on_degraded = match settings.on_degraded.as_deref() {
-            None | Some("answer") => DegradedPolicy::Answer,
-            Some("fail") => DegradedPolicy::Fail,
-            Some(other) => {
+        let on_degraded = match settings
+            .on_degraded
+            .as_deref()
+            .unwrap_or(defaults::on_degraded!())
+        {
+            "answer" => DegradedPolicy::Answer,
+            "fail" => DegradedPolicy::Fail,
+            other => {
                 return Err(fail(format!(
                     "on_degraded: `{other}` is neither `answer` nor `fail`"
                 )));
@@ -309,10 +377,12 @@ impl NodeConfig {
             rehydrate_concurrency: positive(
                 "rehydrate_concurrency",
                 settings.rehydrate_concurrency,
-                16,
+                number(defaults::rehydrate_concurrency!()),
             )?,
             rehydrate_chunk_size,
-            max_results: settings.max_results.unwrap_or(10_000),
+            max_results: settings
+                .max_results
+                .unwrap_or(number(defaults::max_results!()) as u32),
             search_concurrency: positive(
                 "search_concurrency",
                 settings.search_concurrency,
@@ -322,7 +392,10 @@ impl NodeConfig {
             document_cache_size,
             replica_store: settings.replica_store,
             storage_timeout,
-            breaker_failures: settings.breaker_failures.unwrap_or(5).max(1),
+            breaker_failures: settings
+                .breaker_failures
+                .unwrap_or(number(defaults::breaker_failures!()) as u32)
+                .max(1),
             breaker_cool_down,
             bandwidth_limit,
             on_degraded,
