@@ -92,6 +92,15 @@ async fn storage_killed_under_load_costs_cold_documents_never_answers() {
         assert!(!response.degraded, "{query}");
         complete.push(response);
     }
+    // And each query's page from the hot tier alone: what a degraded page must equal (the hot
+    // hits on the page, then the hot hits after it, in order).
+    let mut hot_pages: Vec<pb::SearchResponse> = Vec::new();
+    for query in &queries {
+        let mut request = search_request("cacm", query, 10);
+        request.tiers = pb::Tiers::HotOnly as i32;
+        hot_pages.push(client.search(request).await.unwrap().into_inner());
+    }
+    let hot_pages = Arc::new(hot_pages);
     let with_cold = complete
         .iter()
         .filter(|response| hot_ids(response).len() < response.hits.len())
@@ -109,6 +118,7 @@ async fn storage_killed_under_load_costs_cold_documents_never_answers() {
             let addr = node.addr.clone();
             let queries = queries.clone();
             let complete = complete.clone();
+            let hot_pages = hot_pages.clone();
             let done = done.clone();
             tokio::spawn(async move {
                 let mut client = pb::tierdex_client::TierdexClient::connect(addr)
@@ -139,6 +149,11 @@ async fn storage_killed_under_load_costs_cold_documents_never_answers() {
                             "hot hits keep their order"
                         );
                         assert!(got.len() >= expected_hot.len());
+                        assert_eq!(
+                            got,
+                            ids(&hot_pages[which]),
+                            "a degraded page is the hot tier's own page"
+                        );
                         assert!(
                             response.omitted_cold_hits > 0 && !response.degraded_reason.is_empty()
                         );

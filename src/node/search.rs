@@ -286,12 +286,8 @@ impl PageHit {
 /// The ranked page, before cold documents are read.
 struct Ranked {
     page: Vec<PageHit>,
-    /// How many hot hits rank at or before the page's end: a degraded page is filled with the
-    /// hot hits after them.
-    hot_through_page: usize,
-    /// To rank the hot tier again, deeper, when the page degrades.
-    query: Arc<dyn Query>,
-    statistics: Arc<CorpusStatistics>,
+    /// The hot hits ranked after the page's end, best first: what fills a degraded page.
+    hot_after_page: Vec<RankedHit>,
     /// The cold tier was not searched: it could not reach the page.
     cold_skipped: bool,
     hot_total: u64,
@@ -476,14 +472,9 @@ pub async fn search(
                 .collect();
             let room = (limit as usize).saturating_sub(hits.len());
             if room > 0 {
-                let backfill = HotBackfill {
-                    query: ranked.query,
-                    statistics: ranked.statistics,
-                    profile: profile.clone(),
-                    skip: ranked.hot_through_page,
-                    take: room,
-                };
-                hits.extend(hot_backfill(&version, &selection, backfill).await?);
+                let backfill: Vec<RankedHit> =
+                    ranked.hot_after_page.into_iter().take(room).collect();
+                hits.extend(hot_backfill(&version, &selection, backfill, &profile).await?);
             }
             hits
         }
@@ -514,47 +505,30 @@ pub async fn search(
     })
 }
 
-/// Which hot hits fill a degraded page: the `take` hot hits ranked after the first `skip`.
-struct HotBackfill {
-    query: Arc<dyn Query>,
-    statistics: Arc<CorpusStatistics>,
-    profile: Arc<RankProfile>,
-    skip: usize,
-    take: usize,
-}
-
-/// Ranks the hot tier alone, deep enough for the backfill, and reads those hits' stored fields,
-/// on the blocking pool. Only degraded answers pay for this second ranking.
+/// Reads the stored fields of the hot hits that fill a degraded page, off the runtime. The hot
+/// tier ranked them already (each tier ranks the whole page's depth), so nothing is ranked
+/// again.
 async fn hot_backfill(
     version: &Arc<LoadedVersion>,
     selection: &FieldSelection,
-    backfill: HotBackfill,
+    hits: Vec<RankedHit>,
+    profile: &Arc<RankProfile>,
 ) -> Result<Vec<SearchHit>, NodeError> {
+    if hits.is_empty() {
+        return Ok(Vec::new());
+    }
     let version = version.clone();
     let selection = selection.clone();
+    let profile = profile.clone();
     off_runtime(move || {
         let searcher = version.hot.searcher();
-        let ranking = Ranking {
-            query: backfill.query.as_ref(),
-            statistics: &backfill.statistics,
-            profile: &backfill.profile,
-            depth: backfill.skip + backfill.take,
-            count: false,
-        };
-        let page = search_tier(
-            TierSearch::hot(&version, &searcher),
-            &ranking,
-            Arc::default(),
-        )?;
-        page.hits
-            .into_iter()
-            .skip(backfill.skip)
+        hits.into_iter()
             .map(|hit| {
                 let (id, fields) = hot_document(&version, &searcher, &selection, &hit)?;
                 Ok(SearchHit {
                     fields,
                     id: id.into(),
-                    score: backfill.profile.reported_score(hit.score, hit.rank),
+                    score: profile.reported_score(hit.score, hit.rank),
                     tier: TierName::Hot,
                 })
             })
@@ -610,8 +584,8 @@ impl PageSpec {
 struct MergedHits {
     /// Best first, `depth` at most.
     hits: Vec<RankedHit>,
-    query: Arc<dyn Query>,
-    statistics: Arc<CorpusStatistics>,
+    /// The hot hits ranked after those, best first.
+    hot_after_page: Vec<RankedHit>,
     cold_skipped: bool,
     hot_total: u64,
     cold_total: u64,
@@ -683,11 +657,14 @@ fn rank_hits(
     sort_best_first(&mut hits, version.hot_columns.exactness(), |hit| {
         tier_columns(version, cold, hit.tier).id_string(hit.doc)
     });
-    hits.truncate(depth);
+    let hot_after_page: Vec<RankedHit> = hits
+        .split_off(depth.min(hits.len()))
+        .into_iter()
+        .filter(|hit| hit.tier == TierName::Hot)
+        .collect();
     Ok(MergedHits {
         hits,
-        query,
-        statistics,
+        hot_after_page,
         cold_skipped,
         hot_total,
         cold_total,
@@ -708,11 +685,6 @@ fn rank(
 ) -> Result<Ranked, NodeError> {
     let hot_searcher = version.hot.searcher();
     let merged = rank_hits(version, cold, &hot_searcher, query_text, profile, spec)?;
-    let hot_through_page = merged
-        .hits
-        .iter()
-        .filter(|hit| hit.tier == TierName::Hot)
-        .count();
     let hot_fetch_started = Instant::now();
     let mut with_documents = Vec::with_capacity(spec.limit);
     for hit in merged.hits.into_iter().skip(spec.offset) {
@@ -735,9 +707,7 @@ fn rank(
     }
     Ok(Ranked {
         page: with_documents,
-        hot_through_page,
-        query: merged.query,
-        statistics: merged.statistics,
+        hot_after_page: merged.hot_after_page,
         cold_skipped: merged.cold_skipped,
         hot_total: merged.hot_total,
         cold_total: merged.cold_total,
