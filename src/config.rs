@@ -112,7 +112,8 @@ pub struct Settings {
     pub listen: Option<String>,
     /// Local directory for rehydrated index files (required).
     #[arg(long, env = "TIERDEX_DATA_DIR")]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    // A path need not be UTF-8: merged apart from the serialized settings.
+    #[serde(skip_serializing)]
     pub data_dir: Option<PathBuf>,
     #[arg(long, env = "TIERDEX_CACHE_SIZE", help = concat!("Block cache capacity for cold reads [default: ", defaults::cache_size!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,6 +188,7 @@ impl Settings {
     /// `self` with every setting that `flags` sets replaced (key by key, through their
     /// serialized form: no setting is named here).
     pub fn overridden_by(self, flags: Settings) -> Settings {
+        let data_dir = flags.data_dir.clone().or_else(|| self.data_dir.clone());
         let object = |settings: Settings| match serde_json::to_value(settings) {
             Ok(serde_json::Value::Object(map)) => map,
             _ => unreachable!("settings serialize to an object"),
@@ -198,8 +200,10 @@ impl Settings {
                 merged.insert(key, value);
             }
         }
-        serde_json::from_value(serde_json::Value::Object(merged))
-            .expect("merged settings deserialize")
+        let mut settings: Settings = serde_json::from_value(serde_json::Value::Object(merged))
+            .expect("merged settings deserialize");
+        settings.data_dir = data_dir;
+        settings
     }
 
     /// The settings' names as the file writes them, and as flags (`--cache-size`): for docs.

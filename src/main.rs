@@ -17,7 +17,7 @@ use tierdex::rules::CompiledRules;
 use tierdex::sample;
 use tierdex::schema::IndexSchema;
 use tierdex::server;
-use tierdex::store::open_store;
+use tierdex::store::{open_serving_store, open_store};
 use tierdex::units::{format_bytes, parse_bytes};
 
 mod cli {
@@ -445,9 +445,9 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         .map(|path| path.display().to_string())
         .unwrap_or_else(|| "flags".into());
     let config = NodeConfig::resolve(from_file.overridden_by(args.settings), &source)?;
-    let store = open_store(&config.store).await?;
+    let store = open_serving_store(&config.store).await?;
     let replica = match &config.replica_store {
-        Some(uri) => Some(open_store(uri).await?),
+        Some(uri) => Some(open_serving_store(uri).await?),
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)

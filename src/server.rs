@@ -129,7 +129,9 @@ pub async fn run_metrics(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
+                    // Out of descriptors, say: wait rather than spin.
                     tracing::warn!(error = %err, "metrics listener: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },

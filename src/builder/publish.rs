@@ -240,6 +240,25 @@ pub async fn publish_version(
             return Err(err);
         }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
+        // Every file is still there before the manifest makes the version complete: a gc run
+        // with an --older-than shorter than this upload would have taken some.
+        let present: std::collections::BTreeSet<String> = store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .map(|object| object.key)
+            .collect();
+        if let Some(missing) = entries
+            .iter()
+            .find(|entry| !present.contains(&version_key(&index, &version, &entry.path)))
+        {
+            return Err(BuildError::Conflict(format!(
+                "{} disappeared from {} during the upload (a gc with a shorter --older-than \
+                 than this build takes?)",
+                missing.path,
+                store.uri()
+            )));
+        }
         manifest.files = entries;
         store
             .put(
@@ -270,19 +289,34 @@ pub async fn publish_version(
             StoreErrorKind::Conflict | StoreErrorKind::Unsupported
         )
     {
-        // Nothing names this version: it goes, and CURRENT stays as the other writer left it.
+        let now = match store.get(&current_key).await {
+            Ok(current) => Some(String::from_utf8_lossy(&current).trim().to_string()),
+            Err(_) => None,
+        };
+        // A conditional write whose answer was lost and which the SDK sent again fails its
+        // own condition: CURRENT names this version, and it is published.
+        if now.as_deref() == Some(version.as_str()) {
+            warn!(%index, %version, "CURRENT names this version although the store reported: {err}");
+            info!(%index, %version, store = store.uri(), "published");
+            return Ok(manifest);
+        }
+        // Nothing names this version: it goes, and CURRENT stays as it is.
         remove_version(store.as_ref(), &prefix).await;
         if err.kind() == StoreErrorKind::Unsupported {
             return Err(unsupported(store.as_ref(), err));
         }
-        let now = match store.get(&current_key).await {
-            Ok(current) => String::from_utf8_lossy(&current).trim().to_string(),
-            Err(read_err) => format!("(unreadable: {read_err})"),
-        };
         let before = replaces
             .version
             .as_deref()
             .unwrap_or("nothing (a first publish)");
+        let now = now.unwrap_or_else(|| "(unreadable)".into());
+        if replaces.version.as_deref() == Some(now.as_str()) {
+            // Not another publish: the write itself could not be made (a stale lock file).
+            return Err(BuildError::Conflict(format!(
+                "CURRENT of index `{index}` could not be written ({err}); it still names \
+                 {now}. This build ({version}) was not published and its files were removed"
+            )));
+        }
         warn!(%index, %version, "another build published first");
         return Err(BuildError::Conflict(format!(
             "another build published index `{index}` while this one ran: CURRENT named \

@@ -30,6 +30,9 @@ const LATENCY_BUCKETS: [f64; 16] = [
 
 pub struct NodeMetrics {
     registry: Registry,
+    /// One scrape at a time: the mirrored counters are raised by the difference since the last
+    /// scrape, which two scrapes at once would both add.
+    scraping: std::sync::Mutex<()>,
     search_seconds: HistogramVec,
     searches: IntCounterVec,
     without_storage: IntCounterVec,
@@ -221,6 +224,7 @@ impl NodeMetrics {
             rehydration_done,
             tier_ready,
             registry,
+            scraping: std::sync::Mutex::new(()),
         }
     }
 
@@ -281,8 +285,24 @@ impl NodeMetrics {
         }
     }
 
-    /// Sets the gauges read from the node's state, just before a scrape.
-    pub fn refresh(
+    /// The registry in the Prometheus text format, with the figures read from the node's state
+    /// set first.
+    pub fn scrape(
+        &self,
+        cache: &CacheStatus,
+        breaker: BreakerState,
+        hedged_requests: u64,
+        indexes: &[super::IndexStatus],
+    ) -> String {
+        let _one_at_a_time = self
+            .scraping
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.refresh(cache, breaker, hedged_requests, indexes);
+        self.encode()
+    }
+
+    fn refresh(
         &self,
         cache: &CacheStatus,
         breaker: BreakerState,
@@ -324,8 +344,7 @@ impl NodeMetrics {
         }
     }
 
-    /// The registry in the Prometheus text format.
-    pub fn encode(&self) -> String {
+    fn encode(&self) -> String {
         let mut text = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut text)

@@ -332,13 +332,12 @@ impl Node {
     pub async fn metrics_text(&self) -> String {
         let cache = self.cache_status().await;
         let storage = self.storage_status();
-        self.metrics.refresh(
+        self.metrics.scrape(
             &cache,
             storage.breaker,
             storage.hedged_requests,
             &self.statuses(),
-        );
-        self.metrics.encode()
+        )
     }
 
     async fn search_version(
@@ -471,6 +470,10 @@ impl Node {
                 match self.open_local(slot).await {
                     Some(Ok(())) => {
                         warn!("storage unreachable ({err}): serving the copy in the data dir");
+                        // Look for the published version as soon as the tiers are up, not a
+                        // poll interval later (nor never, without polling): storage may only
+                        // have been slow, and the copy older than what is published.
+                        slot.check_now.notify_one();
                         Ok(())
                     }
                     Some(Err(local)) => Err(NodeError::StorageUnavailable(format!(

@@ -244,10 +244,21 @@ pub fn check_range(
 /// Opens a store from a URI: `s3://bucket/prefix[?endpoint=URL&path_style=true&region=R]`,
 /// `file:///path`, or a plain local path.
 pub async fn open_store(uri: &str) -> StoreResult<Arc<dyn BlobStore>> {
+    open_store_with(uri, false).await
+}
+
+/// A store for a serving node: a refused or reset connection fails at once instead of being
+/// retried by the S3 client (the node answers degraded, and its breaker counts the failure).
+pub async fn open_serving_store(uri: &str) -> StoreResult<Arc<dyn BlobStore>> {
+    open_store_with(uri, true).await
+}
+
+async fn open_store_with(uri: &str, fail_fast: bool) -> StoreResult<Arc<dyn BlobStore>> {
     if let Some(rest) = uri.strip_prefix("s3://") {
-        let options = S3Options::parse(rest).map_err(|message| {
+        let mut options = S3Options::parse(rest).map_err(|message| {
             StoreError::new(StoreErrorKind::Refused, "open", uri.to_string(), message)
         })?;
+        options.fail_fast |= fail_fast;
         return Ok(Arc::new(S3Store::connect(options).await?));
     }
     let path = uri.strip_prefix("file://").unwrap_or(uri);

@@ -41,6 +41,9 @@ pub struct S3Options {
     pub region: Option<String>,
     pub path_style: bool,
     pub max_concurrency: usize,
+    /// Do not retry a refused or reset connection: for a serving node, which answers degraded
+    /// at once and has its own breaker. Builders and tools keep the SDK's retries.
+    pub fail_fast: bool,
 }
 
 impl S3Options {
@@ -60,6 +63,7 @@ impl S3Options {
                 .map(|value| matches!(value.as_str(), "1" | "true" | "yes"))
                 .unwrap_or(false),
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            fail_fast: false,
         };
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -77,6 +81,7 @@ impl S3Options {
                         }
                     }
                 }
+                "fail_fast" => options.fail_fast = matches!(value, "" | "1" | "true" | "yes"),
                 "max_concurrency" => {
                     options.max_concurrency =
                         value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -85,7 +90,7 @@ impl S3Options {
                 }
                 other => {
                     return Err(format!(
-                        "unknown option `{other}` (known: endpoint, region, path_style, max_concurrency)"
+                        "unknown option `{other}` (known: endpoint, region, path_style, max_concurrency, fail_fast)"
                     ));
                 }
             }
@@ -133,7 +138,9 @@ impl S3Store {
                     .connect_timeout(Duration::from_secs(5))
                     .build(),
             );
-        config = config.retry_classifier(FailFastOnRefusal);
+        if options.fail_fast {
+            config = config.retry_classifier(FailFastOnRefusal);
+        }
         if shared.region().is_none() {
             // S3-compatible servers ignore the region, but request signing needs one.
             config = config.region(Region::new("us-east-1"));

@@ -110,6 +110,7 @@ pub async fn load_version(
         ..Settings::default()
     };
     let config = NodeConfig::resolve(settings, "rules")?;
+    let node_store = store.clone();
     let node = Node::new(config, store, None)?;
     let mut changes = node.subscribe();
     let loader = node.clone();
@@ -121,7 +122,21 @@ pub async fn load_version(
             .next()
             .expect("one index configured");
         if status.cold == TierState::Ready {
-            break node.current_version(index).map_err(TuningError::from);
+            // A node may serve a kept copy before it has read CURRENT: measure the published
+            // version, not an older one.
+            let published = match crate::published::read_current(node_store.as_ref(), index).await {
+                Ok(published) => published,
+                Err(err) => {
+                    break Err(TuningError::node(format!(
+                        "reading CURRENT of `{index}`: {err}"
+                    )));
+                }
+            };
+            match node.current_version(index) {
+                Ok(loaded) if loaded.version() == published => break Ok(loaded),
+                Ok(_) => {}
+                Err(err) => break Err(err.into()),
+            }
         }
         if let Some(error) = status.error {
             break Err(TuningError::node(format!("loading `{index}`: {error}")));

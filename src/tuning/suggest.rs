@@ -18,7 +18,7 @@
 //! to come).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use arrow::array::{Array, AsArray, BooleanArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType, UInt64Type};
@@ -299,7 +299,9 @@ impl Pages {
     }
 
     /// `start` plus the documents of whole pages, chosen greedily (most queries per document
-    /// still needed, lazily re-evaluated) while the total stays within `budget`.
+    /// still needed) while the total stays within `budget`. Taking a page makes the pages that
+    /// share its documents cheaper: those are queued again at their new ratio, and a queued
+    /// entry whose count is out of date is skipped.
     fn greedy_fill(&self, start: &Bits, budget: u64) -> Bits {
         #[derive(PartialEq)]
         struct Entry {
@@ -328,35 +330,50 @@ impl Pages {
                 .filter(|&doc| !chosen.contains(doc))
                 .collect()
         };
+        let entry = |page: usize, needed: usize| Entry {
+            ratio: self.pages[page].0 as f64 / needed as f64,
+            needed,
+            page,
+        };
+        let mut pages_of: HashMap<u32, Vec<usize>> = HashMap::new();
         let mut heap = BinaryHeap::new();
-        for (page, (weight, docs)) in self.pages.iter().enumerate() {
+        let mut taken = vec![false; self.pages.len()];
+        for (page, (_, docs)) in self.pages.iter().enumerate() {
+            for &doc in docs {
+                pages_of.entry(doc).or_default().push(page);
+            }
             let needed = missing_of(&chosen, docs).len();
             if needed > 0 {
-                heap.push(Entry {
-                    ratio: *weight as f64 / needed as f64,
-                    needed,
-                    page,
-                });
+                heap.push(entry(page, needed));
             }
         }
-        while let Some(entry) = heap.pop() {
-            let (weight, docs) = &self.pages[entry.page];
-            let missing = missing_of(&chosen, docs);
-            if missing.len() < entry.needed {
-                // Cheaper now than when queued: queue again at its current ratio (lazy greedy).
-                if !missing.is_empty() {
-                    heap.push(Entry {
-                        ratio: *weight as f64 / missing.len() as f64,
-                        needed: missing.len(),
-                        page: entry.page,
-                    });
-                }
+        while let Some(next) = heap.pop() {
+            if taken[next.page] {
                 continue;
             }
-            if used + missing.len() as u64 <= budget {
-                used += missing.len() as u64;
-                for doc in missing {
-                    chosen.insert(doc);
+            let missing = missing_of(&chosen, &self.pages[next.page].1);
+            if missing.len() != next.needed {
+                // Out of date: a fresher entry was queued when its documents were taken.
+                continue;
+            }
+            if used + missing.len() as u64 > budget {
+                // Too big for now; queued again if other pages take some of its documents.
+                continue;
+            }
+            used += missing.len() as u64;
+            taken[next.page] = true;
+            let mut touched = HashSet::new();
+            for doc in missing {
+                chosen.insert(doc);
+                touched.extend(pages_of.get(&doc).into_iter().flatten().copied());
+            }
+            for page in touched {
+                if taken[page] {
+                    continue;
+                }
+                let needed = missing_of(&chosen, &self.pages[page].1).len();
+                if needed > 0 {
+                    heap.push(entry(page, needed));
                 }
             }
         }
@@ -399,7 +416,13 @@ fn field_values(column: &dyn Array) -> Option<Vec<(f64, String)>> {
             }
         }
         DataType::Float64 => {
-            for value in column.as_primitive::<Float64Type>().iter().flatten() {
+            // NaN and infinities have no SQL literal: no threshold is drawn at them.
+            for value in column
+                .as_primitive::<Float64Type>()
+                .iter()
+                .flatten()
+                .filter(|value| value.is_finite())
+            {
                 values.push((value, format!("{value:?}")));
             }
         }
@@ -1113,6 +1136,16 @@ mod tests {
         assert!(chosen == bits(&[2, 3, 4]));
         let (rate, used) = log.greedy_bound(16, 16);
         assert_eq!((rate, used), (1.0, 6));
+    }
+
+    #[test]
+    fn greedy_fill_requeues_pages_made_cheaper() {
+        // Budget 3. A (50 queries, {0, 1}) goes first; B (40, {1, 2}) then needs one document
+        // (40 per document) and must beat C (22, {3}).
+        let log = pages(&[(50, &[0, 1]), (22, &[3]), (40, &[1, 2])]);
+        let chosen = log.greedy_fill(&Bits::empty(16), 3);
+        assert!(chosen == bits(&[0, 1, 2]));
+        assert_eq!(log.hit_rate(&chosen), 90.0 / 112.0);
     }
 
     #[test]

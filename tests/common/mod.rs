@@ -488,7 +488,8 @@ pub fn search_request(index: &str, query: &str, limit: u32) -> tierdex::api::pb:
 
 /// A store on an existing bucket through another endpoint (e.g. a fault proxy).
 pub async fn s3_store_at(endpoint: &str, bucket: &str, prefix: &str) -> Arc<S3Store> {
-    let rest = format!("{bucket}/{prefix}?endpoint={endpoint}&path_style=true");
+    // As `tierdex serve` opens it: a refused connection is not retried.
+    let rest = format!("{bucket}/{prefix}?endpoint={endpoint}&path_style=true&fail_fast=true");
     Arc::new(
         S3Store::connect(S3Options::parse(&rest).unwrap())
             .await
