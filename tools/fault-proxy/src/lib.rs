@@ -17,6 +17,7 @@
 //! `fault-proxy` binary).
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -151,11 +152,8 @@ impl FaultProxy {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                // Closed with a reset, as by a dead server: a refused client sees
-                // ECONNRESET at once, on new connections and on pooled ones alike (a request
-                // on a pooled connection while refusing ends it).
-                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
                 if accepting.faults.lock().expect("not poisoned").refuse {
+                    reset_on_close(&stream);
                     drop(stream);
                     accepting.counters.faulted.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -164,8 +162,11 @@ impl FaultProxy {
                 // ACK (~40 ms): the proxy would add latency of its own.
                 let _ = stream.set_nodelay(true);
                 let shared = accepting.clone();
+                // A refusal on an open connection resets it too (see `handle`).
+                let socket = stream.as_raw_fd();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| handle(shared.clone(), request));
+                    let service =
+                        service_fn(move |request| handle(shared.clone(), request, socket));
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -233,9 +234,17 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// A connection closed with a reset, as by a dead server: the client sees ECONNRESET at once
+/// rather than an orderly end of stream. Only refused connections: an orderly close must not
+/// throw away an answer still in flight.
+fn reset_on_close(socket: &impl std::os::fd::AsFd) {
+    let _ = socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO));
+}
+
 async fn handle(
     shared: Arc<Shared>,
     request: Request<Incoming>,
+    socket: std::os::fd::RawFd,
 ) -> Result<Response<ProxyBody>, Refused> {
     if shared.control && request.uri().path() == "/__faults" {
         let query = request.uri().query().unwrap_or("").to_string();
@@ -252,7 +261,9 @@ async fn handle(
     }
     let faults = shared.faults.lock().expect("not poisoned").clone();
     if faults.refuse {
-        // Connections opened before the fault are cut too, as a dead server would.
+        // Connections opened before the fault are cut too, as a dead server would. The
+        // connection (whose task runs this handler) is open, so its descriptor is valid here.
+        reset_on_close(&unsafe { std::os::fd::BorrowedFd::borrow_raw(socket) });
         shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
         return Err(Refused);
     }
