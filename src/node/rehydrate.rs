@@ -72,6 +72,8 @@ async fn block_table(
 
 /// Makes `local` hold exactly the files of `dir` in `manifest`, verified. Chunks are spread
 /// over `stores` (replicas of the same content); a failed chunk is retried on the next one.
+/// A failed rehydration takes back what it added to `progress`: the attempt that follows
+/// counts again.
 pub async fn rehydrate(
     stores: &[Arc<dyn BlobStore>],
     manifest: &Manifest,
@@ -79,6 +81,37 @@ pub async fn rehydrate(
     local: &Path,
     options: RehydrateOptions,
     progress: Option<&RehydrateProgress>,
+) -> Result<RehydrateReport, NodeError> {
+    // This attempt's own counts, in gauges of no registry.
+    let attempt = progress.map(|_| RehydrateProgress {
+        total: prometheus::IntGauge::new("attempt_total", "this attempt").expect("valid"),
+        done: prometheus::IntGauge::new("attempt_done", "this attempt").expect("valid"),
+    });
+    let result = rehydrate_once(
+        stores,
+        manifest,
+        dir,
+        local,
+        options,
+        progress,
+        attempt.as_ref(),
+    )
+    .await;
+    if let (Err(_), Some(progress), Some(attempt)) = (&result, progress, &attempt) {
+        progress.total.sub(attempt.total.get());
+        progress.done.sub(attempt.done.get());
+    }
+    result
+}
+
+async fn rehydrate_once(
+    stores: &[Arc<dyn BlobStore>],
+    manifest: &Manifest,
+    dir: &str,
+    local: &Path,
+    options: RehydrateOptions,
+    progress: Option<&RehydrateProgress>,
+    attempt: Option<&RehydrateProgress>,
 ) -> Result<RehydrateReport, NodeError> {
     tokio::fs::create_dir_all(local)
         .await
@@ -126,9 +159,9 @@ pub async fn rehydrate(
         file.set_len(download.entry.size)
             .map_err(|err| NodeError::io(format!("sizing {}", download.partial.display()), err))?;
     }
-    if let Some(progress) = progress {
-        let bytes: u64 = downloads.iter().map(|download| download.entry.size).sum();
-        progress.total.add(i64::try_from(bytes).unwrap_or(i64::MAX));
+    let bytes: u64 = downloads.iter().map(|download| download.entry.size).sum();
+    for gauges in progress.into_iter().chain(attempt) {
+        gauges.total.add(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
     let block_size = manifest.block_size;
     let chunk_blocks = (options.chunk_size / block_size).max(1);
@@ -182,8 +215,8 @@ pub async fn rehydrate(
                     })
                     .await
                     .map_err(|err| NodeError::Internal(format!("write task: {err}")))??;
-                    if let Some(progress) = progress {
-                        progress.done.add(i64::try_from(len).unwrap_or(i64::MAX));
+                    for gauges in progress.into_iter().chain(attempt) {
+                        gauges.done.add(i64::try_from(len).unwrap_or(i64::MAX));
                     }
                     Ok::<_, NodeError>((file, range.start, crc, len))
                 }
