@@ -63,6 +63,15 @@ impl MeteredStore {
         }
     }
 
+    /// Counted when sent: a request whose caller stops waiting (a hedge's loser, a search past
+    /// its deadline) still went to the store.
+    fn sent(&self, operation: &'static str) {
+        self.metrics
+            .requests
+            .with_label_values(&[self.store, operation])
+            .inc();
+    }
+
     fn count<T>(
         &self,
         operation: &'static str,
@@ -70,7 +79,6 @@ impl MeteredStore {
         bytes: impl FnOnce(&T) -> u64,
     ) -> StoreResult<T> {
         let labels = [self.store, operation];
-        self.metrics.requests.with_label_values(&labels).inc();
         match &result {
             Ok(value) => self
                 .metrics
@@ -113,43 +121,51 @@ impl BlobStore for MeteredStore {
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        self.sent("get_range");
         let result = self.inner.get_range(key, range).await;
         self.count("get_range", result, |bytes| bytes.len() as u64)
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        self.sent("get");
         let result = self.inner.get(key).await;
         self.count("get", result, |bytes| bytes.len() as u64)
     }
 
     async fn size(&self, key: &str) -> StoreResult<u64> {
+        self.sent("head");
         let result = self.inner.size(key).await;
         self.count("head", result, |_| 0)
     }
 
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         let length = data.len() as u64;
+        self.sent("put");
         let result = self.inner.put(key, data).await;
         self.count("put", result, |_| length)
     }
 
     async fn put_file(&self, key: &str, local: &Path) -> StoreResult<()> {
         let length = std::fs::metadata(local).map_or(0, |metadata| metadata.len());
+        self.sent("put");
         let result = self.inner.put_file(key, local).await;
         self.count("put", result, |_| length)
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.sent("list");
         let result = self.inner.list(prefix).await;
         self.count("list", result, |_| 0)
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.sent("delete");
         let result = self.inner.delete(key).await;
         self.count("delete", result, |_| 0)
     }
 
     async fn get_tagged(&self, key: &str) -> StoreResult<Option<(Bytes, String)>> {
+        self.sent("get");
         let result = self.inner.get_tagged(key).await;
         self.count("get", result, |found| {
             found.as_ref().map_or(0, |(bytes, _)| bytes.len() as u64)
@@ -158,6 +174,7 @@ impl BlobStore for MeteredStore {
 
     async fn put_if(&self, key: &str, data: Bytes, expected: &Expected) -> StoreResult<()> {
         let length = data.len() as u64;
+        self.sent("put");
         let result = self.inner.put_if(key, data, expected).await;
         self.count("put", result, |_| length)
     }
