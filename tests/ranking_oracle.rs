@@ -168,21 +168,7 @@ struct Oracle {
 impl Oracle {
     fn new() -> Oracle {
         let schema = ranked_schema();
-        let index = tantivy::Index::create_in_ram(schema.hot_tantivy.clone());
-        let mut writer: tantivy::IndexWriter = index.writer(50_000_000).unwrap();
-        for doc in cacm_documents().into_values() {
-            let mut object = doc.as_object().unwrap().clone();
-            object.retain(|name, value| schema.field_index(name).is_some() && !value.is_null());
-            writer
-                .add_document(
-                    tantivy::TantivyDocument::from_json_object(&schema.hot_tantivy, object)
-                        .unwrap(),
-                )
-                .unwrap();
-        }
-        writer.commit().unwrap();
-        let fields = ["title", "abstract"].map(|name| schema.hot_tantivy.get_field(name).unwrap());
-        let parser = QueryParser::for_index(&index, fields.to_vec());
+        let (index, parser) = oracle_index(&schema, cacm_documents().into_values());
         Oracle { index, parser }
     }
 

@@ -146,7 +146,9 @@ impl BlobStore for MeteredStore {
     }
 
     async fn put_file(&self, key: &str, local: &Path) -> StoreResult<()> {
-        let length = std::fs::metadata(local).map_or(0, |metadata| metadata.len());
+        let length = tokio::fs::metadata(local)
+            .await
+            .map_or(0, |metadata| metadata.len());
         self.sent("put");
         let result = self.inner.put_file(key, local).await;
         self.count("put", result, |_| length)

@@ -749,3 +749,26 @@ pub fn cacm_structured_queries() -> Vec<String> {
     queries.push("date:\"1975-03\"".into());
     queries
 }
+
+/// One tantivy index in RAM over `documents` (JSON objects) with the hot schema of `schema`,
+/// and a parser over CACM's default fields: the monolithic oracle the CACM tests compare with.
+pub fn oracle_index(
+    schema: &IndexSchema,
+    documents: impl IntoIterator<Item = serde_json::Value>,
+) -> (tantivy::Index, tantivy::query::QueryParser) {
+    let index = tantivy::Index::create_in_ram(schema.hot_tantivy.clone());
+    let mut writer: tantivy::IndexWriter = index.writer(50_000_000).unwrap();
+    for doc in documents {
+        let mut object = doc.as_object().unwrap().clone();
+        object.retain(|name, value| schema.field_index(name).is_some() && !value.is_null());
+        writer
+            .add_document(
+                tantivy::TantivyDocument::from_json_object(&schema.hot_tantivy, object).unwrap(),
+            )
+            .unwrap();
+    }
+    writer.commit().unwrap();
+    let fields = ["title", "abstract"].map(|name| schema.hot_tantivy.get_field(name).unwrap());
+    let parser = tantivy::query::QueryParser::for_index(&index, fields.to_vec());
+    (index, parser)
+}
