@@ -90,6 +90,24 @@ mod defaults {
         };
     }
     pub(super) use poll_interval;
+    macro_rules! replicas {
+        () => {
+            "2"
+        };
+    }
+    pub(super) use replicas;
+    macro_rules! fleet_refresh {
+        () => {
+            "2s"
+        };
+    }
+    pub(super) use fleet_refresh;
+    macro_rules! replica_timeout {
+        () => {
+            "2s"
+        };
+    }
+    pub(super) use replica_timeout;
 }
 
 /// Every node setting, declared once: the settings file's keys (serde), the `tierdex serve`
@@ -170,6 +188,30 @@ pub struct Settings {
     #[arg(long, env = "TIERDEX_METRICS_LISTEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    /// The fleet's members, each as the address it advertises (`host:port`, comma-separated),
+    /// this node included: serve the indexes' shards placed on this node and answer searches
+    /// by fanning out to the others [default: no fleet].
+    #[arg(long, env = "TIERDEX_PEERS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<String>>,
+    /// The fleet's members from DNS instead: `name:port`, every address `name` resolves to
+    /// (a Kubernetes headless Service), resolved again every `fleet_refresh` [default: none].
+    #[arg(long, env = "TIERDEX_PEERS_DNS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers_dns: Option<String>,
+    /// This node's member id: the address the others reach it at [default: `listen`].
+    #[arg(long, env = "TIERDEX_ADVERTISE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    #[arg(long, env = "TIERDEX_REPLICAS", help = concat!("Members serving each shard [default: ", defaults::replicas!(), "]"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<usize>,
+    #[arg(long, env = "TIERDEX_FLEET_REFRESH", help = concat!("How often a fleet member reads the member list and CURRENT, and places shards [default: ", defaults::fleet_refresh!(), "]"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet_refresh: Option<String>,
+    #[arg(long, env = "TIERDEX_REPLICA_TIMEOUT", help = concat!("How long a fan-out waits for one replica of a shard before asking the next [default: ", defaults::replica_timeout!(), "]"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_timeout: Option<String>,
 }
 
 impl Settings {
@@ -249,6 +291,27 @@ pub struct NodeConfig {
     pub admin_token: Option<String>,
     /// Where `/metrics` is served; `None`: not served.
     pub metrics_listen: Option<SocketAddr>,
+    /// `Some` when the node is a member of a fleet serving sharded indexes.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// Where a fleet's member list comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerSource {
+    /// `--peers`: member ids as given.
+    Static(Vec<String>),
+    /// `--peers-dns name:port`: every address the name resolves to, with the port.
+    Dns { name: String, port: u16 },
+}
+
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    pub peers: PeerSource,
+    /// This node's member id.
+    pub advertise: String,
+    pub replicas: usize,
+    pub refresh: Duration,
+    pub replica_timeout: Duration,
 }
 
 /// What a search does when the cold part of its answer cannot be read in time.
@@ -369,6 +432,76 @@ impl NodeConfig {
             Some(value) => Ok(value),
             None => Ok(default),
         };
+        let fleet = match (settings.peers, settings.peers_dns) {
+            (Some(_), Some(_)) => {
+                return Err(fail("give peers or peers_dns, not both".into()));
+            }
+            (None, None) => None,
+            (peers, dns) => {
+                let peers = match (peers, dns) {
+                    (Some(list), _) => {
+                        let list: Vec<String> = list
+                            .into_iter()
+                            .map(|peer| peer.trim().to_string())
+                            .filter(|peer| !peer.is_empty())
+                            .collect();
+                        if list.is_empty() {
+                            return Err(fail("peers: the list is empty".into()));
+                        }
+                        PeerSource::Static(list)
+                    }
+                    (None, Some(dns)) => {
+                        let parsed = dns
+                            .rsplit_once(':')
+                            .and_then(|(name, port)| Some((name, port.parse::<u16>().ok()?)))
+                            .filter(|(name, _)| !name.is_empty());
+                        let Some((name, port)) = parsed else {
+                            return Err(fail(format!(
+                                "peers_dns: `{dns}` is not `name:port`"
+                            )));
+                        };
+                        PeerSource::Dns {
+                            name: name.to_string(),
+                            port,
+                        }
+                    }
+                    (None, None) => unreachable!("matched above"),
+                };
+                let advertise = settings
+                    .advertise
+                    .filter(|advertise| !advertise.is_empty())
+                    .unwrap_or_else(|| listen.to_string());
+                if let PeerSource::Static(list) = &peers
+                    && !list.contains(&advertise)
+                {
+                    return Err(fail(format!(
+                        "peers: this node's id `{advertise}` (advertise, default listen) is not \
+                         in the list {list:?}"
+                    )));
+                }
+                Some(FleetConfig {
+                    peers,
+                    advertise,
+                    replicas: positive(
+                        "replicas",
+                        settings.replicas,
+                        number(defaults::replicas!()),
+                    )?,
+                    refresh: duration(
+                        "fleet_refresh",
+                        settings.fleet_refresh.as_deref(),
+                        defaults::fleet_refresh!(),
+                    )?
+                    .max(Duration::from_millis(10)),
+                    replica_timeout: duration(
+                        "replica_timeout",
+                        settings.replica_timeout.as_deref(),
+                        defaults::replica_timeout!(),
+                    )?
+                    .max(Duration::from_millis(1)),
+                })
+            }
+        };
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -406,6 +539,7 @@ impl NodeConfig {
             poll_interval,
             admin_token: settings.admin_token.filter(|token| !token.is_empty()),
             metrics_listen,
+            fleet,
         })
     }
 }

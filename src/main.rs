@@ -190,6 +190,10 @@ struct BuildArgs {
     /// without conditional writes, when only one builder ever runs).
     #[arg(long)]
     unconditional_publish: bool,
+    /// Split the documents into this many shards by a fixed hash of their id, each a complete
+    /// hot/cold split, to be served by a fleet (`serve --peers`). 1: not sharded.
+    #[arg(long, default_value_t = 1)]
+    shards: u32,
 }
 
 #[derive(Args)]
@@ -264,6 +268,7 @@ async fn run_build(args: BuildArgs) -> Result<ExitCode> {
     options.staging_parent = args.staging_dir;
     options.cold_compression = args.cold_compression;
     options.unconditional_publish = args.unconditional_publish;
+    options.shards = args.shards;
     if !args.no_progress && std::io::stderr().is_terminal() {
         options.progress = Progress::stderr();
     }
@@ -404,6 +409,7 @@ async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
         cold_compression: Default::default(),
         no_progress: false,
         unconditional_publish: false,
+        shards: 1,
     })
     .await?;
     if args.no_serve {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use crate::format::layout::{self, version_key};
+use crate::format::shard::shard_dir;
 use crate::format::{BlockTable, FileEntry, FormatError, FormatErrorKind, Manifest};
 use crate::store::{BlobStore, StoreError, StoreErrorKind};
 
@@ -88,6 +89,43 @@ pub async fn read_current_manifest(
 ) -> Result<Manifest, PublishedError> {
     let version = read_current(store, index).await?;
     read_manifest(store, index, &version).await
+}
+
+/// What shard `shard` of `version` serves: the shard's manifest, or the version's own when it
+/// is not sharded (its one shard, 0). `None` when the version has no such shard.
+pub async fn read_shard_manifest(
+    store: &dyn BlobStore,
+    top: &Manifest,
+    shard: u32,
+) -> Result<Option<Manifest>, PublishedError> {
+    if top.shards.is_none() {
+        return Ok((shard == 0).then(|| top.clone()));
+    }
+    if shard >= top.shard_count() {
+        return Ok(None);
+    }
+    let relative = format!("{}/{}", shard_dir(shard), layout::MANIFEST);
+    let key = version_key(&top.index, &top.version, &relative);
+    let data = store.get(&key).await?;
+    let manifest = Manifest::decode(&format!("{}/{key}", store.uri()), &data)?;
+    let matches = manifest.index == top.index
+        && manifest.version == top.version
+        && manifest.shard.as_ref().map(|info| info.shard) == Some(shard);
+    if !matches {
+        return Err(FormatError::new(
+            FormatErrorKind::Invalid,
+            key,
+            format!(
+                "manifest is for {}/{}, found at {}/{} shard {shard}",
+                manifest.served_name(),
+                manifest.version,
+                top.index,
+                top.version
+            ),
+        )
+        .into());
+    }
+    Ok(Some(manifest))
 }
 
 /// Reads a file's block table and checks it against its manifest entry.

@@ -770,7 +770,7 @@ async fn tierdex_publish_again(
     let replaces = builder::Replaces::read(store.as_ref(), &manifest.index)
         .await
         .unwrap();
-    builder::publish_version(store, staging, manifest, &replaces)
+    builder::publish_version(store, staging, manifest, Vec::new(), &replaces)
         .await
         .unwrap_err()
         .to_string()

@@ -13,6 +13,7 @@ mod cold;
 mod documents;
 mod progress;
 mod publish;
+mod stats;
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -34,6 +35,8 @@ use tracing::{info, info_span};
 use crate::format::addr::MAX_ROWS_PER_FILE;
 use crate::format::layout::{self, COLD_INDEX_DIR, HOT_DIR};
 use crate::format::manifest::{ColdTier, HotTier, InputSummary, ParquetFile};
+use crate::format::manifest::UNSHARDED_FORMAT_VERSION;
+use crate::format::shard::{DOC_FREQS_PATH, SHARD_HASH, ShardInfo, ShardSet, shard_dir, shard_of};
 use crate::format::{DocAddr, FORMAT_VERSION, Manifest, version};
 use crate::rules::{BudgetSelector, CompiledRules, HotCut, RankPosition, RulesError};
 use crate::schema::{FieldType, IndexSchema};
@@ -43,6 +46,9 @@ pub use cold::ColdCompression;
 pub use input::{InputError, InputFormat, InputStats, ReadError};
 pub use progress::Progress;
 pub use publish::{Replaces, publish_version};
+
+/// Each shard holds writers and a parquet thread while the build runs.
+pub const MAX_SHARDS: u32 = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildErrorKind {
@@ -164,6 +170,8 @@ pub struct BuildOptions {
     /// Write CURRENT without checking that it still names what it named when the build
     /// started: for stores without conditional writes, with one builder at a time.
     pub unconditional_publish: bool,
+    /// Shards of the version (1: not sharded, today's layout).
+    pub shards: u32,
 }
 
 impl BuildOptions {
@@ -188,6 +196,7 @@ impl BuildOptions {
             cold_compression: cold::ColdCompression::default(),
             progress: Progress::hidden(),
             unconditional_publish: false,
+            shards: 1,
         }
     }
 }
@@ -218,6 +227,12 @@ pub async fn build(
     }
     if options.inputs.is_empty() {
         return Err(BuildError::invalid("no input files"));
+    }
+    if options.shards == 0 || options.shards > MAX_SHARDS {
+        return Err(BuildError::invalid(format!(
+            "--shards {} is out of range: use 1 to {MAX_SHARDS}",
+            options.shards
+        )));
     }
     // A version whose profiles do not check would not load on a node: refuse it before any
     // input is read.
@@ -287,14 +302,89 @@ pub async fn build(
         })
         .map(|(_, field)| field.name.clone())
         .collect();
-    let parquet_bytes: u64 = outcome
-        .parquet
+    let sharded = outcome.shards.len() > 1;
+    // A shard's tiers as its manifest describes them; paths relative to the version.
+    let tiers_of = |shard: usize, outcome: &ShardOutcome| -> (HotTier, ColdTier) {
+        let prefix = if sharded {
+            format!("{}/", shard_dir(shard as u32))
+        } else {
+            String::new()
+        };
+        let parquet_files: Vec<ParquetFile> = outcome
+            .parquet
+            .iter()
+            .map(|file| ParquetFile {
+                path: format!("{prefix}{}", file.path),
+                rows: file.rows,
+                row_groups: file.row_groups,
+            })
+            .collect();
+        let parquet_bytes = outcome
+            .parquet
+            .iter()
+            .filter_map(|file| std::fs::metadata(outcome.root.join(&file.path)).ok())
+            .map(|meta| meta.len())
+            .sum();
+        (
+            HotTier {
+                docs: outcome.hot_docs,
+                index_bytes: size_under(&format!("{prefix}{HOT_DIR}")),
+            },
+            ColdTier {
+                docs: outcome.cold_docs,
+                index_bytes: size_under(&format!("{prefix}{COLD_INDEX_DIR}")),
+                parquet_bytes,
+                parquet_files,
+                parquet_layout: cold::layout_description(options.cold_compression),
+            },
+        )
+    };
+    let per_shard: Vec<(HotTier, ColdTier)> = outcome
+        .shards
         .iter()
-        .filter_map(|file| std::fs::metadata(staging.path().join(&file.path)).ok())
-        .map(|meta| meta.len())
-        .sum();
+        .enumerate()
+        .map(|(shard, outcome)| tiers_of(shard, outcome))
+        .collect();
+    let hot = HotTier {
+        docs: per_shard.iter().map(|(hot, _)| hot.docs).sum(),
+        index_bytes: per_shard.iter().map(|(hot, _)| hot.index_bytes).sum(),
+    };
+    let cold = ColdTier {
+        docs: per_shard.iter().map(|(_, cold)| cold.docs).sum(),
+        index_bytes: per_shard.iter().map(|(_, cold)| cold.index_bytes).sum(),
+        parquet_bytes: per_shard.iter().map(|(_, cold)| cold.parquet_bytes).sum(),
+        parquet_files: per_shard
+            .iter()
+            .flat_map(|(_, cold)| cold.parquet_files.clone())
+            .collect(),
+        parquet_layout: cold::layout_description(options.cold_compression),
+    };
+    let shard_set = if sharded {
+        options.progress.set_stage("statistics");
+        let dirs: Vec<PathBuf> = outcome
+            .shards
+            .iter()
+            .flat_map(|shard| [shard.root.join(HOT_DIR), shard.root.join(COLD_INDEX_DIR)])
+            .collect();
+        let table = staging.path().join(DOC_FREQS_PATH);
+        let corpus = tokio::task::spawn_blocking(move || stats::write_doc_freqs(&dirs, &table))
+            .await
+            .map_err(|err| BuildError::internal(format!("statistics task: {err}")))??;
+        Some(ShardSet {
+            count: outcome.shards.len() as u32,
+            hash: SHARD_HASH.to_string(),
+            corpus,
+            doc_freqs: DOC_FREQS_PATH.to_string(),
+        })
+    } else {
+        None
+    };
     let manifest = Manifest {
-        format_version: FORMAT_VERSION,
+        format_version: if sharded {
+            FORMAT_VERSION
+        } else {
+            UNSHARDED_FORMAT_VERSION
+        },
         index: options.index.clone(),
         version: version::new_version_id(),
         created_at: version::rfc3339(now),
@@ -304,40 +394,53 @@ pub async fn build(
         rules: options.rules.spec.clone(),
         rules_text: options.rules_text.clone(),
         block_size: options.block_size,
-        hot: HotTier {
-            docs: outcome.hot_docs,
-            index_bytes: size_under(HOT_DIR),
-        },
-        cold: ColdTier {
-            docs: outcome.cold_docs,
-            index_bytes: size_under(COLD_INDEX_DIR),
-            parquet_bytes,
-            parquet_files: outcome
-                .parquet
-                .iter()
-                .map(|file| ParquetFile {
-                    path: file.path.clone(),
-                    rows: file.rows,
-                    row_groups: file.row_groups,
-                })
-                .collect(),
-            parquet_layout: cold::layout_description(options.cold_compression),
-        },
+        hot,
+        cold,
         input: InputSummary {
             files: options
                 .inputs
                 .iter()
                 .map(|path| path.display().to_string())
                 .collect(),
-            docs: outcome.hot_docs + outcome.cold_docs,
+            docs: per_shard
+                .iter()
+                .map(|(hot, cold)| hot.docs + cold.docs)
+                .sum(),
             invalid_skipped: outcome.stats.invalid,
             ignored_fields: outcome.stats.ignored_fields.clone(),
         },
         files: Vec::new(),
+        shards: shard_set.clone(),
+        shard: None,
+    };
+    let shard_manifests: Vec<Manifest> = match &shard_set {
+        Some(set) => per_shard
+            .into_iter()
+            .enumerate()
+            .map(|(shard, (hot, cold))| Manifest {
+                hot,
+                cold,
+                shards: None,
+                shard: Some(ShardInfo {
+                    shard: shard as u32,
+                    count: set.count,
+                    corpus: set.corpus.clone(),
+                    doc_freqs: set.doc_freqs.clone(),
+                }),
+                ..manifest.clone()
+            })
+            .collect(),
+        None => Vec::new(),
     };
     options.progress.set_stage("uploading");
-    let manifest =
-        publish::publish_version(store.clone(), staging.path(), manifest, &replaces).await?;
+    let manifest = publish::publish_version(
+        store.clone(),
+        staging.path(),
+        manifest,
+        shard_manifests,
+        &replaces,
+    )
+    .await?;
     options.progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     info!(
@@ -357,10 +460,16 @@ pub async fn build(
 }
 
 struct SplitOutcome {
+    /// One per shard, in shard order.
+    shards: Vec<ShardOutcome>,
+    stats: InputStats,
+}
+
+struct ShardOutcome {
+    root: PathBuf,
     hot_docs: u64,
     cold_docs: u64,
     parquet: Vec<cold::WrittenParquet>,
-    stats: InputStats,
 }
 
 /// Reads every input on its own thread; batches arrive through the returned channel.
@@ -569,18 +678,135 @@ fn apply_cut(
         .collect())
 }
 
+/// tantivy refuses less than 15 MB per indexing thread.
+const MIN_INDEXING_MEMORY: usize = 16 * 1024 * 1024;
+
 fn create_index(
     dir: &Path,
     schema: tantivy::schema::Schema,
     options: &BuildOptions,
+    memory: usize,
 ) -> Result<IndexWriter<TantivyDocument>, BuildError> {
     std::fs::create_dir_all(dir)
         .map_err(|err| BuildError::io(format!("creating {}", dir.display()), err))?;
     let index = Index::create_in_dir(dir, schema)?;
-    Ok(index.writer_with_num_threads(options.indexing_threads.max(1), options.indexing_memory)?)
+    let threads = options.indexing_threads.max(1);
+    Ok(index.writer_with_num_threads(threads, memory.max(MIN_INDEXING_MEMORY * threads))?)
 }
 
-/// The second (or only) pass: every document to its tier.
+/// One shard's writers and counts during the second pass.
+struct ShardWriter {
+    /// The shard's directory in the staging directory (the staging directory itself when the
+    /// version is not sharded).
+    root: PathBuf,
+    hot: IndexWriter<TantivyDocument>,
+    cold: IndexWriter<TantivyDocument>,
+    parquet: cold::ColdWriter,
+    hot_docs: u64,
+    cold_docs: u64,
+    cold_file: u32,
+    rows_in_file: u64,
+    bytes_in_file: u64,
+}
+
+impl ShardWriter {
+    fn start(root: PathBuf, options: &BuildOptions, memory: usize) -> Result<Self, BuildError> {
+        let schema = &options.schema;
+        Ok(ShardWriter {
+            hot: create_index(&root.join(HOT_DIR), schema.hot_tantivy.clone(), options, memory)?,
+            cold: create_index(
+                &root.join(COLD_INDEX_DIR),
+                schema.cold_tantivy.clone(),
+                options,
+                memory,
+            )?,
+            parquet: cold::ColdWriter::start(
+                &root,
+                schema.cold_arrow.clone(),
+                options.cold_compression,
+            ),
+            root,
+            hot_docs: 0,
+            cold_docs: 0,
+            cold_file: 0,
+            rows_in_file: 0,
+            bytes_in_file: 0,
+        })
+    }
+
+    fn add(
+        &mut self,
+        maker: &documents::DocumentMaker,
+        schema: &IndexSchema,
+        hot: &arrow::record_batch::RecordBatch,
+        cold: &arrow::record_batch::RecordBatch,
+    ) -> Result<(), BuildError> {
+        for document in maker.hot_documents(hot) {
+            self.hot.add_document(document)?;
+        }
+        self.hot_docs += hot.num_rows() as u64;
+        let rows = cold.num_rows() as u64;
+        if rows > 0 {
+            let size = cold.get_array_memory_size() as u64;
+            if self.rows_in_file > 0
+                && (self.rows_in_file + rows > MAX_ROWS_PER_FILE
+                    || self.bytes_in_file + size > cold::MAX_FILE_ARROW_BYTES)
+            {
+                self.cold_file += 1;
+                self.rows_in_file = 0;
+                self.bytes_in_file = 0;
+            }
+            let addrs: Vec<u64> = (0..rows)
+                .map(|row| DocAddr::new(self.cold_file, self.rows_in_file + row).pack())
+                .collect();
+            self.parquet
+                .write(self.cold_file, cold.project(&schema.cold_columns)?)?;
+            for document in maker.cold_documents(cold, &addrs) {
+                self.cold.add_document(document)?;
+            }
+            self.rows_in_file += rows;
+            self.bytes_in_file += size;
+            self.cold_docs += rows;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<ShardOutcome, BuildError> {
+        self.hot.commit()?;
+        self.cold.commit()?;
+        let (hot, cold) = (self.hot, self.cold);
+        let (hot_done, cold_done) = std::thread::scope(|scope| {
+            let hot = scope.spawn(|| hot.wait_merging_threads());
+            let cold = scope.spawn(|| cold.wait_merging_threads());
+            (hot.join(), cold.join())
+        });
+        hot_done.map_err(|_| BuildError::internal("hot merge thread panicked"))??;
+        cold_done.map_err(|_| BuildError::internal("cold merge thread panicked"))??;
+        Ok(ShardOutcome {
+            root: self.root,
+            hot_docs: self.hot_docs,
+            cold_docs: self.cold_docs,
+            parquet: self.parquet.finish()?,
+        })
+    }
+}
+
+/// Which shard each row of `batch` goes to (`format::shard`).
+fn shard_rows(batch: &arrow::record_batch::RecordBatch, id_column: usize, shards: u32) -> Vec<u32> {
+    let ids = batch.column(id_column);
+    (0..batch.num_rows())
+        .map(|row| {
+            let text = match ids.data_type() {
+                DataType::UInt64 => ids.as_primitive::<UInt64Type>().value(row).to_string(),
+                DataType::Int64 => ids.as_primitive::<Int64Type>().value(row).to_string(),
+                _ => return shard_of(ids.as_string::<i32>().value(row).as_bytes(), shards),
+            };
+            shard_of(text.as_bytes(), shards)
+        })
+        .collect()
+}
+
+/// The second (or only) pass: every document to its shard and tier.
 fn split(options: &BuildOptions, staging: &Path) -> Result<SplitOutcome, BuildError> {
     let schema = options.schema.clone();
     let bytes_read = Arc::new(AtomicU64::new(0));
@@ -600,21 +826,24 @@ fn split(options: &BuildOptions, staging: &Path) -> Result<SplitOutcome, BuildEr
     let cut = rank_pass(options, bytes_read.clone())?;
 
     options.progress.set_stage("building");
-    let mut hot_writer = create_index(&staging.join(HOT_DIR), schema.hot_tantivy.clone(), options)?;
-    let mut cold_writer = create_index(
-        &staging.join(COLD_INDEX_DIR),
-        schema.cold_tantivy.clone(),
-        options,
-    )?;
-    let parquet =
-        cold::ColdWriter::start(staging, schema.cold_arrow.clone(), options.cold_compression);
+    let shards = options.shards.max(1);
+    // The memory budget is the build's, not each shard's.
+    let memory = (options.indexing_memory / shards as usize).max(MIN_INDEXING_MEMORY);
+    let mut writers = (0..shards)
+        .map(|shard| {
+            let root = if shards == 1 {
+                staging.to_path_buf()
+            } else {
+                staging.join(shard_dir(shard))
+            };
+            ShardWriter::start(root, options, memory)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let maker = documents::DocumentMaker::new(&schema);
 
     let (receiver, reader) = read_inputs(options, bytes_read);
     let mut ids = IdSet::new(options);
     let mut dedupe_stats = InputStats::new(schema.spec.fields.len());
-    let (mut hot_docs, mut cold_docs) = (0u64, 0u64);
-    let (mut cold_file, mut rows_in_file, mut bytes_in_file) = (0u32, 0u64, 0u64);
     for input in receiver {
         let input = ids.dedupe(
             input,
@@ -624,35 +853,32 @@ fn split(options: &BuildOptions, staging: &Path) -> Result<SplitOutcome, BuildEr
         )?;
         let selected = options.rules.select_hot(&input.batch)?;
         let hot_mask = apply_cut(&cut, options, &input, selected)?;
-        let hot = filter_record_batch(&input.batch, &hot_mask)?;
-        let cold = filter_record_batch(&input.batch, &not(&hot_mask)?)?;
-        for document in maker.hot_documents(&hot) {
-            hot_writer.add_document(document)?;
-        }
-        hot_docs += hot.num_rows() as u64;
-        let rows = cold.num_rows() as u64;
-        if rows > 0 {
-            let size = cold.get_array_memory_size() as u64;
-            if rows_in_file > 0
-                && (rows_in_file + rows > MAX_ROWS_PER_FILE
-                    || bytes_in_file + size > cold::MAX_FILE_ARROW_BYTES)
-            {
-                cold_file += 1;
-                rows_in_file = 0;
-                bytes_in_file = 0;
+        let (mut hot_rows, mut cold_rows) = (0, 0);
+        if shards == 1 {
+            let hot = filter_record_batch(&input.batch, &hot_mask)?;
+            let cold = filter_record_batch(&input.batch, &not(&hot_mask)?)?;
+            writers[0].add(&maker, &schema, &hot, &cold)?;
+            hot_rows += hot.num_rows();
+            cold_rows += cold.num_rows();
+        } else {
+            let placed = shard_rows(&input.batch, schema.id_index, shards);
+            for (shard, writer) in writers.iter_mut().enumerate() {
+                let mine: BooleanArray = placed
+                    .iter()
+                    .map(|placed| Some(*placed == shard as u32))
+                    .collect();
+                let hot_mask = arrow::compute::and(&mine, &hot_mask)?;
+                let cold_mask = arrow::compute::and(&mine, &not(&hot_mask)?)?;
+                let hot = filter_record_batch(&input.batch, &hot_mask)?;
+                let cold = filter_record_batch(&input.batch, &cold_mask)?;
+                writer.add(&maker, &schema, &hot, &cold)?;
+                hot_rows += hot.num_rows();
+                cold_rows += cold.num_rows();
             }
-            let addrs: Vec<u64> = (0..rows)
-                .map(|row| DocAddr::new(cold_file, rows_in_file + row).pack())
-                .collect();
-            parquet.write(cold_file, cold.project(&schema.cold_columns)?)?;
-            for document in maker.cold_documents(&cold, &addrs) {
-                cold_writer.add_document(document)?;
-            }
-            rows_in_file += rows;
-            bytes_in_file += size;
-            cold_docs += rows;
         }
-        options.progress.advance(hot.num_rows() as u64, rows);
+        options
+            .progress
+            .advance(hot_rows as u64, cold_rows as u64);
     }
     let mut stats = join_reader(reader)?;
     stats.invalid += dedupe_stats.invalid;
@@ -663,20 +889,9 @@ fn split(options: &BuildOptions, staging: &Path) -> Result<SplitOutcome, BuildEr
     }
 
     options.progress.set_stage("committing");
-    hot_writer.commit()?;
-    cold_writer.commit()?;
-    let (hot_done, cold_done) = std::thread::scope(|scope| {
-        let hot = scope.spawn(|| hot_writer.wait_merging_threads());
-        let cold = scope.spawn(|| cold_writer.wait_merging_threads());
-        (hot.join(), cold.join())
-    });
-    hot_done.map_err(|_| BuildError::internal("hot merge thread panicked"))??;
-    cold_done.map_err(|_| BuildError::internal("cold merge thread panicked"))??;
-    let parquet = parquet.finish()?;
-    Ok(SplitOutcome {
-        hot_docs,
-        cold_docs,
-        parquet,
-        stats,
-    })
+    let shards = writers
+        .into_iter()
+        .map(ShardWriter::finish)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SplitOutcome { shards, stats })
 }

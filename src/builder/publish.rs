@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::BuildError;
 use crate::format::layout::{self, block_table_path, version_key};
+use crate::format::shard::shard_dir;
 use crate::format::{FileChecksummer, FileEntry, Manifest, TableRef};
 use crate::store::{BlobStore, Expected, StoreError, StoreErrorKind};
 
@@ -167,12 +168,14 @@ fn unsupported(store: &dyn BlobStore, err: &StoreError) -> BuildError {
     ))
 }
 
-/// Uploads the staged files, then the manifest, then CURRENT, which must still be as
-/// `replaces` found it. `manifest.files` is filled here.
+/// Uploads the staged files, then the shards' manifests (of a sharded version), then the
+/// version's manifest, then CURRENT, which must still be as `replaces` found it.
+/// `manifest.files` (and each shard's) is filled here.
 pub async fn publish_version(
     store: Arc<dyn BlobStore>,
     staging: &Path,
     mut manifest: Manifest,
+    shard_manifests: Vec<Manifest>,
     replaces: &Replaces,
 ) -> Result<Manifest, BuildError> {
     let index = manifest.index.clone();
@@ -258,6 +261,22 @@ pub async fn publish_version(
                 missing.path,
                 store.uri()
             )));
+        }
+        // A shard's manifest lists its own files and the statistics every shard scores with.
+        for mut shard in shard_manifests {
+            let info = shard.shard.clone().expect("a shard manifest");
+            let dir = format!("{}/", shard_dir(info.shard));
+            shard.files = entries
+                .iter()
+                .filter(|entry| entry.path.starts_with(&dir) || entry.path == info.doc_freqs)
+                .cloned()
+                .collect();
+            store
+                .put(
+                    &version_key(&index, &version, &format!("{dir}{}", layout::MANIFEST)),
+                    shard.encode().into(),
+                )
+                .await?;
         }
         manifest.files = entries;
         store

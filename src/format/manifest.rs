@@ -4,13 +4,19 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::shard::{ShardInfo, ShardSet, shard_dir};
 use super::{FormatError, FormatErrorKind, layout};
 use crate::rules::RulesSpec;
 use crate::schema::SchemaSpec;
 
 /// Bumped on any change a reader of the previous version would misread.
 /// 2: both tantivy indexes carry `_key`, the id's sort key.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: sharded versions (`shards`, `shard`); what a sharded build writes.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// What an unsharded build writes: its layout is format 2's, so nodes that read only format 2
+/// keep serving new unsharded versions during an upgrade.
+pub const UNSHARDED_FORMAT_VERSION: u32 = 2;
 
 /// The oldest format this reader serves. Older versions lack `_key`, which ranking needs; they
 /// are refused with a message saying to rebuild rather than served slowly by a second code path.
@@ -38,6 +44,13 @@ pub struct Manifest {
     pub input: InputSummary,
     /// Every file of the version except the manifest itself and the block tables.
     pub files: Vec<FileEntry>,
+    /// A sharded version's top manifest: its shards and corpus-wide statistics. `hot`, `cold`
+    /// and `files` then cover every shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardSet>,
+    /// One shard's manifest: `hot`, `cold` and `files` cover that shard (and the statistics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,11 +222,41 @@ impl Manifest {
     }
 
     pub fn hot_files(&self) -> impl Iterator<Item = (&str, &FileEntry)> {
-        self.index_files(layout::HOT_DIR)
+        self.files_in(self.tier_dir(layout::HOT_DIR))
     }
 
     pub fn cold_index_files(&self) -> impl Iterator<Item = (&str, &FileEntry)> {
-        self.index_files(layout::COLD_INDEX_DIR)
+        self.files_in(self.tier_dir(layout::COLD_INDEX_DIR))
+    }
+
+    /// Files directly in `dir` (relative to the version), by their name in it.
+    pub fn files_in(&self, dir: String) -> impl Iterator<Item = (&str, &FileEntry)> {
+        self.files.iter().filter_map(move |entry| {
+            let name = entry.path.strip_prefix(dir.as_str())?.strip_prefix('/')?;
+            (!name.contains('/')).then_some((name, entry))
+        })
+    }
+
+    /// Where a tier directory (`hot`, `cold/index`) of this manifest lies in the version:
+    /// under `shards/<shard>/` for a shard's manifest.
+    pub fn tier_dir(&self, dir: &str) -> String {
+        match &self.shard {
+            Some(shard) => format!("{}/{dir}", shard_dir(shard.shard)),
+            None => dir.to_string(),
+        }
+    }
+
+    /// How many shards the version has (1 when it is not sharded).
+    pub fn shard_count(&self) -> u32 {
+        self.shards.as_ref().map_or(1, |shards| shards.count)
+    }
+
+    /// What a node serving this manifest calls it: the index, or `<index>/<shard>`.
+    pub fn served_name(&self) -> String {
+        match &self.shard {
+            Some(shard) => format!("{}/{}", self.index, shard.shard),
+            None => self.index.clone(),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod addr;
 pub mod checksum;
 pub mod layout;
 pub mod manifest;
+pub mod shard;
 pub mod sort_key;
 pub mod version;
 

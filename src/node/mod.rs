@@ -18,7 +18,7 @@ pub mod version;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -33,6 +33,7 @@ use crate::published::{self, PublishedError};
 use crate::store::{BlobStore, BreakerState, StoreError, StoreErrorKind};
 use rehydrate::{RehydrateOptions, rehydrate};
 use search::{SearchRequest, SearchResult};
+use statistics::DocFreqTable;
 use stores::NodeStores;
 use version::{LoadedVersion, Tier};
 
@@ -162,10 +163,21 @@ struct SlotState {
     error: Option<String>,
 }
 
-/// One served index: the version searches use, and how far its loading got.
+/// One served index, or one shard of a sharded index: the version searches use, and how far
+/// its loading got.
 pub struct IndexSlot {
+    /// The index, or `<index>/<shard>`.
     name: String,
+    index: String,
+    /// `Some` for a shard served in a fleet (`fleet`): its version is read from the shard's
+    /// manifest.
+    shard: Option<u32>,
     current: ArcSwapOption<LoadedVersion>,
+    /// A shard's version before `current`, kept while the fleet may still search it (searches
+    /// pin one version across shards, and other shards may not have switched yet).
+    previous: ArcSwapOption<LoadedVersion>,
+    /// The task loading and serving a shard (shards come and go with the fleet's placement).
+    task: Mutex<Option<tokio::task::AbortHandle>>,
     state: Mutex<SlotState>,
     /// Asks the index's task to look for a new version now.
     check_now: Notify,
@@ -174,10 +186,17 @@ pub struct IndexSlot {
 }
 
 impl IndexSlot {
-    fn new(name: String) -> IndexSlot {
+    fn new(index: String, shard: Option<u32>) -> IndexSlot {
         IndexSlot {
-            name,
+            name: match shard {
+                Some(shard) => format!("{index}/{shard}"),
+                None => index.clone(),
+            },
+            index,
+            shard,
             current: ArcSwapOption::empty(),
+            previous: ArcSwapOption::empty(),
+            task: Mutex::new(None),
             state: Mutex::new(SlotState {
                 hot: TierState::Loading,
                 cold: TierState::Loading,
@@ -221,7 +240,8 @@ pub struct Node {
     config: NodeConfig,
     stores: NodeStores,
     cache: Arc<BlockCache>,
-    indexes: BTreeMap<String, Arc<IndexSlot>>,
+    /// Served indexes (and, in a fleet, shards), by slot name.
+    indexes: RwLock<BTreeMap<String, Arc<IndexSlot>>>,
     search_permits: Arc<Semaphore>,
     documents: cold::DocumentCache,
     changes: watch::Sender<u64>,
@@ -247,7 +267,9 @@ impl Node {
         let mut indexes = BTreeMap::new();
         for name in &config.indexes {
             layout::check_index_name(name).map_err(NodeError::InvalidArgument)?;
-            indexes.insert(name.clone(), Arc::new(IndexSlot::new(name.clone())));
+            if config.fleet.is_none() {
+                indexes.insert(name.clone(), Arc::new(IndexSlot::new(name.clone(), None)));
+            }
         }
         let metrics = metrics::NodeMetrics::new();
         Ok(Arc::new(Node {
@@ -258,7 +280,7 @@ impl Node {
             stores: stores::assemble(primary, replica, &config, &metrics.store_metrics()),
             metrics,
             config,
-            indexes,
+            indexes: RwLock::new(indexes),
         }))
     }
 
@@ -296,13 +318,32 @@ impl Node {
     }
 
     pub fn statuses(&self) -> Vec<IndexStatus> {
-        self.indexes.values().map(|slot| slot.status()).collect()
+        self.slots().iter().map(|slot| slot.status()).collect()
     }
 
-    fn slot(&self, index: &str) -> Result<&Arc<IndexSlot>, NodeError> {
+    fn slots(&self) -> Vec<Arc<IndexSlot>> {
         self.indexes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn slot(&self, index: &str) -> Result<Arc<IndexSlot>, NodeError> {
+        self.indexes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(index)
+            .cloned()
             .ok_or_else(|| NodeError::UnknownIndex(index.to_string()))
+    }
+
+    fn serves(&self, name: &str) -> bool {
+        self.indexes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(name)
     }
 
     pub fn current_version(&self, index: &str) -> Result<Arc<LoadedVersion>, NodeError> {
@@ -319,7 +360,7 @@ impl Node {
     ) -> Result<SearchResult, NodeError> {
         let outcome = self.search_version(index, request).await;
         // Label values stay bounded: an index the node does not serve is counted unnamed.
-        let label = if self.indexes.contains_key(index) {
+        let label = if self.serves(index) {
             index
         } else {
             ""
@@ -381,9 +422,8 @@ impl Node {
     /// Serves every index: loads it (hot tier first, from storage or, when storage is down,
     /// from the data dir), then keeps looking for new versions. Runs until dropped.
     pub async fn run(self: &Arc<Self>) {
-        let tasks = self.indexes.values().map(|slot| {
+        let tasks = self.slots().into_iter().map(|slot| {
             let node = self.clone();
-            let slot = slot.clone();
             let span = info_span!("index", index = %slot.name);
             async move { node.serve_index(slot).await }.instrument(span)
         });
@@ -429,8 +469,33 @@ impl Node {
         }
     }
 
-    fn version_dir(&self, index: &str, version: &str) -> PathBuf {
-        self.config.data_dir.join(index).join(version)
+    /// A version's copy in the data dir: `<data dir>/<index>[/<shard>]/<version>`.
+    fn version_dir(&self, slot_name: &str, version: &str) -> PathBuf {
+        self.config.data_dir.join(slot_name).join(version)
+    }
+
+    async fn served_manifest(&self, slot: &IndexSlot, top: Manifest) -> Result<Manifest, NodeError> {
+        match slot.shard {
+            None if top.shards.is_some() => Err(NodeError::InvalidArgument(format!(
+                "version {} of index `{}` has {} shards: serve it with a fleet (--peers; \
+                 docs/operations.md)",
+                top.version,
+                top.index,
+                top.shard_count()
+            ))),
+            None => Ok(top),
+            Some(shard) => {
+                let count = top.shard_count();
+                published::read_shard_manifest(self.stores.query.as_ref(), &top, shard)
+                    .await?
+                    .ok_or_else(|| {
+                        NodeError::InvalidArgument(format!(
+                            "version {} of index `{}` has {count} shards, no shard {shard}",
+                            top.version, top.index
+                        ))
+                    })
+            }
+        }
     }
 
     fn rehydrate_options(&self) -> RehydrateOptions {
@@ -441,7 +506,7 @@ impl Node {
     }
 
     async fn initial_load(&self, slot: &Arc<IndexSlot>) -> Result<(), NodeError> {
-        let read = published::read_current_manifest(self.stores.query.as_ref(), &slot.name);
+        let read = published::read_current_manifest(self.stores.query.as_ref(), &slot.index);
         // With a local copy to fall back on, storage gets a short while to answer: a node
         // whose storage hangs serves its copy at once rather than after the request timeout.
         let outcome = if self.newest_local(slot).is_some() {
@@ -453,7 +518,7 @@ impl Node {
                     format!(
                         "{}/{}",
                         self.stores.query.uri(),
-                        layout::current_key(&slot.name)
+                        layout::current_key(&slot.index)
                     ),
                     format!(
                         "no answer within {} ms at start-up",
@@ -465,7 +530,10 @@ impl Node {
             read.await
         };
         match outcome {
-            Ok(manifest) => self.load_version(slot, manifest, true).await,
+            Ok(top) => {
+                let manifest = self.served_manifest(slot, top).await?;
+                self.load_version(slot, manifest, true).await
+            }
             Err(PublishedError::Store(err)) if err.kind() == StoreErrorKind::Unavailable => {
                 match self.open_local(slot).await {
                     Some(Ok(())) => {
@@ -496,7 +564,7 @@ impl Node {
         first: bool,
     ) -> Result<(), NodeError> {
         let started = Instant::now();
-        let local = self.version_dir(&manifest.index, &manifest.version);
+        let local = self.version_dir(&slot.name, &manifest.version);
         tokio::fs::create_dir_all(&local)
             .await
             .map_err(|err| NodeError::io(format!("creating {}", local.display()), err))?;
@@ -507,14 +575,26 @@ impl Node {
         let hot = rehydrate(
             &self.stores.bulk,
             &manifest,
-            HOT_DIR,
+            &manifest.tier_dir(HOT_DIR),
             &local.join(HOT_DIR),
             self.rehydrate_options(),
             Some(&progress),
         )
         .await?;
+        if let Some(shard) = &manifest.shard {
+            let stats_dir = parent_dir(&shard.doc_freqs);
+            rehydrate(
+                &self.stores.bulk,
+                &manifest,
+                stats_dir,
+                &local.join(stats_dir),
+                self.rehydrate_options(),
+                None,
+            )
+            .await?;
+        }
         let encoded = manifest.encode();
-        let version = open_version(manifest, local.join(HOT_DIR)).await?;
+        let version = open_version(manifest, local.clone()).await?;
         // The manifest goes last: a local copy with a manifest is complete as far as it goes.
         write_atomically(&local.join(layout::MANIFEST), &encoded).await?;
         if first {
@@ -540,7 +620,15 @@ impl Node {
             });
             info!(version = %version.version(), "switched to the new version");
             if let Some(old) = old {
-                self.retire(old);
+                // A shard keeps the version it replaces: the fleet switches once every shard
+                // has switched, and searches it the while.
+                let retired = match slot.shard {
+                    Some(_) => slot.previous.swap(Some(old)),
+                    None => Some(old),
+                };
+                if let Some(retired) = retired {
+                    self.retire(retired);
+                }
             }
         }
         Ok(())
@@ -563,17 +651,17 @@ impl Node {
     /// Downloads and opens the cold index, and reads the cold files' footers (keeping them).
     async fn load_cold_tier(&self, version: &Arc<LoadedVersion>) -> Result<(), NodeError> {
         let manifest = &version.manifest;
-        let local = self.version_dir(&manifest.index, &manifest.version);
+        let local = &version.local_dir;
         rehydrate(
             &self.stores.bulk,
             manifest,
-            COLD_INDEX_DIR,
+            &manifest.tier_dir(COLD_INDEX_DIR),
             &local.join(COLD_INDEX_LOCAL),
             self.rehydrate_options(),
             Some(&self.metrics.rehydration(&manifest.index)),
         )
         .await?;
-        let files = self.open_cold_files(manifest, &local, true).await?;
+        let files = self.open_cold_files(manifest, local, true).await?;
         open_cold_tier(version, local.join(COLD_INDEX_LOCAL), files).await
     }
 
@@ -655,7 +743,16 @@ impl Node {
             Manifest::decode(&local.join(layout::MANIFEST).display().to_string(), &bytes)
                 .map_err(|err| NodeError::Corrupt(err.to_string()))?;
         check_kept(&local.join(HOT_DIR), manifest.hot_files(), "hot").await?;
-        let loaded = open_version(manifest, local.join(HOT_DIR)).await?;
+        if let Some(shard) = &manifest.shard {
+            let stats_dir = parent_dir(&shard.doc_freqs);
+            check_kept(
+                &local.join(stats_dir),
+                manifest.files_in(stats_dir.to_string()),
+                "statistics",
+            )
+            .await?;
+        }
+        let loaded = open_version(manifest, local.clone()).await?;
         slot.current.store(Some(loaded.clone()));
         self.update(slot, |state| state.hot = TierState::Ready);
         info!(version, "hot tier serving from the data dir");
@@ -695,22 +792,23 @@ impl Node {
 
     async fn check_for_new_version(&self, slot: &Arc<IndexSlot>) -> Result<(), NodeError> {
         let current = slot.current.load_full();
-        let version = published::read_current(self.stores.query.as_ref(), &slot.name).await?;
+        let version = published::read_current(self.stores.query.as_ref(), &slot.index).await?;
         if current
             .as_ref()
             .is_some_and(|current| current.version() == version)
         {
             return Ok(());
         }
-        let manifest =
-            published::read_manifest(self.stores.query.as_ref(), &slot.name, &version).await?;
+        let top =
+            published::read_manifest(self.stores.query.as_ref(), &slot.index, &version).await?;
+        let manifest = self.served_manifest(slot, top).await?;
         info!(version = %manifest.version, "new version published: loading it");
         self.load_version(slot, manifest, current.is_none()).await
     }
 
     /// Removes a replaced version's files once no search holds it any more.
     fn retire(&self, old: Arc<LoadedVersion>) {
-        let dir = self.version_dir(&old.manifest.index, old.version());
+        let dir = old.local_dir.clone();
         tokio::spawn(async move {
             while Arc::strong_count(&old) > 1 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -741,17 +839,28 @@ impl Node {
     }
 }
 
+/// The directory part of a path relative to a version (`stats` of `stats/doc_freqs.fst`).
+fn parent_dir(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
 /// Opens the hot index and the version over it on the blocking pool: opening reads index
-/// files and fast-field dictionaries.
-async fn open_version(
-    manifest: Manifest,
-    hot_dir: PathBuf,
-) -> Result<Arc<LoadedVersion>, NodeError> {
+/// files and fast-field dictionaries (and a shard's document-frequency table).
+async fn open_version(manifest: Manifest, local: PathBuf) -> Result<Arc<LoadedVersion>, NodeError> {
     tokio::task::spawn_blocking(move || {
-        Ok(Arc::new(LoadedVersion::new(
-            manifest,
-            Tier::open(&hot_dir)?,
-        )?))
+        let doc_freqs = match &manifest.shard {
+            Some(shard) => {
+                let path = local.join(&shard.doc_freqs);
+                let bytes = std::fs::read(&path)
+                    .map_err(|err| NodeError::io(format!("reading {}", path.display()), err))?;
+                let table = DocFreqTable::from_bytes(&path.display().to_string(), bytes)
+                    .map_err(NodeError::Corrupt)?;
+                Some(Arc::new(table))
+            }
+            None => None,
+        };
+        let hot = Tier::open(&local.join(HOT_DIR))?;
+        Ok(Arc::new(LoadedVersion::new(manifest, hot, local, doc_freqs)?))
     })
     .await
     .map_err(|err| NodeError::Internal(format!("open task: {err}")))?

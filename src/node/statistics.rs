@@ -11,7 +11,9 @@
 //! further terms are looked up in the dictionaries every time: slower, never wrong.
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::format::shard::{CorpusTotals, doc_freq_key};
 
 use tantivy::query::Bm25StatisticsProvider;
 use tantivy::schema::Field;
@@ -26,6 +28,31 @@ pub struct CorpusStatistics {
     /// Per field id; `None` for a field without an inverted index.
     total_num_tokens: Vec<Option<u64>>,
     doc_freqs: TermTable<u64>,
+    /// A shard of a sharded version: the whole corpus's document frequencies, which the
+    /// loaded tiers (one shard's) do not have.
+    corpus_table: Option<Arc<DocFreqTable>>,
+}
+
+/// A sharded version's document frequencies over every shard (`format::shard`), in memory.
+pub struct DocFreqTable {
+    map: tantivy_fst::Map<Vec<u8>>,
+}
+
+impl DocFreqTable {
+    pub fn from_bytes(what: &str, bytes: Vec<u8>) -> Result<DocFreqTable, String> {
+        tantivy_fst::Map::from_bytes(bytes)
+            .map(|map| DocFreqTable { map })
+            .map_err(|err| format!("{what}: not a document-frequency table: {err}"))
+    }
+
+    pub fn doc_freq(&self, term: &Term) -> u64 {
+        self.map
+            .get(doc_freq_key(
+                term.field().field_id(),
+                term.serialized_value_bytes(),
+            ))
+            .unwrap_or(0)
+    }
 }
 
 /// Values computed per term and kept, up to `capacity` terms: a read lock and one hash lookup
@@ -82,6 +109,30 @@ impl CorpusStatistics {
         CorpusStatistics::keeping(tiers, CACHED_TERMS)
     }
 
+    /// Statistics of the whole corpus of a sharded version, from its manifest's totals and
+    /// its document-frequency table, whichever of a shard's tiers are loaded.
+    pub fn of_corpus(
+        schema: &tantivy::schema::Schema,
+        totals: &CorpusTotals,
+        table: Arc<DocFreqTable>,
+    ) -> CorpusStatistics {
+        let total_num_tokens = schema
+            .fields()
+            .map(|(_, entry)| {
+                entry
+                    .is_indexed()
+                    .then(|| totals.tokens.get(entry.name()).copied().unwrap_or(0))
+            })
+            .collect();
+        CorpusStatistics {
+            tiers: Vec::new(),
+            total_num_docs: totals.docs,
+            total_num_tokens,
+            doc_freqs: TermTable::new(CACHED_TERMS),
+            corpus_table: Some(table),
+        }
+    }
+
     /// Statistics that keep the document frequencies of at most `terms` terms.
     fn keeping(tiers: Vec<Searcher>, terms: usize) -> tantivy::Result<CorpusStatistics> {
         let total_num_docs = tiers
@@ -109,6 +160,7 @@ impl CorpusStatistics {
             total_num_docs,
             total_num_tokens,
             doc_freqs: TermTable::new(terms),
+            corpus_table: None,
         })
     }
 }
@@ -130,6 +182,11 @@ impl Bm25StatisticsProvider for CorpusStatistics {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        if let Some(table) = &self.corpus_table {
+            return self
+                .doc_freqs
+                .get_or_compute(term, || Ok(table.doc_freq(term)));
+        }
         self.doc_freqs.get_or_compute(term, || {
             self.tiers
                 .iter()

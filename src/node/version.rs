@@ -1,7 +1,7 @@
 //! One loaded version of an index: its manifest, the open hot index and, once loaded, the cold
 //! tier (cold index + cold parquet metadata). Immutable once built, shared by every search.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use tantivy::query::QueryParser;
@@ -12,7 +12,7 @@ use super::NodeError;
 use super::cold::ColdFile;
 use super::collector::{HitColumns, IdKind};
 use super::skip::TermMaxima;
-use super::statistics::CorpusStatistics;
+use super::statistics::{CorpusStatistics, DocFreqTable};
 use super::values::TierValues;
 use crate::format::Manifest;
 use crate::ranking::RankProfiles;
@@ -65,12 +65,23 @@ pub struct LoadedVersion {
     /// Over the schema's default search fields; built once, shared by every search.
     query_parser: QueryParser,
     pub id_kind: IdKind,
-    /// `<index>/<version>`, shared by cache keys.
+    /// `<index>/<version>` (`<index>/<shard>/<version>` for a shard), shared by cache keys.
     pub version_key: Arc<str>,
+    /// The version's copy in the data dir.
+    pub local_dir: PathBuf,
+    /// A shard's statistics of the whole corpus; `None` when the version is not sharded and
+    /// the loaded tiers are the corpus.
+    corpus_statistics: Option<Arc<CorpusStatistics>>,
 }
 
 impl LoadedVersion {
-    pub fn new(manifest: Manifest, hot: Tier) -> Result<LoadedVersion, NodeError> {
+    /// `doc_freqs` is the version's document-frequency table, which a shard's manifest needs.
+    pub fn new(
+        manifest: Manifest,
+        hot: Tier,
+        local_dir: PathBuf,
+        doc_freqs: Option<Arc<DocFreqTable>>,
+    ) -> Result<LoadedVersion, NodeError> {
         let schema = IndexSchema::new(manifest.schema.clone(), "manifest")
             .map_err(|err| NodeError::Corrupt(err.to_string()))?;
         if hot.index.schema() != schema.hot_tantivy {
@@ -91,7 +102,21 @@ impl LoadedVersion {
             FieldType::I64 => IdKind::I64,
             _ => IdKind::Str,
         };
-        let version_key: Arc<str> = format!("{}/{}", manifest.index, manifest.version).into();
+        let version_key: Arc<str> =
+            format!("{}/{}", manifest.served_name(), manifest.version).into();
+        let corpus_statistics = match (&manifest.shard, doc_freqs) {
+            (None, _) => None,
+            (Some(shard), Some(table)) => Some(Arc::new(CorpusStatistics::of_corpus(
+                &schema.hot_tantivy,
+                &shard.corpus,
+                table,
+            ))),
+            (Some(_), None) => {
+                return Err(NodeError::Internal(
+                    "a shard was opened without its document-frequency table".into(),
+                ));
+            }
+        };
         let hot_columns = Arc::new(HitColumns::open(
             &hot.searcher(),
             &schema.spec.id_field,
@@ -113,6 +138,8 @@ impl LoadedVersion {
             hot_statistics,
             query_parser,
             version_key,
+            local_dir,
+            corpus_statistics,
             manifest,
             schema: Arc::new(schema),
             hot,
@@ -150,7 +177,10 @@ impl LoadedVersion {
             true,
         )?);
         let values = Arc::new(TierValues::open(&searcher, &self.schema)?);
-        let statistics = Arc::new(CorpusStatistics::new(vec![self.hot.searcher(), searcher])?);
+        let statistics = match &self.corpus_statistics {
+            Some(corpus) => corpus.clone(),
+            None => Arc::new(CorpusStatistics::new(vec![self.hot.searcher(), searcher])?),
+        };
         let cold = ColdTier {
             tier,
             files: Arc::new(files),
@@ -167,6 +197,9 @@ impl LoadedVersion {
     /// BM25 statistics of every tier loaded: a document scores the same whichever tiers a
     /// search covers.
     pub fn statistics(&self) -> &Arc<CorpusStatistics> {
+        if let Some(corpus) = &self.corpus_statistics {
+            return corpus;
+        }
         self.cold()
             .map_or(&self.hot_statistics, |cold| &cold.statistics)
     }
