@@ -456,9 +456,7 @@ impl NodeConfig {
                             .and_then(|(name, port)| Some((name, port.parse::<u16>().ok()?)))
                             .filter(|(name, _)| !name.is_empty());
                         let Some((name, port)) = parsed else {
-                            return Err(fail(format!(
-                                "peers_dns: `{dns}` is not `name:port`"
-                            )));
+                            return Err(fail(format!("peers_dns: `{dns}` is not `name:port`")));
                         };
                         PeerSource::Dns {
                             name: name.to_string(),

@@ -25,6 +25,7 @@ pub mod api;
 pub mod builder;
 pub mod cache;
 pub mod config;
+pub mod fleet;
 pub mod format;
 pub mod lifecycle;
 pub mod node;

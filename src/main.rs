@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use tierdex::api::shards::GrpcShards;
 use tierdex::api::{client, pb};
 use tierdex::builder::{self, BuildOptions, BuildSummary, Progress};
 use tierdex::config::{NodeConfig, Settings};
+use tierdex::fleet::Fleet;
 use tierdex::format::Manifest;
 use tierdex::node::Node;
 use tierdex::published;
@@ -478,7 +480,12 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
             std::future::pending(),
         ));
     }
-    server::run(listener, node, shutdown_signal()).await?;
+    let fleet = node.config().fleet.clone().map(|config| {
+        let fleet = Fleet::new(node.clone(), &config, GrpcShards::new());
+        tokio::spawn(fleet.clone().run());
+        fleet
+    });
+    server::run_member(listener, node, fleet, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,7 +11,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::info;
 
+use crate::api::shards::ShardsService;
 use crate::api::{AdminService, TierdexService, pb};
+use crate::fleet::Fleet;
 use crate::node::{Node, TierState};
 use crate::store::BreakerState;
 
@@ -26,6 +28,17 @@ const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 pub async fn run(
     listener: TcpListener,
     node: Arc<Node>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    run_member(listener, node, None, shutdown).await
+}
+
+/// `run` for a member of a fleet: searches fan out over `fleet`, and the `Shards` service
+/// answers the other members.
+pub async fn run_member(
+    listener: TcpListener,
+    node: Arc<Node>,
+    fleet: Option<Arc<Fleet>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -58,8 +71,19 @@ pub async fn run(
     let watched = node.clone();
     let health_task = tokio::spawn(async move {
         let mut changes = watched.subscribe();
+        let mut reported: Vec<String> = Vec::new();
         loop {
             let statuses = watched.statuses();
+            // A shard placed elsewhere now is no longer served here.
+            for gone in reported
+                .iter()
+                .filter(|name| !statuses.iter().any(|status| &status.name == *name))
+            {
+                reporter
+                    .set_service_status(gone, ServingStatus::NotServing)
+                    .await;
+            }
+            reported = statuses.iter().map(|status| status.name.clone()).collect();
             let all_serving = statuses.iter().all(|status| status.hot == TierState::Ready);
             for status in &statuses {
                 let serving = if status.hot == TierState::Ready {
@@ -91,7 +115,9 @@ pub async fn run(
         .build_v1alpha()
         .expect("valid descriptors");
     let admin = pb::admin_server::AdminServer::new(AdminService::new(node.clone()));
-    let service = pb::tierdex_server::TierdexServer::new(TierdexService::new(node))
+    let shards = pb::shards_server::ShardsServer::new(ShardsService::new(node.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let service = pb::tierdex_server::TierdexServer::new(TierdexService::new(node, fleet))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving gRPC");
     let result = tonic::transport::Server::builder()
@@ -99,6 +125,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
+        .add_service(shards)
         .add_service(admin)
         // Small gRPC messages would otherwise wait on Nagle's algorithm (~40 ms per answer).
         .serve_with_incoming_shutdown(

@@ -2,6 +2,7 @@
 //! messages, `NodeError` kinds to status codes. The only module that knows gRPC.
 
 pub mod client;
+pub mod shards;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span, warn};
 
+use crate::fleet::Fleet;
 use crate::node::documents::FieldValue;
 use crate::node::search::{SearchRequest, SearchResult, TierName};
 use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, StorageStatus, TierState};
@@ -27,11 +29,13 @@ pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 
 pub struct TierdexService {
     node: Arc<Node>,
+    /// In a fleet, searches fan out over the fleet's shards.
+    fleet: Option<Arc<Fleet>>,
 }
 
 impl TierdexService {
-    pub fn new(node: Arc<Node>) -> TierdexService {
-        TierdexService { node }
+    pub fn new(node: Arc<Node>, fleet: Option<Arc<Fleet>>) -> TierdexService {
+        TierdexService { node, fleet }
     }
 }
 
@@ -127,6 +131,8 @@ fn result_to_pb(result: SearchResult) -> pb::SearchResponse {
         total_hits_exact: result.totals_exact,
         cold_skipped: result.cold_skipped,
         ranked_by: result.ranked_by,
+        partial: !result.missing_shards.is_empty(),
+        missing_shards: result.missing_shards,
     }
 }
 
@@ -215,12 +221,15 @@ impl pb::tierdex_server::Tierdex for TierdexService {
         let (index, mut request) = search_request(request.into_inner())?;
         request.deadline = deadline;
         let span = info_span!("search", %index, query = %request.query, limit = request.limit, offset = request.offset);
-        let result = self
-            .node
-            .search(&index, request)
-            .instrument(span)
-            .await
-            .map_err(status_of)?;
+        let result = match &self.fleet {
+            Some(fleet) => {
+                let outcome = fleet.search(&index, request).instrument(span).await;
+                self.node.record_search(&index, &outcome);
+                outcome
+            }
+            None => self.node.search(&index, request).instrument(span).await,
+        }
+        .map_err(status_of)?;
         Ok(Response::new(result_to_pb(result)))
     }
 

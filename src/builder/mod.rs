@@ -34,8 +34,8 @@ use tracing::{info, info_span};
 
 use crate::format::addr::MAX_ROWS_PER_FILE;
 use crate::format::layout::{self, COLD_INDEX_DIR, HOT_DIR};
-use crate::format::manifest::{ColdTier, HotTier, InputSummary, ParquetFile};
 use crate::format::manifest::UNSHARDED_FORMAT_VERSION;
+use crate::format::manifest::{ColdTier, HotTier, InputSummary, ParquetFile};
 use crate::format::shard::{DOC_FREQS_PATH, SHARD_HASH, ShardInfo, ShardSet, shard_dir, shard_of};
 use crate::format::{DocAddr, FORMAT_VERSION, Manifest, version};
 use crate::rules::{BudgetSelector, CompiledRules, HotCut, RankPosition, RulesError};
@@ -713,7 +713,12 @@ impl ShardWriter {
     fn start(root: PathBuf, options: &BuildOptions, memory: usize) -> Result<Self, BuildError> {
         let schema = &options.schema;
         Ok(ShardWriter {
-            hot: create_index(&root.join(HOT_DIR), schema.hot_tantivy.clone(), options, memory)?,
+            hot: create_index(
+                &root.join(HOT_DIR),
+                schema.hot_tantivy.clone(),
+                options,
+                memory,
+            )?,
             cold: create_index(
                 &root.join(COLD_INDEX_DIR),
                 schema.cold_tantivy.clone(),
@@ -876,9 +881,7 @@ fn split(options: &BuildOptions, staging: &Path) -> Result<SplitOutcome, BuildEr
                 cold_rows += cold.num_rows();
             }
         }
-        options
-            .progress
-            .advance(hot_rows as u64, cold_rows as u64);
+        options.progress.advance(hot_rows as u64, cold_rows as u64);
     }
     let mut stats = join_reader(reader)?;
     stats.invalid += dedupe_stats.invalid;

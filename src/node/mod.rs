@@ -359,14 +359,21 @@ impl Node {
         request: SearchRequest,
     ) -> Result<SearchResult, NodeError> {
         let outcome = self.search_version(index, request).await;
+        self.record_search(index, &outcome);
+        outcome
+    }
+
+    /// Counts a search of `index` in the metrics (a fleet's searches are counted by the member
+    /// that answered the client).
+    pub fn record_search(&self, index: &str, outcome: &Result<SearchResult, NodeError>) {
         // Label values stay bounded: an index the node does not serve is counted unnamed.
-        let label = if self.serves(index) {
+        let configured = self.config.indexes.iter().any(|served| served == index);
+        let label = if configured || self.serves(index) {
             index
         } else {
             ""
         };
-        self.metrics.record(label, &outcome);
-        outcome
+        self.metrics.record(label, outcome);
     }
 
     /// The node's metrics in the Prometheus text format, gauges refreshed from its state.
@@ -387,15 +394,120 @@ impl Node {
         request: SearchRequest,
     ) -> Result<SearchResult, NodeError> {
         let version = self.current_version(index)?;
-        let context = search::SearchContext {
+        search::search(version, request, &self.search_context()).await
+    }
+
+    fn search_context(&self) -> search::SearchContext<'_> {
+        search::SearchContext {
             max_results: self.config.max_results,
             permits: &self.search_permits,
             documents: &self.documents,
             default_timeout: self.config.default_timeout,
             on_degraded: self.config.on_degraded,
             storage_allowed: self.stores.breaker.allows_requests(),
+        }
+    }
+
+    /// The loaded version `version` of a served shard: its current one, or the one it kept.
+    fn shard_version(&self, name: &str, version: &str) -> Result<Arc<LoadedVersion>, NodeError> {
+        let slot = self.slot(name)?;
+        let current = slot.current.load_full();
+        let candidates = [current.clone(), slot.previous.load_full()];
+        candidates
+            .into_iter()
+            .flatten()
+            .find(|loaded| version.is_empty() || loaded.version() == version)
+            .ok_or_else(|| match current {
+                Some(current) => NodeError::NotReady(format!(
+                    "{name} serves version {}, not {version}",
+                    current.version()
+                )),
+                None => NodeError::NotReady(name.to_string()),
+            })
+    }
+
+    /// Ranks served shard `name` (`<index>/<shard>`) at `version` ("" for the current one) for
+    /// a fan-out.
+    pub async fn rank_shard(
+        &self,
+        name: &str,
+        version: &str,
+        request: SearchRequest,
+    ) -> Result<search::ShardPage, NodeError> {
+        let loaded = self.shard_version(name, version)?;
+        search::rank_shard(loaded, request, &self.search_context()).await
+    }
+
+    /// Reads documents of hits `rank_shard` returned, from the same version.
+    pub async fn fetch_shard(
+        &self,
+        name: &str,
+        version: &str,
+        hits: Vec<(search::TierName, u64)>,
+        fields: &[String],
+        deadline: Option<Instant>,
+    ) -> Result<search::ShardDocuments, NodeError> {
+        let loaded = self.shard_version(name, version)?;
+        search::fetch_shard(loaded, hits, fields, deadline, &self.search_context()).await
+    }
+
+    /// The manifest CURRENT names for `index` (a sharded version's top manifest).
+    pub async fn read_published(&self, index: &str) -> Result<Manifest, NodeError> {
+        Ok(published::read_current_manifest(self.stores.query.as_ref(), index).await?)
+    }
+
+    /// The shards of `index` this node serves.
+    pub fn served_shards(&self, index: &str) -> Vec<u32> {
+        self.slots()
+            .iter()
+            .filter(|slot| slot.index == index)
+            .filter_map(|slot| slot.shard)
+            .collect()
+    }
+
+    /// Starts serving shard `shard` of `index` (a fleet placed it here): loads it, then follows
+    /// CURRENT, in a task of its own.
+    pub fn add_shard(self: &Arc<Self>, index: &str, shard: u32) {
+        let slot = Arc::new(IndexSlot::new(index.to_string(), Some(shard)));
+        {
+            let mut indexes = self.indexes.write().unwrap_or_else(PoisonError::into_inner);
+            if indexes.contains_key(&slot.name) {
+                return;
+            }
+            indexes.insert(slot.name.clone(), slot.clone());
+        }
+        let node = self.clone();
+        let span = info_span!("index", index = %slot.name);
+        let served = slot.clone();
+        let task = tokio::spawn(async move { node.serve_index(served).await }.instrument(span));
+        *slot.task.lock().expect("not poisoned") = Some(task.abort_handle());
+        info!(shard = %slot.name, "serving a shard placed here");
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    /// Stops serving shard `shard` of `index` (placed elsewhere now) and removes its files
+    /// once no search holds it.
+    pub fn remove_shard(&self, index: &str, shard: u32) {
+        let name = format!("{index}/{shard}");
+        let removed = self
+            .indexes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&name);
+        let Some(slot) = removed else {
+            return;
         };
-        search::search(version, request, &context).await
+        if let Some(task) = slot.task.lock().expect("not poisoned").take() {
+            task.abort();
+        }
+        for version in [slot.current.swap(None), slot.previous.swap(None)]
+            .into_iter()
+            .flatten()
+        {
+            self.retire(version);
+        }
+        info!(shard = %name, "stopped serving a shard placed elsewhere");
+        self.changes.send_modify(|generation| *generation += 1);
     }
 
     /// Looks for a new version of `index` now and waits until that check is done; returns the
@@ -474,7 +586,11 @@ impl Node {
         self.config.data_dir.join(slot_name).join(version)
     }
 
-    async fn served_manifest(&self, slot: &IndexSlot, top: Manifest) -> Result<Manifest, NodeError> {
+    async fn served_manifest(
+        &self,
+        slot: &IndexSlot,
+        top: Manifest,
+    ) -> Result<Manifest, NodeError> {
         match slot.shard {
             None if top.shards.is_some() => Err(NodeError::InvalidArgument(format!(
                 "version {} of index `{}` has {} shards: serve it with a fleet (--peers; \
@@ -860,7 +976,9 @@ async fn open_version(manifest: Manifest, local: PathBuf) -> Result<Arc<LoadedVe
             None => None,
         };
         let hot = Tier::open(&local.join(HOT_DIR))?;
-        Ok(Arc::new(LoadedVersion::new(manifest, hot, local, doc_freqs)?))
+        Ok(Arc::new(LoadedVersion::new(
+            manifest, hot, local, doc_freqs,
+        )?))
     })
     .await
     .map_err(|err| NodeError::Internal(format!("open task: {err}")))?

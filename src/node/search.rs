@@ -91,6 +91,9 @@ pub struct SearchResult {
     pub cold_skipped: bool,
     /// What ordered the page (`RankProfile::label`).
     pub ranked_by: String,
+    /// Shards of a fleet search that no replica answered (`<index>/<shard>`): the answer is
+    /// partial, missing whatever those shards hold.
+    pub missing_shards: Vec<String>,
 }
 
 fn millis(since: Instant) -> f64 {
@@ -502,6 +505,7 @@ pub async fn search(
         version: version.version().to_string(),
         cold_skipped: ranked.cold_skipped,
         ranked_by: profile.label.clone(),
+        missing_shards: Vec::new(),
     })
 }
 
@@ -822,4 +826,266 @@ fn cold_cannot_reach(
     };
     let ranges = cold.values.ranges(profile.inputs());
     Ok(kth.rank > profile.upper_bound(bm25_max, &ranges))
+}
+
+/// Where a shard's hit is, for reading its document later: `(segment << 32) | doc` in the hot
+/// tier, the packed `_addr` in the cold tier. Valid for the version that ranked it, on any
+/// node serving that version (the files are the same).
+pub fn doc_ref(hit: &RankedHit) -> u64 {
+    match (hit.tier, hit.addr) {
+        (TierName::Cold, Some(addr)) => addr,
+        _ => (u64::from(hit.doc.segment_ord) << 32) | u64::from(hit.doc.doc_id),
+    }
+}
+
+/// One hit of a shard's ranking: enough to merge it with other shards' by (rank, id).
+#[derive(Debug, Clone)]
+pub struct ShardHit {
+    pub rank: f64,
+    /// What a page reports (`RankProfile::reported_score`).
+    pub score: f64,
+    pub id: IdKey,
+    pub tier: TierName,
+    /// `doc_ref`.
+    pub doc: u64,
+}
+
+/// A shard's best hits through a page's end, without documents.
+#[derive(Debug, Clone)]
+pub struct ShardPage {
+    pub hits: Vec<ShardHit>,
+    pub hot_total: u64,
+    pub cold_total: u64,
+    pub totals_exact: bool,
+    pub cold_skipped: bool,
+    /// Why the ranking lacks cold hits it should have (the cold tier still loading).
+    pub degraded: Option<String>,
+    pub ranked_by: String,
+    pub version: String,
+    pub parse_ms: f64,
+    pub search_ms: f64,
+}
+
+/// Ranks one shard for a fan-out: its best `request.limit` hits (the caller asks for the
+/// page's whole depth, offset 0) with corpus-wide scores, and their ids. Reads no document.
+pub async fn rank_shard(
+    version: Arc<LoadedVersion>,
+    request: SearchRequest,
+    context: &SearchContext<'_>,
+) -> Result<ShardPage, NodeError> {
+    let deadline = request
+        .deadline
+        .unwrap_or_else(|| Instant::now() + context.default_timeout);
+    let depth = if request.limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        request.limit
+    };
+    if u64::from(depth) + u64::from(request.offset) > u64::from(context.max_results) {
+        return Err(NodeError::InvalidArgument(format!(
+            "limit + offset is {}, above this node's maximum of {}",
+            u64::from(depth) + u64::from(request.offset),
+            context.max_results
+        )));
+    }
+    let profile = version
+        .profiles
+        .choose(&version.schema, &request.profile, &request.order_by)
+        .map_err(|err| NodeError::InvalidArgument(err.to_string()))?;
+    let cold = if request.hot_only {
+        None
+    } else {
+        version.cold().cloned()
+    };
+    let degraded = (!request.hot_only && cold.is_none())
+        .then(|| "cold tier still loading: hot results only".to_string());
+    let permit = tokio::time::timeout_at(deadline.into(), context.permits.clone().acquire_owned())
+        .await
+        .map_err(|_| {
+            NodeError::DeadlineExceeded("no search slot became free within the time budget".into())
+        })?
+        .map_err(|_| NodeError::Internal("search pool closed".into()))?;
+    let spec = PageSpec {
+        offset: 0,
+        limit: depth as usize,
+        count: request.count_total,
+        deadline,
+    };
+    let ranked_version = version.clone();
+    let ranked_profile = profile.clone();
+    let span = debug_span!("rank_shard", ranked_by = %profile.label);
+    let (merged, hits) = off_runtime(move || {
+        let _permit = permit;
+        let _entered = span.entered();
+        let version = ranked_version;
+        let hot_searcher = version.hot.searcher();
+        let merged = rank_hits(
+            &version,
+            cold.as_deref(),
+            &hot_searcher,
+            &request.query,
+            &ranked_profile,
+            spec,
+        )?;
+        let hits: Vec<ShardHit> = merged
+            .hits
+            .iter()
+            .map(|hit| ShardHit {
+                rank: hit.rank,
+                score: ranked_profile.reported_score(hit.score, hit.rank),
+                id: tier_columns(&version, cold.as_deref(), hit.tier).id(hit),
+                tier: hit.tier,
+                doc: doc_ref(hit),
+            })
+            .collect();
+        Ok::<_, NodeError>((merged, hits))
+    })
+    .await??;
+    if Instant::now() > deadline {
+        return Err(NodeError::DeadlineExceeded(
+            "ranking did not finish within the time budget".into(),
+        ));
+    }
+    Ok(ShardPage {
+        hits,
+        hot_total: merged.hot_total,
+        cold_total: merged.cold_total,
+        totals_exact: request.count_total,
+        cold_skipped: merged.cold_skipped,
+        degraded,
+        ranked_by: profile.label.clone(),
+        version: version.version().to_string(),
+        parse_ms: merged.parse_ms,
+        search_ms: merged.search_ms,
+    })
+}
+
+/// The documents of hits a shard ranked, in the order asked.
+#[derive(Debug, Clone, Default)]
+pub struct ShardDocuments {
+    /// `None` for a cold document that could not be read (`degraded` says why).
+    pub documents: Vec<Option<Fields>>,
+    pub degraded: Option<String>,
+    pub stats: SearchStats,
+}
+
+/// Reads the documents of hits `rank_shard` returned (`(tier, doc_ref)`), hot ones locally and
+/// cold ones through the cache in one round. Cold documents that cannot be read in time are
+/// left out and the answer flagged, as a search's are.
+pub async fn fetch_shard(
+    version: Arc<LoadedVersion>,
+    hits: Vec<(TierName, u64)>,
+    fields: &[String],
+    deadline: Option<Instant>,
+    context: &SearchContext<'_>,
+) -> Result<ShardDocuments, NodeError> {
+    let started = Instant::now();
+    let deadline = deadline.unwrap_or(started + context.default_timeout);
+    let selection = FieldSelection::new(
+        &version.schema,
+        &version.manifest.multi_valued_fields,
+        fields,
+    )
+    .map_err(NodeError::InvalidArgument)?;
+    let cold_addrs: Vec<DocAddr> = hits
+        .iter()
+        .filter(|(tier, _)| *tier == TierName::Cold)
+        .map(|(_, addr)| DocAddr::unpack(*addr))
+        .collect();
+    let cold = version.cold().cloned();
+    if !cold_addrs.is_empty() && cold.is_none() {
+        return Err(NodeError::NotReady(format!(
+            "{}: cold tier not loaded",
+            version.version_key
+        )));
+    }
+    let hot_refs: Vec<u64> = hits
+        .iter()
+        .filter(|(tier, _)| *tier == TierName::Hot)
+        .map(|(_, doc)| *doc)
+        .collect();
+    let hot_version = version.clone();
+    let hot_selection = selection.clone();
+    let hot_documents = off_runtime(move || {
+        let searcher = hot_version.hot.searcher();
+        hot_refs
+            .into_iter()
+            .map(|doc| {
+                let address = tantivy::DocAddress::new((doc >> 32) as u32, doc as u32);
+                if address.segment_ord as usize >= searcher.segment_readers().len()
+                    || address.doc_id >= searcher.segment_reader(address.segment_ord).max_doc()
+                {
+                    return Err(NodeError::InvalidArgument(format!(
+                        "no hot document {doc:#x} in {}",
+                        hot_version.version_key
+                    )));
+                }
+                let document: TantivyDocument = searcher.doc(address)?;
+                Ok(from_tantivy(&hot_version.schema, &hot_selection, &document))
+            })
+            .collect::<Result<Vec<Fields>, NodeError>>()
+    })
+    .await??;
+    let hot_fetch_ms = millis(started);
+    let stats = Arc::new(ReadStats::default());
+    let cold_started = Instant::now();
+    let cold_documents: Result<Vec<Fields>, String> = match &cold {
+        Some(cold) if !cold_addrs.is_empty() => {
+            let fetch = fetch_documents(
+                &cold.files,
+                &version.schema,
+                &selection,
+                &cold_addrs,
+                &stats,
+                (context.documents, &version.version_key),
+                context.storage_allowed,
+            )
+            .instrument(debug_span!("cold_fetch", documents = cold_addrs.len()));
+            let give_up = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
+            match tokio::time::timeout_at(give_up.into(), fetch).await {
+                Ok(Ok(documents)) => Ok(documents),
+                Ok(Err(err)) => Err(format!("cold documents could not be read: {err}")),
+                Err(_) => Err("cold documents were not read within the time budget".to_string()),
+            }
+        }
+        _ => Ok(Vec::new()),
+    };
+    let cold_fetch_ms = if cold_addrs.is_empty() {
+        0.0
+    } else {
+        millis(cold_started)
+    };
+    let (mut cold_documents, degraded) = match cold_documents {
+        Ok(documents) => (documents.into_iter().map(Some).collect::<Vec<_>>(), None),
+        Err(reason) => {
+            if context.on_degraded == DegradedPolicy::Fail {
+                return Err(NodeError::StorageUnavailable(reason));
+            }
+            (vec![None; cold_addrs.len()], Some(reason))
+        }
+    };
+    cold_documents.reverse();
+    let mut hot_documents = hot_documents.into_iter();
+    let documents = hits
+        .iter()
+        .map(|(tier, _)| match tier {
+            TierName::Hot => hot_documents.next(),
+            TierName::Cold => cold_documents.pop().flatten(),
+        })
+        .collect();
+    let counts = stats.snapshot();
+    Ok(ShardDocuments {
+        documents,
+        degraded,
+        stats: SearchStats {
+            cache_hits: counts.cache_hits,
+            cache_misses: counts.cache_misses,
+            storage_requests: counts.requests,
+            storage_bytes: counts.bytes,
+            hot_fetch_ms,
+            cold_fetch_ms,
+            total_ms: millis(started),
+            ..SearchStats::default()
+        },
+    })
 }

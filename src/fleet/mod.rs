@@ -1,0 +1,616 @@
+//! A fleet of nodes answering as one index over a sharded version.
+//!
+//! Every member computes the same placement from the member list (`placement`), serves the
+//! shards placed on it (`Node::add_shard`), and answers any search by fanning out: one live
+//! replica per shard ranks its best `offset + limit` hits with corpus-wide statistics (every
+//! shard has the version's statistics, so scores are exact with no extra round), the hits
+//! are merged by (rank, id), and documents are read only for the final page, from the replicas
+//! that ranked them. A shard none of whose replicas answers makes the answer partial, naming
+//! the shard. Searches pin one version across all shards; a member switches its searches to a
+//! new version only once every shard has a replica serving it (replicas keep the version they
+//! replaced meanwhile).
+//!
+//! Talking to other members goes through `ShardClient` (gRPC in the API layer, the local node
+//! for shards served here), so this module knows nothing of the transport.
+
+pub mod membership;
+pub mod placement;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::config::{FleetConfig, PeerSource};
+use crate::node::documents::FieldValue;
+use crate::node::search::{
+    DEFAULT_LIMIT, SearchHit, SearchRequest, SearchResult, SearchStats, ShardDocuments, ShardPage,
+    TierName,
+};
+use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, TierState};
+use membership::{DnsMembers, Membership, StaticMembers};
+
+/// Asks a member to rank or read one of its shards.
+///
+/// Contract: `shard` is `<index>/<shard>`; `version` is the version to search, which the
+/// member serves as its current or its previous version or refuses (`NotReady`). Errors of
+/// kind `InvalidQuery` / `InvalidArgument` are the request's fault and the same on every
+/// replica; any other error means this member could not answer now.
+#[async_trait]
+pub trait ShardClient: Send + Sync {
+    async fn rank(
+        &self,
+        member: &str,
+        shard: &str,
+        version: &str,
+        request: &SearchRequest,
+    ) -> Result<ShardPage, NodeError>;
+
+    async fn fetch(
+        &self,
+        member: &str,
+        shard: &str,
+        version: &str,
+        hits: Vec<(TierName, u64)>,
+        fields: &[String],
+        deadline: Option<Instant>,
+    ) -> Result<ShardDocuments, NodeError>;
+
+    /// What the member serves: one status per index or shard.
+    async fn statuses(&self, member: &str) -> Result<Vec<IndexStatus>, NodeError>;
+}
+
+/// What searches of one index use: the pinned version and who serves its shards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetView {
+    pub version: String,
+    pub shards: u32,
+    /// Owners of each shard, most preferred first.
+    pub owners: Vec<Vec<String>>,
+}
+
+pub struct Fleet {
+    node: Arc<Node>,
+    client: Arc<dyn ShardClient>,
+    membership: Box<dyn Membership>,
+    me: String,
+    replicas: usize,
+    refresh: Duration,
+    replica_timeout: Duration,
+    indexes: Vec<String>,
+    views: RwLock<HashMap<String, Arc<FleetView>>>,
+    /// Members that failed to answer, and when: tried last for a while.
+    failed: Mutex<HashMap<String, Instant>>,
+    /// Bumped whenever a view changes.
+    changes: watch::Sender<u64>,
+}
+
+/// How long a member that failed is tried after the others.
+const FAILED_FOR: Duration = Duration::from_secs(5);
+
+/// A replica that has not answered within this share of `replica_timeout` gets a second one
+/// asked beside it (hedging): slow is not failed, and the first answer wins.
+const HEDGE_FRACTION: u32 = 4;
+
+impl Fleet {
+    pub fn new(node: Arc<Node>, config: &FleetConfig, client: Arc<dyn ShardClient>) -> Arc<Fleet> {
+        let membership: Box<dyn Membership> = match &config.peers {
+            PeerSource::Static(list) => Box::new(StaticMembers::new(list.clone())),
+            PeerSource::Dns { name, port } => Box::new(DnsMembers {
+                name: name.clone(),
+                port: *port,
+            }),
+        };
+        Arc::new(Fleet {
+            indexes: node.config().indexes.clone(),
+            node,
+            client,
+            membership,
+            me: config.advertise.clone(),
+            replicas: config.replicas,
+            refresh: config.refresh,
+            replica_timeout: config.replica_timeout,
+            views: RwLock::default(),
+            failed: Mutex::default(),
+            changes: watch::channel(0).0,
+        })
+    }
+
+    /// This member's id.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    pub fn view(&self, index: &str) -> Option<Arc<FleetView>> {
+        self.views
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(index)
+            .cloned()
+    }
+
+    /// Fires whenever a view changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Places shards and follows versions until dropped: every `refresh`, reads the member
+    /// list and CURRENT, serves the shards placed here, and pins a new version once every
+    /// shard has a replica serving it.
+    pub async fn run(self: Arc<Self>) {
+        let mut members: Vec<String> = Vec::new();
+        let mut last_error = String::new();
+        loop {
+            match self.membership.members().await {
+                Ok(found) => {
+                    if found != members {
+                        info!(members = ?found, "fleet members");
+                    }
+                    members = found;
+                }
+                Err(err) if err != last_error => {
+                    warn!(source = %self.membership.describe(), "member list unavailable, keeping the last: {err}");
+                    last_error = err;
+                }
+                Err(_) => {}
+            }
+            if !members.is_empty() {
+                for index in &self.indexes {
+                    if let Err(err) = self.refresh_index(index, &members).await {
+                        debug!(%index, "fleet refresh: {err}");
+                    }
+                }
+            }
+            tokio::time::sleep(self.refresh).await;
+        }
+    }
+
+    async fn refresh_index(&self, index: &str, members: &[String]) -> Result<(), NodeError> {
+        let top = self.node.read_published(index).await?;
+        let shards = top.shard_count();
+        let owners: Vec<Vec<String>> = (0..shards)
+            .map(|shard| {
+                placement::owners(members, index, shard, self.replicas)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .collect();
+        let mine: Vec<u32> = (0..shards)
+            .filter(|shard| owners[*shard as usize].contains(&self.me))
+            .collect();
+        for shard in &mine {
+            self.node.add_shard(index, *shard);
+        }
+        let serving = self.serving(members).await;
+        // A shard placed elsewhere goes once one of its owners serves the published version,
+        // so that a placement change never leaves it unserved.
+        for shard in self.node.served_shards(index) {
+            let elsewhere = !mine.contains(&shard);
+            let taken_over = owners.get(shard as usize).is_none_or(|owners| {
+                owners
+                    .iter()
+                    .any(|owner| serves(&serving, owner, &format!("{index}/{shard}"), &top.version))
+            });
+            if elsewhere && taken_over {
+                self.node.remove_shard(index, shard);
+            }
+        }
+        let complete = (0..shards).all(|shard| {
+            owners[shard as usize]
+                .iter()
+                .any(|owner| serves(&serving, owner, &format!("{index}/{shard}"), &top.version))
+        });
+        let view = FleetView {
+            version: top.version.clone(),
+            shards,
+            owners,
+        };
+        let current = self.view(index);
+        let switch = match &current {
+            None => true,
+            Some(current) if current.version == view.version => **current != view,
+            Some(_) => complete,
+        };
+        if switch {
+            if current
+                .as_ref()
+                .is_some_and(|current| current.version != view.version)
+            {
+                info!(%index, version = %view.version, "every shard has a replica serving the new version: switching to it");
+            }
+            self.views
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(index.to_string(), Arc::new(view));
+            self.changes.send_modify(|generation| *generation += 1);
+        }
+        Ok(())
+    }
+
+    /// What every reachable member serves: member → slot name → version with its hot tier up.
+    async fn serving(&self, members: &[String]) -> HashMap<String, HashMap<String, String>> {
+        let asked = members.iter().map(|member| async move {
+            let statuses = if *member == self.me {
+                Ok(self.node.statuses())
+            } else {
+                self.client.statuses(member).await
+            };
+            let served = statuses
+                .map(|statuses| {
+                    statuses
+                        .into_iter()
+                        .filter(|status| status.hot == TierState::Ready)
+                        .filter_map(|status| Some((status.name, status.version?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (member.clone(), served)
+        });
+        futures::future::join_all(asked).await.into_iter().collect()
+    }
+
+    fn mark_failed(&self, member: &str) {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(member.to_string(), Instant::now());
+    }
+
+    fn recently_failed(&self, member: &str) -> bool {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(member)
+            .is_some_and(|at| at.elapsed() < FAILED_FOR)
+    }
+
+    /// The owners of a shard in the order to ask them: this member first when it is one
+    /// (no network), members that failed lately last.
+    fn candidates(&self, owners: &[String]) -> Vec<String> {
+        let mut ordered: Vec<String> = owners.to_vec();
+        ordered.sort_by_key(|member| (*member != self.me, self.recently_failed(member)));
+        ordered
+    }
+
+    /// Runs `attempt` on the shard's owners until one succeeds: the next one is asked when
+    /// one fails, or beside it when it is slow (hedging); the first success wins. A request
+    /// error (the same everywhere) ends it at once.
+    async fn on_some_replica<T, F, Fut>(
+        &self,
+        owners: &[String],
+        attempt: F,
+    ) -> Result<(String, T), Unanswered>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, NodeError>>,
+    {
+        let mut waiting = self.candidates(owners).into_iter();
+        let mut running = FuturesUnordered::new();
+        let mut errors = Vec::new();
+        let hedge_after = self.replica_timeout / HEDGE_FRACTION;
+        let launch = |member: String| {
+            let call = attempt(member.clone());
+            let limit = self.replica_timeout;
+            async move {
+                let outcome = match tokio::time::timeout(limit, call).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(NodeError::DeadlineExceeded(format!(
+                        "no answer within {} ms",
+                        limit.as_millis()
+                    ))),
+                };
+                (member, outcome)
+            }
+        };
+        if let Some(first) = waiting.next() {
+            running.push(launch(first));
+        }
+        while !running.is_empty() {
+            let next = tokio::time::timeout(hedge_after, running.next()).await;
+            match next {
+                Err(_) => {
+                    if let Some(member) = waiting.next() {
+                        running.push(launch(member));
+                    }
+                }
+                Ok(None) => break,
+                Ok(Some((member, Ok(value)))) => return Ok((member, value)),
+                Ok(Some((member, Err(err)))) => {
+                    if matches!(
+                        err.kind(),
+                        NodeErrorKind::InvalidQuery | NodeErrorKind::InvalidArgument
+                    ) {
+                        return Err(Unanswered::Request(err));
+                    }
+                    if err.kind() != NodeErrorKind::NotReady {
+                        self.mark_failed(&member);
+                    }
+                    errors.push(format!("{member}: {err}"));
+                    if let Some(member) = waiting.next() {
+                        running.push(launch(member));
+                    }
+                }
+            }
+        }
+        Err(Unanswered::Unavailable(errors))
+    }
+
+    /// Searches `index` across the fleet.
+    pub async fn search(
+        &self,
+        index: &str,
+        request: SearchRequest,
+    ) -> Result<SearchResult, NodeError> {
+        let started = Instant::now();
+        if !self.indexes.iter().any(|served| served == index) {
+            return Err(NodeError::UnknownIndex(index.to_string()));
+        }
+        let view = self
+            .view(index)
+            .ok_or_else(|| NodeError::NotReady(index.to_string()))?;
+        let limit = if request.limit == 0 {
+            DEFAULT_LIMIT
+        } else {
+            request.limit
+        };
+        let depth = u64::from(limit) + u64::from(request.offset);
+        let max_results = self.node.config().max_results;
+        if depth > u64::from(max_results) {
+            return Err(NodeError::InvalidArgument(format!(
+                "limit + offset is {depth}, above this node's maximum of {max_results}"
+            )));
+        }
+        let deadline = request
+            .deadline
+            .unwrap_or(started + self.node.config().default_timeout);
+        let shard_request = SearchRequest {
+            limit: depth as u32,
+            offset: 0,
+            fields: Vec::new(),
+            deadline: Some(deadline),
+            ..request.clone()
+        };
+        let ranked = futures::future::join_all((0..view.shards).map(|shard| {
+            let name = format!("{index}/{shard}");
+            let request = &shard_request;
+            let version = view.version.as_str();
+            let owners = &view.owners[shard as usize];
+            async move {
+                let outcome = self
+                    .on_some_replica(owners, |member| {
+                        let name = name.clone();
+                        async move {
+                            if member == self.me {
+                                self.node.rank_shard(&name, version, request.clone()).await
+                            } else {
+                                self.client.rank(&member, &name, version, request).await
+                            }
+                        }
+                    })
+                    .await;
+                (shard, outcome)
+            }
+        }))
+        .await;
+
+        let mut missing = Vec::new();
+        let mut pages: BTreeMap<u32, (String, ShardPage)> = BTreeMap::new();
+        for (shard, outcome) in ranked {
+            match outcome {
+                Ok(answer) => {
+                    pages.insert(shard, answer);
+                }
+                Err(Unanswered::Request(err)) => return Err(err),
+                Err(Unanswered::Unavailable(errors)) => {
+                    warn!(%index, shard, "no replica answered: {}", errors.join("; "));
+                    missing.push(shard);
+                }
+            }
+        }
+        let search_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+        // Every shard ranked its best `depth`: the corpus's best `depth` are among them.
+        let mut merged: Vec<(u32, &ShardPage, usize)> = pages
+            .iter()
+            .flat_map(|(shard, (_, page))| (0..page.hits.len()).map(move |at| (*shard, page, at)))
+            .collect();
+        merged.sort_by(|a, b| {
+            let (a, b) = (&a.1.hits[a.2], &b.1.hits[b.2]);
+            b.rank.total_cmp(&a.rank).then_with(|| a.id.cmp(&b.id))
+        });
+        let page: Vec<(u32, usize)> = merged
+            .iter()
+            .skip(request.offset as usize)
+            .take(limit as usize)
+            .map(|(shard, _, at)| (*shard, *at))
+            .collect();
+
+        // Documents of the page, from the replica that ranked each shard's hits (another
+        // replica of the same version if that one is gone).
+        let fetch_started = Instant::now();
+        let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (slot, (shard, _)) in page.iter().enumerate() {
+            by_shard.entry(*shard).or_default().push(slot);
+        }
+        let fetched = futures::future::join_all(by_shard.iter().map(|(shard, slots)| {
+            let (ranked_by, shard_page) = &pages[shard];
+            let hits: Vec<(TierName, u64)> = slots
+                .iter()
+                .map(|slot| {
+                    let hit = &shard_page.hits[page[*slot].1];
+                    (hit.tier, hit.doc)
+                })
+                .collect();
+            let name = format!("{index}/{shard}");
+            let mut owners = vec![ranked_by.clone()];
+            owners.extend(
+                view.owners[*shard as usize]
+                    .iter()
+                    .filter(|owner| *owner != ranked_by)
+                    .cloned(),
+            );
+            let version = view.version.as_str();
+            let fields = &request.fields;
+            async move {
+                let outcome = self
+                    .on_some_replica_in_order(&owners, |member| {
+                        let (name, hits) = (name.clone(), hits.clone());
+                        async move {
+                            if member == self.me {
+                                self.node
+                                    .fetch_shard(&name, version, hits, fields, Some(deadline))
+                                    .await
+                            } else {
+                                self.client
+                                    .fetch(&member, &name, version, hits, fields, Some(deadline))
+                                    .await
+                            }
+                        }
+                    })
+                    .await;
+                (*shard, outcome)
+            }
+        }))
+        .await;
+        let fetch_ms = fetch_started.elapsed().as_secs_f64() * 1000.0;
+
+        let mut documents: HashMap<usize, Option<crate::node::documents::Fields>> = HashMap::new();
+        let mut degraded: Option<String> = None;
+        let mut stats = SearchStats::default();
+        for (shard, outcome) in fetched {
+            let slots = &by_shard[&shard];
+            match outcome {
+                Ok((_, answer)) => {
+                    if let Some(reason) = answer.degraded {
+                        degraded.get_or_insert(format!("shard {index}/{shard}: {reason}"));
+                    }
+                    add_stats(&mut stats, &answer.stats);
+                    for (slot, document) in slots.iter().zip(answer.documents) {
+                        documents.insert(*slot, document);
+                    }
+                }
+                Err(errors) => {
+                    warn!(%index, shard, "no replica read the page's documents: {}", errors.join("; "));
+                    if !missing.contains(&shard) {
+                        missing.push(shard);
+                    }
+                }
+            }
+        }
+        missing.sort_unstable();
+        let mut hits = Vec::with_capacity(page.len());
+        let mut omitted_ids = Vec::new();
+        for (slot, (shard, at)) in page.iter().enumerate() {
+            let hit = &pages[shard].1.hits[*at];
+            match documents.remove(&slot) {
+                Some(Some(fields)) => hits.push(SearchHit {
+                    id: FieldValue::from(hit.id.clone()),
+                    score: hit.score,
+                    tier: hit.tier,
+                    fields,
+                }),
+                // A cold document its shard could not read: left out, as a search leaves it.
+                Some(None) => omitted_ids.push(FieldValue::from(hit.id.clone())),
+                // Its shard's replicas are gone since they ranked it: the answer is partial.
+                None => omitted_ids.push(FieldValue::from(hit.id.clone())),
+            }
+        }
+        for (_, page) in pages.values() {
+            if let Some(reason) = &page.degraded {
+                degraded.get_or_insert(reason.clone());
+            }
+        }
+        let answered: Vec<&ShardPage> = pages.values().map(|(_, page)| page).collect();
+        stats.search_ms = search_ms;
+        stats.parse_ms = answered
+            .iter()
+            .map(|page| page.parse_ms)
+            .fold(0.0, f64::max);
+        stats.cold_fetch_ms = stats.cold_fetch_ms.max(fetch_ms);
+        stats.total_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(SearchResult {
+            hits,
+            hot_total: answered.iter().map(|page| page.hot_total).sum(),
+            cold_total: answered.iter().map(|page| page.cold_total).sum(),
+            totals_exact: request.count_total && missing.is_empty(),
+            degraded,
+            omitted_cold_hits: omitted_ids.len() as u64,
+            omitted_ids,
+            stats,
+            version: view.version.clone(),
+            cold_skipped: !answered.is_empty() && answered.iter().all(|page| page.cold_skipped),
+            ranked_by: answered
+                .first()
+                .map(|page| page.ranked_by.clone())
+                .unwrap_or_default(),
+            missing_shards: missing
+                .into_iter()
+                .map(|shard| format!("{index}/{shard}"))
+                .collect(),
+        })
+    }
+
+    /// `on_some_replica` with the owners asked in the order given.
+    async fn on_some_replica_in_order<T, F, Fut>(
+        &self,
+        owners: &[String],
+        attempt: F,
+    ) -> Result<(String, T), Vec<String>>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, NodeError>>,
+    {
+        let mut errors = Vec::new();
+        for member in owners {
+            match tokio::time::timeout(self.replica_timeout, attempt(member.clone())).await {
+                Ok(Ok(value)) => return Ok((member.clone(), value)),
+                Ok(Err(err)) => {
+                    if err.kind() != NodeErrorKind::NotReady {
+                        self.mark_failed(member);
+                    }
+                    errors.push(format!("{member}: {err}"));
+                }
+                Err(_) => {
+                    self.mark_failed(member);
+                    errors.push(format!("{member}: no answer in time"));
+                }
+            }
+        }
+        Err(errors)
+    }
+}
+
+fn serves(
+    serving: &HashMap<String, HashMap<String, String>>,
+    member: &str,
+    slot: &str,
+    version: &str,
+) -> bool {
+    serving
+        .get(member)
+        .and_then(|served| served.get(slot))
+        .is_some_and(|served| served == version)
+}
+
+/// Why no replica of a shard answered.
+enum Unanswered {
+    /// The request's own fault, the same on every replica: the search fails with it.
+    Request(NodeError),
+    /// Each replica asked failed or did not answer in time (`member: error` each).
+    Unavailable(Vec<String>),
+}
+
+fn add_stats(total: &mut SearchStats, shard: &SearchStats) {
+    total.cache_hits += shard.cache_hits;
+    total.cache_misses += shard.cache_misses;
+    total.storage_requests += shard.storage_requests;
+    total.storage_bytes += shard.storage_bytes;
+    total.hot_fetch_ms = total.hot_fetch_ms.max(shard.hot_fetch_ms);
+    total.cold_fetch_ms = total.cold_fetch_ms.max(shard.cold_fetch_ms);
+}
