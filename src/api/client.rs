@@ -210,6 +210,8 @@ pub fn response_json(response: &pb::SearchResponse) -> Json {
         "degraded": response.degraded,
         "ranked_by": response.ranked_by,
         "cold_skipped": response.cold_skipped,
+        "partial": response.partial,
+        "missing_shards": response.missing_shards,
     })
 }
 
@@ -299,6 +301,13 @@ pub fn response_table(response: &pb::SearchResponse, offset: u32) -> String {
     }
     if response.degraded {
         let _ = write!(out, "\nDEGRADED: {}", response.degraded_reason);
+    }
+    if response.partial {
+        let _ = write!(
+            out,
+            "\nPARTIAL: no replica answered for {}",
+            response.missing_shards.join(", ")
+        );
     }
     out
 }

@@ -233,7 +233,7 @@ fn error_from_status(member: &str, status: Status) -> NodeError {
     let message = format!("member {member}: {}", status.message());
     match status.code() {
         tonic::Code::InvalidArgument => NodeError::InvalidArgument(status.message().to_string()),
-        tonic::Code::NotFound | tonic::Code::Unavailable => NodeError::NotReady(message),
+        tonic::Code::NotFound | tonic::Code::Unavailable => NodeError::Unavailable(message),
         tonic::Code::DeadlineExceeded => NodeError::DeadlineExceeded(message),
         _ => NodeError::Internal(message),
     }

@@ -24,10 +24,11 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::config::{FleetConfig, PeerSource};
 use crate::node::documents::FieldValue;
+use crate::node::metrics::FleetMetrics;
 use crate::node::search::{
     DEFAULT_LIMIT, SearchHit, SearchRequest, SearchResult, SearchStats, ShardDocuments, ShardPage,
     TierName,
@@ -88,6 +89,7 @@ pub struct Fleet {
     failed: Mutex<HashMap<String, Instant>>,
     /// Bumped whenever a view changes.
     changes: watch::Sender<u64>,
+    metrics: FleetMetrics,
 }
 
 /// How long a member that failed is tried after the others.
@@ -108,6 +110,7 @@ impl Fleet {
         };
         Arc::new(Fleet {
             indexes: node.config().indexes.clone(),
+            metrics: node.fleet_metrics(),
             node,
             client,
             membership,
@@ -255,11 +258,16 @@ impl Fleet {
         futures::future::join_all(asked).await.into_iter().collect()
     }
 
-    fn mark_failed(&self, member: &str) {
-        self.failed
+    /// Remembers that `member` failed; logged once per failure spell, not per search.
+    fn mark_failed(&self, member: &str, err: &NodeError) {
+        let before = self
+            .failed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(member.to_string(), Instant::now());
+        if before.is_none_or(|at| at.elapsed() >= FAILED_FOR) {
+            warn!(%member, "fleet member failed, asking other replicas: {err}");
+        }
     }
 
     fn recently_failed(&self, member: &str) -> bool {
@@ -283,6 +291,7 @@ impl Fleet {
     /// error (the same everywhere) ends it at once.
     async fn on_some_replica<T, F, Fut>(
         &self,
+        operation: &str,
         owners: &[String],
         attempt: F,
     ) -> Result<(String, T), Unanswered>
@@ -294,6 +303,12 @@ impl Fleet {
         let mut running = FuturesUnordered::new();
         let mut errors = Vec::new();
         let hedge_after = self.replica_timeout / HEDGE_FRACTION;
+        let count = |outcome: &str| {
+            self.metrics
+                .replica_requests
+                .with_label_values(&[operation, outcome])
+                .inc();
+        };
         let launch = |member: String| {
             let call = attempt(member.clone());
             let limit = self.replica_timeout;
@@ -316,11 +331,15 @@ impl Fleet {
             match next {
                 Err(_) => {
                     if let Some(member) = waiting.next() {
+                        count("hedged");
                         running.push(launch(member));
                     }
                 }
                 Ok(None) => break,
-                Ok(Some((member, Ok(value)))) => return Ok((member, value)),
+                Ok(Some((member, Ok(value)))) => {
+                    count("ok");
+                    return Ok((member, value));
+                }
                 Ok(Some((member, Err(err)))) => {
                     if matches!(
                         err.kind(),
@@ -328,8 +347,9 @@ impl Fleet {
                     ) {
                         return Err(Unanswered::Request(err));
                     }
+                    count("failed");
                     if err.kind() != NodeErrorKind::NotReady {
-                        self.mark_failed(&member);
+                        self.mark_failed(&member, &err);
                     }
                     errors.push(format!("{member}: {err}"));
                     if let Some(member) = waiting.next() {
@@ -383,7 +403,7 @@ impl Fleet {
             let owners = &view.owners[shard as usize];
             async move {
                 let outcome = self
-                    .on_some_replica(owners, |member| {
+                    .on_some_replica("rank", owners, |member| {
                         let name = name.clone();
                         async move {
                             if member == self.me {
@@ -397,6 +417,7 @@ impl Fleet {
                 (shard, outcome)
             }
         }))
+        .instrument(debug_span!("rank_shards", shards = view.shards))
         .await;
 
         let mut missing = Vec::new();
@@ -408,7 +429,7 @@ impl Fleet {
                 }
                 Err(Unanswered::Request(err)) => return Err(err),
                 Err(Unanswered::Unavailable(errors)) => {
-                    warn!(%index, shard, "no replica answered: {}", errors.join("; "));
+                    debug!(%index, shard, "no replica answered: {}", errors.join("; "));
                     missing.push(shard);
                 }
             }
@@ -477,6 +498,7 @@ impl Fleet {
                 (*shard, outcome)
             }
         }))
+        .instrument(debug_span!("fetch_documents", shards = by_shard.len()))
         .await;
         let fetch_ms = fetch_started.elapsed().as_secs_f64() * 1000.0;
 
@@ -496,7 +518,7 @@ impl Fleet {
                     }
                 }
                 Err(errors) => {
-                    warn!(%index, shard, "no replica read the page's documents: {}", errors.join("; "));
+                    debug!(%index, shard, "no replica read the page's documents: {}", errors.join("; "));
                     if !missing.contains(&shard) {
                         missing.push(shard);
                     }
@@ -567,18 +589,32 @@ impl Fleet {
         Fut: std::future::Future<Output = Result<T, NodeError>>,
     {
         let mut errors = Vec::new();
+        let count = |outcome: &str| {
+            self.metrics
+                .replica_requests
+                .with_label_values(&["fetch", outcome])
+                .inc();
+        };
         for member in owners {
-            match tokio::time::timeout(self.replica_timeout, attempt(member.clone())).await {
-                Ok(Ok(value)) => return Ok((member.clone(), value)),
-                Ok(Err(err)) => {
+            let outcome = tokio::time::timeout(self.replica_timeout, attempt(member.clone()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(NodeError::DeadlineExceeded(format!(
+                        "no answer within {} ms",
+                        self.replica_timeout.as_millis()
+                    )))
+                });
+            match outcome {
+                Ok(value) => {
+                    count("ok");
+                    return Ok((member.clone(), value));
+                }
+                Err(err) => {
+                    count("failed");
                     if err.kind() != NodeErrorKind::NotReady {
-                        self.mark_failed(member);
+                        self.mark_failed(member, &err);
                     }
                     errors.push(format!("{member}: {err}"));
-                }
-                Err(_) => {
-                    self.mark_failed(member);
-                    errors.push(format!("{member}: no answer in time"));
                 }
             }
         }

@@ -50,6 +50,14 @@ pub struct NodeMetrics {
     rehydration_total: IntGaugeVec,
     rehydration_done: IntGaugeVec,
     tier_ready: IntGaugeVec,
+    fleet: FleetMetrics,
+}
+
+/// What a fleet member counts of its fan-outs (zero on a node outside a fleet).
+#[derive(Clone)]
+pub struct FleetMetrics {
+    /// `operation` = rank | fetch, `outcome` = ok | failed | hedged.
+    pub replica_requests: IntCounterVec,
 }
 
 fn outcome(err: &NodeError) -> &'static str {
@@ -180,6 +188,19 @@ impl NodeMetrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);
+        let replica_requests = IntCounterVec::new(
+            Opts::new(
+                "tierdex_fleet_replica_requests_total",
+                "Requests a fan-out sent to shard replicas (this member's own included): ok, \
+                 failed (the next replica was asked), or hedged (a second replica asked beside \
+                 a slow one)",
+            ),
+            &["operation", "outcome"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(replica_requests.clone()))
+            .expect("registered once");
         NodeMetrics {
             search_seconds,
             searches,
@@ -223,6 +244,7 @@ impl NodeMetrics {
             rehydration_total,
             rehydration_done,
             tier_ready,
+            fleet: FleetMetrics { replica_requests },
             registry,
             scraping: std::sync::Mutex::new(()),
         }
@@ -234,6 +256,11 @@ impl NodeMetrics {
             total: self.rehydration_total.with_label_values(&[index]),
             done: self.rehydration_done.with_label_values(&[index]),
         }
+    }
+
+    /// A fleet's counters, in this registry.
+    pub fn fleet_metrics(&self) -> FleetMetrics {
+        self.fleet.clone()
     }
 
     /// Counters for the node's stores, in this registry.
@@ -258,7 +285,9 @@ impl NodeMetrics {
                         .with_label_values(&[index, phase])
                         .observe(ms / 1000.0);
                 }
-                let outcome = if result.degraded.is_some() {
+                let outcome = if !result.missing_shards.is_empty() {
+                    "partial"
+                } else if result.degraded.is_some() {
                     "degraded"
                 } else {
                     "ok"

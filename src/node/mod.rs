@@ -68,6 +68,10 @@ pub enum NodeError {
     UnknownIndex(String),
     #[error("index `{0}` is not serving yet")]
     NotReady(String),
+    /// Not serving what was asked right now, said in full (a shard at another version, a
+    /// fleet member that did not answer).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     DeadlineExceeded(String),
     #[error("storage unavailable: {0}")]
@@ -104,7 +108,7 @@ impl NodeError {
             NodeError::InvalidQuery { .. } => NodeErrorKind::InvalidQuery,
             NodeError::InvalidArgument(_) => NodeErrorKind::InvalidArgument,
             NodeError::UnknownIndex(_) => NodeErrorKind::UnknownIndex,
-            NodeError::NotReady(_) => NodeErrorKind::NotReady,
+            NodeError::NotReady(_) | NodeError::Unavailable(_) => NodeErrorKind::NotReady,
             NodeError::DeadlineExceeded(_) => NodeErrorKind::DeadlineExceeded,
             NodeError::StorageUnavailable(_) => NodeErrorKind::Storage,
             NodeError::Published(PublishedError::Format(_)) => NodeErrorKind::Corrupt,
@@ -418,7 +422,7 @@ impl Node {
             .flatten()
             .find(|loaded| version.is_empty() || loaded.version() == version)
             .ok_or_else(|| match current {
-                Some(current) => NodeError::NotReady(format!(
+                Some(current) => NodeError::Unavailable(format!(
                     "{name} serves version {}, not {version}",
                     current.version()
                 )),
@@ -508,6 +512,11 @@ impl Node {
         }
         info!(shard = %name, "stopped serving a shard placed elsewhere");
         self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    /// The counters a fleet member keeps of its fan-outs, in this node's registry.
+    pub fn fleet_metrics(&self) -> metrics::FleetMetrics {
+        self.metrics.fleet_metrics()
     }
 
     /// Looks for a new version of `index` now and waits until that check is done; returns the

@@ -1,0 +1,332 @@
+//! A fleet of three `tierdex serve` processes on 127.0.0.1, against s3s-fs, serving CACM built
+//! with `--shards 4` and `citations >= 1` hot, each shard on two members: every CACM query and
+//! every structured query, through each member, returns the monolithic oracle's top 10 (ids,
+//! order, scores within 1e-4: one tantivy index over all of CACM, ranked here); after one
+//! member is killed (SIGKILL) every answer is still exact; after two, answers are flagged
+//! partial and name exactly the shards both of whose owners are gone, and hold only documents
+//! of the shards still served. The sharded version's pages equal, field for field, those of a
+//! single-shard build of the same corpus served by a plain node.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tantivy::collector::TopDocs;
+use tierdex::api::pb;
+use tierdex::fleet::placement;
+use tierdex::format::shard::shard_of;
+
+const RULES: &str = "hot = [\"citations >= 1\"]\n";
+const SHARDS: u32 = 4;
+const REPLICAS: usize = 2;
+
+/// One `tierdex serve` process, killed when dropped.
+struct Member {
+    id: String,
+    child: Child,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Member {
+    fn start(id: &str, peers: &str, store_uri: &str, indexes: &str) -> Member {
+        let data_dir = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tierdex"))
+            .args(["serve", "--store", store_uri, "--index", indexes])
+            .args(["--listen", id, "--peers", peers])
+            .args(["--replicas", &REPLICAS.to_string()])
+            .args(["--fleet-refresh", "200ms", "--poll-interval", "1s"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Member {
+            id: id.to_string(),
+            child,
+            _data_dir: data_dir,
+        }
+    }
+
+    fn kill(&mut self) {
+        // SIGKILL: no shutdown, connections reset.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    async fn client(&self) -> pb::tierdex_client::TierdexClient<tonic::transport::Channel> {
+        pb::tierdex_client::TierdexClient::connect(format!("http://{}", self.id))
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The oracle: one tantivy index over all of CACM, top `limit` by (score, id).
+struct Oracle {
+    index: tantivy::Index,
+    parser: tantivy::query::QueryParser,
+}
+
+impl Oracle {
+    fn new() -> Oracle {
+        let (index, parser) = oracle_index(&cacm_schema(), cacm_documents().into_values());
+        Oracle { index, parser }
+    }
+
+    fn top(&self, query: &str, limit: usize) -> Vec<(u64, f32)> {
+        let parsed = self.parser.parse_query(query).unwrap();
+        let parsed = tierdex::node::stable::keep_constant_scores(parsed, &self.index.schema());
+        let searcher = self.index.reader().unwrap().searcher();
+        let all = searcher
+            .search(
+                &parsed,
+                &TopDocs::with_limit(searcher.num_docs() as usize).order_by_score(),
+            )
+            .unwrap();
+        let mut scored: Vec<(u64, f32)> = all
+            .into_iter()
+            .map(|(score, address)| {
+                let fast = searcher.segment_reader(address.segment_ord).fast_fields();
+                let id = fast.u64("id").unwrap().first(address.doc_id).unwrap();
+                (id, score)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.truncate(limit);
+        scored
+    }
+}
+
+fn all_queries() -> Vec<String> {
+    let mut queries = cacm_query_texts();
+    queries.extend(cacm_structured_queries());
+    queries
+}
+
+async fn search(
+    client: &mut pb::tierdex_client::TierdexClient<tonic::transport::Channel>,
+    index: &str,
+    query: &str,
+) -> pb::SearchResponse {
+    client
+        .search(search_request(index, query, 10))
+        .await
+        .unwrap_or_else(|status| panic!("{query}: {status}"))
+        .into_inner()
+}
+
+fn assert_exact(oracle: &Oracle, query: &str, response: &pb::SearchResponse, through: &str) {
+    assert!(
+        !response.partial && !response.degraded,
+        "{through} {query}: partial {:?} degraded {}",
+        response.missing_shards,
+        response.degraded_reason
+    );
+    let expected = oracle.top(query, 10);
+    let got: Vec<(u64, f64)> = response
+        .hits
+        .iter()
+        .map(|hit| (hit_u64(hit), hit.score))
+        .collect();
+    let ids = |list: &[(u64, f64)]| list.iter().map(|(id, _)| *id).collect::<Vec<_>>();
+    let expected: Vec<(u64, f64)> = expected
+        .into_iter()
+        .map(|(id, score)| (id, f64::from(score)))
+        .collect();
+    assert_eq!(ids(&got), ids(&expected), "{through} {query}");
+    for ((id, got), (_, expected)) in got.iter().zip(&expected) {
+        assert!(
+            (got - expected).abs() <= 1e-4,
+            "{through} {query}: id {id} scores {got}, the oracle {expected}"
+        );
+    }
+}
+
+/// Two pages with the same hits in the same order, tiers and fields equal; scores equal but
+/// for float rounding (a document's BM25 terms are summed in the order its index's postings
+/// meet them, which differs between one index and four). Returns the largest relative score
+/// difference.
+fn same_pages(sharded: &[pb::Hit], single: &[pb::Hit], query: &str) -> f64 {
+    assert_eq!(sharded.len(), single.len(), "{query}");
+    let mut largest: f64 = 0.0;
+    for (a, b) in sharded.iter().zip(single) {
+        assert_eq!(
+            (&a.id, a.tier, &a.fields),
+            (&b.id, b.tier, &b.fields),
+            "{query}"
+        );
+        let relative = (a.score - b.score).abs() / b.score.abs().max(1e-9);
+        assert!(relative <= 1e-6, "{query}: {} vs {}", a.score, b.score);
+        largest = largest.max(relative);
+    }
+    largest
+}
+
+/// Waits until a search through `member` is answered by every shard.
+async fn wait_complete(member: &Member, index: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(mut client) =
+            pb::tierdex_client::TierdexClient::connect(format!("http://{}", member.id)).await
+            && let Ok(response) = client.search(search_request(index, "algorithm", 10)).await
+        {
+            let response = response.into_inner();
+            if !response.partial && !response.degraded {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never answered {index} from every shard",
+            member.id
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_three_answers_exactly_and_says_what_it_lacks_when_members_die() {
+    let s3 = S3Server::start();
+    let store = s3.store("fleet", "indexes").await;
+    let mut sharded = build_options(
+        cacm_schema(),
+        RULES,
+        vec![shared_data("cacm.jsonl")],
+        "cacm",
+    );
+    sharded.shards = SHARDS;
+    let summary = tierdex::builder::build(sharded, store.clone())
+        .await
+        .unwrap();
+    let shard_set = summary.manifest.shards.clone().expect("a sharded manifest");
+    assert_eq!(shard_set.count, SHARDS);
+    assert_eq!(shard_set.corpus.docs, 3204);
+    let single = build_cacm(store.clone(), RULES, "cacm-single").await;
+    assert!(single.manifest.shards.is_none());
+    assert_eq!(
+        summary.manifest.hot.docs + summary.manifest.cold.docs,
+        single.manifest.hot.docs + single.manifest.cold.docs
+    );
+    assert_eq!(summary.manifest.hot.docs, single.manifest.hot.docs);
+
+    let ids: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let peers = ids.join(",");
+    let uri = s3.uri("fleet", "indexes");
+    let mut members: Vec<Member> = ids
+        .iter()
+        .map(|id| Member::start(id, &peers, &uri, "cacm"))
+        .collect();
+    for member in &members {
+        wait_complete(member, "cacm").await;
+    }
+
+    // A plain node serving the single-shard build: the sharded fleet's pages must equal its.
+    let plain_dir = tempfile::tempdir().unwrap();
+    let plain = TestNode::start(store.clone(), &["cacm-single"], plain_dir.path()).await;
+    plain.wait_ready().await;
+    let mut plain_client = plain.client().await;
+
+    let oracle = Oracle::new();
+    let queries = all_queries();
+    assert!(queries.len() > 64, "{}", queries.len());
+    for member in &members {
+        let mut client = member.client().await;
+        for query in &queries {
+            let response = search(&mut client, "cacm", query).await;
+            assert_exact(&oracle, query, &response, &member.id);
+        }
+    }
+    let mut client = members[0].client().await;
+    let mut largest_difference: f64 = 0.0;
+    for query in &queries {
+        let fleet = search(&mut client, "cacm", query).await;
+        let single = search(&mut plain_client, "cacm-single", query).await;
+        largest_difference = largest_difference.max(same_pages(&fleet.hits, &single.hits, query));
+    }
+    eprintln!("largest relative score difference, sharded vs single-shard: {largest_difference:e}");
+    // Second pages and field choices go through the same merge.
+    let mut request = search_request("cacm", "computer program", 7);
+    request.offset = 5;
+    request.fields = vec!["title".into(), "citations".into()];
+    let fleet = client.search(request.clone()).await.unwrap().into_inner();
+    request.index = "cacm-single".into();
+    let single = plain_client.search(request).await.unwrap().into_inner();
+    assert_eq!(fleet.hits.len(), 7);
+    same_pages(&fleet.hits, &single.hits, "computer program, second page");
+    // A bad query is the client's error, located, through the fleet as through one node.
+    let bad = client
+        .search(search_request("cacm", "title:(unclosed", 10))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad}");
+    let unknown = client
+        .search(search_request("nope", "x", 10))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown}");
+
+    // One member gone: every shard still has a live owner, every answer is still exact.
+    members[0].kill();
+    for member in &members[1..] {
+        let mut client = member.client().await;
+        for query in &queries {
+            let response = search(&mut client, "cacm", query).await;
+            assert_exact(&oracle, query, &response, &member.id);
+        }
+    }
+
+    // Two gone: the shards whose owners were both among them are named, and the page holds
+    // only documents of the shards still served.
+    members[1].kill();
+    let survivor = &members[2];
+    let missing: BTreeSet<String> = (0..SHARDS)
+        .filter(|shard| {
+            !placement::owners(&ids, "cacm", *shard, REPLICAS).contains(&survivor.id.as_str())
+        })
+        .map(|shard| format!("cacm/{shard}"))
+        .collect();
+    assert!(
+        !missing.is_empty(),
+        "with 4 shards on pairs of 3 members, some shard has no owner left"
+    );
+    let mut client = survivor.client().await;
+    let mut partial_pages = 0;
+    for query in &queries {
+        let response = search(&mut client, "cacm", query).await;
+        assert!(response.partial, "{query}");
+        let named: BTreeSet<String> = response.missing_shards.iter().cloned().collect();
+        assert_eq!(named, missing, "{query}");
+        for hit in &response.hits {
+            let shard = shard_of(hit_u64(hit).to_string().as_bytes(), SHARDS);
+            assert!(
+                !missing.contains(&format!("cacm/{shard}")),
+                "{query}: {} is on a missing shard",
+                hit_u64(hit)
+            );
+        }
+        partial_pages += 1;
+    }
+    assert_eq!(partial_pages, queries.len());
+    plain.stop().await;
+}
