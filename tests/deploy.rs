@@ -95,7 +95,10 @@ fn the_kubernetes_base_renders_to_what_a_fleet_member_expects() {
         .find(|service| service["spec"]["clusterIP"] != "None")
         .expect("a Service for clients");
     assert_eq!(peers_service["spec"]["publishNotReadyAddresses"], true);
-    assert_eq!(set["spec"]["serviceName"], peers_service["metadata"]["name"]);
+    assert_eq!(
+        set["spec"]["serviceName"],
+        peers_service["metadata"]["name"]
+    );
 
     // Pods, selectors and the disruption budget agree on the labels.
     let pod_labels = &set["spec"]["template"]["metadata"]["labels"];
@@ -128,13 +131,18 @@ fn the_kubernetes_base_renders_to_what_a_fleet_member_expects() {
         .map(|env| env["name"].as_str().unwrap())
         .collect();
     assert!(env_names.contains(&"POD_NAME"));
-    let serve = Serve::try_parse_from(std::iter::once("serve".to_string()).chain(args[1..].to_vec()))
-        .unwrap();
+    let serve =
+        Serve::try_parse_from(std::iter::once("serve".to_string()).chain(args[1..].to_vec()))
+            .unwrap();
     // The settings file is the ConfigMap's, mounted where --config points.
     let mounts = container["volumeMounts"].as_array().unwrap();
     let config_mount = mounts
         .iter()
-        .find(|mount| serve.config.starts_with(mount["mountPath"].as_str().unwrap()))
+        .find(|mount| {
+            serve
+                .config
+                .starts_with(mount["mountPath"].as_str().unwrap())
+        })
         .expect("--config lies on a mounted volume");
     let volume = set["spec"]["template"]["spec"]["volumes"]
         .as_array()
@@ -169,7 +177,10 @@ fn the_kubernetes_base_renders_to_what_a_fleet_member_expects() {
         })
         .collect();
     assert_eq!(fleet.peers, PeerSource::Static(expected.clone()));
-    assert_eq!(fleet.advertise, expected[0], "a pod's id is its stable name");
+    assert_eq!(
+        fleet.advertise, expected[0],
+        "a pod's id is its stable name"
+    );
     assert!(fleet.replicas >= 2 && fleet.replicas <= replicas);
 
     // One port everywhere: what the node listens on, the container exposes, the Services
