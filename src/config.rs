@@ -566,11 +566,12 @@ mod tests {
         assert_eq!(listed, declared);
         // And each is a key the settings file accepts.
         for (key, _) in &declared {
-            let value = if key == "indexes" {
+            let value = if key == "indexes" || key == "peers" {
                 "[\"a\"]"
             } else if key.ends_with("concurrency")
                 || key == "max_results"
                 || key == "breaker_failures"
+                || key == "replicas"
             {
                 "1"
             } else {

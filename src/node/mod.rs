@@ -694,7 +694,7 @@ impl Node {
             .await
             .map_err(|err| NodeError::io(format!("creating {}", local.display()), err))?;
         // From zero for each version loaded: what this version still needs.
-        let progress = self.metrics.rehydration(&manifest.index);
+        let progress = self.metrics.rehydration(&manifest.served_name());
         progress.total.set(0);
         progress.done.set(0);
         let hot = rehydrate(
@@ -783,7 +783,7 @@ impl Node {
             &manifest.tier_dir(COLD_INDEX_DIR),
             &local.join(COLD_INDEX_LOCAL),
             self.rehydrate_options(),
-            Some(&self.metrics.rehydration(&manifest.index)),
+            Some(&self.metrics.rehydration(&manifest.served_name())),
         )
         .await?;
         let files = self.open_cold_files(manifest, local, true).await?;
