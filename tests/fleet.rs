@@ -341,3 +341,198 @@ async fn a_fleet_of_three_answers_exactly_and_says_what_it_lacks_when_members_di
     assert_eq!(partial_pages, queries.len());
     plain.stop().await;
 }
+
+/// A fleet member in this process: node, fleet and gRPC server on `listener`.
+struct InProcessMember {
+    node: std::sync::Arc<tierdex::node::Node>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Drop for InProcessMember {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn in_process_member(
+    store: std::sync::Arc<dyn tierdex::store::BlobStore>,
+    index: &str,
+    listener: tokio::net::TcpListener,
+    peers: &[String],
+) -> InProcessMember {
+    let data_dir = tempfile::tempdir().unwrap();
+    let settings = tierdex::config::Settings {
+        store: Some(store.uri().to_string()),
+        indexes: Some(vec![index.to_string()]),
+        listen: Some(listener.local_addr().unwrap().to_string()),
+        data_dir: Some(data_dir.path().to_path_buf()),
+        peers: Some(peers.to_vec()),
+        replicas: Some(1),
+        fleet_refresh: Some("100ms".into()),
+        ..Default::default()
+    };
+    let config = tierdex::config::NodeConfig::resolve(settings, "test").unwrap();
+    let fleet_config = config.fleet.clone().unwrap();
+    let node = tierdex::node::Node::new(config, store, None).unwrap();
+    let fleet = tierdex::fleet::Fleet::new(
+        node.clone(),
+        &fleet_config,
+        tierdex::api::shards::GrpcShards::new(),
+    );
+    let loader = node.clone();
+    let serving = node.clone();
+    let tasks = vec![
+        tokio::spawn(async move { loader.run().await }),
+        tokio::spawn(fleet.clone().run()),
+        tokio::spawn(async move {
+            tierdex::server::run_member(listener, serving, Some(fleet), std::future::pending())
+                .await
+                .unwrap();
+        }),
+    ];
+    InProcessMember {
+        node,
+        tasks,
+        _data_dir: data_dir,
+    }
+}
+
+/// CACM with string ids, two in three sharing their first 8 bytes (`cacm-999…`) in an order
+/// unlike the input's, the others `x<n>`.
+fn string_id(number: u64) -> String {
+    if number.is_multiple_of(3) {
+        format!("x{number}")
+    } else {
+        format!("cacm-{:07}", 9_999_999 - number)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_ids_that_tie_on_score_and_prefix_merge_exactly_across_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(&dir.path().join("store"));
+    let schema_text = std::fs::read_to_string(fixture("cacm/schema.toml"))
+        .unwrap()
+        .replacen("type = \"u64\"", "type = \"keyword\"", 1);
+    let schema = std::sync::Arc::new(
+        tierdex::schema::IndexSchema::from_toml_str(&schema_text, "schema.toml").unwrap(),
+    );
+    let documents: Vec<serde_json::Value> = cacm_documents()
+        .into_iter()
+        .map(|(number, mut document)| {
+            document["id"] = string_id(number).into();
+            document
+        })
+        .collect();
+    let input = dir.path().join("cacm-strings.jsonl");
+    std::fs::write(
+        &input,
+        documents
+            .iter()
+            .map(|document| document.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    let mut options = build_options(schema.clone(), RULES, vec![input], "strings");
+    options.shards = SHARDS;
+    tierdex::builder::build(options, store.clone())
+        .await
+        .unwrap();
+
+    let listeners = [
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    ];
+    let peers: Vec<String> = listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().to_string())
+        .collect();
+    let mut members = Vec::new();
+    for listener in listeners {
+        members.push(in_process_member(store.clone(), "strings", listener, &peers).await);
+    }
+    // Both members hold shards (one replica each): searches cross the network.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while members
+        .iter()
+        .any(|member| member.node.served_shards("strings").is_empty())
+    {
+        assert!(Instant::now() < deadline, "shards never placed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (index, parser) = oracle_index(&schema, documents);
+    let searcher = index.reader().unwrap().searcher();
+    let mut queries = cacm_structured_queries();
+    queries.extend(cacm_query_texts().into_iter().take(20));
+    let mut client = pb::tierdex_client::TierdexClient::connect(format!("http://{}", peers[0]))
+        .await
+        .unwrap();
+    let mut ties_across_prefix = 0;
+    for query in &queries {
+        let parsed = parser.parse_query(query).unwrap();
+        let parsed = tierdex::node::stable::keep_constant_scores(parsed, &index.schema());
+        let all = searcher
+            .search(
+                &parsed,
+                &TopDocs::with_limit(searcher.num_docs() as usize).order_by_score(),
+            )
+            .unwrap();
+        let mut expected: Vec<(String, f32)> = all
+            .into_iter()
+            .map(|(score, address)| {
+                let segment = searcher.segment_reader(address.segment_ord);
+                let ids = segment.fast_fields().str("id").unwrap().unwrap();
+                let mut id = String::new();
+                let ord = ids.ords().first(address.doc_id).unwrap();
+                ids.ord_to_str(ord, &mut id).unwrap();
+                (id, score)
+            })
+            .collect();
+        expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (offset, limit) in [(0usize, 10usize), (7, 9)] {
+            let page: Vec<&(String, f32)> = expected.iter().skip(offset).take(limit).collect();
+            let mut request = search_request("strings", query, limit as u32);
+            request.offset = offset as u32;
+            let response = loop {
+                match client.search(request.clone()).await {
+                    Ok(response) if !response.get_ref().partial => break response.into_inner(),
+                    _ => {
+                        assert!(Instant::now() < deadline, "{query}: no complete answer");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            };
+            let got: Vec<(String, f64)> = response
+                .hits
+                .iter()
+                .map(
+                    |hit| match hit.id.as_ref().and_then(|id| id.kind.as_ref()) {
+                        Some(pb::value::Kind::Text(text)) => (text.clone(), hit.score),
+                        other => panic!("{query}: a string id, not {other:?}"),
+                    },
+                )
+                .collect();
+            let got_ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+            let expected_ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
+            assert_eq!(got_ids, expected_ids, "{query} at {offset}");
+            for ((_, got), (_, expected)) in got.iter().zip(&page) {
+                assert!((got - f64::from(*expected)).abs() <= 1e-4, "{query}");
+            }
+            ties_across_prefix += page
+                .windows(2)
+                .filter(|pair| {
+                    let prefix = |id: &str| id.as_bytes().get(..8).map(<[u8]>::to_vec);
+                    pair[0].1 == pair[1].1
+                        && prefix(&pair[0].0).is_some()
+                        && prefix(&pair[0].0) == prefix(&pair[1].0)
+                })
+                .count();
+        }
+    }
+    // The pages did hold hits that only their whole ids order.
+    assert!(ties_across_prefix > 10, "{ties_across_prefix}");
+}

@@ -132,11 +132,12 @@ impl pb::shards_server::Shards for ShardsService {
                 .hits
                 .into_iter()
                 .map(|hit| pb::ShardHit {
-                    id: Some(id_to_pb(hit.id)),
+                    id: hit.id.map(id_to_pb),
                     rank: hit.rank,
                     score: hit.score,
                     tier: tier_to_pb(hit.tier),
                     doc: hit.doc,
+                    key: hit.key,
                 })
                 .collect(),
             hot_total_hits: page.hot_total,
@@ -180,7 +181,9 @@ impl pb::shards_server::Shards for ShardsService {
             documents: fetched
                 .documents
                 .into_iter()
-                .map(|document| pb::ShardDocument {
+                .zip(fetched.ids)
+                .map(|(document, id)| pb::ShardDocument {
+                    id: id.map(id_to_pb),
                     present: document.is_some(),
                     fields: document
                         .unwrap_or_default()
@@ -292,7 +295,8 @@ impl ShardClient for GrpcShards {
                 Ok(ShardHit {
                     rank: hit.rank,
                     score: hit.score,
-                    id: id_from_pb(hit.id)?,
+                    key: hit.key,
+                    id: hit.id.map(|id| id_from_pb(Some(id))).transpose()?,
                     tier: tier_from_pb(hit.tier)?,
                     doc: hit.doc,
                 })
@@ -340,6 +344,18 @@ impl ShardClient for GrpcShards {
             .await
             .map_err(|status| error_from_status(member, status))?
             .into_inner();
+        let ids = answer
+            .documents
+            .iter()
+            .map(|document| {
+                document
+                    .id
+                    .clone()
+                    .map(|id| id_from_pb(Some(id)))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|message| malformed(member, message))?;
         let documents = answer
             .documents
             .into_iter()
@@ -361,6 +377,7 @@ impl ShardClient for GrpcShards {
             .map_err(|message| malformed(member, message))?;
         Ok(ShardDocuments {
             documents,
+            ids,
             degraded: Some(answer.degraded_reason).filter(|reason| !reason.is_empty()),
             stats: stats_from_pb(answer.stats),
         })

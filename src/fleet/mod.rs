@@ -27,11 +27,12 @@ use tokio::sync::watch;
 use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::config::{FleetConfig, PeerSource};
-use crate::node::documents::FieldValue;
+use crate::node::collector::IdKey;
+use crate::node::documents::{FieldValue, Fields};
 use crate::node::metrics::FleetMetrics;
 use crate::node::search::{
-    DEFAULT_LIMIT, SearchHit, SearchRequest, SearchResult, SearchStats, ShardDocuments, ShardPage,
-    TierName,
+    DEFAULT_LIMIT, SearchHit, SearchRequest, SearchResult, SearchStats, ShardDocuments, ShardHit,
+    ShardPage, TierName,
 };
 use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, TierState};
 use membership::{DnsMembers, Membership, StaticMembers};
@@ -436,37 +437,40 @@ impl Fleet {
         }
         let search_ms = started.elapsed().as_secs_f64() * 1000.0;
 
-        // Every shard ranked its best `depth`: the corpus's best `depth` are among them.
-        let mut merged: Vec<(u32, &ShardPage, usize)> = pages
+        // Every shard ranked its best `depth`: the corpus's best `depth` are among them. They
+        // are merged by (rank, key); hits whose rank and key tie (string ids sharing their first
+        // 8 bytes) are ordered by their whole ids, which come with their documents: the
+        // documents read are the page's, widened to whole tie groups at its two ends.
+        let mut merged: Vec<(u32, &ShardHit)> = pages
             .iter()
-            .flat_map(|(shard, (_, page))| (0..page.hits.len()).map(move |at| (*shard, page, at)))
+            .flat_map(|(shard, (_, page))| page.hits.iter().map(move |hit| (*shard, hit)))
             .collect();
-        merged.sort_by(|a, b| {
-            let (a, b) = (&a.1.hits[a.2], &b.1.hits[b.2]);
-            b.rank.total_cmp(&a.rank).then_with(|| a.id.cmp(&b.id))
-        });
-        let page: Vec<(u32, usize)> = merged
-            .iter()
-            .skip(request.offset as usize)
-            .take(limit as usize)
-            .map(|(shard, _, at)| (*shard, *at))
-            .collect();
+        merged.sort_by(|a, b| by_rank_and_key(a.1, b.1));
+        let page_start = (request.offset as usize).min(merged.len());
+        let page_end = (page_start + limit as usize).min(merged.len());
+        let tied = |a: usize, b: usize| by_rank_and_key(merged[a].1, merged[b].1).is_eq();
+        let mut read_start = page_start;
+        while read_start > 0 && read_start < page_end && tied(read_start - 1, read_start) {
+            read_start -= 1;
+        }
+        let mut read_end = page_end;
+        while read_end > page_start && read_end < merged.len() && tied(read_end - 1, read_end) {
+            read_end += 1;
+        }
+        let to_read = &merged[read_start..read_end];
 
-        // Documents of the page, from the replica that ranked each shard's hits (another
-        // replica of the same version if that one is gone).
+        // Documents, from the replica that ranked each shard's hits (another replica of the
+        // same version if that one is gone).
         let fetch_started = Instant::now();
         let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for (slot, (shard, _)) in page.iter().enumerate() {
+        for (slot, (shard, _)) in to_read.iter().enumerate() {
             by_shard.entry(*shard).or_default().push(slot);
         }
         let fetched = futures::future::join_all(by_shard.iter().map(|(shard, slots)| {
-            let (ranked_by, shard_page) = &pages[shard];
+            let ranked_by = &pages[shard].0;
             let hits: Vec<(TierName, u64)> = slots
                 .iter()
-                .map(|slot| {
-                    let hit = &shard_page.hits[page[*slot].1];
-                    (hit.tier, hit.doc)
-                })
+                .map(|slot| (to_read[*slot].1.tier, to_read[*slot].1.doc))
                 .collect();
             let name = format!("{index}/{shard}");
             let mut owners = vec![ranked_by.clone()];
@@ -502,7 +506,11 @@ impl Fleet {
         .await;
         let fetch_ms = fetch_started.elapsed().as_secs_f64() * 1000.0;
 
-        let mut documents: HashMap<usize, Option<crate::node::documents::Fields>> = HashMap::new();
+        // Per hit read: its whole id (known, or read with it) and its document.
+        let mut read: Vec<(Option<IdKey>, Option<Option<Fields>>)> = to_read
+            .iter()
+            .map(|(_, hit)| (hit.id.clone(), None))
+            .collect();
         let mut degraded: Option<String> = None;
         let mut stats = SearchStats::default();
         for (shard, outcome) in fetched {
@@ -513,8 +521,13 @@ impl Fleet {
                         degraded.get_or_insert(format!("shard {index}/{shard}: {reason}"));
                     }
                     add_stats(&mut stats, &answer.stats);
-                    for (slot, document) in slots.iter().zip(answer.documents) {
-                        documents.insert(*slot, document);
+                    for ((slot, document), id) in slots.iter().zip(answer.documents).zip(answer.ids)
+                    {
+                        let entry = &mut read[*slot];
+                        if entry.0.is_none() {
+                            entry.0 = id;
+                        }
+                        entry.1 = Some(document);
                     }
                 }
                 Err(errors) => {
@@ -526,21 +539,39 @@ impl Fleet {
             }
         }
         missing.sort_unstable();
-        let mut hits = Vec::with_capacity(page.len());
+        let mut order: Vec<usize> = (0..to_read.len()).collect();
+        // Stable: hits whose whole id is unknown (their shard is gone) keep their place.
+        order.sort_by(|a, b| {
+            by_rank_and_key(to_read[*a].1, to_read[*b].1).then_with(|| {
+                match (&read[*a].0, &read[*b].0) {
+                    (Some(a), Some(b)) => a.cmp(b),
+                    _ => std::cmp::Ordering::Equal,
+                }
+            })
+        });
+        let mut hits = Vec::with_capacity(limit as usize);
         let mut omitted_ids = Vec::new();
-        for (slot, (shard, at)) in page.iter().enumerate() {
-            let hit = &pages[shard].1.hits[*at];
-            match documents.remove(&slot) {
-                Some(Some(fields)) => hits.push(SearchHit {
-                    id: FieldValue::from(hit.id.clone()),
+        let mut omitted = 0;
+        for slot in order
+            .into_iter()
+            .skip(page_start - read_start)
+            .take(page_end - page_start)
+        {
+            let hit = to_read[slot].1;
+            let (id, document) = std::mem::take(&mut read[slot]);
+            match (id, document) {
+                (Some(id), Some(Some(fields))) => hits.push(SearchHit {
+                    id: FieldValue::from(id),
                     score: hit.score,
                     tier: hit.tier,
                     fields,
                 }),
-                // A cold document its shard could not read: left out, as a search leaves it.
-                Some(None) => omitted_ids.push(FieldValue::from(hit.id.clone())),
-                // Its shard's replicas are gone since they ranked it: the answer is partial.
-                None => omitted_ids.push(FieldValue::from(hit.id.clone())),
+                // A cold document its shard could not read, or one whose replicas are gone
+                // since they ranked it: left out, as a search leaves out what it cannot read.
+                (id, _) => {
+                    omitted += 1;
+                    omitted_ids.extend(id.map(FieldValue::from));
+                }
             }
         }
         for (_, page) in pages.values() {
@@ -562,7 +593,7 @@ impl Fleet {
             cold_total: answered.iter().map(|page| page.cold_total).sum(),
             totals_exact: request.count_total && missing.is_empty(),
             degraded,
-            omitted_cold_hits: omitted_ids.len() as u64,
+            omitted_cold_hits: omitted,
             omitted_ids,
             stats,
             version: view.version.clone(),
@@ -620,6 +651,11 @@ impl Fleet {
         }
         Err(errors)
     }
+}
+
+/// Page order before whole string ids are known: rank (higher first), then the id's sort key.
+fn by_rank_and_key(a: &ShardHit, b: &ShardHit) -> std::cmp::Ordering {
+    b.rank.total_cmp(&a.rank).then(a.key.cmp(&b.key))
 }
 
 fn serves(

@@ -844,7 +844,13 @@ pub struct ShardHit {
     pub rank: f64,
     /// What a page reports (`RankProfile::reported_score`).
     pub score: f64,
-    pub id: IdKey,
+    /// The id's sort key (`format::sort_key`): orders like the id.
+    pub key: u64,
+    /// The id, for numeric ids (the key is the id); `None` for string ids, whose key is only
+    /// their first 8 bytes: reading the whole id here would cost a dictionary block decode per
+    /// hit, and the merge needs it only for hits whose rank and key tie (`fetch_shard` returns
+    /// it with the document).
+    pub id: Option<IdKey>,
     pub tier: TierName,
     /// `doc_ref`.
     pub doc: u64,
@@ -933,7 +939,9 @@ pub async fn rank_shard(
             .map(|hit| ShardHit {
                 rank: hit.rank,
                 score: ranked_profile.reported_score(hit.score, hit.rank),
-                id: tier_columns(&version, cold.as_deref(), hit.tier).id(hit),
+                key: hit.key,
+                id: (version.id_kind != IdKind::Str)
+                    .then(|| tier_columns(&version, cold.as_deref(), hit.tier).id(hit)),
                 tier: hit.tier,
                 doc: doc_ref(hit),
             })
@@ -965,6 +973,8 @@ pub async fn rank_shard(
 pub struct ShardDocuments {
     /// `None` for a cold document that could not be read (`degraded` says why).
     pub documents: Vec<Option<Fields>>,
+    /// Each document's id, read with it (`None` where the document is).
+    pub ids: Vec<Option<IdKey>>,
     pub degraded: Option<String>,
     pub stats: SearchStats,
 }
@@ -987,6 +997,16 @@ pub async fn fetch_shard(
         fields,
     )
     .map_err(NodeError::InvalidArgument)?;
+    // The id comes with each document (stored, and a parquet column), so it is read along;
+    // it is left out of the fields unless they asked for it.
+    let id_index = version.schema.id_index;
+    let id_name = version.schema.spec.id_field.clone();
+    let id_asked = selection.columns.contains(&id_index);
+    let mut selection = selection;
+    if !id_asked {
+        selection.columns.push(id_index);
+        selection.columns.sort_unstable();
+    }
     let cold_addrs: Vec<DocAddr> = hits
         .iter()
         .filter(|(tier, _)| *tier == TierName::Cold)
@@ -1066,16 +1086,34 @@ pub async fn fetch_shard(
     };
     cold_documents.reverse();
     let mut hot_documents = hot_documents.into_iter();
-    let documents = hits
+    let mut documents: Vec<Option<Fields>> = hits
         .iter()
         .map(|(tier, _)| match tier {
             TierName::Hot => hot_documents.next(),
             TierName::Cold => cold_documents.pop().flatten(),
         })
         .collect();
+    let ids = documents
+        .iter_mut()
+        .map(|document| {
+            let fields = document.as_mut()?;
+            let at = fields.iter().position(|(name, _)| *name == id_name)?;
+            let id = match &fields[at].1 {
+                FieldValue::Text(text) => IdKey::Str(text.clone()),
+                FieldValue::U64(value) => IdKey::U64(*value),
+                FieldValue::I64(value) => IdKey::I64(*value),
+                _ => return None,
+            };
+            if !id_asked {
+                fields.remove(at);
+            }
+            Some(id)
+        })
+        .collect();
     let counts = stats.snapshot();
     Ok(ShardDocuments {
         documents,
+        ids,
         degraded,
         stats: SearchStats {
             cache_hits: counts.cache_hits,
