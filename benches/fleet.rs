@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench fleet -- [--queries 2000] [--load-queries 4000] [--load-clients 64]
-//!     [--replicas 1]
+//!     [--replicas 1] [--only 1-4]
 //! ```
 //!
 //! Each configuration gets the same TB05 queries (file order): a warm-up pass (every query
@@ -32,6 +32,8 @@ struct Settings {
     load_queries: usize,
     load_clients: usize,
     replicas: usize,
+    /// Run only this configuration (1-4, as printed), for a profiler.
+    only: Option<usize>,
 }
 
 fn settings() -> Settings {
@@ -40,6 +42,7 @@ fn settings() -> Settings {
         load_queries: 4000,
         load_clients: 64,
         replicas: 1,
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -54,6 +57,7 @@ fn settings() -> Settings {
             "--load-queries" => settings.load_queries = value(),
             "--load-clients" => settings.load_clients = value(),
             "--replicas" => settings.replicas = value(),
+            "--only" => settings.only = Some(value()),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -258,7 +262,10 @@ fn main() {
         ];
         let mut rows = Vec::new();
         let mut reference: Option<Vec<Vec<pb::Value>>> = None;
-        for (label, index, members, fleet) in configurations {
+        for (number, (label, index, members, fleet)) in configurations.into_iter().enumerate() {
+            if settings.only.is_some_and(|only| only != number + 1) {
+                continue;
+            }
             let (processes, ids) =
                 start(&store_uri, index, members, fleet, settings.replicas, work.path());
             let mut connected = clients(&ids).await;
@@ -267,11 +274,16 @@ fn main() {
             match &reference {
                 None => reference = Some(figures.pages.clone()),
                 Some(pages) => {
-                    let differing = pages
-                        .iter()
-                        .zip(&figures.pages)
-                        .filter(|(a, b)| a != b)
-                        .count();
+                    let differing: Vec<usize> = (0..pages.len())
+                        .filter(|n| pages[*n] != figures.pages[*n])
+                        .collect();
+                    for n in differing.iter().take(3) {
+                        eprintln!(
+                            "  differs: {:?}\n    one node: {:?}\n    fleet:    {:?}",
+                            queries[*n], pages[*n], figures.pages[*n]
+                        );
+                    }
+                    let differing = differing.len();
                     eprintln!("{label}: {differing} of {} pages differ from one node's", pages.len());
                 }
             }
