@@ -362,6 +362,7 @@ async fn in_process_member(
     index: &str,
     listener: tokio::net::TcpListener,
     peers: &[String],
+    replicas: usize,
 ) -> InProcessMember {
     let data_dir = tempfile::tempdir().unwrap();
     let settings = tierdex::config::Settings {
@@ -370,8 +371,9 @@ async fn in_process_member(
         listen: Some(listener.local_addr().unwrap().to_string()),
         data_dir: Some(data_dir.path().to_path_buf()),
         peers: Some(peers.to_vec()),
-        replicas: Some(1),
+        replicas: Some(replicas),
         fleet_refresh: Some("100ms".into()),
+        poll_interval: Some("150ms".into()),
         ..Default::default()
     };
     let config = tierdex::config::NodeConfig::resolve(settings, "test").unwrap();
@@ -452,7 +454,7 @@ async fn string_ids_that_tie_on_score_and_prefix_merge_exactly_across_members() 
         .collect();
     let mut members = Vec::new();
     for listener in listeners {
-        members.push(in_process_member(store.clone(), "strings", listener, &peers).await);
+        members.push(in_process_member(store.clone(), "strings", listener, &peers, 1).await);
     }
     // Both members hold shards (one replica each): searches cross the network.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -535,4 +537,94 @@ async fn string_ids_that_tie_on_score_and_prefix_merge_exactly_across_members() 
     }
     // The pages did hold hits that only their whole ids order.
     assert!(ties_across_prefix > 10, "{ties_across_prefix}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_is_searched_only_once_every_shard_serves_it_and_never_mixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(&dir.path().join("store"));
+    let build = |rules: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut options = build_options(
+                cacm_schema(),
+                rules,
+                vec![shared_data("cacm.jsonl")],
+                "cacm",
+            );
+            options.shards = SHARDS;
+            tierdex::builder::build(options, store).await.unwrap()
+        }
+    };
+    let first = build(RULES).await.manifest.version;
+    let listeners = [
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    ];
+    let peers: Vec<String> = listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().to_string())
+        .collect();
+    let mut members = Vec::new();
+    for listener in listeners {
+        members.push(in_process_member(store.clone(), "cacm", listener, &peers, 2).await);
+    }
+    let mut clients = Vec::new();
+    for peer in &peers {
+        clients.push(
+            pb::tierdex_client::TierdexClient::connect(format!("http://{peer}"))
+                .await
+                .unwrap(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for client in clients.iter_mut() {
+        loop {
+            let answer = client.search(search_request("cacm", "computer", 10)).await;
+            if answer.is_ok_and(|answer| !answer.get_ref().partial) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the fleet never served");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let oracle = Oracle::new();
+    // A new version with every document hot: same pages, another split. Searches go on through
+    // every member while the members load it, each on its own schedule.
+    let second = build("hot = [\"true\"]\n").await.manifest.version;
+    assert_ne!(first, second);
+    let queries = cacm_query_texts();
+    let mut seen_second = [false; 3];
+    let mut searches = 0;
+    while !seen_second.iter().all(|seen| *seen) {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "members never switched: {seen_second:?}"
+        );
+        for (member, client) in clients.iter_mut().enumerate() {
+            let query = &queries[searches % queries.len()];
+            searches += 1;
+            let answer = search(client, "cacm", query).await;
+            // One version per page, the old one until the new one is served for every shard,
+            // then the new one for good; never partial on the way.
+            assert_exact(&oracle, query, &answer, &peers[member]);
+            if answer.version == second {
+                seen_second[member] = true;
+            } else {
+                assert_eq!(answer.version, first, "{query}");
+                assert!(!seen_second[member], "{} went back to the old version", peers[member]);
+            }
+            let cold_hits = answer
+                .hits
+                .iter()
+                .filter(|hit| hit.tier == pb::Tier::Cold as i32)
+                .count();
+            if answer.version == second {
+                assert_eq!(cold_hits, 0, "{query}: every document is hot in the new version");
+            }
+        }
+    }
+    assert!(searches > 3);
+    drop(members);
 }
