@@ -26,6 +26,8 @@ const REPLICAS: usize = 2;
 /// One `tierdex serve` process, killed when dropped.
 struct Member {
     id: String,
+    /// Where its /metrics are served.
+    metrics: String,
     child: Child,
     _data_dir: tempfile::TempDir,
 }
@@ -33,9 +35,17 @@ struct Member {
 impl Member {
     fn start(id: &str, peers: &str, store_uri: &str, indexes: &str) -> Member {
         let data_dir = tempfile::tempdir().unwrap();
+        let metrics = format!("127.0.0.1:{}", free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_tierdex"))
             .args(["serve", "--store", store_uri, "--index", indexes])
-            .args(["--listen", id, "--peers", peers])
+            .args([
+                "--listen",
+                id,
+                "--peers",
+                peers,
+                "--metrics-listen",
+                &metrics,
+            ])
             .args(["--replicas", &REPLICAS.to_string()])
             .args(["--fleet-refresh", "200ms", "--poll-interval", "1s"])
             .arg("--data-dir")
@@ -47,6 +57,7 @@ impl Member {
             .unwrap();
         Member {
             id: id.to_string(),
+            metrics,
             child,
             _data_dir: data_dir,
         }
@@ -78,6 +89,28 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A counter's value in a member's `/metrics` (labels matched as given), read over HTTP with
+/// a plain request.
+async fn scrape_counter(address: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| {
+            labels
+                .iter()
+                .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 /// The oracle: one tantivy index over all of CACM, top `limit` by (score, id).
@@ -296,6 +329,48 @@ async fn a_fleet_of_three_answers_exactly_and_says_what_it_lacks_when_members_di
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown}");
+
+    // One member hung (SIGSTOP): connections open, nothing answers. A member that is not an
+    // owner of shard 0 asks its first owner first: once that one is late it asks the other
+    // beside it (hedging), then first while the hung one stays silent.
+    let owners = placement::owners(&ids, "cacm", 0, REPLICAS);
+    let by_id = |id: &str| members.iter().position(|member| member.id == id).unwrap();
+    let hung = by_id(owners[0]);
+    let asking = (0..3)
+        .find(|member| !owners.contains(&members[*member].id.as_str()))
+        .unwrap();
+    let stopped = members[hung].child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &stopped])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut client = members[asking].client().await;
+    for query in &queries {
+        let response = search(&mut client, "cacm", query).await;
+        assert_exact(&oracle, query, &response, &members[asking].id);
+    }
+    let hedged = scrape_counter(
+        &members[asking].metrics,
+        "tierdex_fleet_replica_requests_total",
+        &[("operation", "rank"), ("outcome", "hedged")],
+    )
+    .await;
+    // Hedged once or a few times (the hung member's shards, until it was marked slow), not on
+    // every search.
+    assert!(
+        hedged >= 1.0 && hedged < queries.len() as f64 / 4.0,
+        "{hedged}"
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &stopped])
+            .status()
+            .unwrap()
+            .success()
+    );
 
     // One member gone: every shard still has a live owner, every answer is still exact.
     members[0].kill();
@@ -613,7 +688,11 @@ async fn a_new_version_is_searched_only_once_every_shard_serves_it_and_never_mix
                 seen_second[member] = true;
             } else {
                 assert_eq!(answer.version, first, "{query}");
-                assert!(!seen_second[member], "{} went back to the old version", peers[member]);
+                assert!(
+                    !seen_second[member],
+                    "{} went back to the old version",
+                    peers[member]
+                );
             }
             let cold_hits = answer
                 .hits
@@ -621,7 +700,10 @@ async fn a_new_version_is_searched_only_once_every_shard_serves_it_and_never_mix
                 .filter(|hit| hit.tier == pb::Tier::Cold as i32)
                 .count();
             if answer.version == second {
-                assert_eq!(cold_hits, 0, "{query}: every document is hot in the new version");
+                assert_eq!(
+                    cold_hits, 0,
+                    "{query}: every document is hot in the new version"
+                );
             }
         }
     }

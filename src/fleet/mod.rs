@@ -324,21 +324,39 @@ impl Fleet {
                 (member, outcome)
             }
         };
+        // Members asked and not answered yet, in the order asked.
+        let mut pending: Vec<String> = Vec::new();
         if let Some(first) = waiting.next() {
+            pending.push(first.clone());
             running.push(launch(first));
         }
         while !running.is_empty() {
             let next = tokio::time::timeout(hedge_after, running.next()).await;
+            if let Ok(Some((member, _))) = &next {
+                pending.retain(|asked| asked != member);
+            }
             match next {
                 Err(_) => {
                     if let Some(member) = waiting.next() {
                         count("hedged");
+                        pending.push(member.clone());
                         running.push(launch(member));
                     }
                 }
                 Ok(None) => break,
                 Ok(Some((member, Ok(value)))) => {
                     count("ok");
+                    // Those asked earlier that are still silent are tried last for a while:
+                    // a hung member costs the hedging delay once, not on every search.
+                    for slow in pending {
+                        self.mark_failed(
+                            &slow,
+                            &NodeError::Unavailable(format!(
+                                "no answer within {} ms while {member} answered",
+                                hedge_after.as_millis()
+                            )),
+                        );
+                    }
                     return Ok((member, value));
                 }
                 Ok(Some((member, Err(err)))) => {
@@ -354,6 +372,7 @@ impl Fleet {
                     }
                     errors.push(format!("{member}: {err}"));
                     if let Some(member) = waiting.next() {
+                        pending.push(member.clone());
                         running.push(launch(member));
                     }
                 }
