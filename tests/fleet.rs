@@ -291,6 +291,43 @@ async fn a_fleet_of_three_answers_exactly_and_says_what_it_lacks_when_members_di
     plain.wait_ready().await;
     let mut plain_client = plain.client().await;
 
+    // Each member reports the shards placed on it through grpc.health.v1 as <index>/<shard>,
+    // and knows nothing of the others.
+    for member in &members {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", member.id))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        for shard in 0..SHARDS {
+            let owned =
+                placement::owners(&ids, "cacm", shard, REPLICAS).contains(&member.id.as_str());
+            let answer = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: format!("cacm/{shard}"),
+                })
+                .await;
+            match answer {
+                Ok(answer) => {
+                    assert!(
+                        owned,
+                        "{} reports cacm/{shard}, not placed on it",
+                        member.id
+                    );
+                    assert_eq!(
+                        answer.into_inner().status,
+                        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                    );
+                }
+                Err(status) => {
+                    assert!(!owned, "{}: cacm/{shard}: {status}", member.id);
+                    assert_eq!(status.code(), tonic::Code::NotFound);
+                }
+            }
+        }
+    }
+
     let oracle = Oracle::new();
     let queries = all_queries();
     assert!(queries.len() > 64, "{}", queries.len());
