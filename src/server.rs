@@ -69,8 +69,10 @@ pub async fn run_member(
         }
     });
     let watched = node.clone();
+    let fleet_watched = fleet.clone();
     let health_task = tokio::spawn(async move {
         let mut changes = watched.subscribe();
+        let mut fleet_changes = fleet_watched.as_ref().map(|fleet| fleet.subscribe());
         let mut reported: Vec<String> = Vec::new();
         loop {
             let statuses = watched.statuses();
@@ -84,7 +86,13 @@ pub async fn run_member(
                     .await;
             }
             reported = statuses.iter().map(|status| status.name.clone()).collect();
-            let all_serving = statuses.iter().all(|status| status.hot == TierState::Ready);
+            // A fleet member serves once it has placed every index's shards (its own are up):
+            // before that it knows no version to search.
+            let placed = fleet_watched
+                .as_ref()
+                .is_none_or(|fleet| fleet.has_placed_every_index());
+            let all_serving =
+                placed && statuses.iter().all(|status| status.hot == TierState::Ready);
             for status in &statuses {
                 let serving = if status.hot == TierState::Ready {
                     ServingStatus::Serving
@@ -99,7 +107,14 @@ pub async fn run_member(
                 ServingStatus::NotServing
             };
             reporter.set_service_status("", overall).await;
-            if changes.changed().await.is_err() {
+            let changed = match fleet_changes.as_mut() {
+                Some(fleet_changes) => tokio::select! {
+                    changed = changes.changed() => changed,
+                    changed = fleet_changes.changed() => changed,
+                },
+                None => changes.changed().await,
+            };
+            if changed.is_err() {
                 break;
             }
         }

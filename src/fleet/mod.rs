@@ -138,6 +138,13 @@ impl Fleet {
             .cloned()
     }
 
+    /// Whether every index has a pinned version and placement: before that no search can be
+    /// answered.
+    pub fn has_placed_every_index(&self) -> bool {
+        let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
+        self.indexes.iter().all(|index| views.contains_key(index))
+    }
+
     /// Fires whenever a view changes.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
