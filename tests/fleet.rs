@@ -476,6 +476,47 @@ async fn in_process_member(
     peers: &[String],
     replicas: usize,
 ) -> InProcessMember {
+    in_process_member_with(store, index, listener, peers, replicas, None).await
+}
+
+/// Every read of a shard's files waits a while.
+#[derive(Debug)]
+struct SlowReads;
+
+#[async_trait::async_trait]
+impl StoreHooks for SlowReads {
+    async fn before_read(&self, _op: &'static str, key: &str) {
+        if key.contains("/shards/") {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+}
+
+/// A member list tests change at will (as DNS would).
+#[derive(Clone, Default)]
+struct ChangingMembers(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+#[async_trait::async_trait]
+impl tierdex::fleet::membership::Membership for ChangingMembers {
+    async fn members(&self) -> Result<Vec<String>, String> {
+        let mut members = self.0.lock().unwrap().clone();
+        members.sort();
+        Ok(members)
+    }
+
+    fn describe(&self) -> String {
+        "a test's list".into()
+    }
+}
+
+async fn in_process_member_with(
+    store: std::sync::Arc<dyn tierdex::store::BlobStore>,
+    index: &str,
+    listener: tokio::net::TcpListener,
+    peers: &[String],
+    replicas: usize,
+    membership: Option<ChangingMembers>,
+) -> InProcessMember {
     let data_dir = tempfile::tempdir().unwrap();
     let settings = tierdex::config::Settings {
         store: Some(store.uri().to_string()),
@@ -491,11 +532,19 @@ async fn in_process_member(
     let config = tierdex::config::NodeConfig::resolve(settings, "test").unwrap();
     let fleet_config = config.fleet.clone().unwrap();
     let node = tierdex::node::Node::new(config, store, None).unwrap();
-    let fleet = tierdex::fleet::Fleet::new(
-        node.clone(),
-        &fleet_config,
-        tierdex::api::shards::GrpcShards::new(),
-    );
+    let fleet = match membership {
+        Some(membership) => tierdex::fleet::Fleet::with_membership(
+            node.clone(),
+            &fleet_config,
+            tierdex::api::shards::GrpcShards::new(),
+            Box::new(membership),
+        ),
+        None => tierdex::fleet::Fleet::new(
+            node.clone(),
+            &fleet_config,
+            tierdex::api::shards::GrpcShards::new(),
+        ),
+    };
     let loader = node.clone();
     let serving = node.clone();
     let tasks = vec![
@@ -568,11 +617,19 @@ async fn string_ids_that_tie_on_score_and_prefix_merge_exactly_across_members() 
     for listener in listeners {
         members.push(in_process_member(store.clone(), "strings", listener, &peers, 1).await);
     }
-    // Both members hold shards (one replica each): searches cross the network.
+    // One replica per shard: searches through the member owning fewer shards reach the
+    // other member's over the network (all of them if placement gave it none).
+    let owned: Vec<usize> = peers
+        .iter()
+        .map(|peer| placement::owned_shards(&peers, peer, "strings", SHARDS, 1).len())
+        .collect();
+    let asked = if owned[0] <= owned[1] { 0 } else { 1 };
+    assert!(owned[asked] < SHARDS as usize);
     let deadline = Instant::now() + Duration::from_secs(60);
     while members
         .iter()
-        .any(|member| member.node.served_shards("strings").is_empty())
+        .zip(&owned)
+        .any(|(member, owned)| member.node.served_shards("strings").len() != *owned)
     {
         assert!(Instant::now() < deadline, "shards never placed");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -582,7 +639,7 @@ async fn string_ids_that_tie_on_score_and_prefix_merge_exactly_across_members() 
     let searcher = index.reader().unwrap().searcher();
     let mut queries = cacm_structured_queries();
     queries.extend(cacm_query_texts().into_iter().take(20));
-    let mut client = pb::tierdex_client::TierdexClient::connect(format!("http://{}", peers[0]))
+    let mut client = pb::tierdex_client::TierdexClient::connect(format!("http://{}", peers[asked]))
         .await
         .unwrap();
     let mut ties_across_prefix = 0;
@@ -746,4 +803,108 @@ async fn a_new_version_is_searched_only_once_every_shard_serves_it_and_never_mix
     }
     assert!(searches > 3);
     drop(members);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_takes_its_shards_and_nothing_goes_unserved() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(&dir.path().join("store"));
+    let mut options = build_options(
+        cacm_schema(),
+        RULES,
+        vec![shared_data("cacm.jsonl")],
+        "cacm",
+    );
+    options.shards = SHARDS;
+    tierdex::builder::build(options, store.clone())
+        .await
+        .unwrap();
+    let listeners = [
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    ];
+    let ids: Vec<String> = listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().to_string())
+        .collect();
+    // The list starts with the first member alone: it owns every shard.
+    let members_list = ChangingMembers::default();
+    members_list.0.lock().unwrap().push(ids[0].clone());
+    // The newcomer loads slowly (every read from storage waits): the first member must keep
+    // answering for the shards it hands over until the newcomer serves them.
+    let slow: std::sync::Arc<dyn tierdex::store::BlobStore> = std::sync::Arc::new(HookedStore {
+        inner: store.clone(),
+        hooks: SlowReads,
+    });
+    let mut members = Vec::new();
+    for (listener, store) in listeners.into_iter().zip([store.clone(), slow]) {
+        members.push(
+            in_process_member_with(store, "cacm", listener, &ids, 1, Some(members_list.clone()))
+                .await,
+        );
+    }
+    let mut client = pb::tierdex_client::TierdexClient::connect(format!("http://{}", ids[0]))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = client.search(search_request("cacm", "computer", 10)).await;
+        if answer.is_ok_and(|answer| !answer.get_ref().partial) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first member never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(members[0].node.served_shards("cacm").len(), SHARDS as usize);
+    assert!(members[1].node.served_shards("cacm").is_empty());
+
+    // The second member joins: it takes the shards rendezvous hashing gives it, the first
+    // keeps each until the second serves it, and every search meanwhile is exact.
+    members_list.0.lock().unwrap().push(ids[1].clone());
+    let sorted = {
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted
+    };
+    let owned = |member: usize| -> BTreeSet<u32> {
+        placement::owned_shards(&sorted, &ids[member], "cacm", SHARDS, 1)
+            .into_iter()
+            .collect()
+    };
+    assert!(
+        !owned(1).is_empty(),
+        "placement gives the newcomer nothing; {sorted:?}"
+    );
+    let oracle = Oracle::new();
+    let queries = cacm_query_texts();
+    let mut searches = 0;
+    loop {
+        let query = &queries[searches % queries.len()];
+        searches += 1;
+        let answer = search(&mut client, "cacm", query).await;
+        assert_exact(&oracle, query, &answer, &ids[0]);
+        let settled = [0, 1].iter().all(|member| {
+            members[*member]
+                .node
+                .served_shards("cacm")
+                .into_iter()
+                .collect::<BTreeSet<u32>>()
+                == owned(*member)
+        });
+        if settled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(30),
+            "placement never settled"
+        );
+    }
+    // Settled: each member serves exactly its shards, and searches through either are exact.
+    let mut second = pb::tierdex_client::TierdexClient::connect(format!("http://{}", ids[1]))
+        .await
+        .unwrap();
+    for query in queries.iter().take(20) {
+        let answer = search(&mut second, "cacm", query).await;
+        assert_exact(&oracle, query, &answer, &ids[1]);
+    }
 }

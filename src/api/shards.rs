@@ -17,7 +17,7 @@ use crate::node::documents::FieldValue;
 use crate::node::search::{
     SearchRequest, SearchStats, ShardDocuments, ShardHit, ShardPage, TierName,
 };
-use crate::node::{IndexStatus, Node, NodeError, TierState};
+use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, TierState};
 
 pub struct ShardsService {
     node: Arc<Node>,
@@ -107,6 +107,17 @@ fn value_from_pb(value: pb::Value) -> Result<FieldValue, String> {
     })
 }
 
+/// A shard or version this member does not serve (now) is FAILED_PRECONDITION, so that the
+/// asking member tells it from a member it cannot reach (UNAVAILABLE).
+fn shard_status(err: NodeError) -> Status {
+    match err.kind() {
+        NodeErrorKind::NotReady | NodeErrorKind::UnknownIndex => {
+            Status::failed_precondition(err.to_string())
+        }
+        _ => status_of(err),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::shards_server::Shards for ShardsService {
     async fn rank_shard(
@@ -126,7 +137,7 @@ impl pb::shards_server::Shards for ShardsService {
             .rank_shard(&request.shard, &request.version, search)
             .instrument(span)
             .await
-            .map_err(status_of)?;
+            .map_err(shard_status)?;
         Ok(Response::new(pb::RankShardResponse {
             hits: page
                 .hits
@@ -176,7 +187,7 @@ impl pb::shards_server::Shards for ShardsService {
             )
             .instrument(span)
             .await
-            .map_err(status_of)?;
+            .map_err(shard_status)?;
         Ok(Response::new(pb::FetchShardResponse {
             documents: fetched
                 .documents
@@ -236,8 +247,10 @@ fn error_from_status(member: &str, status: Status) -> NodeError {
     let message = format!("member {member}: {}", status.message());
     match status.code() {
         tonic::Code::InvalidArgument => NodeError::InvalidArgument(status.message().to_string()),
-        tonic::Code::NotFound | tonic::Code::Unavailable => NodeError::Unavailable(message),
+        // Alive, but not serving that shard or version (now).
+        tonic::Code::FailedPrecondition | tonic::Code::NotFound => NodeError::Unavailable(message),
         tonic::Code::DeadlineExceeded => NodeError::DeadlineExceeded(message),
+        // Unreachable (a refused or reset connection) or failing.
         _ => NodeError::Internal(message),
     }
 }

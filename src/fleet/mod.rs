@@ -72,7 +72,8 @@ pub trait ShardClient: Send + Sync {
 pub struct FleetView {
     pub version: String,
     pub shards: u32,
-    /// Owners of each shard, most preferred first.
+    /// Whom to ask for each shard, most preferred first: its owners, then members still
+    /// serving it while placement moves it.
     pub owners: Vec<Vec<String>>,
 }
 
@@ -91,6 +92,8 @@ pub struct Fleet {
     /// Bumped whenever a view changes.
     changes: watch::Sender<u64>,
     metrics: FleetMetrics,
+    /// Shards served here that are placed elsewhere and served there, since when.
+    leaving: Mutex<HashMap<String, Instant>>,
 }
 
 /// How long a member that failed is tried after the others.
@@ -109,6 +112,16 @@ impl Fleet {
                 port: *port,
             }),
         };
+        Fleet::with_membership(node, config, client, membership)
+    }
+
+    /// A fleet whose member list comes from `membership` rather than the configured peers.
+    pub fn with_membership(
+        node: Arc<Node>,
+        config: &FleetConfig,
+        client: Arc<dyn ShardClient>,
+        membership: Box<dyn Membership>,
+    ) -> Arc<Fleet> {
         Arc::new(Fleet {
             indexes: node.config().indexes.clone(),
             metrics: node.fleet_metrics(),
@@ -122,6 +135,7 @@ impl Fleet {
             views: RwLock::default(),
             failed: Mutex::default(),
             changes: watch::channel(0).0,
+            leaving: Mutex::default(),
         })
     }
 
@@ -200,15 +214,25 @@ impl Fleet {
         }
         let serving = self.serving(members).await;
         // A shard placed elsewhere goes once one of its owners serves the published version,
-        // so that a placement change never leaves it unserved.
+        // so that a placement change never leaves it unserved, and only after a grace period
+        // for the searches that were routed here before (they read documents here too).
         for shard in self.node.served_shards(index) {
+            let slot = format!("{index}/{shard}");
             let elsewhere = !mine.contains(&shard);
             let taken_over = owners.get(shard as usize).is_none_or(|owners| {
                 owners
                     .iter()
-                    .any(|owner| serves(&serving, owner, &format!("{index}/{shard}"), &top.version))
+                    .any(|owner| serves(&serving, owner, &slot, &top.version))
             });
-            if elsewhere && taken_over {
+            let mut leaving = self.leaving.lock().unwrap_or_else(PoisonError::into_inner);
+            if !(elsewhere && taken_over) {
+                leaving.remove(&slot);
+                continue;
+            }
+            let since = *leaving.entry(slot.clone()).or_insert_with(Instant::now);
+            if since.elapsed() >= self.refresh.max(self.replica_timeout) {
+                leaving.remove(&slot);
+                drop(leaving);
                 self.node.remove_shard(index, shard);
             }
         }
@@ -217,10 +241,23 @@ impl Fleet {
                 .iter()
                 .any(|owner| serves(&serving, owner, &format!("{index}/{shard}"), &top.version))
         });
+        // Searches ask the owners first, then members still serving a shard placed elsewhere
+        // (until its new owners have loaded it, which they keep it for).
+        let mut routes = owners;
+        for (shard, route) in routes.iter_mut().enumerate() {
+            let slot = format!("{index}/{shard}");
+            let mut former: Vec<&String> = members
+                .iter()
+                .filter(|member| !route.contains(member))
+                .filter(|member| serves(&serving, member, &slot, &top.version))
+                .collect();
+            former.sort();
+            route.extend(former.into_iter().cloned());
+        }
         let view = FleetView {
             version: top.version.clone(),
             shards,
-            owners,
+            owners: routes,
         };
         let current = self.view(index);
         let switch = match &current {
@@ -244,7 +281,8 @@ impl Fleet {
         Ok(())
     }
 
-    /// What every reachable member serves: member → slot name → version with its hot tier up.
+    /// What every reachable member serves: member → slot name → version with both tiers up (a
+    /// replica whose cold tier is still loading would answer degraded).
     async fn serving(&self, members: &[String]) -> HashMap<String, HashMap<String, String>> {
         let asked = members.iter().map(|member| async move {
             let statuses = if *member == self.me {
@@ -256,7 +294,9 @@ impl Fleet {
                 .map(|statuses| {
                     statuses
                         .into_iter()
-                        .filter(|status| status.hot == TierState::Ready)
+                        .filter(|status| {
+                            status.hot == TierState::Ready && status.cold == TierState::Ready
+                        })
                         .filter_map(|status| Some((status.name, status.version?)))
                         .collect()
                 })
@@ -499,13 +539,20 @@ impl Fleet {
                 .map(|slot| (to_read[*slot].1.tier, to_read[*slot].1.doc))
                 .collect();
             let name = format!("{index}/{shard}");
+            // The member that ranked first, then the routes of this search's view, then those
+            // of the view now (placement may have moved since the search began).
+            let fresh = self.view(index);
             let mut owners = vec![ranked_by.clone()];
-            owners.extend(
-                view.owners[*shard as usize]
+            for route in view.owners[*shard as usize].iter().chain(
+                fresh
                     .iter()
-                    .filter(|owner| *owner != ranked_by)
-                    .cloned(),
-            );
+                    .filter(|fresh| fresh.shards == view.shards)
+                    .flat_map(|fresh| fresh.owners[*shard as usize].iter()),
+            ) {
+                if !owners.contains(route) {
+                    owners.push(route.clone());
+                }
+            }
             let version = view.version.as_str();
             let fields = &request.fields;
             async move {
