@@ -349,6 +349,12 @@ async fn run_inspect(args: InspectArgs) -> Result<ExitCode> {
             manifest.builder_version
         );
         print_tiers(&manifest);
+        if let Some(shards) = &manifest.shards {
+            println!(
+                "  shards           {} ({}), statistics in {}",
+                shards.count, shards.hash, shards.doc_freqs
+            );
+        }
         println!("  rules            {}", manifest.rules.hot.join(" | "));
         println!(
             "  files            {} ({}), block size {}",
