@@ -458,7 +458,7 @@ async fn a_fleet_of_three_answers_exactly_and_says_what_it_lacks_when_members_di
 struct InProcessMember {
     node: std::sync::Arc<tierdex::node::Node>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    _data_dir: tempfile::TempDir,
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for InProcessMember {
@@ -518,11 +518,39 @@ async fn in_process_member_with(
     membership: Option<ChangingMembers>,
 ) -> InProcessMember {
     let data_dir = tempfile::tempdir().unwrap();
+    let path = data_dir.path().to_path_buf();
+    let mut member =
+        in_process_member_at(store, index, listener, peers, replicas, membership, &path).await;
+    member._data_dir = Some(data_dir);
+    member
+}
+
+/// A member whose data dir is `data_dir` (kept by the caller, e.g. across a restart).
+async fn in_process_member_in(
+    store: std::sync::Arc<dyn tierdex::store::BlobStore>,
+    index: &str,
+    listener: tokio::net::TcpListener,
+    peers: &[String],
+    replicas: usize,
+    data_dir: &std::path::Path,
+) -> InProcessMember {
+    in_process_member_at(store, index, listener, peers, replicas, None, data_dir).await
+}
+
+async fn in_process_member_at(
+    store: std::sync::Arc<dyn tierdex::store::BlobStore>,
+    index: &str,
+    listener: tokio::net::TcpListener,
+    peers: &[String],
+    replicas: usize,
+    membership: Option<ChangingMembers>,
+    data_dir: &std::path::Path,
+) -> InProcessMember {
     let settings = tierdex::config::Settings {
         store: Some(store.uri().to_string()),
         indexes: Some(vec![index.to_string()]),
         listen: Some(listener.local_addr().unwrap().to_string()),
-        data_dir: Some(data_dir.path().to_path_buf()),
+        data_dir: Some(data_dir.to_path_buf()),
         peers: Some(peers.to_vec()),
         replicas: Some(replicas),
         fleet_refresh: Some("100ms".into()),
@@ -559,7 +587,7 @@ async fn in_process_member_with(
     InProcessMember {
         node,
         tasks,
-        _data_dir: data_dir,
+        _data_dir: None,
     }
 }
 
@@ -906,5 +934,51 @@ async fn a_member_joining_takes_its_shards_and_nothing_goes_unserved() {
     for query in queries.iter().take(20) {
         let answer = search(&mut second, "cacm", query).await;
         assert_exact(&oracle, query, &answer, &ids[1]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_restarted_with_storage_down_serves_the_shards_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(&dir.path().join("store"));
+    let mut options = build_options(
+        cacm_schema(),
+        "hot = [\"true\"]\n",
+        vec![shared_data("cacm.jsonl")],
+        "cacm",
+    );
+    options.shards = SHARDS;
+    tierdex::builder::build(options, store.clone())
+        .await
+        .unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let oracle = Oracle::new();
+    let queries = cacm_query_texts();
+    // Twice with the same data dir: storage up, then unreachable (nothing listens there).
+    let unreachable: std::sync::Arc<dyn tierdex::store::BlobStore> =
+        s3_store_at(&format!("http://127.0.0.1:{}", free_port()), "gone", "").await;
+    for store in [store, unreachable] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let id = listener.local_addr().unwrap().to_string();
+        let member =
+            in_process_member_in(store, "cacm", listener, &[id.clone()], 1, data_dir.path()).await;
+        let mut client = pb::tierdex_client::TierdexClient::connect(format!("http://{id}"))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = client.search(search_request("cacm", "computer", 10)).await;
+            if answer.is_ok_and(|answer| !answer.get_ref().partial) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never served");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Every document is hot: the kept copy answers every search in full.
+        for query in &queries {
+            let answer = search(&mut client, "cacm", query).await;
+            assert_exact(&oracle, query, &answer, &id);
+        }
+        drop(member);
     }
 }

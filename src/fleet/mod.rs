@@ -196,8 +196,21 @@ impl Fleet {
     }
 
     async fn refresh_index(&self, index: &str, members: &[String]) -> Result<(), NodeError> {
-        let top = self.node.read_published(index).await?;
-        let shards = top.shard_count();
+        let (version, shards) = match self.node.read_published(index).await {
+            Ok(top) => (top.version.clone(), top.shard_count()),
+            // Storage down before this member has placed anything (a restart): the shards kept
+            // in the data dir say which version to serve, as a plain node serves its copy.
+            Err(err) if err.kind() == NodeErrorKind::Storage && self.view(index).is_none() => {
+                match self.node.kept_shards(index).await {
+                    Some(kept) => {
+                        warn!(%index, version = %kept.0, "storage unreachable ({err}): placing the version kept in the data dir");
+                        kept
+                    }
+                    None => return Err(err),
+                }
+            }
+            Err(err) => return Err(err),
+        };
         let owners: Vec<Vec<String>> = (0..shards)
             .map(|shard| {
                 placement::owners(members, index, shard, self.replicas)
@@ -222,7 +235,7 @@ impl Fleet {
             let taken_over = owners.get(shard as usize).is_none_or(|owners| {
                 owners
                     .iter()
-                    .any(|owner| serves(&serving, owner, &slot, &top.version))
+                    .any(|owner| serves(&serving, owner, &slot, &version))
             });
             let mut leaving = self.leaving.lock().unwrap_or_else(PoisonError::into_inner);
             if !(elsewhere && taken_over) {
@@ -239,7 +252,7 @@ impl Fleet {
         let complete = (0..shards).all(|shard| {
             owners[shard as usize]
                 .iter()
-                .any(|owner| serves(&serving, owner, &format!("{index}/{shard}"), &top.version))
+                .any(|owner| serves(&serving, owner, &format!("{index}/{shard}"), &version))
         });
         // Searches ask the owners first, then members still serving a shard placed elsewhere
         // (until its new owners have loaded it, which they keep it for).
@@ -249,13 +262,13 @@ impl Fleet {
             let mut former: Vec<&String> = members
                 .iter()
                 .filter(|member| !route.contains(member))
-                .filter(|member| serves(&serving, member, &slot, &top.version))
+                .filter(|member| serves(&serving, member, &slot, &version))
                 .collect();
             former.sort();
             route.extend(former.into_iter().cloned());
         }
         let view = FleetView {
-            version: top.version.clone(),
+            version,
             shards,
             owners: routes,
         };

@@ -460,6 +460,37 @@ impl Node {
         Ok(published::read_current_manifest(self.stores.query.as_ref(), index).await?)
     }
 
+    /// The newest version of `index` with a shard kept in the data dir, and its shard count:
+    /// what a fleet member whose storage is down at start-up can place and serve.
+    pub async fn kept_shards(&self, index: &str) -> Option<(String, u32)> {
+        let mut newest: Option<(String, u32)> = None;
+        let mut shard_dirs = tokio::fs::read_dir(self.config.data_dir.join(index))
+            .await
+            .ok()?;
+        while let Ok(Some(shard_dir)) = shard_dirs.next_entry().await {
+            let Ok(mut versions) = tokio::fs::read_dir(shard_dir.path()).await else {
+                continue;
+            };
+            while let Ok(Some(version_dir)) = versions.next_entry().await {
+                let path = version_dir.path().join(layout::MANIFEST);
+                let Ok(bytes) = tokio::fs::read(&path).await else {
+                    continue;
+                };
+                let Ok(manifest) = Manifest::decode(&path.display().to_string(), &bytes) else {
+                    continue;
+                };
+                let count = manifest.shard.as_ref().map_or(1, |shard| shard.count);
+                if newest
+                    .as_ref()
+                    .is_none_or(|(version, _)| manifest.version > *version)
+                {
+                    newest = Some((manifest.version, count));
+                }
+            }
+        }
+        newest
+    }
+
     /// The shards of `index` this node serves.
     pub fn served_shards(&self, index: &str) -> Vec<u32> {
         self.slots()
