@@ -960,8 +960,15 @@ async fn a_member_restarted_with_storage_down_serves_the_shards_it_kept() {
     for store in [store, unreachable] {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let id = listener.local_addr().unwrap().to_string();
-        let member =
-            in_process_member_in(store, "cacm", listener, &[id.clone()], 1, data_dir.path()).await;
+        let member = in_process_member_in(
+            store,
+            "cacm",
+            listener,
+            std::slice::from_ref(&id),
+            1,
+            data_dir.path(),
+        )
+        .await;
         let mut client = pb::tierdex_client::TierdexClient::connect(format!("http://{id}"))
             .await
             .unwrap();
