@@ -989,3 +989,92 @@ async fn a_member_restarted_with_storage_down_serves_the_shards_it_kept() {
         drop(member);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_shard_requests_are_refused_by_name_and_the_member_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(&dir.path().join("store"));
+    let mut options = build_options(
+        cacm_schema(),
+        RULES,
+        vec![shared_data("cacm.jsonl")],
+        "cacm",
+    );
+    options.shards = SHARDS;
+    let version = tierdex::builder::build(options, store.clone())
+        .await
+        .unwrap()
+        .manifest
+        .version;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let id = listener.local_addr().unwrap().to_string();
+    let _member = in_process_member(store, "cacm", listener, std::slice::from_ref(&id), 1).await;
+    let mut client = pb::tierdex_client::TierdexClient::connect(format!("http://{id}"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = client.search(search_request("cacm", "computer", 10)).await;
+        if answer.is_ok_and(|answer| !answer.get_ref().partial) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut shards = pb::shards_client::ShardsClient::connect(format!("http://{id}"))
+        .await
+        .unwrap();
+    let rank = |shard: &str, version: &str| pb::RankShardRequest {
+        shard: shard.into(),
+        version: version.into(),
+        search: Some(search_request("", "computer", 10)),
+    };
+    // A shard or version not served here: FAILED_PRECONDITION, naming them.
+    let unknown = shards.rank_shard(rank("cacm/99", "")).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::FailedPrecondition, "{unknown}");
+    assert!(unknown.message().contains("cacm/99"), "{unknown}");
+    let old = shards
+        .rank_shard(rank("cacm/0", "20200101T000000000Z-00000000"))
+        .await
+        .unwrap_err();
+    assert_eq!(old.code(), tonic::Code::FailedPrecondition, "{old}");
+    assert!(
+        old.message().contains("20200101T000000000Z-00000000"),
+        "{old}"
+    );
+    // A bad query: INVALID_ARGUMENT with its position; no search part at all: named.
+    let mut bad = rank("cacm/0", &version);
+    bad.search.as_mut().unwrap().query = "title:(unclosed".into();
+    let bad = shards.rank_shard(bad).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad}");
+    let mut empty = rank("cacm/0", &version);
+    empty.search = None;
+    let empty = shards.rank_shard(empty).await.unwrap_err();
+    assert!(empty.message().contains("search"), "{empty}");
+    // Documents that are not there, and a tier that does not exist.
+    let fetch = |tier: i32, doc: u64| pb::FetchShardRequest {
+        shard: "cacm/0".into(),
+        version: version.clone(),
+        hits: vec![pb::ShardDocRef { tier, doc }],
+        fields: Vec::new(),
+    };
+    let missing = shards
+        .fetch_shard(fetch(pb::Tier::Hot as i32, u64::MAX))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::InvalidArgument, "{missing}");
+    assert!(missing.message().contains("no hot document"), "{missing}");
+    let no_tier = shards.fetch_shard(fetch(7, 0)).await.unwrap_err();
+    assert_eq!(no_tier.code(), tonic::Code::InvalidArgument, "{no_tier}");
+    // A cold address beyond the shard's files: the document is left out, flagged.
+    let beyond = shards
+        .fetch_shard(fetch(pb::Tier::Cold as i32, u64::MAX))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!beyond.documents[0].present);
+    assert!(!beyond.degraded_reason.is_empty());
+    // And the member still answers.
+    let answer = search(&mut client, "cacm", "computer").await;
+    assert!(!answer.partial && !answer.hits.is_empty());
+}
