@@ -319,6 +319,13 @@ impl Fleet {
         futures::future::join_all(asked).await.into_iter().collect()
     }
 
+    fn count_replica_request(&self, operation: &str, outcome: &str) {
+        self.metrics
+            .replica_requests
+            .with_label_values(&[operation, outcome])
+            .inc();
+    }
+
     /// Remembers that `member` failed; logged once per failure spell, not per search.
     fn mark_failed(&self, member: &str, err: &NodeError) {
         let before = self
@@ -476,14 +483,28 @@ impl Fleet {
             deadline: Some(deadline),
             ..request.clone()
         };
-        let ranked = futures::future::join_all((0..view.shards).map(|shard| {
+        // This member's own shards are ranked together on one thread; the others are asked of
+        // their replicas, at the same time.
+        let served_here = self.node.served_shards(index);
+        let local: Vec<u32> = (0..view.shards)
+            .filter(|shard| {
+                served_here.contains(shard)
+                    && view.owners[*shard as usize].contains(&self.me)
+                    && !self.recently_failed(&self.me)
+            })
+            .collect();
+        let rank_elsewhere = |shard: u32, skip_me: bool| {
             let name = format!("{index}/{shard}");
             let request = &shard_request;
             let version = view.version.as_str();
-            let owners = &view.owners[shard as usize];
+            let owners: Vec<String> = view.owners[shard as usize]
+                .iter()
+                .filter(|owner| !(skip_me && **owner == self.me))
+                .cloned()
+                .collect();
             async move {
                 let outcome = self
-                    .on_some_replica("rank", owners, |member| {
+                    .on_some_replica("rank", &owners, |member| {
                         let name = name.clone();
                         async move {
                             if member == self.me {
@@ -496,9 +517,75 @@ impl Fleet {
                     .await;
                 (shard, outcome)
             }
-        }))
-        .instrument(debug_span!("rank_shards", shards = view.shards))
-        .await;
+        };
+        let local_names: Vec<String> = local
+            .iter()
+            .map(|shard| format!("{index}/{shard}"))
+            .collect();
+        let rank_here = async {
+            if local.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.node
+                .rank_shards(&local_names, &view.version, shard_request.clone())
+                .await
+        };
+        let elsewhere = futures::future::join_all(
+            (0..view.shards)
+                .filter(|shard| !local.contains(shard))
+                .map(|shard| rank_elsewhere(shard, false)),
+        );
+        let (here, mut ranked) = futures::future::join(rank_here, elsewhere)
+            .instrument(debug_span!("rank_shards", shards = view.shards))
+            .await;
+        // What this member could not rank itself goes to the shards' other replicas.
+        let here: Vec<Result<ShardPage, NodeError>> = match here {
+            Ok(pages) => pages,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    NodeErrorKind::InvalidQuery | NodeErrorKind::InvalidArgument
+                ) =>
+            {
+                return Err(err);
+            }
+            Err(err) => {
+                let reason = err.to_string();
+                local
+                    .iter()
+                    .map(|_| Err(NodeError::Unavailable(reason.clone())))
+                    .collect()
+            }
+        };
+        let mut retry = Vec::new();
+        for (shard, outcome) in local.iter().zip(here) {
+            match outcome {
+                Ok(page) => {
+                    self.count_replica_request("rank", "ok");
+                    ranked.push((*shard, Ok((self.me.clone(), page))));
+                }
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        NodeErrorKind::InvalidQuery | NodeErrorKind::InvalidArgument
+                    ) =>
+                {
+                    return Err(err);
+                }
+                Err(_) => {
+                    self.count_replica_request("rank", "failed");
+                    retry.push(*shard);
+                }
+            }
+        }
+        if !retry.is_empty() {
+            ranked.extend(
+                futures::future::join_all(
+                    retry.into_iter().map(|shard| rank_elsewhere(shard, true)),
+                )
+                .await,
+            );
+        }
 
         let mut missing = Vec::new();
         let mut pages: BTreeMap<u32, (String, ShardPage)> = BTreeMap::new();

@@ -438,8 +438,39 @@ impl Node {
         version: &str,
         request: SearchRequest,
     ) -> Result<search::ShardPage, NodeError> {
-        let loaded = self.shard_version(name, version)?;
-        search::rank_shard(loaded, request, &self.search_context()).await
+        let names = [name.to_string()];
+        self.rank_shards(&names, version, request)
+            .await?
+            .pop()
+            .expect("one page per shard")
+    }
+
+    /// Ranks several served shards at `version` for one fan-out, on one thread (see
+    /// `search::rank_shards`); one outcome per name, in order.
+    pub async fn rank_shards(
+        &self,
+        names: &[String],
+        version: &str,
+        request: SearchRequest,
+    ) -> Result<Vec<Result<search::ShardPage, NodeError>>, NodeError> {
+        let mut outcomes: Vec<Option<Result<search::ShardPage, NodeError>>> = Vec::new();
+        let mut loaded = Vec::new();
+        for name in names {
+            match self.shard_version(name, version) {
+                Ok(found) => {
+                    loaded.push(found);
+                    outcomes.push(None);
+                }
+                Err(err) => outcomes.push(Some(Err(err))),
+            }
+        }
+        let mut ranked = search::rank_shards(loaded, request, &self.search_context())
+            .await?
+            .into_iter();
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or_else(|| ranked.next().expect("one page per shard")))
+            .collect())
     }
 
     /// Reads documents of hits `rank_shard` returned, from the same version.

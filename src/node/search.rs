@@ -872,13 +872,16 @@ pub struct ShardPage {
     pub search_ms: f64,
 }
 
-/// Ranks one shard for a fan-out: its best `request.limit` hits (the caller asks for the
-/// page's whole depth, offset 0) with corpus-wide scores, and their ids. Reads no document.
-pub async fn rank_shard(
-    version: Arc<LoadedVersion>,
+/// Ranks shards for a fan-out: each one's best `request.limit` hits (the caller asks for the
+/// page's whole depth, offset 0) with corpus-wide scores, and their sort keys. Reads no
+/// document. The shards (this node's, of one version) are ranked one after another on one
+/// thread, under one search slot: a search holds a thread while it ranks whatever the number of
+/// shards, and a slot and a thread hop per shard cost more than these rankings.
+pub async fn rank_shards(
+    versions: Vec<Arc<LoadedVersion>>,
     request: SearchRequest,
     context: &SearchContext<'_>,
-) -> Result<ShardPage, NodeError> {
+) -> Result<Vec<Result<ShardPage, NodeError>>, NodeError> {
     let deadline = request
         .deadline
         .unwrap_or_else(|| Instant::now() + context.default_timeout);
@@ -894,17 +897,9 @@ pub async fn rank_shard(
             context.max_results
         )));
     }
-    let profile = version
-        .profiles
-        .choose(&version.schema, &request.profile, &request.order_by)
-        .map_err(|err| NodeError::InvalidArgument(err.to_string()))?;
-    let cold = if request.hot_only {
-        None
-    } else {
-        version.cold().cloned()
-    };
-    let degraded = (!request.hot_only && cold.is_none())
-        .then(|| "cold tier still loading: hot results only".to_string());
+    if versions.is_empty() {
+        return Ok(Vec::new());
+    }
     let permit = tokio::time::timeout_at(deadline.into(), context.permits.clone().acquire_owned())
         .await
         .map_err(|_| {
@@ -917,43 +912,63 @@ pub async fn rank_shard(
         count: request.count_total,
         deadline,
     };
-    let ranked_version = version.clone();
-    let ranked_profile = profile.clone();
-    let span = debug_span!("rank_shard", ranked_by = %profile.label);
-    let (merged, hits) = off_runtime(move || {
+    let span = debug_span!("rank_shards", shards = versions.len());
+    let pages = off_runtime(move || {
         let _permit = permit;
         let _entered = span.entered();
-        let version = ranked_version;
-        let hot_searcher = version.hot.searcher();
-        let merged = rank_hits(
-            &version,
-            cold.as_deref(),
-            &hot_searcher,
-            &request.query,
-            &ranked_profile,
-            spec,
-        )?;
-        let hits: Vec<ShardHit> = merged
-            .hits
+        versions
             .iter()
-            .map(|hit| ShardHit {
-                rank: hit.rank,
-                score: ranked_profile.reported_score(hit.score, hit.rank),
-                key: hit.key,
-                id: (version.id_kind != IdKind::Str)
-                    .then(|| tier_columns(&version, cold.as_deref(), hit.tier).id(hit)),
-                tier: hit.tier,
-                doc: doc_ref(hit),
-            })
-            .collect();
-        Ok::<_, NodeError>((merged, hits))
+            .map(|version| rank_one_shard(version, &request, spec))
+            .collect::<Vec<_>>()
     })
-    .await??;
+    .await?;
     if Instant::now() > deadline {
         return Err(NodeError::DeadlineExceeded(
             "ranking did not finish within the time budget".into(),
         ));
     }
+    Ok(pages)
+}
+
+/// One shard's ranking, on the calling thread.
+fn rank_one_shard(
+    version: &Arc<LoadedVersion>,
+    request: &SearchRequest,
+    spec: PageSpec,
+) -> Result<ShardPage, NodeError> {
+    let profile = version
+        .profiles
+        .choose(&version.schema, &request.profile, &request.order_by)
+        .map_err(|err| NodeError::InvalidArgument(err.to_string()))?;
+    let cold = if request.hot_only {
+        None
+    } else {
+        version.cold().cloned()
+    };
+    let degraded = (!request.hot_only && cold.is_none())
+        .then(|| "cold tier still loading: hot results only".to_string());
+    let hot_searcher = version.hot.searcher();
+    let merged = rank_hits(
+        version,
+        cold.as_deref(),
+        &hot_searcher,
+        &request.query,
+        &profile,
+        spec,
+    )?;
+    let hits: Vec<ShardHit> = merged
+        .hits
+        .iter()
+        .map(|hit| ShardHit {
+            rank: hit.rank,
+            score: profile.reported_score(hit.score, hit.rank),
+            key: hit.key,
+            id: (version.id_kind != IdKind::Str)
+                .then(|| tier_columns(version, cold.as_deref(), hit.tier).id(hit)),
+            tier: hit.tier,
+            doc: doc_ref(hit),
+        })
+        .collect();
     Ok(ShardPage {
         hits,
         hot_total: merged.hot_total,
