@@ -696,7 +696,7 @@ impl Node {
         let read = published::read_current_manifest(self.stores.query.as_ref(), &slot.index);
         // With a local copy to fall back on, storage gets a short while to answer: a node
         // whose storage hangs serves its copy at once rather than after the request timeout.
-        let outcome = if self.newest_local(slot).is_some() {
+        let outcome = if self.newest_local(slot).await.is_some() {
             match tokio::time::timeout(STARTUP_STORAGE_WAIT, read).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(PublishedError::Store(StoreError::new(
@@ -902,18 +902,24 @@ impl Node {
     /// The newest complete local copy of the index, opened without storage: hot tier always,
     /// cold tier when its index and kept footers are there. `None` when there is no copy.
     /// The newest version kept in the data dir (one with its manifest: complete locally).
-    fn newest_local(&self, slot: &IndexSlot) -> Option<String> {
+    async fn newest_local(&self, slot: &IndexSlot) -> Option<String> {
         let dir = self.config.data_dir.join(&slot.name);
-        std::fs::read_dir(&dir)
-            .ok()?
-            .filter_map(|entry| entry.ok())
-            .filter(|entry| entry.path().join(layout::MANIFEST).is_file())
-            .map(|entry| entry.file_name().to_string_lossy().to_string())
-            .max()
+        let mut entries = tokio::fs::read_dir(&dir).await.ok()?;
+        let mut newest: Option<String> = None;
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let complete = tokio::fs::try_exists(entry.path().join(layout::MANIFEST))
+                .await
+                .unwrap_or(false);
+            let name = entry.file_name().to_string_lossy().to_string();
+            if complete && newest.as_ref().is_none_or(|newest| name > *newest) {
+                newest = Some(name);
+            }
+        }
+        newest
     }
 
     async fn open_local(&self, slot: &Arc<IndexSlot>) -> Option<Result<(), NodeError>> {
-        let newest = self.newest_local(slot)?;
+        let newest = self.newest_local(slot).await?;
         Some(self.open_local_version(slot, &newest).await)
     }
 
@@ -1012,12 +1018,16 @@ impl Node {
     /// Leftovers of earlier runs: any other version's directory.
     async fn remove_other_versions(&self, index: &str, keep: &str) {
         let dir = self.config.data_dir.join(index);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
             return;
         };
-        for entry in entries.filter_map(|entry| entry.ok()) {
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let is_dir = entry
+                .file_type()
+                .await
+                .is_ok_and(|file_type| file_type.is_dir());
             if entry.file_name() != keep
-                && entry.path().is_dir()
+                && is_dir
                 && let Err(err) = tokio::fs::remove_dir_all(entry.path()).await
             {
                 warn!("could not remove {}: {err}", entry.path().display());

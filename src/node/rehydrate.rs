@@ -153,10 +153,13 @@ async fn rehydrate_once(
         return Ok(report);
     }
     for download in &downloads {
-        let file = std::fs::File::create(&download.partial).map_err(|err| {
-            NodeError::io(format!("creating {}", download.partial.display()), err)
-        })?;
+        let file = tokio::fs::File::create(&download.partial)
+            .await
+            .map_err(|err| {
+                NodeError::io(format!("creating {}", download.partial.display()), err)
+            })?;
         file.set_len(download.entry.size)
+            .await
             .map_err(|err| NodeError::io(format!("sizing {}", download.partial.display()), err))?;
     }
     let bytes: u64 = downloads.iter().map(|download| download.entry.size).sum();
