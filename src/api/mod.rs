@@ -12,7 +12,7 @@ use tracing::{Instrument, info_span, warn};
 
 use crate::fleet::Fleet;
 use crate::node::documents::FieldValue;
-use crate::node::search::{SearchRequest, SearchResult, TierName};
+use crate::node::search::{SearchRequest, SearchResult, SearchStats, TierName};
 use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, StorageStatus, TierState};
 use crate::store::BreakerState;
 
@@ -86,8 +86,21 @@ fn format_micros(micros: i64) -> String {
     }
 }
 
+fn stats_to_pb(stats: &SearchStats) -> pb::QueryStats {
+    pb::QueryStats {
+        cache_hits: stats.cache_hits,
+        cache_misses: stats.cache_misses,
+        storage_requests: stats.storage_requests,
+        storage_bytes: stats.storage_bytes,
+        parse_ms: stats.parse_ms,
+        search_ms: stats.search_ms,
+        hot_fetch_ms: stats.hot_fetch_ms,
+        cold_fetch_ms: stats.cold_fetch_ms,
+        total_ms: stats.total_ms,
+    }
+}
+
 fn result_to_pb(result: SearchResult) -> pb::SearchResponse {
-    let stats = &result.stats;
     pb::SearchResponse {
         hits: result
             .hits
@@ -116,17 +129,7 @@ fn result_to_pb(result: SearchResult) -> pb::SearchResponse {
         degraded_reason: result.degraded.unwrap_or_default(),
         omitted_cold_hits: result.omitted_cold_hits,
         omitted_ids: result.omitted_ids.into_iter().map(value_to_pb).collect(),
-        stats: Some(pb::QueryStats {
-            cache_hits: stats.cache_hits,
-            cache_misses: stats.cache_misses,
-            storage_requests: stats.storage_requests,
-            storage_bytes: stats.storage_bytes,
-            parse_ms: stats.parse_ms,
-            search_ms: stats.search_ms,
-            hot_fetch_ms: stats.hot_fetch_ms,
-            cold_fetch_ms: stats.cold_fetch_ms,
-            total_ms: stats.total_ms,
-        }),
+        stats: Some(stats_to_pb(&result.stats)),
         version: result.version,
         total_hits_exact: result.totals_exact,
         cold_skipped: result.cold_skipped,

@@ -408,27 +408,16 @@ pub async fn search(
         .iter()
         .map(|page_hit| DocAddr::unpack(page_hit.hit.addr.unwrap_or(u64::MAX)))
         .collect();
-    let cold_documents: Result<Vec<Fields>, String> = match (&cold, cold_addrs.is_empty()) {
-        (Some(cold), false) => {
-            let fetch = fetch_documents(
-                &cold.files,
-                &version.schema,
-                &selection,
-                &cold_addrs,
-                &stats,
-                (context.documents, &version.version_key),
-                context.storage_allowed,
-            )
-            .instrument(debug_span!("cold_fetch", documents = cold_addrs.len()));
-            let give_up = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
-            match tokio::time::timeout_at(give_up.into(), fetch).await {
-                Ok(Ok(documents)) => Ok(documents),
-                Ok(Err(err)) => Err(format!("cold documents could not be read: {err}")),
-                Err(_) => Err("cold documents were not read within the time budget".to_string()),
-            }
-        }
-        _ => Ok(Vec::new()),
-    };
+    let cold_documents = read_cold_documents(
+        &version,
+        cold.as_deref(),
+        &selection,
+        &cold_addrs,
+        &stats,
+        deadline,
+        context,
+    )
+    .await;
     // Decoding runs on this task's worker (`off_runtime`), so the timeout above cannot cut it
     // short: a decode that ends past the budget returns here late, and the answer is not sent.
     if Instant::now() > deadline {
@@ -507,6 +496,39 @@ pub async fn search(
         ranked_by: profile.label.clone(),
         missing_shards: Vec::new(),
     })
+}
+
+/// The cold documents at `addrs` (none without a cold tier or addresses), read in one round
+/// through the cache and given up `ANSWER_MARGIN` before `deadline`: `Err` says why they are
+/// missing.
+async fn read_cold_documents(
+    version: &LoadedVersion,
+    cold: Option<&ColdTier>,
+    selection: &FieldSelection,
+    addrs: &[DocAddr],
+    stats: &Arc<ReadStats>,
+    deadline: Instant,
+    context: &SearchContext<'_>,
+) -> Result<Vec<Fields>, String> {
+    let Some(cold) = cold.filter(|_| !addrs.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let fetch = fetch_documents(
+        &cold.files,
+        &version.schema,
+        selection,
+        addrs,
+        stats,
+        (context.documents, &version.version_key),
+        context.storage_allowed,
+    )
+    .instrument(debug_span!("cold_fetch", documents = addrs.len()));
+    let give_up = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
+    match tokio::time::timeout_at(give_up.into(), fetch).await {
+        Ok(Ok(documents)) => Ok(documents),
+        Ok(Err(err)) => Err(format!("cold documents could not be read: {err}")),
+        Err(_) => Err("cold documents were not read within the time budget".to_string()),
+    }
 }
 
 /// Reads the stored fields of the hot hits that fill a degraded page, off the runtime. The hot
@@ -1064,27 +1086,16 @@ pub async fn fetch_shard(
     let hot_fetch_ms = millis(started);
     let stats = Arc::new(ReadStats::default());
     let cold_started = Instant::now();
-    let cold_documents: Result<Vec<Fields>, String> = match &cold {
-        Some(cold) if !cold_addrs.is_empty() => {
-            let fetch = fetch_documents(
-                &cold.files,
-                &version.schema,
-                &selection,
-                &cold_addrs,
-                &stats,
-                (context.documents, &version.version_key),
-                context.storage_allowed,
-            )
-            .instrument(debug_span!("cold_fetch", documents = cold_addrs.len()));
-            let give_up = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
-            match tokio::time::timeout_at(give_up.into(), fetch).await {
-                Ok(Ok(documents)) => Ok(documents),
-                Ok(Err(err)) => Err(format!("cold documents could not be read: {err}")),
-                Err(_) => Err("cold documents were not read within the time budget".to_string()),
-            }
-        }
-        _ => Ok(Vec::new()),
-    };
+    let cold_documents = read_cold_documents(
+        &version,
+        cold.as_deref(),
+        &selection,
+        &cold_addrs,
+        &stats,
+        deadline,
+        context,
+    )
+    .await;
     let cold_fetch_ms = if cold_addrs.is_empty() {
         0.0
     } else {
