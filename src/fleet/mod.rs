@@ -74,7 +74,7 @@ pub struct FleetView {
     pub shards: u32,
     /// Whom to ask for each shard, most preferred first: its owners, then members still
     /// serving it while placement moves it.
-    pub owners: Vec<Vec<String>>,
+    pub routes: Vec<Vec<String>>,
 }
 
 pub struct Fleet {
@@ -94,6 +94,8 @@ pub struct Fleet {
     metrics: FleetMetrics,
     /// Shards served here that are placed elsewhere and served there, since when.
     leaving: Mutex<HashMap<String, Instant>>,
+    /// Per index: the version CURRENT named last and its shard count.
+    published: Mutex<HashMap<String, (String, u32)>>,
 }
 
 /// How long a member that failed is tried after the others.
@@ -136,6 +138,7 @@ impl Fleet {
             failed: Mutex::default(),
             changes: watch::channel(0).0,
             leaving: Mutex::default(),
+            published: Mutex::default(),
         })
     }
 
@@ -196,8 +199,8 @@ impl Fleet {
     }
 
     async fn refresh_index(&self, index: &str, members: &[String]) -> Result<(), NodeError> {
-        let (version, shards) = match self.node.read_published(index).await {
-            Ok(top) => (top.version.clone(), top.shard_count()),
+        let (version, shards) = match self.published(index).await {
+            Ok(published) => published,
             // Storage down before this member has placed anything (a restart): the shards kept
             // in the data dir say which version to serve, as a plain node serves its copy.
             Err(err) if err.kind() == NodeErrorKind::Storage && self.view(index).is_none() => {
@@ -270,7 +273,7 @@ impl Fleet {
         let view = FleetView {
             version,
             shards,
-            owners: routes,
+            routes,
         };
         let current = self.view(index);
         let switch = match &current {
@@ -292,6 +295,33 @@ impl Fleet {
             self.changes.send_modify(|generation| *generation += 1);
         }
         Ok(())
+    }
+
+    /// The version CURRENT names for `index` and its shard count. CURRENT is read every time;
+    /// the version's manifest only when CURRENT names a version not seen before.
+    async fn published(&self, index: &str) -> Result<(String, u32), NodeError> {
+        let version = self.node.published_version(index).await?;
+        let known = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(index)
+            .filter(|(known, _)| *known == version)
+            .cloned();
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let shards = self
+            .node
+            .published_manifest(index, &version)
+            .await?
+            .shard_count();
+        let found = (version, shards);
+        self.published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(index.to_string(), found.clone());
+        Ok(found)
     }
 
     /// What every reachable member serves: member → slot name → version with both tiers up (a
@@ -317,6 +347,42 @@ impl Fleet {
             (member.clone(), served)
         });
         futures::future::join_all(asked).await.into_iter().collect()
+    }
+
+    /// Ranks `shard` on `member`: this node itself, or another over the client.
+    async fn rank_on(
+        &self,
+        member: &str,
+        shard: &str,
+        version: &str,
+        request: &SearchRequest,
+    ) -> Result<ShardPage, NodeError> {
+        if member == self.me {
+            self.node.rank_shard(shard, version, request.clone()).await
+        } else {
+            self.client.rank(member, shard, version, request).await
+        }
+    }
+
+    /// Reads documents of hits of `shard` on `member`: this node itself, or another.
+    async fn fetch_on(
+        &self,
+        member: &str,
+        shard: &str,
+        version: &str,
+        hits: Vec<(TierName, u64)>,
+        fields: &[String],
+        deadline: Instant,
+    ) -> Result<ShardDocuments, NodeError> {
+        if member == self.me {
+            self.node
+                .fetch_shard(shard, version, hits, fields, Some(deadline))
+                .await
+        } else {
+            self.client
+                .fetch(member, shard, version, hits, fields, Some(deadline))
+                .await
+        }
     }
 
     fn count_replica_request(&self, operation: &str, outcome: &str) {
@@ -371,12 +437,7 @@ impl Fleet {
         let mut running = FuturesUnordered::new();
         let mut errors = Vec::new();
         let hedge_after = self.replica_timeout / HEDGE_FRACTION;
-        let count = |outcome: &str| {
-            self.metrics
-                .replica_requests
-                .with_label_values(&[operation, outcome])
-                .inc();
-        };
+        let count = |outcome: &str| self.count_replica_request(operation, outcome);
         let launch = |member: String| {
             let call = attempt(member.clone());
             let limit = self.replica_timeout;
@@ -489,7 +550,7 @@ impl Fleet {
         let local: Vec<u32> = (0..view.shards)
             .filter(|shard| {
                 served_here.contains(shard)
-                    && view.owners[*shard as usize].contains(&self.me)
+                    && view.routes[*shard as usize].contains(&self.me)
                     && !self.recently_failed(&self.me)
             })
             .collect();
@@ -497,7 +558,7 @@ impl Fleet {
             let name = format!("{index}/{shard}");
             let request = &shard_request;
             let version = view.version.as_str();
-            let owners: Vec<String> = view.owners[shard as usize]
+            let owners: Vec<String> = view.routes[shard as usize]
                 .iter()
                 .filter(|owner| !(skip_me && **owner == self.me))
                 .cloned()
@@ -506,13 +567,7 @@ impl Fleet {
                 let outcome = self
                     .on_some_replica("rank", &owners, |member| {
                         let name = name.clone();
-                        async move {
-                            if member == self.me {
-                                self.node.rank_shard(&name, version, request.clone()).await
-                            } else {
-                                self.client.rank(&member, &name, version, request).await
-                            }
-                        }
+                        async move { self.rank_on(&member, &name, version, request).await }
                     })
                     .await;
                 (shard, outcome)
@@ -643,11 +698,11 @@ impl Fleet {
             // of the view now (placement may have moved since the search began).
             let fresh = self.view(index);
             let mut owners = vec![ranked_by.clone()];
-            for route in view.owners[*shard as usize].iter().chain(
+            for route in view.routes[*shard as usize].iter().chain(
                 fresh
                     .iter()
                     .filter(|fresh| fresh.shards == view.shards)
-                    .flat_map(|fresh| fresh.owners[*shard as usize].iter()),
+                    .flat_map(|fresh| fresh.routes[*shard as usize].iter()),
             ) {
                 if !owners.contains(route) {
                     owners.push(route.clone());
@@ -660,15 +715,8 @@ impl Fleet {
                     .on_some_replica_in_order(&owners, |member| {
                         let (name, hits) = (name.clone(), hits.clone());
                         async move {
-                            if member == self.me {
-                                self.node
-                                    .fetch_shard(&name, version, hits, fields, Some(deadline))
-                                    .await
-                            } else {
-                                self.client
-                                    .fetch(&member, &name, version, hits, fields, Some(deadline))
-                                    .await
-                            }
+                            self.fetch_on(&member, &name, version, hits, fields, deadline)
+                                .await
                         }
                     })
                     .await;
@@ -793,12 +841,7 @@ impl Fleet {
         Fut: std::future::Future<Output = Result<T, NodeError>>,
     {
         let mut errors = Vec::new();
-        let count = |outcome: &str| {
-            self.metrics
-                .replica_requests
-                .with_label_values(&["fetch", outcome])
-                .inc();
-        };
+        let count = |outcome: &str| self.count_replica_request("fetch", outcome);
         for member in owners {
             let outcome = tokio::time::timeout(self.replica_timeout, attempt(member.clone()))
                 .await

@@ -486,9 +486,18 @@ impl Node {
         search::fetch_shard(loaded, hits, fields, deadline, &self.search_context()).await
     }
 
-    /// The manifest CURRENT names for `index` (a sharded version's top manifest).
-    pub async fn read_published(&self, index: &str) -> Result<Manifest, NodeError> {
-        Ok(published::read_current_manifest(self.stores.query.as_ref(), index).await?)
+    /// The version CURRENT names for `index`.
+    pub async fn published_version(&self, index: &str) -> Result<String, NodeError> {
+        Ok(published::read_current(self.stores.query.as_ref(), index).await?)
+    }
+
+    /// The manifest of `version` of `index` (a sharded version's top manifest).
+    pub async fn published_manifest(
+        &self,
+        index: &str,
+        version: &str,
+    ) -> Result<Manifest, NodeError> {
+        Ok(published::read_manifest(self.stores.query.as_ref(), index, version).await?)
     }
 
     /// The newest version of `index` with a shard kept in the data dir, and its shard count:
