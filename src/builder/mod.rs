@@ -24,8 +24,9 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use arrow::array::UInt32Array;
 use arrow::array::{Array, AsArray, BooleanArray};
-use arrow::compute::{filter_record_batch, not};
+use arrow::compute::{filter_record_batch, not, take_record_batch};
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use arrow::error::ArrowError;
 use parquet::errors::ParquetError;
@@ -805,15 +806,20 @@ impl ShardWriter {
 
 /// Which shard each row of `batch` goes to (`format::shard`).
 fn shard_rows(batch: &arrow::record_batch::RecordBatch, id_column: usize, shards: u32) -> Vec<u32> {
+    use std::fmt::Write as _;
     let ids = batch.column(id_column);
+    // Integer ids are hashed as their decimal text, written into one reused buffer.
+    let mut text = String::new();
+    let mut decimal = |value: &dyn std::fmt::Display| {
+        text.clear();
+        let _ = write!(text, "{value}");
+        shard_of(text.as_bytes(), shards)
+    };
     (0..batch.num_rows())
-        .map(|row| {
-            let text = match ids.data_type() {
-                DataType::UInt64 => ids.as_primitive::<UInt64Type>().value(row).to_string(),
-                DataType::Int64 => ids.as_primitive::<Int64Type>().value(row).to_string(),
-                _ => return shard_of(ids.as_string::<i32>().value(row).as_bytes(), shards),
-            };
-            shard_of(text.as_bytes(), shards)
+        .map(|row| match ids.data_type() {
+            DataType::UInt64 => decimal(&ids.as_primitive::<UInt64Type>().value(row)),
+            DataType::Int64 => decimal(&ids.as_primitive::<Int64Type>().value(row)),
+            _ => shard_of(ids.as_string::<i32>().value(row).as_bytes(), shards),
         })
         .collect()
 }
@@ -873,16 +879,23 @@ fn split(options: &BuildOptions, staging: &Path) -> Result<SplitOutcome, BuildEr
             hot_rows += hot.num_rows();
             cold_rows += cold.num_rows();
         } else {
+            // Each row's shard and tier in one pass, then one take per shard and tier (not a
+            // pass over the batch per shard). A null in the mask is in neither tier, as
+            // `filter_record_batch` has it in the unsharded case.
             let placed = shard_rows(&input.batch, schema.id_index, shards);
-            for (shard, writer) in writers.iter_mut().enumerate() {
-                let mine: BooleanArray = placed
-                    .iter()
-                    .map(|placed| Some(*placed == shard as u32))
-                    .collect();
-                let hot_mask = arrow::compute::and(&mine, &hot_mask)?;
-                let cold_mask = arrow::compute::and(&mine, &not(&hot_mask)?)?;
-                let hot = filter_record_batch(&input.batch, &hot_mask)?;
-                let cold = filter_record_batch(&input.batch, &cold_mask)?;
+            let mut rows_of = vec![(Vec::<u32>::new(), Vec::<u32>::new()); shards as usize];
+            for (row, shard) in placed.iter().enumerate() {
+                if hot_mask.is_valid(row) {
+                    let (hot, cold) = &mut rows_of[*shard as usize];
+                    if hot_mask.value(row) { hot } else { cold }.push(row as u32);
+                }
+            }
+            for (writer, (hot, cold)) in writers.iter_mut().zip(rows_of) {
+                if hot.is_empty() && cold.is_empty() {
+                    continue;
+                }
+                let hot = take_record_batch(&input.batch, &UInt32Array::from(hot))?;
+                let cold = take_record_batch(&input.batch, &UInt32Array::from(cold))?;
                 writer.add(&maker, &schema, &hot, &cold)?;
                 hot_rows += hot.num_rows();
                 cold_rows += cold.num_rows();
