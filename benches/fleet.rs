@@ -74,14 +74,6 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `members` processes serving `index` from `store` (a plain node when `fleet` is false).
 fn start(
     store: &str,

@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::oracle::{Id, IdStyle, Oracle, build_cacm_styled};
 use common::*;
-use tantivy::collector::TopDocs;
 use tierdex::api::pb;
 use tierdex::fleet::placement;
 use tierdex::format::shard::shard_of;
@@ -83,14 +83,6 @@ impl Drop for Member {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A counter's value in a member's `/metrics` (labels matched as given), read over HTTP with
 /// a plain request.
 async fn scrape_counter(address: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -111,42 +103,6 @@ async fn scrape_counter(address: &str, name: &str, labels: &[(&str, &str)]) -> f
         })
         .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
-}
-
-/// The oracle: one tantivy index over all of CACM, top `limit` by (score, id).
-struct Oracle {
-    index: tantivy::Index,
-    parser: tantivy::query::QueryParser,
-}
-
-impl Oracle {
-    fn new() -> Oracle {
-        let (index, parser) = oracle_index(&cacm_schema(), cacm_documents().into_values());
-        Oracle { index, parser }
-    }
-
-    fn top(&self, query: &str, limit: usize) -> Vec<(u64, f32)> {
-        let parsed = self.parser.parse_query(query).unwrap();
-        let parsed = tierdex::node::stable::keep_constant_scores(parsed, &self.index.schema());
-        let searcher = self.index.reader().unwrap().searcher();
-        let all = searcher
-            .search(
-                &parsed,
-                &TopDocs::with_limit(searcher.num_docs() as usize).order_by_score(),
-            )
-            .unwrap();
-        let mut scored: Vec<(u64, f32)> = all
-            .into_iter()
-            .map(|(score, address)| {
-                let fast = searcher.segment_reader(address.segment_ord).fast_fields();
-                let id = fast.u64("id").unwrap().first(address.doc_id).unwrap();
-                (id, score)
-            })
-            .collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        scored.truncate(limit);
-        scored
-    }
 }
 
 fn all_queries() -> Vec<String> {
@@ -174,24 +130,36 @@ fn assert_exact(oracle: &Oracle, query: &str, response: &pb::SearchResponse, thr
         response.missing_shards,
         response.degraded_reason
     );
-    let expected = oracle.top(query, 10);
-    let got: Vec<(u64, f64)> = response
-        .hits
-        .iter()
-        .map(|hit| (hit_u64(hit), hit.score))
-        .collect();
-    let ids = |list: &[(u64, f64)]| list.iter().map(|(id, _)| *id).collect::<Vec<_>>();
-    let expected: Vec<(u64, f64)> = expected
+    assert_page(oracle, query, 0, 10, &response.hits, through);
+}
+
+/// `hits` are the oracle's page of `limit` at `offset`: same ids in the same order, scores
+/// within 1e-4. Returns the oracle's page.
+fn assert_page(
+    oracle: &Oracle,
+    query: &str,
+    offset: usize,
+    limit: usize,
+    hits: &[pb::Hit],
+    through: &str,
+) -> Vec<(Id, f32)> {
+    let expected: Vec<(Id, f32)> = oracle
+        .ranking(query)
         .into_iter()
-        .map(|(id, score)| (id, f64::from(score)))
+        .skip(offset)
+        .take(limit)
         .collect();
-    assert_eq!(ids(&got), ids(&expected), "{through} {query}");
-    for ((id, got), (_, expected)) in got.iter().zip(&expected) {
+    let got: Vec<Id> = hits.iter().map(|hit| oracle.style.of_hit(hit)).collect();
+    let expected_ids: Vec<Id> = expected.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(got, expected_ids, "{through} {query} at {offset}");
+    for (hit, (id, expected)) in hits.iter().zip(&expected) {
         assert!(
-            (got - expected).abs() <= 1e-4,
-            "{through} {query}: id {id} scores {got}, the oracle {expected}"
+            (hit.score - f64::from(*expected)).abs() <= 1e-4,
+            "{through} {query}: id {id:?} scores {}, the oracle {expected}",
+            hit.score
         );
     }
+    expected
 }
 
 /// Two pages with the same hits in the same order, tiers and fields equal; scores equal but
@@ -214,12 +182,12 @@ fn same_pages(sharded: &[pb::Hit], single: &[pb::Hit], query: &str) -> f64 {
     largest
 }
 
-/// Waits until a search through `member` is answered by every shard.
-async fn wait_complete(member: &Member, index: &str) {
+/// Waits until a search through the member at `address` is answered by every shard.
+async fn wait_complete(address: &str, index: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Ok(mut client) =
-            pb::tierdex_client::TierdexClient::connect(format!("http://{}", member.id)).await
+            pb::tierdex_client::TierdexClient::connect(format!("http://{address}")).await
             && let Ok(response) = client.search(search_request(index, "algorithm", 10)).await
         {
             let response = response.into_inner();
@@ -229,10 +197,9 @@ async fn wait_complete(member: &Member, index: &str) {
         }
         assert!(
             Instant::now() < deadline,
-            "{} never answered {index} from every shard",
-            member.id
+            "{address} never answered {index} from every shard"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -240,16 +207,7 @@ async fn wait_complete(member: &Member, index: &str) {
 async fn a_fleet_of_three_answers_exactly_and_says_what_it_lacks_when_members_die() {
     let s3 = S3Server::start();
     let store = s3.store("fleet", "indexes").await;
-    let mut sharded = build_options(
-        cacm_schema(),
-        RULES,
-        vec![shared_data("cacm.jsonl")],
-        "cacm",
-    );
-    sharded.shards = SHARDS;
-    let summary = tierdex::builder::build(sharded, store.clone())
-        .await
-        .unwrap();
+    let summary = build_cacm_styled(store.clone(), RULES, IdStyle::Numbers, "cacm", SHARDS).await;
     let shard_set = summary.manifest.shards.clone().expect("a sharded manifest");
     assert_eq!(shard_set.count, SHARDS);
     assert_eq!(shard_set.corpus.docs, 3204);
@@ -282,7 +240,7 @@ async fn a_fleet_of_three_answers_exactly_and_says_what_it_lacks_when_members_di
         .map(|id| Member::start(id, &peers, &uri, "cacm"))
         .collect();
     for member in &members {
-        wait_complete(member, "cacm").await;
+        wait_complete(&member.id, "cacm").await;
     }
 
     // A plain node serving the single-shard build: the sharded fleet's pages must equal its.
@@ -328,7 +286,7 @@ async fn a_fleet_of_three_answers_exactly_and_says_what_it_lacks_when_members_di
         }
     }
 
-    let oracle = Oracle::new();
+    let oracle = Oracle::new(IdStyle::Numbers);
     let queries = all_queries();
     assert!(queries.len() > 64, "{}", queries.len());
     for member in &members {
@@ -591,47 +549,12 @@ async fn in_process_member_at(
     }
 }
 
-/// CACM with string ids, two in three sharing their first 8 bytes (`cacm-999…`) in an order
-/// unlike the input's, the others `x<n>`.
-fn string_id(number: u64) -> String {
-    if number.is_multiple_of(3) {
-        format!("x{number}")
-    } else {
-        format!("cacm-{:07}", 9_999_999 - number)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn string_ids_that_tie_on_score_and_prefix_merge_exactly_across_members() {
+    // Two in three ids share their first 8 bytes (`cacm-999…`), in an order unlike the input's.
     let dir = tempfile::tempdir().unwrap();
     let store = local_store(&dir.path().join("store"));
-    let schema_text = std::fs::read_to_string(fixture("cacm/schema.toml"))
-        .unwrap()
-        .replacen("type = \"u64\"", "type = \"keyword\"", 1);
-    let schema = std::sync::Arc::new(
-        tierdex::schema::IndexSchema::from_toml_str(&schema_text, "schema.toml").unwrap(),
-    );
-    let documents: Vec<serde_json::Value> = cacm_documents()
-        .into_iter()
-        .map(|(number, mut document)| {
-            document["id"] = string_id(number).into();
-            document
-        })
-        .collect();
-    let input = dir.path().join("cacm-strings.jsonl");
-    std::fs::write(
-        &input,
-        documents
-            .iter()
-            .map(|document| document.to_string() + "\n")
-            .collect::<String>(),
-    )
-    .unwrap();
-    let mut options = build_options(schema.clone(), RULES, vec![input], "strings");
-    options.shards = SHARDS;
-    tierdex::builder::build(options, store.clone())
-        .await
-        .unwrap();
+    build_cacm_styled(store.clone(), RULES, IdStyle::Strings, "strings", SHARDS).await;
 
     let listeners = [
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -652,7 +575,6 @@ async fn string_ids_that_tie_on_score_and_prefix_merge_exactly_across_members() 
         .map(|peer| placement::owned_shards(&peers, peer, "strings", SHARDS, 1).len())
         .collect();
     let asked = if owned[0] <= owned[1] { 0 } else { 1 };
-    assert!(owned[asked] < SHARDS as usize);
     let deadline = Instant::now() + Duration::from_secs(60);
     while members
         .iter()
@@ -663,8 +585,7 @@ async fn string_ids_that_tie_on_score_and_prefix_merge_exactly_across_members() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let (index, parser) = oracle_index(&schema, documents);
-    let searcher = index.reader().unwrap().searcher();
+    let oracle = Oracle::new(IdStyle::Strings);
     let mut queries = cacm_structured_queries();
     queries.extend(cacm_query_texts().into_iter().take(20));
     let mut client = pb::tierdex_client::TierdexClient::connect(format!("http://{}", peers[asked]))
@@ -672,28 +593,7 @@ async fn string_ids_that_tie_on_score_and_prefix_merge_exactly_across_members() 
         .unwrap();
     let mut ties_across_prefix = 0;
     for query in &queries {
-        let parsed = parser.parse_query(query).unwrap();
-        let parsed = tierdex::node::stable::keep_constant_scores(parsed, &index.schema());
-        let all = searcher
-            .search(
-                &parsed,
-                &TopDocs::with_limit(searcher.num_docs() as usize).order_by_score(),
-            )
-            .unwrap();
-        let mut expected: Vec<(String, f32)> = all
-            .into_iter()
-            .map(|(score, address)| {
-                let segment = searcher.segment_reader(address.segment_ord);
-                let ids = segment.fast_fields().str("id").unwrap().unwrap();
-                let mut id = String::new();
-                let ord = ids.ords().first(address.doc_id).unwrap();
-                ids.ord_to_str(ord, &mut id).unwrap();
-                (id, score)
-            })
-            .collect();
-        expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         for (offset, limit) in [(0usize, 10usize), (7, 9)] {
-            let page: Vec<&(String, f32)> = expected.iter().skip(offset).take(limit).collect();
             let mut request = search_request("strings", query, limit as u32);
             request.offset = offset as u32;
             let response = loop {
@@ -705,29 +605,14 @@ async fn string_ids_that_tie_on_score_and_prefix_merge_exactly_across_members() 
                     }
                 }
             };
-            let got: Vec<(String, f64)> = response
-                .hits
-                .iter()
-                .map(
-                    |hit| match hit.id.as_ref().and_then(|id| id.kind.as_ref()) {
-                        Some(pb::value::Kind::Text(text)) => (text.clone(), hit.score),
-                        other => panic!("{query}: a string id, not {other:?}"),
-                    },
-                )
-                .collect();
-            let got_ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
-            let expected_ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
-            assert_eq!(got_ids, expected_ids, "{query} at {offset}");
-            for ((_, got), (_, expected)) in got.iter().zip(&page) {
-                assert!((got - f64::from(*expected)).abs() <= 1e-4, "{query}");
-            }
+            let page = assert_page(&oracle, query, offset, limit, &response.hits, &peers[asked]);
             ties_across_prefix += page
                 .windows(2)
-                .filter(|pair| {
-                    let prefix = |id: &str| id.as_bytes().get(..8).map(<[u8]>::to_vec);
-                    pair[0].1 == pair[1].1
-                        && prefix(&pair[0].0).is_some()
-                        && prefix(&pair[0].0) == prefix(&pair[1].0)
+                .filter(|pair| match (&pair[0], &pair[1]) {
+                    ((Id::Text(a), a_score), (Id::Text(b), b_score)) => {
+                        a_score == b_score && a.len() >= 8 && a.get(..8) == b.get(..8)
+                    }
+                    _ => false,
                 })
                 .count();
         }
@@ -742,16 +627,7 @@ async fn a_new_version_is_searched_only_once_every_shard_serves_it_and_never_mix
     let store = local_store(&dir.path().join("store"));
     let build = |rules: &'static str| {
         let store = store.clone();
-        async move {
-            let mut options = build_options(
-                cacm_schema(),
-                rules,
-                vec![shared_data("cacm.jsonl")],
-                "cacm",
-            );
-            options.shards = SHARDS;
-            tierdex::builder::build(options, store).await.unwrap()
-        }
+        async move { build_cacm_styled(store, rules, IdStyle::Numbers, "cacm", SHARDS).await }
     };
     let first = build(RULES).await.manifest.version;
     let listeners = [
@@ -775,18 +651,11 @@ async fn a_new_version_is_searched_only_once_every_shard_serves_it_and_never_mix
                 .unwrap(),
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for client in clients.iter_mut() {
-        loop {
-            let answer = client.search(search_request("cacm", "computer", 10)).await;
-            if answer.is_ok_and(|answer| !answer.get_ref().partial) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the fleet never served");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    for peer in &peers {
+        wait_complete(peer, "cacm").await;
     }
-    let oracle = Oracle::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let oracle = Oracle::new(IdStyle::Numbers);
     // A new version with every document hot: same pages, another split. Searches go on through
     // every member while the members load it, each on its own schedule.
     let second = build("hot = [\"true\"]\n").await.manifest.version;
@@ -837,16 +706,7 @@ async fn a_new_version_is_searched_only_once_every_shard_serves_it_and_never_mix
 async fn a_member_joining_takes_its_shards_and_nothing_goes_unserved() {
     let dir = tempfile::tempdir().unwrap();
     let store = local_store(&dir.path().join("store"));
-    let mut options = build_options(
-        cacm_schema(),
-        RULES,
-        vec![shared_data("cacm.jsonl")],
-        "cacm",
-    );
-    options.shards = SHARDS;
-    tierdex::builder::build(options, store.clone())
-        .await
-        .unwrap();
+    build_cacm_styled(store.clone(), RULES, IdStyle::Numbers, "cacm", SHARDS).await;
     let listeners = [
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -874,15 +734,8 @@ async fn a_member_joining_takes_its_shards_and_nothing_goes_unserved() {
     let mut client = pb::tierdex_client::TierdexClient::connect(format!("http://{}", ids[0]))
         .await
         .unwrap();
+    wait_complete(&ids[0], "cacm").await;
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let answer = client.search(search_request("cacm", "computer", 10)).await;
-        if answer.is_ok_and(|answer| !answer.get_ref().partial) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the first member never served");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert_eq!(members[0].node.served_shards("cacm").len(), SHARDS as usize);
     assert!(members[1].node.served_shards("cacm").is_empty());
 
@@ -903,7 +756,7 @@ async fn a_member_joining_takes_its_shards_and_nothing_goes_unserved() {
         !owned(1).is_empty(),
         "placement gives the newcomer nothing; {sorted:?}"
     );
-    let oracle = Oracle::new();
+    let oracle = Oracle::new(IdStyle::Numbers);
     let queries = cacm_query_texts();
     let mut searches = 0;
     loop {
@@ -941,18 +794,10 @@ async fn a_member_joining_takes_its_shards_and_nothing_goes_unserved() {
 async fn a_member_restarted_with_storage_down_serves_the_shards_it_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = local_store(&dir.path().join("store"));
-    let mut options = build_options(
-        cacm_schema(),
-        "hot = [\"true\"]\n",
-        vec![shared_data("cacm.jsonl")],
-        "cacm",
-    );
-    options.shards = SHARDS;
-    tierdex::builder::build(options, store.clone())
-        .await
-        .unwrap();
+    let all_hot = "hot = [\"true\"]\n";
+    build_cacm_styled(store.clone(), all_hot, IdStyle::Numbers, "cacm", SHARDS).await;
     let data_dir = tempfile::tempdir().unwrap();
-    let oracle = Oracle::new();
+    let oracle = Oracle::new(IdStyle::Numbers);
     let queries = cacm_query_texts();
     // Twice with the same data dir: storage up, then unreachable (nothing listens there).
     let unreachable: std::sync::Arc<dyn tierdex::store::BlobStore> =
@@ -972,15 +817,7 @@ async fn a_member_restarted_with_storage_down_serves_the_shards_it_kept() {
         let mut client = pb::tierdex_client::TierdexClient::connect(format!("http://{id}"))
             .await
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let answer = client.search(search_request("cacm", "computer", 10)).await;
-            if answer.is_ok_and(|answer| !answer.get_ref().partial) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{id} never served");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_complete(&id, "cacm").await;
         // Every document is hot: the kept copy answers every search in full.
         for query in &queries {
             let answer = search(&mut client, "cacm", query).await;
@@ -994,16 +831,8 @@ async fn a_member_restarted_with_storage_down_serves_the_shards_it_kept() {
 async fn bad_shard_requests_are_refused_by_name_and_the_member_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let store = local_store(&dir.path().join("store"));
-    let mut options = build_options(
-        cacm_schema(),
-        RULES,
-        vec![shared_data("cacm.jsonl")],
-        "cacm",
-    );
-    options.shards = SHARDS;
-    let version = tierdex::builder::build(options, store.clone())
+    let version = build_cacm_styled(store.clone(), RULES, IdStyle::Numbers, "cacm", SHARDS)
         .await
-        .unwrap()
         .manifest
         .version;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1012,15 +841,7 @@ async fn bad_shard_requests_are_refused_by_name_and_the_member_keeps_serving() {
     let mut client = pb::tierdex_client::TierdexClient::connect(format!("http://{id}"))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let answer = client.search(search_request("cacm", "computer", 10)).await;
-        if answer.is_ok_and(|answer| !answer.get_ref().partial) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never served");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_complete(&id, "cacm").await;
     let mut shards = pb::shards_client::ShardsClient::connect(format!("http://{id}"))
         .await
         .unwrap();

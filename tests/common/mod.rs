@@ -2,6 +2,8 @@
 //! fixtures through the library and reading them back.
 #![allow(dead_code)]
 
+pub mod oracle;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -53,11 +55,7 @@ impl S3Server {
         let data_dir = tempfile::tempdir().unwrap();
         // The port is free when asked; another process could take it before s3s-fs binds, in
         // which case the readiness check below fails loudly rather than talking to a stranger.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(&binary)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", &access_key, "--secret-key", &secret_key])
@@ -117,6 +115,15 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A loopback port free when asked (another process may take it before the caller binds it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn local_store(dir: &Path) -> Arc<dyn BlobStore> {
