@@ -532,31 +532,20 @@ async fn run_gc(args: GcArgs) -> Result<ExitCode> {
         "removed"
     };
     println!("{}: CURRENT names {}", report.index, report.current);
-    for version in &report.kept {
+    let print = |label: &str, version: &tierdex::lifecycle::VersionFiles, incomplete: &str| {
         println!(
-            "  kept     {} ({} objects, {}){}",
+            "  {label} {} ({} objects, {}){}",
             version.version,
             version.objects,
             format_bytes(version.bytes),
-            if version.complete {
-                ""
-            } else {
-                ", incomplete: too young to remove"
-            }
+            if version.complete { "" } else { incomplete }
         );
+    };
+    for version in &report.kept {
+        print("kept    ", version, ", incomplete: too young to remove");
     }
     for version in &report.removed {
-        println!(
-            "  {verb} {} ({} objects, {}){}",
-            version.version,
-            version.objects,
-            format_bytes(version.bytes),
-            if version.complete {
-                ""
-            } else {
-                ", leftover of an unfinished build"
-            }
-        );
+        print(verb, version, ", leftover of an unfinished build");
     }
     for name in &report.unrecognized {
         println!("  left alone {}/{name}/ (not a version id)", report.index);

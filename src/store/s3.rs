@@ -179,6 +179,28 @@ impl S3Store {
         format!("{}/{key}", self.uri)
     }
 
+    /// A whole object and its ETag, errors reported as `op`; the request slot is held until the
+    /// body is read.
+    async fn whole_object(
+        &self,
+        op: &'static str,
+        key: &str,
+    ) -> StoreResult<(Option<String>, Bytes)> {
+        check_key(op, &self.uri, key)?;
+        let _permit = self.permit().await;
+        let response = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|err| sdk_error(op, self.object(key), err))?;
+        let tag = response.e_tag.clone();
+        let data = read_body(response.body, op, self.object(key), None).await?;
+        Ok((tag, data))
+    }
+
     async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
         self.permits.acquire().await.expect("never closed")
     }
@@ -447,17 +469,8 @@ impl BlobStore for S3Store {
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
-        check_key("get", &self.uri, key)?;
-        let _permit = self.permit().await;
-        let response = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await
-            .map_err(|err| sdk_error("get", self.object(key), err))?;
-        read_body(response.body, "get", self.object(key), None).await
+        let (_, data) = self.whole_object("get", key).await?;
+        Ok(data)
     }
 
     async fn size(&self, key: &str) -> StoreResult<u64> {
@@ -489,26 +502,12 @@ impl BlobStore for S3Store {
     }
 
     async fn get_tagged(&self, key: &str) -> StoreResult<Option<(Bytes, String)>> {
-        check_key("get_tagged", &self.uri, key)?;
-        let _permit = self.permit().await;
-        let response = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await
-        {
-            Ok(response) => response,
-            Err(err) => {
-                let err = sdk_error("get_tagged", self.object(key), err);
-                return match err.kind() {
-                    StoreErrorKind::NotFound => Ok(None),
-                    _ => Err(err),
-                };
-            }
+        let (tag, data) = match self.whole_object("get_tagged", key).await {
+            Ok(found) => found,
+            Err(err) if err.kind() == StoreErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
         };
-        let Some(tag) = response.e_tag.clone() else {
+        let Some(tag) = tag else {
             return Err(StoreError::new(
                 StoreErrorKind::Unsupported,
                 "get_tagged",
@@ -516,7 +515,6 @@ impl BlobStore for S3Store {
                 "the server sent no ETag",
             ));
         };
-        let data = read_body(response.body, "get_tagged", self.object(key), None).await?;
         Ok(Some((data, tag)))
     }
 
