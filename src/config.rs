@@ -48,6 +48,12 @@ mod defaults {
         };
     }
     pub(super) use max_results;
+    macro_rules! inline_postings {
+        () => {
+            "20000"
+        };
+    }
+    pub(super) use inline_postings;
     macro_rules! default_timeout {
         () => {
             "10s"
@@ -150,6 +156,9 @@ pub struct Settings {
     #[arg(long, env = "TIERDEX_SEARCH_CONCURRENCY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search_concurrency: Option<usize>,
+    #[arg(long, env = "TIERDEX_INLINE_POSTINGS", help = concat!("Searches reading at most this many postings (their terms' document frequencies summed; ranges, prefixes and boosts count as more) run on the runtime worker that received them; larger ones first hand the worker's other tasks to another thread; 0 hands every search off [default: ", defaults::inline_postings!(), "]"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inline_postings: Option<u64>,
     #[arg(long, env = "TIERDEX_DEFAULT_TIMEOUT", help = concat!("Budget of a search without a gRPC deadline [default: ", defaults::default_timeout!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_timeout: Option<String>,
@@ -278,6 +287,8 @@ pub struct NodeConfig {
     pub rehydrate_chunk_size: u64,
     pub max_results: u32,
     pub search_concurrency: usize,
+    /// Searches bounded to at most this many postings run without handing off their worker.
+    pub inline_postings: u64,
     pub default_timeout: Duration,
     pub document_cache_size: u64,
     pub replica_store: Option<String>,
@@ -523,6 +534,9 @@ impl NodeConfig {
                 settings.search_concurrency,
                 2 * cores,
             )?,
+            inline_postings: settings
+                .inline_postings
+                .unwrap_or(number(defaults::inline_postings!()) as u64),
             default_timeout,
             document_cache_size,
             replica_store: settings.replica_store,
@@ -570,6 +584,7 @@ mod tests {
                 "[\"a\"]"
             } else if key.ends_with("concurrency")
                 || key == "max_results"
+                || key == "inline_postings"
                 || key == "breaker_failures"
                 || key == "replicas"
             {

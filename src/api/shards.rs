@@ -56,6 +56,8 @@ fn stats_from_pb(stats: Option<pb::QueryStats>) -> SearchStats {
         hot_fetch_ms: stats.hot_fetch_ms,
         cold_fetch_ms: stats.cold_fetch_ms,
         total_ms: stats.total_ms,
+        // Not sent: a member counts only the searches it answers itself.
+        handed_off: false,
     }
 }
 

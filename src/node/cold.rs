@@ -24,7 +24,7 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 
 use super::documents::{FieldSelection, Fields, from_arrow};
-use super::offload::off_runtime;
+use super::offload::{Size, cpu_work, sized};
 use super::{NodeError, write_atomically};
 use crate::cache::{BlockCache, CachedFile, ReadStats};
 use crate::format::layout::version_key;
@@ -576,24 +576,11 @@ async fn read_documents(
     }
     let files = files.clone();
     let selection_roots = roots.clone();
-    let decoded = off_runtime(move || -> Result<DecodedRows, NodeError> {
-        let mut rows = BTreeMap::new();
-        for (plan, pages) in inputs {
-            let file = &files[plan.file];
-            let batch = decode(file, &plan, pages, &selection_roots)?;
-            let batch = Arc::new(batch);
-            let mut index = 0;
-            for (group, group_rows) in &plan.groups {
-                for row in group_rows {
-                    rows.insert(
-                        (plan.file, file.group_starts[*group] + row),
-                        (batch.clone(), index),
-                    );
-                    index += 1;
-                }
-            }
-        }
-        Ok(rows)
+    let pages: usize = inputs.iter().map(|(plan, _)| plan.ranges.len()).sum();
+    let decoded = cpu_work(move || -> Result<DecodedRows, NodeError> {
+        sized(Size::of(Some(pages as u64), SHORT_PAGE_DECODES), || {
+            decode_rows(inputs, &files, &selection_roots)
+        })
     })
     .await??;
     Ok(addrs
@@ -603,6 +590,33 @@ async fn read_documents(
             from_arrow(schema, selection, batch, *row)
         })
         .collect())
+}
+
+/// Decoding this many fetched pages (16 KiB or so each) is short work.
+const SHORT_PAGE_DECODES: u64 = 16;
+
+/// Every planned row, decoded from the fetched pages, by (file, row).
+fn decode_rows(
+    inputs: Vec<(FilePlan, Vec<Bytes>)>,
+    files: &[ColdFile],
+    roots: &[usize],
+) -> Result<DecodedRows, NodeError> {
+    let mut rows = BTreeMap::new();
+    for (plan, pages) in inputs {
+        let file = &files[plan.file];
+        let batch = Arc::new(decode(file, &plan, pages, roots)?);
+        let mut index = 0;
+        for (group, group_rows) in &plan.groups {
+            for row in group_rows {
+                rows.insert(
+                    (plan.file, file.group_starts[*group] + row),
+                    (batch.clone(), index),
+                );
+                index += 1;
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// Decodes the planned rows of one file from its fetched pages, in file order.

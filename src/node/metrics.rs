@@ -37,6 +37,7 @@ pub struct NodeMetrics {
     searches: IntCounterVec,
     without_storage: IntCounterVec,
     cold_skipped: IntCounterVec,
+    handed_off: IntCounterVec,
     storage_requests: IntCounterVec,
     storage_bytes: IntCounterVec,
     cache_capacity: IntGauge,
@@ -213,6 +214,12 @@ impl NodeMetrics {
                 "tierdex_cold_searches_skipped_total",
                 "Searches whose cold tier was not searched: no cold document could reach the page",
             ),
+            handed_off: by_index(
+                "tierdex_searches_handed_off_total",
+                "Searches whose ranking could read more than inline_postings postings and first \
+                 handed the runtime worker's other tasks to another thread; the others ranked on \
+                 the worker that received them",
+            ),
             storage_requests,
             storage_bytes,
             cache_capacity: gauge(
@@ -298,6 +305,9 @@ impl NodeMetrics {
                 }
                 if result.cold_skipped {
                     self.cold_skipped.with_label_values(&[index]).inc();
+                }
+                if stats.handed_off {
+                    self.handed_off.with_label_values(&[index]).inc();
                 }
                 self.storage_requests
                     .with_label_values(&[index])

@@ -4,6 +4,7 @@
 
 pub mod cold;
 pub mod collector;
+mod cost;
 pub mod documents;
 pub mod metrics;
 pub mod offload;
@@ -407,6 +408,7 @@ impl Node {
             permits: &self.search_permits,
             documents: &self.documents,
             default_timeout: self.config.default_timeout,
+            inline_postings: self.config.inline_postings,
             on_degraded: self.config.on_degraded,
             storage_allowed: self.stores.breaker.allows_requests(),
         }

@@ -1,33 +1,73 @@
-//! CPU work of a request (tantivy search, parquet decoding) taken off the async runtime.
+//! Where a request's CPU work (tantivy search, document reads, parquet decoding) runs.
 //!
-//! On the multi-threaded runtime the work runs on the calling worker thread through
-//! `block_in_place`: tokio first hands that worker's queue and driver to another thread, so
-//! every other task keeps running while this one computes. The request itself then waits for
-//! no thread: a `spawn_blocking` round trip wakes a parked pool thread and, when it is done,
-//! wakes the parked worker back: two wake-ups, p50 20.9 µs after idleness on the 2-core build
-//! machine against 7.2 µs for `block_in_place` (`cargo bench --bench machine_costs`), where a
-//! whole hot search takes about 90 µs. Rankings remain bounded by the node's search permits,
-//! so at most that many threads rank at once; parquet decoding and the degraded hot backfill
-//! hold no permit (their number is bounded by the searches in flight, not by the permits).
+//! Short work runs on the runtime worker that polled the request, like any other code of the
+//! task. Work that may take long first hands the worker off with `block_in_place`: tokio gives
+//! that worker's queue and driver to another thread, so every other task keeps running while
+//! this one computes. Whether work is short is decided before it starts, from what it will
+//! touch (`cost` for a search, the number of documents or pages for reads), never from a
+//! clock: an unknown size counts as long.
+//!
+//! Why not hand every search off: the hand-off wakes another thread, and on the 2-core build
+//! machine that costs a quarter of a whole hot search behind gRPC (server-side p50 0.147 ms
+//! with every search handed off, 0.110 ms run on the worker; `cargo bench --bench node`,
+//! docs/benchmarks.md). A `spawn_blocking` round trip costs more still: it wakes a pool thread
+//! and then the parked worker (`cargo bench --bench machine_costs`). Short work holds its
+//! worker about as long as tokio's own budget of polls between yields. Rankings remain bounded
+//! by the node's search permits; parquet decoding and the degraded hot backfill hold no permit
+//! (their number is bounded by the searches in flight, not by the permits).
 //!
 //! A current-thread runtime (tests with paused time) cannot hand its only worker away; there
-//! the work goes to the blocking pool.
+//! all such work goes to the blocking pool.
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::NodeError;
 
-/// Runs `work` off the async runtime and returns its result.
-pub async fn off_runtime<T, F>(work: F) -> Result<T, NodeError>
+/// Runs a request's CPU work and returns its result: on the calling worker in the
+/// multi-threaded runtime, so `work` must pass anything that may take long through
+/// [`sized`]; on the blocking pool otherwise.
+pub async fn cpu_work<T, F>(work: F) -> Result<T, NodeError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
     match Handle::current().runtime_flavor() {
-        RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(work)),
+        RuntimeFlavor::MultiThread => Ok(work()),
         _ => tokio::task::spawn_blocking(work)
             .await
             .map_err(|err| NodeError::Internal(format!("off-runtime task: {err}"))),
+    }
+}
+
+/// How long a piece of CPU work is expected to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    Short,
+    Long,
+}
+
+impl Size {
+    /// Short when `amount` is known and at most `budget`.
+    pub fn of(amount: Option<u64>, budget: u64) -> Size {
+        match amount {
+            Some(amount) if amount <= budget => Size::Short,
+            _ => Size::Long,
+        }
+    }
+}
+
+/// Runs `work`, called within [`cpu_work`]: at once when short; when long, after handing the
+/// runtime worker's other tasks to another thread (on a worker of the multi-threaded runtime;
+/// elsewhere the thread is not a worker and there is nothing to hand off).
+pub fn sized<T>(size: Size, work: impl FnOnce() -> T) -> T {
+    if size == Size::Short {
+        return work();
+    }
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 
@@ -35,36 +75,55 @@ where
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn the_only_worker_keeps_serving_other_tasks_while_work_runs() {
+    /// Whether a task spawned while `size` work runs on the runtime's only worker ran before
+    /// that work ended.
+    async fn other_task_ran_during(size: Size) -> bool {
+        let other_ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = other_ran.clone();
         let (started_sender, started) = std::sync::mpsc::channel();
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let work = tokio::spawn(off_runtime(move || {
-            started_sender.send(()).unwrap();
-            released.recv().unwrap();
-            7
+        let work = tokio::spawn(cpu_work(move || {
+            sized(size, move || {
+                started_sender.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                seen.load(std::sync::atomic::Ordering::SeqCst)
+            })
         }));
         started.recv().unwrap();
-        // The work holds the runtime's one worker thread: other tasks finish only if that
-        // worker's queue moved to another thread.
-        let other = tokio::spawn(async { 2 * 3 });
-        let waited = std::time::Instant::now();
-        while !other.is_finished() {
-            assert!(
-                waited.elapsed() < std::time::Duration::from_secs(10),
-                "another task did not run while the work computed"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        assert_eq!(other.await.unwrap(), 6);
-        release.send(()).unwrap();
-        assert_eq!(work.await.unwrap().unwrap(), 7);
+        let flag = other_ran.clone();
+        let other = tokio::spawn(async move {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let ran_during = work.await.unwrap().unwrap();
+        other.await.unwrap();
+        ran_during
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn short_work_keeps_its_worker_and_long_work_hands_it_off() {
+        assert!(!other_task_ran_during(Size::Short).await);
+        assert!(other_task_ran_during(Size::Long).await);
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn current_thread_runtime_uses_the_blocking_pool() {
         let caller = std::thread::current().id();
-        let worker = off_runtime(|| std::thread::current().id()).await.unwrap();
+        let (worker, long) = cpu_work(|| {
+            (
+                std::thread::current().id(),
+                sized(Size::Long, || std::thread::current().id()),
+            )
+        })
+        .await
+        .unwrap();
         assert_ne!(caller, worker);
+        assert_eq!(worker, long);
+    }
+
+    #[test]
+    fn a_size_is_short_only_when_known_and_within_budget() {
+        assert_eq!(Size::of(Some(10), 10), Size::Short);
+        assert_eq!(Size::of(Some(11), 10), Size::Long);
+        assert_eq!(Size::of(None, u64::MAX), Size::Long);
+        assert_eq!(Size::of(Some(0), 0), Size::Short);
     }
 }

@@ -20,8 +20,9 @@ pub use super::collector::TierName;
 use super::collector::{
     HitColumns, IdKey, IdKind, RankedHit, SharedThreshold, TopHits, sort_best_first,
 };
+use super::cost::postings_bound;
 use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
-use super::offload::off_runtime;
+use super::offload::{Size, cpu_work, sized};
 use super::stable::keep_constant_scores;
 use super::statistics::CorpusStatistics;
 use super::values::TierValues;
@@ -72,6 +73,8 @@ pub struct SearchStats {
     pub hot_fetch_ms: f64,
     pub cold_fetch_ms: f64,
     pub total_ms: f64,
+    /// The ranking was judged long (`inline_postings`) and handed its runtime worker off.
+    pub handed_off: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -298,6 +301,7 @@ struct Ranked {
     parse_ms: f64,
     search_ms: f64,
     hot_fetch_ms: f64,
+    handed_off: bool,
 }
 
 /// What a search uses of the node besides the version.
@@ -308,6 +312,8 @@ pub struct SearchContext<'a> {
     pub documents: &'a DocumentCache,
     /// Budget of a search that brings no deadline of its own.
     pub default_timeout: Duration,
+    /// Searches bounded to at most this many postings rank without handing off their worker.
+    pub inline_postings: u64,
     pub on_degraded: DegradedPolicy,
     /// False while storage is known to be failing (the circuit breaker is open).
     pub storage_allowed: bool,
@@ -372,10 +378,11 @@ pub async fn search(
             limit: limit as usize,
             count: request.count_total,
             deadline,
+            inline_postings: context.inline_postings,
         };
         let profile = profile.clone();
         let span = debug_span!("rank", ranked_by = %profile.label);
-        off_runtime(move || {
+        cpu_work(move || {
             let _permit = permit;
             let _entered = span.entered();
             rank(
@@ -418,7 +425,7 @@ pub async fn search(
         context,
     )
     .await;
-    // Decoding runs on this task's worker (`off_runtime`), so the timeout above cannot cut it
+    // Decoding runs on this task's thread (`cpu_work`), so the timeout above cannot cut it
     // short: a decode that ends past the budget returns here late, and the answer is not sent.
     if Instant::now() > deadline {
         return Err(NodeError::DeadlineExceeded(
@@ -490,6 +497,7 @@ pub async fn search(
             hot_fetch_ms: ranked.hot_fetch_ms,
             cold_fetch_ms,
             total_ms: millis(started),
+            handed_off: ranked.handed_off,
         },
         version: version.version().to_string(),
         cold_skipped: ranked.cold_skipped,
@@ -546,19 +554,21 @@ async fn hot_backfill(
     let version = version.clone();
     let selection = selection.clone();
     let profile = profile.clone();
-    off_runtime(move || {
+    cpu_work(move || {
         let searcher = version.hot.searcher();
-        hits.into_iter()
-            .map(|hit| {
-                let (id, fields) = hot_document(&version, &searcher, &selection, &hit)?;
-                Ok(SearchHit {
-                    fields,
-                    id: id.into(),
-                    score: profile.reported_score(hit.score, hit.rank),
-                    tier: TierName::Hot,
+        sized(documents_size(hits.len()), || {
+            hits.into_iter()
+                .map(|hit| {
+                    let (id, fields) = hot_document(&version, &searcher, &selection, &hit)?;
+                    Ok(SearchHit {
+                        fields,
+                        id: id.into(),
+                        score: profile.reported_score(hit.score, hit.rank),
+                        tier: TierName::Hot,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     })
     .await?
 }
@@ -597,6 +607,8 @@ struct PageSpec {
     count: bool,
     /// The cold tier is not ranked after this.
     deadline: Instant,
+    /// A ranking bounded to at most this many postings keeps its worker (`offload`).
+    inline_postings: u64,
 }
 
 impl PageSpec {
@@ -617,6 +629,8 @@ struct MergedHits {
     cold_total: u64,
     parse_ms: f64,
     search_ms: f64,
+    /// The ranking was judged long and handed its worker off.
+    handed_off: bool,
 }
 
 /// Parses and scores both tiers with corpus-wide statistics, and merges. Runs off the async
@@ -629,9 +643,6 @@ fn rank_hits(
     profile: &Arc<RankProfile>,
     spec: PageSpec,
 ) -> Result<MergedHits, NodeError> {
-    let PageSpec {
-        count, deadline, ..
-    } = spec;
     let depth = spec.depth();
     let parse_started = Instant::now();
     let query: Arc<dyn Query> = Arc::from(parse(version, query_text)?);
@@ -640,11 +651,66 @@ fn rank_hits(
     // Statistics of the whole loaded corpus even when only the hot tier is searched, so that a
     // document scores the same whichever tiers were asked for.
     let statistics = version.statistics().clone();
+    // A ranking by a profile reads every match's postings: within the bound too.
+    let size = Size::of(
+        postings_bound(query.as_ref(), statistics.as_ref(), spec.count),
+        spec.inline_postings,
+    );
+    let (hot, cold_skipped, cold_page) = sized(size, || {
+        search_tiers(
+            version,
+            cold,
+            hot_searcher,
+            &query,
+            &statistics,
+            profile,
+            spec,
+        )
+    })?;
+    let search_ms = millis(search_started);
+    let hot_total = hot.total;
+    let cold_total = cold_page.as_ref().map_or(0, |page| page.total);
+    let mut hits: Vec<RankedHit> = hot.hits;
+    hits.extend(cold_page.into_iter().flat_map(|page| page.hits));
+    sort_best_first(&mut hits, version.hot_columns.exactness(), |hit| {
+        tier_columns(version, cold, hit.tier).id_string(hit.doc)
+    });
+    let hot_after_page: Vec<RankedHit> = hits
+        .split_off(depth.min(hits.len()))
+        .into_iter()
+        .filter(|hit| hit.tier == TierName::Hot)
+        .collect();
+    Ok(MergedHits {
+        hits,
+        hot_after_page,
+        cold_skipped,
+        hot_total,
+        cold_total,
+        parse_ms,
+        search_ms,
+        handed_off: size == Size::Long,
+    })
+}
+
+/// Each tier's page: the hot tier, then the cold tier unless it cannot reach the page.
+fn search_tiers(
+    version: &Arc<LoadedVersion>,
+    cold: Option<&ColdTier>,
+    hot_searcher: &Searcher,
+    query: &Arc<dyn Query>,
+    statistics: &Arc<CorpusStatistics>,
+    profile: &Arc<RankProfile>,
+    spec: PageSpec,
+) -> Result<(TierPage, bool, Option<TierPage>), NodeError> {
+    let PageSpec {
+        count, deadline, ..
+    } = spec;
+    let depth = spec.depth();
     // One threshold for both tiers: the cold tier skips what cannot beat the hot tier's k-th.
     let threshold = Arc::new(SharedThreshold::default());
     let ranking = Ranking {
         query: query.as_ref(),
-        statistics: &statistics,
+        statistics,
         profile,
         depth,
         count,
@@ -675,28 +741,7 @@ fn rank_hits(
         }
         None => None,
     };
-    let search_ms = millis(search_started);
-    let hot_total = hot.total;
-    let cold_total = cold_page.as_ref().map_or(0, |page| page.total);
-    let mut hits: Vec<RankedHit> = hot.hits;
-    hits.extend(cold_page.into_iter().flat_map(|page| page.hits));
-    sort_best_first(&mut hits, version.hot_columns.exactness(), |hit| {
-        tier_columns(version, cold, hit.tier).id_string(hit.doc)
-    });
-    let hot_after_page: Vec<RankedHit> = hits
-        .split_off(depth.min(hits.len()))
-        .into_iter()
-        .filter(|hit| hit.tier == TierName::Hot)
-        .collect();
-    Ok(MergedHits {
-        hits,
-        hot_after_page,
-        cold_skipped,
-        hot_total,
-        cold_total,
-        parse_ms,
-        search_ms,
-    })
+    Ok((hot, cold_skipped, cold_page))
 }
 
 /// Parses, scores both tiers with corpus-wide statistics, merges, and reads the page's hot
@@ -712,25 +757,28 @@ fn rank(
     let hot_searcher = version.hot.searcher();
     let merged = rank_hits(version, cold, &hot_searcher, query_text, profile, spec)?;
     let hot_fetch_started = Instant::now();
-    let mut with_documents = Vec::with_capacity(spec.limit);
-    for hit in merged.hits.into_iter().skip(spec.offset) {
-        let page_hit = match (hit.tier, cold) {
-            (TierName::Cold, Some(cold)) => PageHit {
-                id: (version.id_kind != IdKind::Str).then(|| cold.columns.id(&hit)),
-                hit,
-                fields: None,
-            },
-            _ => {
-                let (id, fields) = hot_document(version, &hot_searcher, selection, &hit)?;
-                PageHit {
-                    id: Some(id),
-                    hit,
-                    fields: Some(fields),
-                }
-            }
-        };
-        with_documents.push(page_hit);
-    }
+    let page: Vec<RankedHit> = merged.hits.into_iter().skip(spec.offset).collect();
+    let with_documents = sized(documents_size(page.len()), || {
+        page.into_iter()
+            .map(|hit| {
+                Ok(match (hit.tier, cold) {
+                    (TierName::Cold, Some(cold)) => PageHit {
+                        id: (version.id_kind != IdKind::Str).then(|| cold.columns.id(&hit)),
+                        hit,
+                        fields: None,
+                    },
+                    _ => {
+                        let (id, fields) = hot_document(version, &hot_searcher, selection, &hit)?;
+                        PageHit {
+                            id: Some(id),
+                            hit,
+                            fields: Some(fields),
+                        }
+                    }
+                })
+            })
+            .collect::<Result<Vec<PageHit>, NodeError>>()
+    })?;
     Ok(Ranked {
         page: with_documents,
         hot_after_page: merged.hot_after_page,
@@ -740,7 +788,15 @@ fn rank(
         parse_ms: merged.parse_ms,
         search_ms: merged.search_ms,
         hot_fetch_ms: millis(hot_fetch_started),
+        handed_off: merged.handed_off,
     })
+}
+
+/// Reading this many stored documents (a doc-store block each at worst) is short work.
+const SHORT_DOCUMENT_READS: u64 = 32;
+
+fn documents_size(documents: usize) -> Size {
+    Size::of(Some(documents as u64), SHORT_DOCUMENT_READS)
 }
 
 /// One hit of a planned page: where it is, not what it holds.
@@ -796,6 +852,8 @@ pub fn plan_page(
         count: false,
         // A tool ranking a log has no caller waiting: no time budget to speak of.
         deadline: Instant::now() + Duration::from_secs(3600),
+        // Nor a runtime to share: no worker to hand off.
+        inline_postings: u64::MAX,
     };
     let hot_searcher = version.hot.searcher();
     let merged = rank_hits(
@@ -933,9 +991,10 @@ pub async fn rank_shards(
         limit: depth as usize,
         count: request.count_total,
         deadline,
+        inline_postings: context.inline_postings,
     };
     let span = debug_span!("rank_shards", shards = versions.len());
-    let pages = off_runtime(move || {
+    let pages = cpu_work(move || {
         let _permit = permit;
         let _entered = span.entered();
         versions
@@ -1063,24 +1122,27 @@ pub async fn fetch_shard(
         .collect();
     let hot_version = version.clone();
     let hot_selection = selection.clone();
-    let hot_documents = off_runtime(move || {
+    let hot_documents = cpu_work(move || {
         let searcher = hot_version.hot.searcher();
-        hot_refs
-            .into_iter()
-            .map(|doc| {
-                let address = tantivy::DocAddress::new((doc >> 32) as u32, doc as u32);
-                if address.segment_ord as usize >= searcher.segment_readers().len()
-                    || address.doc_id >= searcher.segment_reader(address.segment_ord).max_doc()
-                {
-                    return Err(NodeError::InvalidArgument(format!(
-                        "no hot document {doc:#x} in {}",
-                        hot_version.version_key
-                    )));
-                }
-                let document: TantivyDocument = searcher.doc(address)?;
-                Ok(from_tantivy(&hot_version.schema, &hot_selection, &document))
-            })
-            .collect::<Result<Vec<Fields>, NodeError>>()
+        let size = documents_size(hot_refs.len());
+        sized(size, || {
+            hot_refs
+                .into_iter()
+                .map(|doc| {
+                    let address = tantivy::DocAddress::new((doc >> 32) as u32, doc as u32);
+                    if address.segment_ord as usize >= searcher.segment_readers().len()
+                        || address.doc_id >= searcher.segment_reader(address.segment_ord).max_doc()
+                    {
+                        return Err(NodeError::InvalidArgument(format!(
+                            "no hot document {doc:#x} in {}",
+                            hot_version.version_key
+                        )));
+                    }
+                    let document: TantivyDocument = searcher.doc(address)?;
+                    Ok(from_tantivy(&hot_version.schema, &hot_selection, &document))
+                })
+                .collect::<Result<Vec<Fields>, NodeError>>()
+        })
     })
     .await??;
     let hot_fetch_ms = millis(started);
