@@ -2,8 +2,9 @@
 //! corpus, merge by (score, id), read the page's documents — hot ones locally, cold ones from
 //! parquet through the cache, in one round.
 //!
-//! tantivy search and parquet decoding run off the async runtime (`offload`), bounded by a
-//! semaphore.
+//! tantivy search, document reads and parquet decoding run as `offload` places them: short
+//! work on the runtime worker, work that may take long after handing the worker off; rankings
+//! are bounded by a semaphore.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -633,8 +634,8 @@ struct MergedHits {
     handed_off: bool,
 }
 
-/// Parses and scores both tiers with corpus-wide statistics, and merges. Runs off the async
-/// runtime.
+/// Parses and scores both tiers with corpus-wide statistics, and merges. Runs within
+/// `cpu_work`; the ranking itself is sized by its postings.
 fn rank_hits(
     version: &Arc<LoadedVersion>,
     cold: Option<&ColdTier>,
@@ -745,7 +746,7 @@ fn search_tiers(
 }
 
 /// Parses, scores both tiers with corpus-wide statistics, merges, and reads the page's hot
-/// documents. Runs off the async runtime.
+/// documents. Runs within `cpu_work`.
 fn rank(
     version: &Arc<LoadedVersion>,
     cold: Option<&ColdTier>,
