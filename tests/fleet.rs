@@ -437,6 +437,29 @@ async fn in_process_member(
     in_process_member_with(store, index, listener, peers, replicas, None).await
 }
 
+/// `count` members serving `index` from `store` on fresh loopback ports, `replicas` per shard,
+/// and their ids (addresses).
+async fn in_process_fleet(
+    store: &std::sync::Arc<dyn tierdex::store::BlobStore>,
+    index: &str,
+    count: usize,
+    replicas: usize,
+) -> (Vec<InProcessMember>, Vec<String>) {
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let peers: Vec<String> = listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().to_string())
+        .collect();
+    let mut members = Vec::with_capacity(count);
+    for listener in listeners {
+        members.push(in_process_member(store.clone(), index, listener, &peers, replicas).await);
+    }
+    (members, peers)
+}
+
 /// Every read of a shard's files waits a while.
 #[derive(Debug)]
 struct SlowReads;
@@ -556,18 +579,7 @@ async fn string_ids_that_tie_on_score_and_prefix_merge_exactly_across_members() 
     let store = local_store(&dir.path().join("store"));
     build_cacm_styled(store.clone(), RULES, IdStyle::Strings, "strings", SHARDS).await;
 
-    let listeners = [
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    ];
-    let peers: Vec<String> = listeners
-        .iter()
-        .map(|listener| listener.local_addr().unwrap().to_string())
-        .collect();
-    let mut members = Vec::new();
-    for listener in listeners {
-        members.push(in_process_member(store.clone(), "strings", listener, &peers, 1).await);
-    }
+    let (members, peers) = in_process_fleet(&store, "strings", 2, 1).await;
     // One replica per shard: searches through the member owning fewer shards reach the
     // other member's over the network (all of them if placement gave it none).
     let owned: Vec<usize> = peers
@@ -630,19 +642,7 @@ async fn a_new_version_is_searched_only_once_every_shard_serves_it_and_never_mix
         async move { build_cacm_styled(store, rules, IdStyle::Numbers, "cacm", SHARDS).await }
     };
     let first = build(RULES).await.manifest.version;
-    let listeners = [
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    ];
-    let peers: Vec<String> = listeners
-        .iter()
-        .map(|listener| listener.local_addr().unwrap().to_string())
-        .collect();
-    let mut members = Vec::new();
-    for listener in listeners {
-        members.push(in_process_member(store.clone(), "cacm", listener, &peers, 2).await);
-    }
+    let (members, peers) = in_process_fleet(&store, "cacm", 3, 2).await;
     let mut clients = Vec::new();
     for peer in &peers {
         clients.push(

@@ -488,10 +488,7 @@ impl Fleet {
                     return Ok((member, value));
                 }
                 Ok(Some((member, Err(err)))) => {
-                    if matches!(
-                        err.kind(),
-                        NodeErrorKind::InvalidQuery | NodeErrorKind::InvalidArgument
-                    ) {
+                    if err.is_request_error() {
                         return Err(Unanswered::Request(err));
                     }
                     count("failed");
@@ -596,14 +593,7 @@ impl Fleet {
         // What this member could not rank itself goes to the shards' other replicas.
         let here: Vec<Result<ShardPage, NodeError>> = match here {
             Ok(pages) => pages,
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    NodeErrorKind::InvalidQuery | NodeErrorKind::InvalidArgument
-                ) =>
-            {
-                return Err(err);
-            }
+            Err(err) if err.is_request_error() => return Err(err),
             Err(err) => {
                 let reason = err.to_string();
                 local
@@ -619,14 +609,7 @@ impl Fleet {
                     self.count_replica_request("rank", "ok");
                     ranked.push((*shard, Ok((self.me.clone(), page))));
                 }
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        NodeErrorKind::InvalidQuery | NodeErrorKind::InvalidArgument
-                    ) =>
-                {
-                    return Err(err);
-                }
+                Err(err) if err.is_request_error() => return Err(err),
                 Err(_) => {
                     self.count_replica_request("rank", "failed");
                     retry.push(*shard);

@@ -125,6 +125,14 @@ impl NodeError {
         }
     }
 
+    /// The request itself is wrong (a bad query or argument): any replica would refuse it.
+    pub fn is_request_error(&self) -> bool {
+        matches!(
+            self.kind(),
+            NodeErrorKind::InvalidQuery | NodeErrorKind::InvalidArgument
+        )
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> NodeError {
         NodeError::Io {
             context: context.into(),

@@ -8,9 +8,9 @@
 //! clock: an unknown size counts as long.
 //!
 //! Why not hand every search off: the hand-off wakes another thread, and on the 2-core build
-//! machine that costs a quarter of a whole hot search behind gRPC (server-side p50 0.147 ms
-//! with every search handed off, 0.110 ms run on the worker; `cargo bench --bench node`,
-//! docs/benchmarks.md). A `spawn_blocking` round trip costs more still: it wakes a pool thread
+//! machine that costs a fifth of a short search behind gRPC (both tiers, server-side p50
+//! 0.134 ms with `inline_postings` 0, 0.111 ms with the default; `cargo bench --bench node`,
+//! docs/benchmarks.md at `2bd60b0`). A `spawn_blocking` round trip costs more still: it wakes a pool thread
 //! and then the parked worker (`cargo bench --bench machine_costs`). Short work holds its
 //! worker about as long as tokio's own budget of polls between yields. Rankings remain bounded
 //! by the node's search permits; parquet decoding and the degraded hot backfill hold no permit

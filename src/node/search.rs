@@ -555,21 +555,19 @@ async fn hot_backfill(
     let version = version.clone();
     let selection = selection.clone();
     let profile = profile.clone();
-    cpu_work(move || {
+    read_hot_documents(hits.len(), move || {
         let searcher = version.hot.searcher();
-        sized(documents_size(hits.len()), || {
-            hits.into_iter()
-                .map(|hit| {
-                    let (id, fields) = hot_document(&version, &searcher, &selection, &hit)?;
-                    Ok(SearchHit {
-                        fields,
-                        id: id.into(),
-                        score: profile.reported_score(hit.score, hit.rank),
-                        tier: TierName::Hot,
-                    })
+        hits.into_iter()
+            .map(|hit| {
+                let (id, fields) = hot_document(&version, &searcher, &selection, &hit)?;
+                Ok(SearchHit {
+                    fields,
+                    id: id.into(),
+                    score: profile.reported_score(hit.score, hit.rank),
+                    tier: TierName::Hot,
                 })
-                .collect()
-        })
+            })
+            .collect()
     })
     .await?
 }
@@ -798,6 +796,14 @@ const SHORT_DOCUMENT_READS: u64 = 32;
 
 fn documents_size(documents: usize) -> Size {
     Size::of(Some(documents as u64), SHORT_DOCUMENT_READS)
+}
+
+/// Runs `read`, which reads `documents` stored documents, as CPU work sized by their number.
+async fn read_hot_documents<T: Send + 'static>(
+    documents: usize,
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, NodeError> {
+    cpu_work(move || sized(documents_size(documents), read)).await
 }
 
 /// One hit of a planned page: where it is, not what it holds.
@@ -1123,27 +1129,24 @@ pub async fn fetch_shard(
         .collect();
     let hot_version = version.clone();
     let hot_selection = selection.clone();
-    let hot_documents = cpu_work(move || {
+    let hot_documents = read_hot_documents(hot_refs.len(), move || {
         let searcher = hot_version.hot.searcher();
-        let size = documents_size(hot_refs.len());
-        sized(size, || {
-            hot_refs
-                .into_iter()
-                .map(|doc| {
-                    let address = tantivy::DocAddress::new((doc >> 32) as u32, doc as u32);
-                    if address.segment_ord as usize >= searcher.segment_readers().len()
-                        || address.doc_id >= searcher.segment_reader(address.segment_ord).max_doc()
-                    {
-                        return Err(NodeError::InvalidArgument(format!(
-                            "no hot document {doc:#x} in {}",
-                            hot_version.version_key
-                        )));
-                    }
-                    let document: TantivyDocument = searcher.doc(address)?;
-                    Ok(from_tantivy(&hot_version.schema, &hot_selection, &document))
-                })
-                .collect::<Result<Vec<Fields>, NodeError>>()
-        })
+        hot_refs
+            .into_iter()
+            .map(|doc| {
+                let address = tantivy::DocAddress::new((doc >> 32) as u32, doc as u32);
+                if address.segment_ord as usize >= searcher.segment_readers().len()
+                    || address.doc_id >= searcher.segment_reader(address.segment_ord).max_doc()
+                {
+                    return Err(NodeError::InvalidArgument(format!(
+                        "no hot document {doc:#x} in {}",
+                        hot_version.version_key
+                    )));
+                }
+                let document: TantivyDocument = searcher.doc(address)?;
+                Ok(from_tantivy(&hot_version.schema, &hot_selection, &document))
+            })
+            .collect::<Result<Vec<Fields>, NodeError>>()
     })
     .await??;
     let hot_fetch_ms = millis(started);
