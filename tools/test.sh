@@ -9,6 +9,11 @@ root=$(pwd)
 tools="$root/target/tools"
 mkdir -p "$tools"
 
+# The debug test build needs about 4.5 GB under target/ (plus s3s-fs's build in a temp dir); a
+# full disk shows up later as a cryptic linker error, so say it here first.
+free_kb=$(df -Pk "$root/target" | awk 'NR==2 {print $4}')
+echo "free disk under target/: $((free_kb / 1024)) MB (the debug test build needs about 4500 MB)" >&2
+
 S3S_FS_VERSION=0.14.1
 if [ ! -x "$tools/bin/s3s-fs" ]; then
   echo "installing s3s-fs $S3S_FS_VERSION into $tools (once)" >&2
