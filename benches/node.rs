@@ -483,6 +483,7 @@ impl Tantivy {
 /// the node's `TopHits` (ties broken by id), both top 10.
 fn run_collectors(hot_dir: &Path, queries: &[String]) -> (Latencies, Latencies) {
     use tierdex::node::collector::{HitColumns, IdKind, TierName, TopHits};
+    use tierdex::node::exact_sum::SummedTerms;
     let tantivy = Tantivy::open(hot_dir);
     let parsed: Vec<Box<dyn Query>> = queries
         .iter()
@@ -503,6 +504,8 @@ fn run_collectors(hot_dir: &Path, queries: &[String]) -> (Latencies, Latencies) 
             threshold: Arc::default(),
             profile: Arc::new(tierdex::ranking::RankProfile::bm25()),
             values: Arc::new(tierdex::node::values::TierValues::none()),
+            // As the node ranks: near ties of the k-th kept for their exact sums.
+            near_tie: SummedTerms::of(query.as_ref()).map_or(0.0, |summed| summed.near_tie()),
         };
         let started = Instant::now();
         std::hint::black_box(tantivy.searcher.search(query.as_ref(), &top_hits).unwrap());

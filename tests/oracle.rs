@@ -185,3 +185,168 @@ async fn merged_answers_equal_one_index_when_all_hot() {
 async fn merged_answers_equal_one_index_when_all_cold() {
     check_against_oracle("hot = []", BTreeSet::new(), IdStyle::Numbers).await;
 }
+
+/// A corpus where block-max WAND sums equal contributions in different orders: filler
+/// documents with random mixes of a few words, and every 40th document the same text. Returns
+/// the JSON lines and the copies' ids.
+fn corpus_with_copies() -> (Vec<serde_json::Value>, BTreeSet<u64>) {
+    let words = ["alpha", "beta", "gamma", "delta", "omega", "kappa", "sigma"];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |bound: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound
+    };
+    let mut copies = BTreeSet::new();
+    let documents = (0..4000u64)
+        .map(|id| {
+            let body = if id % 40 == 7 {
+                copies.insert(id);
+                "alpha beta beta gamma delta delta delta omega".to_string()
+            } else {
+                (0..1 + next(12))
+                    .map(|_| words[next(words.len() as u64) as usize])
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            serde_json::json!({"id": id, "body": body, "grp": next(3)})
+        })
+        .collect();
+    (documents, copies)
+}
+
+/// Item 5 of issue 8: documents whose exact scores are equal come back with equal scores, in
+/// id order, whichever tier holds them, as in one index summed exactly (`oracle_scores`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_exact_scores_tie_by_id_across_tiers() {
+    let (documents, copies) = corpus_with_copies();
+    let input = tempfile::NamedTempFile::with_suffix(".jsonl").unwrap();
+    let lines: Vec<String> = documents.iter().map(|doc| doc.to_string()).collect();
+    std::fs::write(input.path(), lines.join("\n")).unwrap();
+    let schema = std::sync::Arc::new(
+        tierdex::schema::IndexSchema::from_toml_str(
+            r#"
+id_field = "id"
+default_search_fields = ["body"]
+[[field]]
+name = "id"
+type = "u64"
+[[field]]
+name = "body"
+type = "text"
+stored = true
+[[field]]
+name = "grp"
+type = "u64"
+"#,
+            "schema",
+        )
+        .unwrap(),
+    );
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = local_store(store_dir.path());
+    let options = build_options(
+        schema.clone(),
+        "hot = [\"grp = 0\"]",
+        vec![input.path().to_path_buf()],
+        "copies",
+    );
+    tierdex::builder::build(options, store.clone())
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let node = TestNode::start(store, &["copies"], data.path()).await;
+    node.wait_ready().await;
+    let mut client = node.client().await;
+
+    // One index over every document, in several segments as the tiers are.
+    let index = tantivy::Index::create_in_ram(schema.hot_tantivy.clone());
+    let mut writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 20_000_000).unwrap();
+    for (n, document) in documents.iter().enumerate() {
+        let mut object = document.as_object().unwrap().clone();
+        object.retain(|name, _| schema.field_index(name).is_some());
+        writer
+            .add_document(
+                tantivy::TantivyDocument::from_json_object(&schema.hot_tantivy, object).unwrap(),
+            )
+            .unwrap();
+        if n % 1000 == 999 {
+            writer.commit().unwrap();
+        }
+    }
+    writer.commit().unwrap();
+    let searcher = index.reader().unwrap().searcher();
+    let parser = tantivy::query::QueryParser::for_index(
+        &index,
+        vec![schema.hot_tantivy.get_field("body").unwrap()],
+    );
+    let id_of = |address: tantivy::DocAddress| {
+        let fast = searcher.segment_reader(address.segment_ord).fast_fields();
+        fast.u64("id").unwrap().first(address.doc_id).unwrap()
+    };
+
+    let mut copies_seen = 0;
+    let mut copy_tiers = BTreeSet::new();
+    for query in [
+        "alpha beta gamma delta omega",
+        "beta delta omega kappa",
+        "alpha gamma delta",
+        "+alpha +beta +delta +omega",
+    ] {
+        let mut ranking: Vec<(u64, f32)> =
+            oracle_scores(&searcher, parser.parse_query(query).unwrap().as_ref())
+                .into_iter()
+                .map(|(score, address)| (id_of(address), score))
+                .collect();
+        ranking.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for offset in (0..130).step_by(10) {
+            let mut request = search_request("copies", query, 10);
+            request.offset = offset;
+            let response = client.search(request).await.unwrap().into_inner();
+            let got: Vec<(u64, f64, i32)> = response
+                .hits
+                .iter()
+                .map(|hit| match hit.id.as_ref().unwrap().kind {
+                    Some(pb::value::Kind::U64(id)) => (id, hit.score, hit.tier),
+                    ref other => panic!("{other:?}"),
+                })
+                .collect();
+            let expected: Vec<(u64, f32)> = ranking
+                .iter()
+                .skip(offset as usize)
+                .take(10)
+                .copied()
+                .collect();
+            assert_eq!(
+                got.iter().map(|hit| hit.0).collect::<Vec<_>>(),
+                expected.iter().map(|hit| hit.0).collect::<Vec<_>>(),
+                "`{query}` from {offset}: got {got:?}, expected {expected:?}"
+            );
+            for ((id, score, _), (_, expected)) in got.iter().zip(&expected) {
+                assert!(
+                    (score - f64::from(*expected)).abs() <= 1e-4,
+                    "{id}: {score} vs {expected}"
+                );
+            }
+            let copy_scores: BTreeSet<u64> = got
+                .iter()
+                .filter(|hit| copies.contains(&hit.0))
+                .map(|hit| hit.1.to_bits())
+                .collect();
+            assert!(
+                copy_scores.len() <= 1,
+                "`{query}`: copies scored apart: {got:?}"
+            );
+            for hit in got.iter().filter(|hit| copies.contains(&hit.0)) {
+                copies_seen += 1;
+                copy_tiers.insert(hit.2);
+            }
+        }
+    }
+    assert!(
+        copies_seen >= 150,
+        "copies on the pages checked: {copies_seen}"
+    );
+    assert_eq!(copy_tiers.len(), 2, "copies in both tiers");
+}

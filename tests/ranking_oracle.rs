@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
-use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
 use tierdex::api::pb;
 
@@ -183,12 +182,7 @@ impl Oracle {
         // (as tests/oracle.rs does).
         let query = tierdex::node::stable::keep_constant_scores(query, &self.index.schema());
         let searcher = self.index.reader().unwrap().searcher();
-        let all = searcher
-            .search(
-                &query,
-                &TopDocs::with_limit(searcher.num_docs().max(1) as usize).order_by_score(),
-            )
-            .unwrap();
+        let all = oracle_scores(&searcher, query.as_ref());
         Ok(all
             .into_iter()
             .map(|(bm25, address)| {

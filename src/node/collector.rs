@@ -231,6 +231,9 @@ pub struct TopHits {
     pub values: Arc<TierValues>,
     /// Shared with the other searches for the same page; a fresh one prunes alone.
     pub threshold: Arc<SharedThreshold>,
+    /// How close below the `limit`-th rank, relative to it, a hit is kept too: one whose score
+    /// an exact sum could lift onto the page (`exact_sum`). 0 keeps exactly `limit`.
+    pub near_tie: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -261,11 +264,14 @@ pub struct SegmentTopHits {
     /// The profile's inputs in this segment, and a buffer for one document's values.
     inputs: Vec<ValueColumn>,
     values: Vec<Option<f64>>,
-    /// Up to `2 * limit` candidates, cut to the best `limit` when full (as tantivy's
-    /// `TopNComputer` does): amortised O(1) per candidate, no heap.
+    /// Candidates, cut to the best `limit` (and their near ties) when `cut_at` are held (as
+    /// tantivy's `TopNComputer` does): amortised O(1) per candidate, no heap.
     buffer: Vec<Candidate>,
-    /// The worst kept candidate after the last cut: a newcomer must beat it.
+    cut_at: usize,
+    /// The worst kept candidate after the last cut: a newcomer must beat it, or come within
+    /// `near_tie` of it.
     worst: Option<Candidate>,
+    near_tie: f64,
 }
 
 impl SegmentTopHits {
@@ -279,10 +285,15 @@ impl SegmentTopHits {
         self.profile.rank(score, &self.values)
     }
 
+    /// How far below `rank` a near tie reaches.
+    fn margin(&self, rank: f64) -> f64 {
+        rank.abs() * self.near_tie
+    }
+
     fn collect_candidate(&mut self, doc: DocId, score: Score) {
         let rank = self.rank_of(doc, score);
         if let Some(worst) = self.worst
-            && rank < worst.rank
+            && rank < worst.rank - self.margin(worst.rank)
         {
             return;
         }
@@ -293,40 +304,60 @@ impl SegmentTopHits {
             local,
             doc,
         };
-        if let Some(worst) = self.worst
+        if self.near_tie == 0.0
+            && let Some(worst) = self.worst
             && better_first(&candidate, &worst) != Ordering::Less
         {
             return;
         }
-        // Cut at twice the limit, not at the buffer's capacity: the capacity is capped, so with a
-        // deep page it can be below the limit and a cut there would keep nothing.
-        if self.buffer.len() >= 2 * self.limit {
+        // Cut a limit past what the last cut kept, not at the buffer's capacity: the capacity
+        // is capped, so with a deep page it can be below the limit and a cut there would keep
+        // nothing.
+        if self.buffer.len() >= self.cut_at {
             self.cut();
         }
         self.buffer.push(candidate);
     }
 
-    /// Keeps the best `limit` candidates.
+    /// Keeps the best `limit` candidates, and up to `limit` more ranked below the last of
+    /// them by less than its near-tie margin: the smallest ids among those, since among equal
+    /// exact scores the smallest ids win.
     fn cut(&mut self) {
         let limit = self.limit;
         self.buffer.select_nth_unstable_by(limit - 1, better_first);
-        self.buffer.truncate(limit);
         let worst = self.buffer[limit - 1];
+        if self.near_tie > 0.0 {
+            let floor = worst.rank - self.margin(worst.rank);
+            let mut below: Vec<Candidate> = self.buffer[limit..]
+                .iter()
+                .filter(|candidate| candidate.rank >= floor && candidate.rank < worst.rank)
+                .copied()
+                .collect();
+            if below.len() > limit {
+                below.select_nth_unstable_by_key(limit - 1, |candidate| candidate.local);
+                below.truncate(limit);
+            }
+            self.buffer.truncate(limit);
+            self.buffer.extend(below);
+        } else {
+            self.buffer.truncate(limit);
+        }
+        self.cut_at = self.buffer.len() + limit;
         self.worst = Some(worst);
         self.threshold.raise(worst.rank);
     }
 
     /// What tantivy may skip when ranking by BM25: documents scoring below the best known k-th
-    /// score. Just below it, so that documents tying it still arrive and compete on id. (The
-    /// rank is the `f32` score widened, so narrowing it back is exact.)
+    /// score, less the near-tie margin. Just below that, so that documents tying it still
+    /// arrive and compete on id. (The rank is the `f32` score widened, so with no margin
+    /// narrowing it back is exact.)
     fn pruning_threshold(&self) -> Score {
         let own = self.worst.map_or(f64::NEG_INFINITY, |worst| worst.rank);
-        let floor = own.max(self.threshold.get()) as Score;
-        if floor == Score::NEG_INFINITY {
-            floor
-        } else {
-            floor.next_down()
+        let kth = own.max(self.threshold.get());
+        if kth == f64::NEG_INFINITY {
+            return Score::NEG_INFINITY;
         }
+        ((kth - self.margin(kth)) as Score).next_down()
     }
 }
 
@@ -345,8 +376,10 @@ impl SegmentCollector for SegmentTopHits {
             self.cut();
         }
         self.buffer.sort_unstable_by(better_first);
-        if self.buffer.len() == self.limit
-            && let Some(worst) = self.buffer.last()
+        if let Some(worst) = self
+            .limit
+            .checked_sub(1)
+            .and_then(|last| self.buffer.get(last))
         {
             self.threshold.raise(worst.rank);
         }
@@ -396,7 +429,13 @@ impl Collector for TopHits {
             values: vec![None; inputs.len()],
             inputs,
             buffer: Vec::with_capacity(2 * self.limit.min(4096)),
+            cut_at: 2 * self.limit,
             worst: None,
+            near_tie: if self.profile.rule == RankRule::Bm25 {
+                self.near_tie
+            } else {
+                0.0
+            },
         })
     }
 
@@ -440,9 +479,24 @@ impl Collector for TopHits {
         sort_best_first(&mut hits, self.columns.exactness(), |hit| {
             self.columns.id_string(hit.doc)
         });
-        hits.truncate(self.limit);
+        let kept = through_near_ties(&hits, self.limit, self.near_tie);
+        hits.truncate(kept);
         Ok(hits)
     }
+}
+
+/// How many of `hits` (best first) to keep for a page of `limit`: the page, and the hits
+/// after it whose rank is within the near-tie margin (`near_tie` times the rank) of its last.
+pub fn through_near_ties(hits: &[RankedHit], limit: usize, near_tie: f64) -> usize {
+    let Some(last) = limit.checked_sub(1).and_then(|last| hits.get(last)) else {
+        return hits.len().min(limit);
+    };
+    let floor = last.rank - last.rank.abs() * near_tie;
+    limit
+        + hits[limit..]
+            .iter()
+            .take_while(|hit| near_tie > 0.0 && hit.rank >= floor)
+            .count()
 }
 
 /// Sorts hits by (rank, id), best first.
@@ -604,6 +658,7 @@ mod deep_page_tests {
             threshold: Arc::default(),
             profile: Arc::new(RankProfile::bm25()),
             values: Arc::new(TierValues::none()),
+            near_tie: 0.0,
         };
         assert!(top.requires_scoring());
         let hits = searcher.search(&AllQuery, &top).unwrap();
@@ -612,5 +667,110 @@ mod deep_page_tests {
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(ids, sorted, "equal scores in id order");
+    }
+}
+
+#[cfg(test)]
+mod near_tie_tests {
+    use super::*;
+    use tantivy::schema::{FAST, STRING, Schema};
+    use tantivy::{Index, IndexWriter, doc};
+
+    /// A segment collector for the top 3 of 60 documents whose ids order like their doc ids.
+    fn collector(near_tie: f64) -> (Searcher, TopHits) {
+        let mut builder = Schema::builder();
+        let key = builder.add_u64_field(SORT_KEY_FIELD, FAST);
+        let id = builder.add_text_field("id", STRING | FAST);
+        let index = Index::create_in_ram(builder.build());
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        for n in 0..60 {
+            let name = format!("doc-{n:03}");
+            writer
+                .add_document(doc!(key => sort_key::str_key(&name), id => name))
+                .unwrap();
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let top = TopHits {
+            limit: 3,
+            tier: TierName::Hot,
+            columns: Arc::new(HitColumns::open(&searcher, "id", IdKind::Str, false).unwrap()),
+            threshold: Arc::default(),
+            profile: Arc::new(RankProfile::bm25()),
+            values: Arc::new(TierValues::none()),
+            near_tie,
+        };
+        (searcher, top)
+    }
+
+    /// The k-th scores 3.0; one ULP below it is within rounding, 2.9 is not.
+    fn collect(near_tie: f64) -> (Vec<(DocId, Score)>, Score) {
+        let (searcher, top) = collector(near_tie);
+        let mut segment = top.for_segment(0, searcher.segment_reader(0)).unwrap();
+        let just_below = 3.0f32.next_down();
+        // Near ties arrive before and after the page fills, with ids above and below the
+        // page's, and more of them than the page holds.
+        for doc in (20..40).rev() {
+            segment.collect(doc, just_below);
+        }
+        segment.collect(50, 5.0);
+        segment.collect(51, 2.9);
+        segment.collect(52, 3.0);
+        segment.collect(53, 4.0);
+        for doc in 0..20 {
+            segment.collect(doc, just_below);
+        }
+        let threshold = segment.pruning_threshold();
+        let hits = segment
+            .harvest()
+            .iter()
+            .map(|hit| (hit.doc.doc_id, hit.score))
+            .collect();
+        (hits, threshold)
+    }
+
+    #[test]
+    fn hits_within_rounding_below_the_page_are_kept_smallest_ids_first() {
+        let just_below = 3.0f32.next_down();
+        let (hits, threshold) = collect(1e-6);
+        assert_eq!(
+            hits,
+            vec![
+                (50, 5.0),
+                (53, 4.0),
+                (52, 3.0),
+                (0, just_below),
+                (1, just_below),
+                (2, just_below),
+            ]
+        );
+        assert!(threshold < just_below && f64::from(threshold) >= 3.0 - 4e-6);
+
+        let (hits, threshold) = collect(0.0);
+        assert_eq!(hits, vec![(50, 5.0), (53, 4.0), (52, 3.0)]);
+        assert_eq!(threshold, just_below, "ties of the k-th still arrive");
+    }
+
+    #[test]
+    fn a_merged_page_keeps_its_near_ties() {
+        let hit = |rank: f64| RankedHit {
+            rank,
+            score: rank as Score,
+            key: 0,
+            tier: TierName::Hot,
+            doc: DocAddress::new(0, 0),
+            addr: None,
+        };
+        let hits = [
+            hit(5.0),
+            hit(3.0),
+            hit(3.0 - 1e-7),
+            hit(3.0 - 1e-3),
+            hit(1.0),
+        ];
+        assert_eq!(through_near_ties(&hits, 2, 1e-6), 3);
+        assert_eq!(through_near_ties(&hits, 2, 0.0), 2);
+        assert_eq!(through_near_ties(&hits, 9, 1e-6), 9.min(hits.len()));
+        assert_eq!(through_near_ties(&hits, 0, 1e-6), 0);
     }
 }

@@ -6,6 +6,7 @@ pub mod cold;
 pub mod collector;
 mod cost;
 pub mod documents;
+pub mod exact_sum;
 pub mod metrics;
 pub mod offload;
 pub mod rehydrate;

@@ -23,6 +23,7 @@ use super::collector::{
 };
 use super::cost::postings_bound;
 use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
+use super::exact_sum::{SummedTerms, near_tie_runs, order_run};
 use super::offload::{Size, cpu_work, sized};
 use super::stable::keep_constant_scores;
 use super::statistics::CorpusStatistics;
@@ -31,7 +32,8 @@ use super::version::{ColdTier, LoadedVersion};
 use crate::cache::ReadStats;
 use crate::config::DegradedPolicy;
 use crate::format::DocAddr;
-use crate::ranking::RankProfile;
+use crate::format::sort_key::KeyExactness;
+use crate::ranking::{RankProfile, RankRule};
 
 #[derive(Debug, Clone, Default)]
 pub struct SearchRequest {
@@ -188,6 +190,8 @@ struct Ranking<'a> {
     profile: &'a Arc<RankProfile>,
     depth: usize,
     count: bool,
+    /// `TopHits::near_tie`.
+    near_tie: f64,
 }
 
 fn search_tier(
@@ -207,6 +211,7 @@ fn search_tier(
         profile,
         depth,
         count,
+        near_tie,
     } = ranking;
     let collector = TopHits {
         limit: depth,
@@ -215,6 +220,7 @@ fn search_tier(
         profile: profile.clone(),
         values,
         threshold,
+        near_tie,
     };
     let hits = searcher
         .search_with_statistics_provider(query, &collector, statistics)
@@ -646,6 +652,8 @@ fn rank_hits(
     let parse_started = Instant::now();
     let query: Arc<dyn Query> = Arc::from(parse(version, query_text)?);
     let parse_ms = millis(parse_started);
+    // Only BM25 ranks by the sum alone; a profile's rank is left as the profile computes it.
+    let summed = SummedTerms::of(query.as_ref()).filter(|_| profile.rule == RankRule::Bm25);
     let search_started = Instant::now();
     // Statistics of the whole loaded corpus even when only the hot tier is searched, so that a
     // document scores the same whichever tiers were asked for.
@@ -656,15 +664,15 @@ fn rank_hits(
         spec.inline_postings,
     );
     let (hot, cold_skipped, cold_page) = sized(size, || {
-        search_tiers(
-            version,
-            cold,
-            hot_searcher,
-            &query,
-            &statistics,
+        let ranking = Ranking {
+            query: query.as_ref(),
+            statistics: &statistics,
             profile,
-            spec,
-        )
+            depth,
+            count: spec.count,
+            near_tie: summed.as_ref().map_or(0.0, SummedTerms::near_tie),
+        };
+        search_tiers(version, cold, hot_searcher, &ranking, spec.deadline)
     })?;
     let search_ms = millis(search_started);
     let hot_total = hot.total;
@@ -674,6 +682,17 @@ fn rank_hits(
     sort_best_first(&mut hits, version.hot_columns.exactness(), |hit| {
         tier_columns(version, cold, hit.tier).id_string(hit.doc)
     });
+    if let Some(summed) = &summed {
+        settle_near_ties(
+            &mut hits,
+            depth,
+            summed,
+            version,
+            cold,
+            hot_searcher,
+            &statistics,
+        )?;
+    }
     let hot_after_page: Vec<RankedHit> = hits
         .split_off(depth.min(hits.len()))
         .into_iter()
@@ -696,31 +715,18 @@ fn search_tiers(
     version: &Arc<LoadedVersion>,
     cold: Option<&ColdTier>,
     hot_searcher: &Searcher,
-    query: &Arc<dyn Query>,
-    statistics: &Arc<CorpusStatistics>,
-    profile: &Arc<RankProfile>,
-    spec: PageSpec,
+    ranking: &Ranking<'_>,
+    deadline: Instant,
 ) -> Result<(TierPage, bool, Option<TierPage>), NodeError> {
-    let PageSpec {
-        count, deadline, ..
-    } = spec;
-    let depth = spec.depth();
     // One threshold for both tiers: the cold tier skips what cannot beat the hot tier's k-th.
     let threshold = Arc::new(SharedThreshold::default());
-    let ranking = Ranking {
-        query: query.as_ref(),
-        statistics,
-        profile,
-        depth,
-        count,
-    };
     let hot = search_tier(
         TierSearch::hot(version, hot_searcher),
-        &ranking,
+        ranking,
         threshold.clone(),
     )?;
     let cold_skipped = match cold {
-        Some(cold) if !count => cold_cannot_reach(&hot.hits, depth, cold, &ranking)?,
+        Some(cold) if !ranking.count => cold_cannot_reach(&hot.hits, ranking.depth, cold, ranking)?,
         _ => false,
     };
     // The cold tier after the hot one, from the hot tier's k-th score: on one thread, two tiers
@@ -736,11 +742,51 @@ fn search_tiers(
             }
             let searcher = cold.tier.searcher();
             let tier = TierSearch::cold(cold, &searcher);
-            Some(search_tier(tier, &ranking, threshold)?)
+            Some(search_tier(tier, ranking, threshold)?)
         }
         None => None,
     };
     Ok((hot, cold_skipped, cold_page))
+}
+
+/// Gives the hits whose order float rounding could have decided (`exact_sum`) their exact
+/// scores, and puts each run of them in its exact order. `hits` are sorted best first; runs stay
+/// where they are, since no other hit is within rounding of them.
+fn settle_near_ties(
+    hits: &mut [RankedHit],
+    depth: usize,
+    summed: &SummedTerms<'_>,
+    version: &LoadedVersion,
+    cold: Option<&ColdTier>,
+    hot_searcher: &Searcher,
+    statistics: &CorpusStatistics,
+) -> Result<(), NodeError> {
+    for run in near_tie_runs(hits, depth, |rank| summed.rounding(rank)) {
+        let run = &mut hits[run];
+        for (tier, searcher) in [
+            (TierName::Hot, Some(hot_searcher.clone())),
+            (TierName::Cold, cold.map(|cold| cold.tier.searcher())),
+        ] {
+            let Some(searcher) = searcher else { continue };
+            let slots: Vec<usize> = (0..run.len()).filter(|&at| run[at].tier == tier).collect();
+            if slots.is_empty() {
+                continue;
+            }
+            let docs: Vec<tantivy::DocAddress> = slots.iter().map(|&at| run[at].doc).collect();
+            let scores = summed
+                .exact_scores(&searcher, &docs, statistics)
+                .map_err(query_error)?;
+            for (&at, score) in slots.iter().zip(scores) {
+                run[at].score = score;
+                run[at].rank = f64::from(score);
+            }
+        }
+        let exact_keys = version.hot_columns.exactness() == KeyExactness::Exact;
+        order_run(run, exact_keys, |hit| {
+            tier_columns(version, cold, hit.tier).id_string(hit.doc)
+        });
+    }
+    Ok(())
 }
 
 /// Parses, scores both tiers with corpus-wide statistics, merges, and reads the page's hot
@@ -899,6 +945,8 @@ fn cold_cannot_reach(
         return Ok(false);
     };
     let profile = ranking.profile;
+    // A hit of the cold tier within rounding of the k-th may rank above it once summed exactly.
+    let kth_rank = kth.rank - kth.rank.abs() * ranking.near_tie;
     let bm25_max = if profile.reads_bm25() {
         let searcher = cold.tier.searcher();
         match cold
@@ -912,7 +960,7 @@ fn cold_cannot_reach(
         f64::INFINITY
     };
     let ranges = cold.values.ranges(profile.inputs());
-    Ok(kth.rank > profile.upper_bound(bm25_max, &ranges))
+    Ok(kth_rank > profile.upper_bound(bm25_max, &ranges))
 }
 
 /// Where a shard's hit is, for reading its document later: `(segment << 32) | doc` in the hot

@@ -759,6 +759,42 @@ pub fn cacm_structured_queries() -> Vec<String> {
 
 /// One tantivy index in RAM over `documents` (JSON objects) with the hot schema of `schema`,
 /// and a parser over CACM's default fields: the monolithic oracle the CACM tests compare with.
+/// Every match of `query` in `searcher` with the score the node must give it: tantivy's, but
+/// for a flat disjunction or conjunction of two or more term clauses, whose score here is each
+/// term's own score (its `TermQuery` searched alone) summed in `f64` and rounded once. That is
+/// the exact sum, whatever order tantivy meets the terms in (`tierdex::node::exact_sum`).
+pub fn oracle_scores(
+    searcher: &tantivy::Searcher,
+    query: &dyn tantivy::query::Query,
+) -> Vec<(f32, tantivy::DocAddress)> {
+    use tantivy::collector::TopDocs;
+    use tantivy::query::{BooleanQuery, Occur, TermQuery};
+    let everything = TopDocs::with_limit(searcher.num_docs().max(1) as usize).order_by_score();
+    let all = searcher.search(query, &everything).unwrap();
+    let Some(boolean) = query.downcast_ref::<BooleanQuery>() else {
+        return all;
+    };
+    let clauses = boolean.clauses();
+    let flat = clauses.len() >= 2
+        && matches!(clauses[0].0, Occur::Should | Occur::Must)
+        && boolean.get_minimum_number_should_match() <= 1
+        && clauses
+            .iter()
+            .all(|(occur, clause)| *occur == clauses[0].0 && clause.is::<TermQuery>());
+    if !flat {
+        return all;
+    }
+    let mut sums: std::collections::HashMap<tantivy::DocAddress, f64> = Default::default();
+    for (_, clause) in clauses {
+        for (score, address) in searcher.search(clause.as_ref(), &everything).unwrap() {
+            *sums.entry(address).or_default() += f64::from(score);
+        }
+    }
+    all.into_iter()
+        .map(|(_, address)| (sums[&address] as f32, address))
+        .collect()
+}
+
 pub fn oracle_index(
     schema: &IndexSchema,
     documents: impl IntoIterator<Item = serde_json::Value>,

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
 use tierdex::api::pb;
 
@@ -102,12 +101,7 @@ impl Oracle {
         // segment.
         let query = tierdex::node::stable::keep_constant_scores(query, &self.index.schema());
         let searcher = self.index.reader().unwrap().searcher();
-        let all = searcher
-            .search(
-                &query,
-                &TopDocs::with_limit(searcher.num_docs() as usize).order_by_score(),
-            )
-            .unwrap();
+        let all = oracle_scores(&searcher, query.as_ref());
         let mut scored: Vec<(Id, f32)> = all
             .into_iter()
             .map(|(score, address)| {
