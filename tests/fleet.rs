@@ -633,6 +633,24 @@ async fn string_ids_that_tie_on_score_and_prefix_merge_exactly_across_members() 
     assert!(ties_across_prefix > 10, "{ties_across_prefix}");
 }
 
+/// Issue 8, item 5, across shards: each shard sends exact scores, so that documents with equal
+/// exact scores in different shards tie and come in id order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_exact_scores_tie_by_id_across_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(&dir.path().join("store"));
+    let copies = common::copies::build(store.clone(), "copies", SHARDS).await;
+    let (members, peers) = in_process_fleet(&store, "copies", 2, 1).await;
+    for peer in &peers {
+        wait_complete(peer, "copies").await;
+    }
+    let mut client = pb::tierdex_client::TierdexClient::connect(format!("http://{}", peers[0]))
+        .await
+        .unwrap();
+    copies.check_pages(&mut client, "copies").await;
+    drop(members);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_version_is_searched_only_once_every_shard_serves_it_and_never_mixed() {
     let dir = tempfile::tempdir().unwrap();

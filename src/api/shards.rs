@@ -58,6 +58,7 @@ fn stats_from_pb(stats: Option<pb::QueryStats>) -> SearchStats {
         total_ms: stats.total_ms,
         // Not sent: a member counts only the searches it answers itself.
         handed_off: false,
+        rescored_hits: 0,
     }
 }
 

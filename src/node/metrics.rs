@@ -38,6 +38,7 @@ pub struct NodeMetrics {
     without_storage: IntCounterVec,
     cold_skipped: IntCounterVec,
     handed_off: IntCounterVec,
+    rescored_hits: IntCounterVec,
     storage_requests: IntCounterVec,
     storage_bytes: IntCounterVec,
     cache_capacity: IntGauge,
@@ -220,6 +221,11 @@ impl NodeMetrics {
                  handed the runtime worker's other tasks to another thread; the others ranked on \
                  the worker that received them",
             ),
+            rescored_hits: by_index(
+                "tierdex_hits_rescored_exactly_total",
+                "Hits whose BM25 score was summed again exactly because it was within float \
+                 rounding of another hit's, so that equal scores tie by id in every tier and shard",
+            ),
             storage_requests,
             storage_bytes,
             cache_capacity: gauge(
@@ -309,6 +315,9 @@ impl NodeMetrics {
                 if stats.handed_off {
                     self.handed_off.with_label_values(&[index]).inc();
                 }
+                self.rescored_hits
+                    .with_label_values(&[index])
+                    .inc_by(stats.rescored_hits);
                 self.storage_requests
                     .with_label_values(&[index])
                     .inc_by(stats.storage_requests);

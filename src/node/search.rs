@@ -78,6 +78,9 @@ pub struct SearchStats {
     pub total_ms: f64,
     /// The ranking was judged long (`inline_postings`) and handed its runtime worker off.
     pub handed_off: bool,
+    /// Hits given their exact scores because float rounding could have decided their order
+    /// (`exact_sum`).
+    pub rescored_hits: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -309,6 +312,7 @@ struct Ranked {
     search_ms: f64,
     hot_fetch_ms: f64,
     handed_off: bool,
+    rescored_hits: u64,
 }
 
 /// What a search uses of the node besides the version.
@@ -386,6 +390,7 @@ pub async fn search(
             count: request.count_total,
             deadline,
             inline_postings: context.inline_postings,
+            exact_every_hit: false,
         };
         let profile = profile.clone();
         let span = debug_span!("rank", ranked_by = %profile.label);
@@ -505,6 +510,7 @@ pub async fn search(
             cold_fetch_ms,
             total_ms: millis(started),
             handed_off: ranked.handed_off,
+            rescored_hits: ranked.rescored_hits,
         },
         version: version.version().to_string(),
         cold_skipped: ranked.cold_skipped,
@@ -614,6 +620,9 @@ struct PageSpec {
     deadline: Instant,
     /// A ranking bounded to at most this many postings keeps its worker (`offload`).
     inline_postings: u64,
+    /// Every hit gets its exact score (`exact_sum`), not only near ties: a shard's hits are
+    /// merged with other shards' near ties that it cannot see.
+    exact_every_hit: bool,
 }
 
 impl PageSpec {
@@ -636,6 +645,8 @@ struct MergedHits {
     search_ms: f64,
     /// The ranking was judged long and handed its worker off.
     handed_off: bool,
+    /// `SearchStats::rescored_hits`.
+    rescored_hits: u64,
 }
 
 /// Parses and scores both tiers with corpus-wide statistics, and merges. Runs within
@@ -682,16 +693,20 @@ fn rank_hits(
     sort_best_first(&mut hits, version.hot_columns.exactness(), |hit| {
         tier_columns(version, cold, hit.tier).id_string(hit.doc)
     });
+    let mut rescored_hits = 0;
     if let Some(summed) = &summed {
-        settle_near_ties(
-            &mut hits,
-            depth,
-            summed,
+        let runs: Vec<std::ops::Range<usize>> = if spec.exact_every_hit {
+            std::iter::once(0..hits.len()).collect()
+        } else {
+            near_tie_runs(&hits, depth, |rank| summed.rounding(rank))
+        };
+        let tiers = TierSearchers {
             version,
             cold,
-            hot_searcher,
-            &statistics,
-        )?;
+            hot: hot_searcher,
+        };
+        rescored_hits = runs.iter().map(|run| run.len() as u64).sum();
+        rescore_exactly(&mut hits, runs, summed, &tiers, &statistics)?;
     }
     let hot_after_page: Vec<RankedHit> = hits
         .split_off(depth.min(hits.len()))
@@ -707,6 +722,7 @@ fn rank_hits(
         parse_ms,
         search_ms,
         handed_off: size == Size::Long,
+        rescored_hits,
     })
 }
 
@@ -749,19 +765,29 @@ fn search_tiers(
     Ok((hot, cold_skipped, cold_page))
 }
 
-/// Gives the hits whose order float rounding could have decided (`exact_sum`) their exact
-/// scores, and puts each run of them in its exact order. `hits` are sorted best first; runs stay
-/// where they are, since no other hit is within rounding of them.
-fn settle_near_ties(
+/// The tiers a search ranked.
+struct TierSearchers<'a> {
+    version: &'a LoadedVersion,
+    cold: Option<&'a ColdTier>,
+    hot: &'a Searcher,
+}
+
+/// Gives the hits of each run their exact scores (`exact_sum`) and puts each run in its exact
+/// order. `hits` are sorted best first; a run stays where it is, since it holds every hit within
+/// rounding of its members (`near_tie_runs`) or all of them.
+fn rescore_exactly(
     hits: &mut [RankedHit],
-    depth: usize,
+    runs: Vec<std::ops::Range<usize>>,
     summed: &SummedTerms<'_>,
-    version: &LoadedVersion,
-    cold: Option<&ColdTier>,
-    hot_searcher: &Searcher,
+    tiers: &TierSearchers<'_>,
     statistics: &CorpusStatistics,
 ) -> Result<(), NodeError> {
-    for run in near_tie_runs(hits, depth, |rank| summed.rounding(rank)) {
+    let TierSearchers {
+        version,
+        cold,
+        hot: hot_searcher,
+    } = *tiers;
+    for run in runs {
         let run = &mut hits[run];
         for (tier, searcher) in [
             (TierName::Hot, Some(hot_searcher.clone())),
@@ -834,6 +860,7 @@ fn rank(
         search_ms: merged.search_ms,
         hot_fetch_ms: millis(hot_fetch_started),
         handed_off: merged.handed_off,
+        rescored_hits: merged.rescored_hits,
     })
 }
 
@@ -907,6 +934,7 @@ pub fn plan_page(
         deadline: Instant::now() + Duration::from_secs(3600),
         // Nor a runtime to share: no worker to hand off.
         inline_postings: u64::MAX,
+        exact_every_hit: false,
     };
     let hot_searcher = version.hot.searcher();
     let merged = rank_hits(
@@ -1047,6 +1075,7 @@ pub async fn rank_shards(
         count: request.count_total,
         deadline,
         inline_postings: context.inline_postings,
+        exact_every_hit: true,
     };
     let span = debug_span!("rank_shards", shards = versions.len());
     let pages = cpu_work(move || {

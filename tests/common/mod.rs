@@ -2,6 +2,7 @@
 //! fixtures through the library and reading them back.
 #![allow(dead_code)]
 
+pub mod copies;
 pub mod oracle;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
