@@ -480,8 +480,9 @@ impl Tantivy {
 }
 
 /// The search step alone on the hot index, queries parsed beforehand: tantivy's `TopDocs` vs
-/// the node's `TopHits` (ties broken by id), both top 10.
-fn run_collectors(hot_dir: &Path, queries: &[String]) -> (Latencies, Latencies) {
+/// the node's `TopHits` (ties broken by id), both top 10; and, for flat term queries, the
+/// exact sums of the hits `TopHits` returned (what a fleet shard adds to every search).
+fn run_collectors(hot_dir: &Path, queries: &[String]) -> (Latencies, Latencies, Latencies) {
     use tierdex::node::collector::{HitColumns, IdKind, TierName, TopHits};
     use tierdex::node::exact_sum::SummedTerms;
     let tantivy = Tantivy::open(hot_dir);
@@ -493,6 +494,8 @@ fn run_collectors(hot_dir: &Path, queries: &[String]) -> (Latencies, Latencies) 
         Arc::new(HitColumns::open(&tantivy.searcher, "name", IdKind::Str, false).unwrap());
     let top_docs = TopDocs::with_limit(10).order_by_score();
     let (mut docs_latencies, mut hits_latencies) = (Latencies::default(), Latencies::default());
+    let mut exact_latencies = Latencies::default();
+    let statistics = tantivy.searcher.clone();
     for query in &parsed {
         let started = Instant::now();
         std::hint::black_box(tantivy.searcher.search(query.as_ref(), &top_docs).unwrap());
@@ -508,10 +511,20 @@ fn run_collectors(hot_dir: &Path, queries: &[String]) -> (Latencies, Latencies) 
             near_tie: SummedTerms::of(query.as_ref()).map_or(0.0, |summed| summed.near_tie()),
         };
         let started = Instant::now();
-        std::hint::black_box(tantivy.searcher.search(query.as_ref(), &top_hits).unwrap());
+        let hits = tantivy.searcher.search(query.as_ref(), &top_hits).unwrap();
         hits_latencies.0.push(started.elapsed());
+        if let Some(summed) = SummedTerms::of(query.as_ref()) {
+            let docs: Vec<tantivy::DocAddress> = hits.iter().map(|hit| hit.doc).collect();
+            let started = Instant::now();
+            std::hint::black_box(
+                summed
+                    .exact_scores(&tantivy.searcher, &docs, &statistics)
+                    .unwrap(),
+            );
+            exact_latencies.0.push(started.elapsed());
+        }
     }
-    (docs_latencies, hits_latencies)
+    (docs_latencies, hits_latencies, exact_latencies)
 }
 
 /// Searches per second of `threads` threads sharing one searcher, each taking the next query.
@@ -866,8 +879,13 @@ async fn run(settings: Settings) {
         counted("tierdex_searches_handed_off_total"),
         counted("tierdex_searches_total")
     );
+    println!(
+        "hits rescored exactly (near ties of a flat term query): {} in {} searches",
+        counted("tierdex_hits_rescored_exactly_total"),
+        counted("tierdex_searches_total")
+    );
 
-    let (top_docs, top_hits) = run_collectors(&hot_dir, &queries);
+    let (top_docs, top_hits, exact_sums) = run_collectors(&hot_dir, &queries);
     println!();
     println!(
         "| the collector alone, in process, top 10 over the hot index | p50 ms | p99 ms | mean ms |"
@@ -876,6 +894,10 @@ async fn run(settings: Settings) {
     for (name, latencies) in [
         ("tantivy `TopDocs` (ties by address)", &top_docs),
         ("tierdex `TopHits` (ties by id)", &top_hits),
+        (
+            "exact sums of `TopHits`' hits, flat term queries only (a fleet shard's extra)",
+            &exact_sums,
+        ),
     ] {
         println!(
             "| {name} | {:.3} | {:.3} | {:.3} |",
