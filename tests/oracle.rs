@@ -197,4 +197,12 @@ async fn equal_exact_scores_tie_by_id_across_tiers() {
     let node = TestNode::start(store, &["copies"], data.path()).await;
     node.wait_ready().await;
     copies.check_pages(&mut node.client().await, "copies").await;
+    // The pages above hold near ties (they come in noise order without rescoring): counted.
+    let metrics = node.node.metrics_text().await;
+    let rescored: f64 = metrics
+        .lines()
+        .find(|line| line.starts_with("tierdex_hits_rescored_exactly_total{index=\"copies\"}"))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no rescored hits counted:\n{metrics}"));
+    assert!(rescored > 0.0, "{rescored}");
 }
