@@ -24,7 +24,7 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 
 use super::documents::{FieldSelection, Fields, from_arrow};
-use super::offload::{Size, cpu_work, sized};
+use super::offload::{Size, sized_work};
 use super::{NodeError, write_atomically};
 use crate::cache::{BlockCache, CachedFile, ReadStats};
 use crate::format::layout::version_key;
@@ -575,13 +575,11 @@ async fn read_documents(
         inputs.push((plan, pages));
     }
     let files = files.clone();
-    let selection_roots = roots.clone();
     let pages: usize = inputs.iter().map(|(plan, _)| plan.ranges.len()).sum();
-    let decoded = cpu_work(move || -> Result<DecodedRows, NodeError> {
-        sized(Size::of(Some(pages as u64), SHORT_PAGE_DECODES), || {
-            decode_rows(inputs, &files, &selection_roots)
-        })
-    })
+    let decoded = sized_work(
+        Size::of(Some(pages as u64), SHORT_PAGE_DECODES),
+        move || -> Result<DecodedRows, NodeError> { decode_rows(inputs, &files, &roots) },
+    )
     .await??;
     Ok(addrs
         .iter()

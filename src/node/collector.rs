@@ -232,7 +232,8 @@ pub struct TopHits {
     /// Shared with the other searches for the same page; a fresh one prunes alone.
     pub threshold: Arc<SharedThreshold>,
     /// How close below the `limit`-th rank, relative to it, a hit is kept too: one whose score
-    /// an exact sum could lift onto the page (`exact_sum`). 0 keeps exactly `limit`.
+    /// an exact sum could lift onto the page (`exact_sum`). 0 keeps exactly `limit`, and is
+    /// what ranking by anything but BM25 alone must pass.
     pub near_tie: f64,
 }
 
@@ -285,15 +286,14 @@ impl SegmentTopHits {
         self.profile.rank(score, &self.values)
     }
 
-    /// How far below `rank` a near tie reaches.
-    fn margin(&self, rank: f64) -> f64 {
-        rank.abs() * self.near_tie
+    fn near_tie_floor(&self, rank: f64) -> f64 {
+        near_tie_floor(rank, self.near_tie)
     }
 
     fn collect_candidate(&mut self, doc: DocId, score: Score) {
         let rank = self.rank_of(doc, score);
         if let Some(worst) = self.worst
-            && rank < worst.rank - self.margin(worst.rank)
+            && rank < self.near_tie_floor(worst.rank)
         {
             return;
         }
@@ -327,7 +327,7 @@ impl SegmentTopHits {
         self.buffer.select_nth_unstable_by(limit - 1, better_first);
         let worst = self.buffer[limit - 1];
         if self.near_tie > 0.0 {
-            let floor = worst.rank - self.margin(worst.rank);
+            let floor = self.near_tie_floor(worst.rank);
             let mut below: Vec<Candidate> = self.buffer[limit..]
                 .iter()
                 .filter(|candidate| candidate.rank >= floor && candidate.rank < worst.rank)
@@ -357,7 +357,7 @@ impl SegmentTopHits {
         if kth == f64::NEG_INFINITY {
             return Score::NEG_INFINITY;
         }
-        ((kth - self.margin(kth)) as Score).next_down()
+        (self.near_tie_floor(kth) as Score).next_down()
     }
 }
 
@@ -431,11 +431,7 @@ impl Collector for TopHits {
             buffer: Vec::with_capacity(2 * self.limit.min(4096)),
             cut_at: 2 * self.limit,
             worst: None,
-            near_tie: if self.profile.rule == RankRule::Bm25 {
-                self.near_tie
-            } else {
-                0.0
-            },
+            near_tie: self.near_tie,
         })
     }
 
@@ -485,13 +481,18 @@ impl Collector for TopHits {
     }
 }
 
+/// The lowest rank a near tie of `rank` reaches: `near_tie` times the rank below it.
+pub fn near_tie_floor(rank: f64, near_tie: f64) -> f64 {
+    rank - rank.abs() * near_tie
+}
+
 /// How many of `hits` (best first) to keep for a page of `limit`: the page, and the hits
-/// after it whose rank is within the near-tie margin (`near_tie` times the rank) of its last.
+/// after it whose rank is within the near-tie margin of its last.
 pub fn through_near_ties(hits: &[RankedHit], limit: usize, near_tie: f64) -> usize {
     let Some(last) = limit.checked_sub(1).and_then(|last| hits.get(last)) else {
         return hits.len().min(limit);
     };
-    let floor = last.rank - last.rank.abs() * near_tie;
+    let floor = near_tie_floor(last.rank, near_tie);
     limit
         + hits[limit..]
             .iter()
@@ -508,6 +509,26 @@ pub fn through_near_ties(hits: &[RankedHit], limit: usize, near_tie: f64) -> usi
 pub fn sort_best_first(
     hits: &mut [RankedHit],
     exactness: KeyExactness,
+    full_id: impl FnMut(&RankedHit) -> String,
+) {
+    sort_by_rank_and_id(hits, exactness, true, full_id);
+}
+
+/// Sorts hits by (rank, id), best first, whatever order they arrive in: as `sort_best_first`,
+/// but `full_id` is asked for every run of hits tying on rank and key, also within a segment
+/// (hits whose ranks were changed after their segment ordered them, `exact_sum`).
+pub fn sort_rescored_best_first(
+    hits: &mut [RankedHit],
+    exactness: KeyExactness,
+    full_id: impl FnMut(&RankedHit) -> String,
+) {
+    sort_by_rank_and_id(hits, exactness, false, full_id);
+}
+
+fn sort_by_rank_and_id(
+    hits: &mut [RankedHit],
+    exactness: KeyExactness,
+    segments_in_order: bool,
     mut full_id: impl FnMut(&RankedHit) -> String,
 ) {
     let same_rank = |a: &RankedHit, b: &RankedHit| {
@@ -526,7 +547,9 @@ pub fn sort_best_first(
             end += 1;
         }
         let run = &mut hits[start..end];
-        if run.iter().any(|hit| source(hit) != source(&run[0])) {
+        if run.len() > 1
+            && (!segments_in_order || run.iter().any(|hit| source(hit) != source(&run[0])))
+        {
             let mut with_ids: Vec<(String, RankedHit)> =
                 run.iter().map(|hit| (full_id(hit), *hit)).collect();
             with_ids.sort_by(|a, b| a.0.cmp(&b.0));

@@ -33,6 +33,16 @@ impl FieldValue {
             _ => 16,
         }
     }
+
+    /// The id this value holds, when it is an id field's value (`From<IdKey>` backwards).
+    pub fn as_id(&self) -> Option<IdKey> {
+        match self {
+            FieldValue::Text(text) => Some(IdKey::Str(text.clone())),
+            FieldValue::U64(value) => Some(IdKey::U64(*value)),
+            FieldValue::I64(value) => Some(IdKey::I64(*value)),
+            _ => None,
+        }
+    }
 }
 
 impl From<IdKey> for FieldValue {

@@ -19,7 +19,6 @@
 //! order (the buffered union, the required-optional pair, the exclusion), which is the same in
 //! every index.
 
-use std::cmp::Ordering;
 #[cfg(test)]
 use std::collections::BTreeMap;
 
@@ -76,17 +75,17 @@ impl<'q> SummedTerms<'q> {
         self.rounding(1.0)
     }
 
-    /// Every clause's contribution to `doc`'s score, as tantivy's term scorer computes it, in
-    /// clause order (0 where the term does not occur).
+    /// Adds each clause's contribution to each of `docs` (ascending, of `reader`'s segment) to
+    /// that document's sum, in clause order, as tantivy's term scorer computes it with the
+    /// clause's `weights` (nothing where the term does not occur).
     fn contributions(
         &self,
         reader: &SegmentReader,
         docs: &[DocId],
-        statistics: &dyn Bm25StatisticsProvider,
+        weights: &[Bm25Weight],
         sums: &mut [f64],
     ) -> tantivy::Result<()> {
-        for term in &self.terms {
-            let weight = Bm25Weight::for_terms(statistics, std::slice::from_ref(*term))?;
+        for (term, weight) in self.terms.iter().zip(weights) {
             let inverted = reader.inverted_index(term.field())?;
             let Some(mut postings) = inverted.read_postings(term, IndexRecordOption::WithFreqs)?
             else {
@@ -122,11 +121,17 @@ impl<'q> SummedTerms<'q> {
         let mut order: Vec<usize> = (0..docs.len()).collect();
         order.sort_by_key(|&at| docs[at]);
         let mut scores = vec![0.0; docs.len()];
+        // As `TermQuery` weighs a term: once per search, whatever the segment.
+        let weights = self
+            .terms
+            .iter()
+            .map(|term| Bm25Weight::for_terms(statistics, std::slice::from_ref(*term)))
+            .collect::<tantivy::Result<Vec<Bm25Weight>>>()?;
         for run in order.chunk_by(|&a, &b| docs[a].segment_ord == docs[b].segment_ord) {
             let reader = searcher.segment_reader(docs[run[0]].segment_ord);
             let ids: Vec<DocId> = run.iter().map(|&at| docs[at].doc_id).collect();
             let mut sums = vec![0.0f64; run.len()];
-            self.contributions(reader, &ids, statistics, &mut sums)?;
+            self.contributions(reader, &ids, &weights, &mut sums)?;
             for (&at, sum) in run.iter().zip(sums) {
                 scores[at] = sum as Score;
             }
@@ -158,40 +163,6 @@ pub fn near_tie_runs(
         start = end;
     }
     runs
-}
-
-/// Orders a run of rescored hits by rank, then id: `full_id` is asked only of hits whose keys
-/// are equal (string ids sharing an 8-byte prefix).
-pub fn order_run(
-    run: &mut [RankedHit],
-    exact_keys: bool,
-    mut full_id: impl FnMut(&RankedHit) -> String,
-) {
-    run.sort_by(|a, b| b.rank.total_cmp(&a.rank).then(a.key.cmp(&b.key)));
-    if exact_keys {
-        return;
-    }
-    let mut start = 0;
-    while start < run.len() {
-        let mut end = start + 1;
-        while end < run.len()
-            && run[end].rank.total_cmp(&run[start].rank) == Ordering::Equal
-            && run[end].key == run[start].key
-        {
-            end += 1;
-        }
-        if end - start > 1 {
-            let mut with_ids: Vec<(String, RankedHit)> = run[start..end]
-                .iter()
-                .map(|hit| (full_id(hit), *hit))
-                .collect();
-            with_ids.sort_by(|a, b| a.0.cmp(&b.0));
-            for (slot, (_, hit)) in run[start..end].iter_mut().zip(with_ids) {
-                *slot = hit;
-            }
-        }
-        start = end;
-    }
 }
 
 #[cfg(test)]

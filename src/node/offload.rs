@@ -71,6 +71,15 @@ pub fn sized<T>(size: Size, work: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Runs CPU work of `size` for a request: [`sized`] within [`cpu_work`].
+pub async fn sized_work<T, F>(size: Size, work: F) -> Result<T, NodeError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    cpu_work(move || sized(size, work)).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,12 +19,13 @@ use super::NodeError;
 use super::cold::{DocumentCache, fetch_documents};
 pub use super::collector::TierName;
 use super::collector::{
-    HitColumns, IdKey, IdKind, RankedHit, SharedThreshold, TopHits, sort_best_first,
+    HitColumns, IdKey, IdKind, RankedHit, SharedThreshold, TopHits, near_tie_floor,
+    sort_best_first, sort_rescored_best_first,
 };
 use super::cost::postings_bound;
 use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
-use super::exact_sum::{SummedTerms, near_tie_runs, order_run};
-use super::offload::{Size, cpu_work, sized};
+use super::exact_sum::{SummedTerms, near_tie_runs};
+use super::offload::{Size, cpu_work, sized, sized_work};
 use super::stable::keep_constant_scores;
 use super::statistics::CorpusStatistics;
 use super::values::TierValues;
@@ -32,7 +33,6 @@ use super::version::{ColdTier, LoadedVersion};
 use crate::cache::ReadStats;
 use crate::config::DegradedPolicy;
 use crate::format::DocAddr;
-use crate::format::sort_key::KeyExactness;
 use crate::ranking::{RankProfile, RankRule};
 
 #[derive(Debug, Clone, Default)]
@@ -273,14 +273,12 @@ impl PageHit {
             return id.clone();
         }
         let id_name = &version.schema.spec.id_field;
-        let from_fields =
-            self.fields
-                .iter()
-                .flatten()
-                .find_map(|(name, value)| match (name == id_name, value) {
-                    (true, FieldValue::Text(text)) => Some(IdKey::Str(text.clone())),
-                    _ => None,
-                });
+        let from_fields = self
+            .fields
+            .iter()
+            .flatten()
+            .find(|(name, _)| name == id_name)
+            .and_then(|(_, value)| value.as_id());
         from_fields.unwrap_or_else(|| tier_columns(version, cold, self.hit.tier).id(&self.hit))
     }
 
@@ -787,28 +785,28 @@ fn rescore_exactly(
         cold,
         hot: hot_searcher,
     } = *tiers;
+    let cold_searcher = cold.map(|cold| cold.tier.searcher());
     for run in runs {
         let run = &mut hits[run];
-        for (tier, searcher) in [
-            (TierName::Hot, Some(hot_searcher.clone())),
-            (TierName::Cold, cold.map(|cold| cold.tier.searcher())),
-        ] {
-            let Some(searcher) = searcher else { continue };
+        for tier in [TierName::Hot, TierName::Cold] {
+            let searcher = match tier {
+                TierName::Hot => Some(hot_searcher),
+                TierName::Cold => cold_searcher.as_ref(),
+            };
             let slots: Vec<usize> = (0..run.len()).filter(|&at| run[at].tier == tier).collect();
-            if slots.is_empty() {
+            let Some(searcher) = searcher.filter(|_| !slots.is_empty()) else {
                 continue;
-            }
+            };
             let docs: Vec<tantivy::DocAddress> = slots.iter().map(|&at| run[at].doc).collect();
             let scores = summed
-                .exact_scores(&searcher, &docs, statistics)
+                .exact_scores(searcher, &docs, statistics)
                 .map_err(query_error)?;
             for (&at, score) in slots.iter().zip(scores) {
                 run[at].score = score;
                 run[at].rank = f64::from(score);
             }
         }
-        let exact_keys = version.hot_columns.exactness() == KeyExactness::Exact;
-        order_run(run, exact_keys, |hit| {
+        sort_rescored_best_first(run, version.hot_columns.exactness(), |hit| {
             tier_columns(version, cold, hit.tier).id_string(hit.doc)
         });
     }
@@ -876,7 +874,7 @@ async fn read_hot_documents<T: Send + 'static>(
     documents: usize,
     read: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, NodeError> {
-    cpu_work(move || sized(documents_size(documents), read)).await
+    sized_work(documents_size(documents), read).await
 }
 
 /// One hit of a planned page: where it is, not what it holds.
@@ -974,7 +972,7 @@ fn cold_cannot_reach(
     };
     let profile = ranking.profile;
     // A hit of the cold tier within rounding of the k-th may rank above it once summed exactly.
-    let kth_rank = kth.rank - kth.rank.abs() * ranking.near_tie;
+    let kth_rank = near_tie_floor(kth.rank, ranking.near_tie);
     let bm25_max = if profile.reads_bm25() {
         let searcher = cold.tier.searcher();
         match cold
@@ -1267,12 +1265,7 @@ pub async fn fetch_shard(
         .map(|document| {
             let fields = document.as_mut()?;
             let at = fields.iter().position(|(name, _)| *name == id_name)?;
-            let id = match &fields[at].1 {
-                FieldValue::Text(text) => IdKey::Str(text.clone()),
-                FieldValue::U64(value) => IdKey::U64(*value),
-                FieldValue::I64(value) => IdKey::I64(*value),
-                _ => return None,
-            };
+            let id = fields[at].1.as_id()?;
             if !id_asked {
                 fields.remove(at);
             }
