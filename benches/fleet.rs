@@ -266,8 +266,12 @@ fn main() {
             match &reference {
                 None => reference = Some(figures.pages.clone()),
                 Some(pages) => {
-                    let differing: Vec<usize> = (0..pages.len())
-                        .filter(|n| pages[*n] != figures.pages[*n])
+                    let differing: Vec<usize> = pages
+                        .iter()
+                        .zip(&figures.pages)
+                        .enumerate()
+                        .filter(|(_, (one_node, fleet))| one_node != fleet)
+                        .map(|(n, _)| n)
                         .collect();
                     for n in differing.iter().take(3) {
                         eprintln!(

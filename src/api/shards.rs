@@ -13,7 +13,7 @@ use tracing::{Instrument, info_span};
 use super::{deadline_of, pb, search_request, stats_to_pb, status_of, value_to_pb};
 use crate::fleet::ShardClient;
 use crate::node::collector::IdKey;
-use crate::node::documents::FieldValue;
+use crate::node::documents::{FieldValue, Fields};
 use crate::node::search::{
     SearchRequest, SearchStats, ShardDocuments, ShardHit, ShardPage, TierName,
 };
@@ -66,9 +66,9 @@ fn id_to_pb(id: IdKey) -> pb::Value {
     value_to_pb(FieldValue::from(id))
 }
 
-fn id_from_pb(value: Option<pb::Value>) -> Result<IdKey, String> {
+fn id_from_pb(value: pb::Value) -> Result<IdKey, String> {
     use pb::value::Kind;
-    match value.and_then(|value| value.kind) {
+    match value.kind {
         Some(Kind::U64(id)) => Ok(IdKey::U64(id)),
         Some(Kind::I64(id)) => Ok(IdKey::I64(id)),
         Some(Kind::Text(id)) => Ok(IdKey::Str(id)),
@@ -298,7 +298,7 @@ impl ShardClient for GrpcShards {
                     rank: hit.rank,
                     score: hit.score,
                     key: hit.key,
-                    id: hit.id.map(|id| id_from_pb(Some(id))).transpose()?,
+                    id: hit.id.map(id_from_pb).transpose()?,
                     tier: tier_from_pb(hit.tier)?,
                     doc: hit.doc,
                 })
@@ -346,37 +346,28 @@ impl ShardClient for GrpcShards {
             .await
             .map_err(|status| error_from_status(member, status))?
             .into_inner();
-        let ids = answer
-            .documents
-            .iter()
-            .map(|document| {
-                document
-                    .id
-                    .clone()
-                    .map(|id| id_from_pb(Some(id)))
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|message| malformed(member, message))?;
-        let documents = answer
+        let (ids, documents): (Vec<Option<IdKey>>, Vec<Option<Fields>>) = answer
             .documents
             .into_iter()
             .map(|document| {
+                let id = document.id.map(id_from_pb).transpose()?;
                 if !document.present {
-                    return Ok(None);
+                    return Ok((id, None));
                 }
-                document
+                let fields = document
                     .fields
                     .into_iter()
                     .map(|field| {
                         let value = field.value.ok_or("a field without a value")?;
                         Ok((field.name, value_from_pb(value)?))
                     })
-                    .collect::<Result<Vec<_>, String>>()
-                    .map(Some)
+                    .collect::<Result<Fields, String>>()?;
+                Ok((id, Some(fields)))
             })
             .collect::<Result<Vec<_>, String>>()
-            .map_err(|message| malformed(member, message))?;
+            .map_err(|message| malformed(member, message))?
+            .into_iter()
+            .unzip();
         Ok(ShardDocuments {
             documents,
             ids,

@@ -544,11 +544,12 @@ impl Fleet {
         // This member's own shards are ranked together on one thread; the others are asked of
         // their replicas, at the same time.
         let served_here = self.node.served_shards(index);
+        let me_failed = self.recently_failed(&self.me);
         let local: Vec<u32> = (0..view.shards)
             .filter(|shard| {
-                served_here.contains(shard)
+                !me_failed
+                    && served_here.contains(shard)
                     && view.routes[*shard as usize].contains(&self.me)
-                    && !self.recently_failed(&self.me)
             })
             .collect();
         let rank_elsewhere = |shard: u32, skip_me: bool| {
@@ -670,6 +671,8 @@ impl Fleet {
         for (slot, (shard, _)) in to_read.iter().enumerate() {
             by_shard.entry(*shard).or_default().push(slot);
         }
+        // The view now, for routes placement may have moved to since the search began.
+        let fresh = self.view(index);
         let fetched = futures::future::join_all(by_shard.iter().map(|(shard, slots)| {
             let ranked_by = &pages[shard].0;
             let hits: Vec<(TierName, u64)> = slots
@@ -678,8 +681,7 @@ impl Fleet {
                 .collect();
             let name = format!("{index}/{shard}");
             // The member that ranked first, then the routes of this search's view, then those
-            // of the view now (placement may have moved since the search began).
-            let fresh = self.view(index);
+            // of the view now.
             let mut owners = vec![ranked_by.clone()];
             for route in view.routes[*shard as usize].iter().chain(
                 fresh
