@@ -746,13 +746,14 @@ impl Fleet {
         }
         missing.sort_unstable();
         let mut order: Vec<usize> = (0..to_read.len()).collect();
-        // Stable: hits whose whole id is unknown (their shard is gone) keep their place.
+        // Ties on rank and key go by whole id; hits whose id is unknown (their shard is gone,
+        // so they are left out of the page anyway) come after those of their tie. A total
+        // order: treating an unknown id as equal to every other would not be one, and `sort_by`
+        // may then order anything, or panic.
         order.sort_by(|a, b| {
             by_rank_and_key(to_read[*a].1, to_read[*b].1).then_with(|| {
-                match (&read[*a].0, &read[*b].0) {
-                    (Some(a), Some(b)) => a.cmp(b),
-                    _ => std::cmp::Ordering::Equal,
-                }
+                let (a, b) = (&read[*a].0, &read[*b].0);
+                (a.is_none(), a).cmp(&(b.is_none(), b))
             })
         });
         let mut hits = Vec::with_capacity(limit as usize);
