@@ -368,14 +368,16 @@ pub async fn build(
             .flat_map(|shard| [shard.root.join(HOT_DIR), shard.root.join(COLD_INDEX_DIR)])
             .collect();
         let table = staging.path().join(DOC_FREQS_PATH);
-        let written = table.clone();
         let stats_started = Instant::now();
-        let corpus = tokio::task::spawn_blocking(move || stats::write_doc_freqs(&dirs, &table))
-            .await
-            .map_err(|err| BuildError::internal(format!("statistics task: {err}")))??;
+        let (corpus, table_bytes) = tokio::task::spawn_blocking(move || {
+            let corpus = stats::write_doc_freqs(&dirs, &table)?;
+            Ok::<_, BuildError>((corpus, std::fs::metadata(&table).map_or(0, |meta| meta.len())))
+        })
+        .await
+        .map_err(|err| BuildError::internal(format!("statistics task: {err}")))??;
         info!(
             seconds = stats_started.elapsed().as_secs_f64(),
-            bytes = std::fs::metadata(&written).map_or(0, |meta| meta.len()),
+            bytes = table_bytes,
             "document-frequency table written"
         );
         Some(ShardSet {
