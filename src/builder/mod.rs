@@ -371,7 +371,10 @@ pub async fn build(
         let stats_started = Instant::now();
         let (corpus, table_bytes) = tokio::task::spawn_blocking(move || {
             let corpus = stats::write_doc_freqs(&dirs, &table)?;
-            Ok::<_, BuildError>((corpus, std::fs::metadata(&table).map_or(0, |meta| meta.len())))
+            Ok::<_, BuildError>((
+                corpus,
+                std::fs::metadata(&table).map_or(0, |meta| meta.len()),
+            ))
         })
         .await
         .map_err(|err| BuildError::internal(format!("statistics task: {err}")))??;
