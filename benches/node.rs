@@ -147,8 +147,12 @@ async fn run_grpc(
 
 /// Hot-only searches through `Node::search` in this process, one after the other: the node's
 /// own cost, without the RPC's.
-async fn run_direct(node: &tierdex::node::Node, queries: &[String]) -> Latencies {
+async fn run_direct(
+    node: &tierdex::node::Node,
+    queries: &[String],
+) -> (Latencies, Vec<tierdex::node::search::SearchStats>) {
     let mut latencies = Latencies::default();
+    let mut stats = Vec::with_capacity(queries.len());
     for query in queries {
         let request = tierdex::node::search::SearchRequest {
             query: query.clone(),
@@ -159,9 +163,10 @@ async fn run_direct(node: &tierdex::node::Node, queries: &[String]) -> Latencies
         let started = Instant::now();
         let result = node.search("pypi", request).await.unwrap();
         latencies.0.push(started.elapsed());
+        stats.push(result.stats.clone());
         std::hint::black_box(result);
     }
-    latencies
+    (latencies, stats)
 }
 
 /// The limit of a search server on this stack: tantivy alone behind the same gRPC server
@@ -179,10 +184,12 @@ impl pb::tierdex_server::Tierdex for BareTantivyServer {
     ) -> Result<tonic::Response<pb::SearchResponse>, tonic::Status> {
         let started = Instant::now();
         let query = request.into_inner().query;
-        let hits = {
+        let (hits, parse_ms, search_ms, hot_fetch_ms) = {
             let parsed = self.tantivy.parser.parse_query(&query).unwrap();
-            self.tantivy
-                .top_docs(parsed.as_ref())
+            let parse_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let top = self.tantivy.top_docs(parsed.as_ref());
+            let search_ms = started.elapsed().as_secs_f64() * 1000.0 - parse_ms;
+            let hits = top
                 .into_iter()
                 .map(|(score, address)| {
                     let document: tantivy::TantivyDocument =
@@ -193,12 +200,17 @@ impl pb::tierdex_server::Tierdex for BareTantivyServer {
                         ..Default::default()
                     }
                 })
-                .collect()
+                .collect();
+            let hot_fetch_ms = started.elapsed().as_secs_f64() * 1000.0 - parse_ms - search_ms;
+            (hits, parse_ms, search_ms, hot_fetch_ms)
         };
         // The answer is timed as the node's is: up to the documents, before encoding.
         Ok(tonic::Response::new(pb::SearchResponse {
             hits,
             stats: Some(pb::QueryStats {
+                parse_ms,
+                search_ms,
+                hot_fetch_ms,
                 total_ms: started.elapsed().as_secs_f64() * 1000.0,
                 ..Default::default()
             }),
@@ -688,7 +700,7 @@ async fn run(settings: Settings) {
         .unwrap();
     run_grpc(&mut bare_client, warm_up, false).await;
     let hot_bare = run_grpc(&mut bare_client, &queries, false).await;
-    let hot_direct = run_direct(&node.node, &queries).await;
+    let (hot_direct, hot_direct_stats) = run_direct(&node.node, &queries).await;
     let monolith_in_process = monolith_tantivy.run(&queries, false);
     let monolith_in_process_counting = monolith_tantivy.run(&queries, true);
     let both = run_grpc(&mut client, &queries, false).await;
@@ -830,7 +842,15 @@ async fn run(settings: Settings) {
             .sum::<f64>()
             / responses.len() as f64
     };
-    for (name, run) in [("hot only", &hot), ("both tiers", &both)] {
+    for (name, run) in [
+        ("hot only", &hot),
+        ("both tiers", &both),
+        ("tantivy behind the same gRPC server, hot index", &hot_bare),
+        (
+            "tantivy behind the same gRPC server, monolithic index",
+            &monolith_bare,
+        ),
+    ] {
         println!(
             "server-side means, {name}: parse {:.3} ms, search {:.3} ms, hot documents {:.3} ms, cold documents {:.3} ms, total {:.3} ms",
             mean(|s| s.parse_ms, &run.responses),
@@ -840,6 +860,16 @@ async fn run(settings: Settings) {
             mean(|s| s.total_ms, &run.responses)
         );
     }
+    let direct_mean = |pick: fn(&tierdex::node::search::SearchStats) -> f64| {
+        hot_direct_stats.iter().map(pick).sum::<f64>() / hot_direct_stats.len() as f64
+    };
+    println!(
+        "`Node::search` in process means, hot only: parse {:.3} ms, search {:.3} ms, hot documents {:.3} ms, total {:.3} ms",
+        direct_mean(|s| s.parse_ms),
+        direct_mean(|s| s.search_ms),
+        direct_mean(|s| s.hot_fetch_ms),
+        direct_mean(|s| s.total_ms)
+    );
     for (name, tantivy) in [
         ("hot index", &hot_tantivy),
         ("hot index, both tiers' statistics", &hot_tantivy_corpus),
