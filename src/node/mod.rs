@@ -571,6 +571,18 @@ impl Node {
         self.changes.send_modify(|generation| *generation += 1);
     }
 
+    /// Stops the loading tasks `add_shard` started: the node keeps answering from the versions
+    /// it has loaded, but no longer follows CURRENT nor writes under its data dir for them. For
+    /// a member shut down within a process that goes on (a binary simply exits); files are
+    /// kept, so a member started on the same data dir finds them.
+    pub fn stop_loading_shards(&self) {
+        for slot in self.slots() {
+            if let Some(task) = slot.task.lock().expect("not poisoned").take() {
+                task.abort();
+            }
+        }
+    }
+
     /// Stops serving shard `shard` of `index` (placed elsewhere now) and removes its files
     /// once no search holds it.
     pub fn remove_shard(&self, index: &str, shard: u32) {
