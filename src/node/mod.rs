@@ -221,6 +221,13 @@ impl IndexSlot {
         }
     }
 
+    /// Stops the task `Node::add_shard` started for this slot, if any.
+    fn stop_task(&self) {
+        if let Some(task) = self.task.lock().expect("not poisoned").take() {
+            task.abort();
+        }
+    }
+
     pub fn status(&self) -> IndexStatus {
         let state = self.state.lock().expect("not poisoned").clone();
         let current = self.current.load_full();
@@ -577,9 +584,7 @@ impl Node {
     /// kept, so a member started on the same data dir finds them.
     pub fn stop_loading_shards(&self) {
         for slot in self.slots() {
-            if let Some(task) = slot.task.lock().expect("not poisoned").take() {
-                task.abort();
-            }
+            slot.stop_task();
         }
     }
 
@@ -595,9 +600,7 @@ impl Node {
         let Some(slot) = removed else {
             return;
         };
-        if let Some(task) = slot.task.lock().expect("not poisoned").take() {
-            task.abort();
-        }
+        slot.stop_task();
         for version in [slot.current.swap(None), slot.previous.swap(None)]
             .into_iter()
             .flatten()
