@@ -100,6 +100,25 @@ fn stats_to_pb(stats: &SearchStats) -> pb::QueryStats {
     }
 }
 
+/// `stats_to_pb` backwards, for a shard's answer.
+fn stats_from_pb(stats: Option<pb::QueryStats>) -> SearchStats {
+    let stats = stats.unwrap_or_default();
+    SearchStats {
+        cache_hits: stats.cache_hits,
+        cache_misses: stats.cache_misses,
+        storage_requests: stats.storage_requests,
+        storage_bytes: stats.storage_bytes,
+        parse_ms: stats.parse_ms,
+        search_ms: stats.search_ms,
+        hot_fetch_ms: stats.hot_fetch_ms,
+        cold_fetch_ms: stats.cold_fetch_ms,
+        total_ms: stats.total_ms,
+        // Not sent: a member counts only the searches it answers itself.
+        handed_off: false,
+        rescored_hits: 0,
+    }
+}
+
 fn result_to_pb(result: SearchResult) -> pb::SearchResponse {
     pb::SearchResponse {
         hits: result

@@ -10,13 +10,11 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span};
 
-use super::{deadline_of, pb, search_request, stats_to_pb, status_of, value_to_pb};
+use super::{deadline_of, pb, search_request, stats_from_pb, stats_to_pb, status_of, value_to_pb};
 use crate::fleet::ShardClient;
 use crate::node::collector::IdKey;
 use crate::node::documents::{FieldValue, Fields};
-use crate::node::search::{
-    SearchRequest, SearchStats, ShardDocuments, ShardHit, ShardPage, TierName,
-};
+use crate::node::search::{SearchRequest, ShardDocuments, ShardHit, ShardPage, TierName};
 use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, TierState};
 
 pub struct ShardsService {
@@ -41,24 +39,6 @@ fn tier_from_pb(tier: i32) -> Result<TierName, String> {
         Ok(pb::Tier::Hot) => Ok(TierName::Hot),
         Ok(pb::Tier::Cold) => Ok(TierName::Cold),
         _ => Err(format!("tier: unknown value {tier}")),
-    }
-}
-
-fn stats_from_pb(stats: Option<pb::QueryStats>) -> SearchStats {
-    let stats = stats.unwrap_or_default();
-    SearchStats {
-        cache_hits: stats.cache_hits,
-        cache_misses: stats.cache_misses,
-        storage_requests: stats.storage_requests,
-        storage_bytes: stats.storage_bytes,
-        parse_ms: stats.parse_ms,
-        search_ms: stats.search_ms,
-        hot_fetch_ms: stats.hot_fetch_ms,
-        cold_fetch_ms: stats.cold_fetch_ms,
-        total_ms: stats.total_ms,
-        // Not sent: a member counts only the searches it answers itself.
-        handed_off: false,
-        rescored_hits: 0,
     }
 }
 
