@@ -10,12 +10,13 @@
 pub mod input;
 
 mod cold;
+mod cold_remote;
 mod documents;
 mod progress;
 mod publish;
 mod stats;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,10 +36,12 @@ use tracing::{info, info_span};
 
 use crate::format::addr::MAX_ROWS_PER_FILE;
 use crate::format::layout::{self, COLD_INDEX_DIR, HOT_DIR};
-use crate::format::manifest::UNSHARDED_FORMAT_VERSION;
 use crate::format::manifest::{ColdTier, HotTier, InputSummary, ParquetFile};
-use crate::format::shard::{DOC_FREQS_PATH, SHARD_HASH, ShardInfo, ShardSet, shard_dir, shard_of};
+use crate::format::shard::{
+    CorpusTotals, DOC_FREQS_PATH, SHARD_HASH, ShardInfo, ShardSet, shard_dir, shard_of,
+};
 use crate::format::{DocAddr, FORMAT_VERSION, Manifest, version};
+use crate::ranking::ValueRange;
 use crate::rules::{BudgetSelector, CompiledRules, HotCut, RankPosition, RulesError};
 use crate::schema::{FieldType, IndexSchema};
 use crate::store::{BlobStore, StoreError};
@@ -279,6 +282,25 @@ pub async fn build(
     .await
     .map_err(|err| BuildError::internal(format!("split task: {err}")))??;
 
+    let sharded = outcome.shards.len() > 1;
+    options.progress.set_stage("statistics");
+    let stats_started = Instant::now();
+    let (corpus, value_ranges) = {
+        let roots: Vec<PathBuf> = outcome
+            .shards
+            .iter()
+            .map(|shard| shard.root.clone())
+            .collect();
+        let staging_path = staging.path().to_path_buf();
+        let schema = options.schema.clone();
+        tokio::task::spawn_blocking(move || lookup_artifacts(&roots, &staging_path, &schema))
+            .await
+            .map_err(|err| BuildError::internal(format!("statistics task: {err}")))??
+    };
+    info!(
+        seconds = stats_started.elapsed().as_secs_f64(),
+        "statistics, term bounds and hotcaches written"
+    );
     let staged = publish::staged_files(staging.path())
         .map_err(|err| BuildError::io("listing the staging directory", err))?;
     let size_under = |dir: &str| -> u64 {
@@ -303,7 +325,6 @@ pub async fn build(
         })
         .map(|(_, field)| field.name.clone())
         .collect();
-    let sharded = outcome.shards.len() > 1;
     // A shard's tiers as its manifest describes them; paths relative to the version.
     let tiers_of = |shard: usize, outcome: &ShardOutcome| -> (HotTier, ColdTier) {
         let prefix = if sharded {
@@ -337,6 +358,7 @@ pub async fn build(
                 parquet_bytes,
                 parquet_files,
                 parquet_layout: cold::layout_description(options.cold_compression),
+                value_ranges: value_ranges[shard].clone(),
             },
         )
     };
@@ -359,45 +381,17 @@ pub async fn build(
             .flat_map(|(_, cold)| cold.parquet_files.clone())
             .collect(),
         parquet_layout: cold::layout_description(options.cold_compression),
+        // Each shard's manifest has its own; the version's covers every shard.
+        value_ranges: merged_ranges(&value_ranges),
     };
-    let shard_set = if sharded {
-        options.progress.set_stage("statistics");
-        let dirs: Vec<PathBuf> = outcome
-            .shards
-            .iter()
-            .flat_map(|shard| [shard.root.join(HOT_DIR), shard.root.join(COLD_INDEX_DIR)])
-            .collect();
-        let table = staging.path().join(DOC_FREQS_PATH);
-        let stats_started = Instant::now();
-        let (corpus, table_bytes) = tokio::task::spawn_blocking(move || {
-            let corpus = stats::write_doc_freqs(&dirs, &table)?;
-            Ok::<_, BuildError>((
-                corpus,
-                std::fs::metadata(&table).map_or(0, |meta| meta.len()),
-            ))
-        })
-        .await
-        .map_err(|err| BuildError::internal(format!("statistics task: {err}")))??;
-        info!(
-            seconds = stats_started.elapsed().as_secs_f64(),
-            bytes = table_bytes,
-            "document-frequency table written"
-        );
-        Some(ShardSet {
-            count: outcome.shards.len() as u32,
-            hash: SHARD_HASH.to_string(),
-            corpus,
-            doc_freqs: DOC_FREQS_PATH.to_string(),
-        })
-    } else {
-        None
-    };
+    let shard_set = corpus.map(|corpus| ShardSet {
+        count: outcome.shards.len() as u32,
+        hash: SHARD_HASH.to_string(),
+        corpus,
+        doc_freqs: DOC_FREQS_PATH.to_string(),
+    });
     let manifest = Manifest {
-        format_version: if sharded {
-            FORMAT_VERSION
-        } else {
-            UNSHARDED_FORMAT_VERSION
-        },
+        format_version: FORMAT_VERSION,
         index: options.index.clone(),
         version: version::new_version_id(),
         created_at: version::rfc3339(now),
@@ -689,6 +683,60 @@ fn apply_cut(
             Some(admitted)
         })
         .collect())
+}
+
+/// The version's statistics tables (sharded: every term's document frequency over the corpus;
+/// unsharded: the hot terms'), then each tier set's cold term bounds and hotcache, scored with
+/// the version's corpus statistics. Returns the corpus totals of a sharded version and each
+/// tier set's cold value ranges.
+fn lookup_artifacts(
+    roots: &[PathBuf],
+    staging: &Path,
+    schema: &IndexSchema,
+) -> Result<(Option<CorpusTotals>, Vec<BTreeMap<String, ValueRange>>), BuildError> {
+    let sharded = roots.len() > 1;
+    let (corpus, statistics) = if sharded {
+        let dirs: Vec<PathBuf> = roots
+            .iter()
+            .flat_map(|root| [root.join(HOT_DIR), root.join(COLD_INDEX_DIR)])
+            .collect();
+        let table = staging.join(DOC_FREQS_PATH);
+        let corpus = stats::write_doc_freqs(&dirs, &table, None)?;
+        let statistics =
+            stats::BuildStatistics::of_corpus(&schema.cold_tantivy, corpus.clone(), &table)?;
+        (Some(corpus), statistics)
+    } else {
+        let dirs = [staging.join(HOT_DIR), staging.join(COLD_INDEX_DIR)];
+        stats::write_doc_freqs(&dirs, &staging.join(layout::HOT_DOC_FREQS), Some(1))?;
+        (None, stats::BuildStatistics::of_tiers(&dirs)?)
+    };
+    let ranges = roots
+        .iter()
+        .enumerate()
+        .map(|(shard, root)| {
+            let prefix = if sharded {
+                format!("{}/", shard_dir(shard as u32))
+            } else {
+                String::new()
+            };
+            cold_remote::write(root, &prefix, schema, &statistics)
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    Ok((corpus, ranges))
+}
+
+/// The value ranges of several tier sets, over all of them.
+fn merged_ranges(sets: &[BTreeMap<String, ValueRange>]) -> BTreeMap<String, ValueRange> {
+    let mut merged: BTreeMap<String, ValueRange> = BTreeMap::new();
+    for set in sets {
+        for (name, range) in set {
+            merged
+                .entry(name.clone())
+                .and_modify(|kept| *kept = kept.union(*range))
+                .or_insert(*range);
+        }
+    }
+    merged
 }
 
 /// tantivy refuses less than 15 MB per indexing thread.

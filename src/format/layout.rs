@@ -6,6 +6,9 @@
 //! <index>/<version>/hot/<tantivy files>
 //! <index>/<version>/cold/index/<tantivy files>
 //! <index>/<version>/cold/part-NNNNN.parquet
+//! <index>/<version>/cold/hotcache                 what opening the cold index reads
+//! <index>/<version>/cold/term_bounds.sst          per cold term: document frequency, BM25 maximum
+//! <index>/<version>/stats/hot_doc_freqs.fst       hot terms' document frequencies (unsharded)
 //! <index>/<version>/checksums/<file path>.blocks   block table of each file larger than a block
 //! ```
 //!
@@ -17,6 +20,13 @@ pub const HOT_DIR: &str = "hot";
 pub const COLD_INDEX_DIR: &str = "cold/index";
 pub const COLD_DIR: &str = "cold";
 pub const CHECKSUMS_DIR: &str = "checksums";
+/// The cold index's hotcache (`format::hotcache`), relative to a tier set's root.
+pub const COLD_HOTCACHE: &str = "cold/hotcache";
+/// Each cold term's document frequency and highest BM25 contribution (an SSTable).
+pub const COLD_TERM_BOUNDS: &str = "cold/term_bounds.sst";
+/// An unsharded version's hot terms with their document frequencies over both tiers (an FST,
+/// as `shard::DOC_FREQS_PATH`).
+pub const HOT_DOC_FREQS: &str = "stats/hot_doc_freqs.fst";
 
 pub fn current_key(index: &str) -> String {
     format!("{index}/{CURRENT}")

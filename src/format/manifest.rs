@@ -6,21 +6,23 @@ use serde::{Deserialize, Serialize};
 
 use super::shard::{ShardInfo, ShardSet, shard_dir};
 use super::{FormatError, FormatErrorKind, layout};
+use crate::ranking::ValueRange;
 use crate::rules::RulesSpec;
 use crate::schema::SchemaSpec;
 
 /// Bumped on any change a reader of the previous version would misread.
 /// 2: both tantivy indexes carry `_key`, the id's sort key.
-/// 3: sharded versions (`shards`, `shard`); what a sharded build writes.
-pub const FORMAT_VERSION: u32 = 3;
+/// 3: sharded versions (`shards`, `shard`).
+/// 4: term dictionaries are SSTable (read block by block from object storage); the cold tier
+/// carries its hotcache, its term bounds and its value ranges; an unsharded version carries its
+/// hot terms' document frequencies. What every build writes.
+pub const FORMAT_VERSION: u32 = 4;
 
-/// What an unsharded build writes: its layout is format 2's, so nodes that read only format 2
-/// keep serving new unsharded versions during an upgrade.
-pub const UNSHARDED_FORMAT_VERSION: u32 = 2;
-
-/// The oldest format this reader serves. Older versions lack `_key`, which ranking needs; they
-/// are refused with a message saying to rebuild rather than served slowly by a second code path.
-pub const OLDEST_READABLE_FORMAT: u32 = 2;
+/// The oldest format this reader serves. Older versions have FST term dictionaries, which this
+/// tantivy build does not open, and lack what a node needs to search the cold index where it
+/// lives; they are refused with a message saying to rebuild rather than served by a second code
+/// path.
+pub const OLDEST_READABLE_FORMAT: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -60,7 +62,7 @@ pub struct HotTier {
     pub index_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColdTier {
     pub docs: u64,
     /// Total size of the files under `cold/index/`.
@@ -69,6 +71,10 @@ pub struct ColdTier {
     pub parquet_bytes: u64,
     pub parquet_files: Vec<ParquetFile>,
     pub parquet_layout: ParquetLayout,
+    /// Per numeric or date fast field, the range of its values over the cold tier (the fast
+    /// columns' stored bounds): what bounds a cold document's rank before any column is read.
+    #[serde(default)]
+    pub value_ranges: BTreeMap<String, ValueRange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

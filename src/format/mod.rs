@@ -4,6 +4,7 @@
 
 pub mod addr;
 pub mod checksum;
+pub mod hotcache;
 pub mod layout;
 pub mod manifest;
 pub mod shard;

@@ -24,8 +24,8 @@ use tantivy::columnar::{Column, StrColumn};
 use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
-use super::values::{TierValues, ValueColumn};
 use crate::format::sort_key::{self, KeyExactness};
+use crate::ranking::values::{TierValues, ValueColumn};
 use crate::ranking::{RankProfile, RankRule};
 use crate::schema::{ADDR_FIELD, SORT_KEY_FIELD};
 

@@ -15,7 +15,6 @@ mod skip;
 pub mod stable;
 pub mod statistics;
 pub mod stores;
-pub mod values;
 pub mod version;
 
 use std::collections::BTreeMap;

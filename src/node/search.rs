@@ -28,11 +28,11 @@ use super::exact_sum::{SummedTerms, near_tie_runs};
 use super::offload::{Size, cpu_work, sized, sized_work};
 use super::stable::keep_constant_scores;
 use super::statistics::CorpusStatistics;
-use super::values::TierValues;
 use super::version::{ColdTier, LoadedVersion};
 use crate::cache::ReadStats;
 use crate::config::DegradedPolicy;
 use crate::format::DocAddr;
+use crate::ranking::values::TierValues;
 use crate::ranking::{RankProfile, RankRule};
 
 #[derive(Debug, Clone, Default)]

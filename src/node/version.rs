@@ -13,9 +13,9 @@ use super::cold::ColdFile;
 use super::collector::{HitColumns, IdKind};
 use super::skip::TermMaxima;
 use super::statistics::{CorpusStatistics, DocFreqTable};
-use super::values::TierValues;
 use crate::format::Manifest;
 use crate::ranking::RankProfiles;
+use crate::ranking::values::TierValues;
 use crate::schema::{FieldType, IndexSchema};
 
 /// An open, read-only tantivy index.

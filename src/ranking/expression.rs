@@ -66,10 +66,23 @@ pub struct Expression {
 
 /// What values a field takes over a set of documents (a tier): `values` is `None` when no
 /// document has one.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ValueRange {
     pub values: Option<(f64, f64)>,
     pub may_be_missing: bool,
+}
+
+impl ValueRange {
+    /// What the values of two sets of documents range over together.
+    pub fn union(self, other: ValueRange) -> ValueRange {
+        ValueRange {
+            values: match (self.values, other.values) {
+                (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+                (one, None) | (None, one) => one,
+            },
+            may_be_missing: self.may_be_missing || other.may_be_missing,
+        }
+    }
 }
 
 impl Expression {

@@ -14,6 +14,7 @@
 //! (a NULL score, no value for the `order_by` field) ranks last. Pure: no I/O.
 
 mod expression;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;

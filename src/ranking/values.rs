@@ -2,10 +2,12 @@
 //! when the tier is loaded, and the range of each field's values over the tier (what bounds a
 //! cold document's rank for the cold skip).
 
+use std::collections::BTreeMap;
+
 use tantivy::columnar::{Cardinality, Column};
 use tantivy::{DateTime, DocId, Searcher};
 
-use crate::ranking::{FieldInput, ValueRange};
+use super::{FieldInput, ValueRange};
 use crate::schema::{FieldType, IndexSchema};
 
 /// One segment's column of one field, read as `f64` (dates as seconds since the epoch).
@@ -61,16 +63,6 @@ impl ValueColumn {
     }
 }
 
-fn merge(a: ValueRange, b: ValueRange) -> ValueRange {
-    ValueRange {
-        values: match (a.values, b.values) {
-            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
-            (one, None) | (None, one) => one,
-        },
-        may_be_missing: a.may_be_missing || b.may_be_missing,
-    }
-}
-
 /// Every rankable field's columns in one tier: `segments[segment_ord][field]`, `None` for
 /// schema fields that are not numeric or date fast fields.
 pub struct TierValues {
@@ -113,7 +105,7 @@ impl TierValues {
                     .iter()
                     .map(|columns| columns[field].as_ref().map(ValueColumn::range))
                     .reduce(|a, b| match (a, b) {
-                        (Some(a), Some(b)) => Some(merge(a, b)),
+                        (Some(a), Some(b)) => Some(a.union(b)),
                         _ => None,
                     })
                     .unwrap_or(Some(ValueRange {
@@ -123,6 +115,34 @@ impl TierValues {
             })
             .collect();
         Ok(TierValues { segments, ranges })
+    }
+
+    /// Each field's range by name, for the fields with columns: what the manifest records.
+    pub fn named_ranges(&self, schema: &IndexSchema) -> BTreeMap<String, ValueRange> {
+        schema
+            .spec
+            .fields
+            .iter()
+            .zip(&self.ranges)
+            .filter_map(|(field, range)| Some((field.name.clone(), (*range)?)))
+            .collect()
+    }
+
+    /// Ranges alone, as the manifest recorded them (`named_ranges`), without columns: what
+    /// bounds a tier's ranks before its columns are read.
+    pub fn from_named_ranges(
+        schema: &IndexSchema,
+        named: &BTreeMap<String, ValueRange>,
+    ) -> TierValues {
+        TierValues {
+            segments: Vec::new(),
+            ranges: schema
+                .spec
+                .fields
+                .iter()
+                .map(|field| named.get(&field.name).copied())
+                .collect(),
+        }
     }
 
     /// The columns of `inputs` in one segment, in their order.
