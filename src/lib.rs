@@ -16,6 +16,8 @@
 //! - [`lifecycle`]: removing old versions and build leftovers (`tierdex gc`).
 //! - [`config`]: node settings from a file and flags.
 //! - [`cache`]: the verified block cache in front of the store, for cold reads.
+//! - [`remote`]: a tantivy index searched in object storage through the cache (the cold
+//!   index): plan, fetch in rounds, then search.
 //! - [`node`]: loading versions (rehydration, hot then cold) and searching them.
 //! - [`tuning`]: replaying a query log against a version, suggesting rules.
 //! - [`api`]: the gRPC API: proto messages and status codes; nothing else knows gRPC.
@@ -30,6 +32,7 @@ pub mod format;
 pub mod lifecycle;
 pub mod node;
 pub mod published;
+pub mod remote;
 pub mod ranking;
 pub mod rules;
 pub mod sample;
