@@ -108,6 +108,18 @@ mod defaults {
         };
     }
     pub(super) use fleet_refresh;
+    macro_rules! cold_index {
+        () => {
+            "remote"
+        };
+    }
+    pub(super) use cold_index;
+    macro_rules! disk_cache_size {
+        () => {
+            "1GiB"
+        };
+    }
+    pub(super) use disk_cache_size;
     macro_rules! replica_timeout {
         () => {
             "2s"
@@ -142,6 +154,17 @@ pub struct Settings {
     #[arg(long, env = "TIERDEX_CACHE_SIZE", help = concat!("Block cache capacity for cold reads [default: ", defaults::cache_size!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_size: Option<String>,
+    #[arg(long, env = "TIERDEX_DISK_CACHE_SIZE", help = concat!("Capacity of the block cache's disk tier, under the data dir (verified blocks, kept across restarts); 0 turns it off [default: ", defaults::disk_cache_size!(), "]"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_cache_size: Option<String>,
+    #[arg(long, env = "TIERDEX_COLD_INDEX", help = concat!("Where the cold index is searched: `remote` (in the store, through the block cache; only its hotcache on local disk) or `local` (downloaded to the data dir first) [default: ", defaults::cold_index!(), "]"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_index: Option<String>,
+    /// Fail a search whose remote cold index reads were not all planned, instead of searching
+    /// again on the blocking pool (for tests that prove plans complete) [default: false].
+    #[arg(long, env = "TIERDEX_COLD_PLAN_STRICT", hide = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_plan_strict: Option<bool>,
     #[arg(long, env = "TIERDEX_REHYDRATE_CONCURRENCY", help = concat!("Concurrent range requests while rehydrating [default: ", defaults::rehydrate_concurrency!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rehydrate_concurrency: Option<usize>,
@@ -283,6 +306,11 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub cache_size: u64,
+    /// 0: no disk tier.
+    pub disk_cache_size: u64,
+    pub cold_index: ColdIndexMode,
+    /// A remote cold search whose plan missed a read fails instead of being searched again.
+    pub cold_plan_strict: bool,
     pub rehydrate_concurrency: usize,
     pub rehydrate_chunk_size: u64,
     pub max_results: u32,
@@ -323,6 +351,15 @@ pub struct FleetConfig {
     pub replicas: usize,
     pub refresh: Duration,
     pub replica_timeout: Duration,
+}
+
+/// Where the cold index is searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColdIndexMode {
+    /// In the store, through the block cache: only the hotcache and block tables are local.
+    Remote,
+    /// Downloaded into the data dir, then opened.
+    Local,
 }
 
 /// What a search does when the cold part of its answer cannot be read in time.
@@ -379,6 +416,24 @@ impl NodeConfig {
             settings.cache_size.as_deref(),
             defaults::cache_size!(),
         )?;
+        let disk_cache_size = size(
+            "disk_cache_size",
+            settings.disk_cache_size.as_deref(),
+            defaults::disk_cache_size!(),
+        )?;
+        let cold_index = match settings
+            .cold_index
+            .as_deref()
+            .unwrap_or(defaults::cold_index!())
+        {
+            "remote" => ColdIndexMode::Remote,
+            "local" => ColdIndexMode::Local,
+            other => {
+                return Err(fail(format!(
+                    "cold_index: `{other}` is neither `remote` nor `local`"
+                )));
+            }
+        };
         let document_cache_size = size(
             "document_cache_size",
             settings.document_cache_size.as_deref(),
@@ -520,6 +575,9 @@ impl NodeConfig {
             listen,
             data_dir,
             cache_size,
+            disk_cache_size,
+            cold_index,
+            cold_plan_strict: settings.cold_plan_strict.unwrap_or(false),
             rehydrate_concurrency: positive(
                 "rehydrate_concurrency",
                 settings.rehydrate_concurrency,

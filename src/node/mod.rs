@@ -3,6 +3,7 @@
 //! codes and watches `subscribe()` for health.
 
 pub mod cold;
+mod cold_index;
 pub mod collector;
 mod cost;
 pub mod documents;
@@ -10,6 +11,7 @@ pub mod exact_sum;
 pub mod metrics;
 pub mod offload;
 pub mod rehydrate;
+mod remote_rank;
 pub mod search;
 mod skip;
 pub mod stable;
@@ -28,7 +30,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cache::{BlockCache, CacheError, CacheStatus, ReadStats};
 use crate::config::NodeConfig;
-use crate::format::layout::{self, COLD_INDEX_DIR, HOT_DIR};
+use crate::format::layout::{self, HOT_DIR};
 use crate::format::{FileEntry, Manifest};
 use crate::published::{self, PublishedError};
 use crate::store::{BlobStore, BreakerState, StoreError, StoreErrorKind};
@@ -268,8 +270,6 @@ pub struct Node {
     metrics: metrics::NodeMetrics,
 }
 
-/// Directory of the cold index in a version's local copy.
-const COLD_INDEX_LOCAL: &str = "cold-index";
 /// Directory of the cold files' kept footers and block tables.
 const COLD_META_LOCAL: &str = "cold-meta";
 /// How long a starting node with a local copy waits for storage before serving the copy.
@@ -426,6 +426,7 @@ impl Node {
             inline_postings: self.config.inline_postings,
             on_degraded: self.config.on_degraded,
             storage_allowed: self.stores.breaker.allows_requests(),
+            cold_plan_strict: self.config.cold_plan_strict,
         }
     }
 
@@ -869,21 +870,36 @@ impl Node {
         Ok(())
     }
 
-    /// Downloads and opens the cold index, and reads the cold files' footers (keeping them).
+    /// Opens the cold index (downloading it, or what opening it remotely needs), and reads
+    /// the cold files' footers (keeping them).
     async fn load_cold_tier(&self, version: &Arc<LoadedVersion>) -> Result<(), NodeError> {
         let manifest = &version.manifest;
         let local = &version.local_dir;
-        rehydrate(
-            &self.stores.bulk,
+        let progress = self.metrics.rehydration(&manifest.served_name());
+        let opened = cold_index::open(
+            &self.cold_index_sources(Some(&progress)),
             manifest,
-            &manifest.tier_dir(COLD_INDEX_DIR),
-            &local.join(COLD_INDEX_LOCAL),
-            self.rehydrate_options(),
-            Some(&self.metrics.rehydration(&manifest.served_name())),
+            local,
+            true,
         )
         .await?;
         let files = self.open_cold_files(manifest, local, true).await?;
-        open_cold_tier(version, local.join(COLD_INDEX_LOCAL), files).await
+        open_cold_tier(version, opened, files).await
+    }
+
+    fn cold_index_sources<'a>(
+        &'a self,
+        progress: Option<&'a rehydrate::RehydrateProgress>,
+    ) -> cold_index::ColdIndexSources<'a> {
+        cold_index::ColdIndexSources {
+            mode: self.config.cold_index,
+            cache: &self.cache,
+            query: &self.stores.query,
+            replica_reads: &self.stores.replica_reads,
+            bulk: &self.stores.bulk,
+            options: self.rehydrate_options(),
+            progress,
+        }
     }
 
     /// The version's cold parquet files, from the footers kept in the data dir by an earlier
@@ -1007,14 +1023,10 @@ impl Node {
         local: &Path,
     ) -> Result<(), NodeError> {
         let manifest = &version.manifest;
-        check_kept(
-            &local.join(COLD_INDEX_LOCAL),
-            manifest.cold_index_files(),
-            "cold index",
-        )
-        .await?;
+        let opened =
+            cold_index::open(&self.cold_index_sources(None), manifest, local, false).await?;
         let files = self.open_cold_files(manifest, local, false).await?;
-        open_cold_tier(version, local.join(COLD_INDEX_LOCAL), files).await
+        open_cold_tier(version, opened, files).await
     }
 
     async fn check_for_new_version(&self, slot: &Arc<IndexSlot>) -> Result<(), NodeError> {
@@ -1099,20 +1111,21 @@ async fn open_version(manifest: Manifest, local: PathBuf) -> Result<Arc<LoadedVe
     .map_err(|err| NodeError::Internal(format!("open task: {err}")))?
 }
 
-/// Opens the cold index and attaches the cold tier to `version`, on the blocking pool.
+/// Attaches the opened cold tier to `version`, on the blocking pool (a local tier's columns are
+/// read).
 async fn open_cold_tier(
     version: &Arc<LoadedVersion>,
-    cold_dir: PathBuf,
+    opened: version::OpenedCold,
     files: Vec<cold::ColdFile>,
 ) -> Result<(), NodeError> {
     let version = version.clone();
-    tokio::task::spawn_blocking(move || version.set_cold(Tier::open(&cold_dir)?, files))
+    tokio::task::spawn_blocking(move || version.set_cold(opened, files))
         .await
         .map_err(|err| NodeError::Internal(format!("open task: {err}")))?
 }
 
 /// Checks that `dir` holds `files` as the manifest lists them.
-async fn check_kept<'a>(
+pub(super) async fn check_kept<'a>(
     dir: &Path,
     files: impl Iterator<Item = (&'a str, &'a FileEntry)>,
     what: &str,

@@ -82,6 +82,19 @@ pub async fn rehydrate(
     options: RehydrateOptions,
     progress: Option<&RehydrateProgress>,
 ) -> Result<RehydrateReport, NodeError> {
+    rehydrate_some(stores, manifest, dir, &|_| true, local, options, progress).await
+}
+
+/// `rehydrate` of the files of `dir` whose names `wanted` accepts.
+pub async fn rehydrate_some(
+    stores: &[Arc<dyn BlobStore>],
+    manifest: &Manifest,
+    dir: &str,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
+    local: &Path,
+    options: RehydrateOptions,
+    progress: Option<&RehydrateProgress>,
+) -> Result<RehydrateReport, NodeError> {
     // This attempt's own counts, in gauges of no registry.
     let attempt = progress.map(|_| RehydrateProgress {
         total: prometheus::IntGauge::new("attempt_total", "this attempt").expect("valid"),
@@ -91,6 +104,7 @@ pub async fn rehydrate(
         stores,
         manifest,
         dir,
+        wanted,
         local,
         options,
         progress,
@@ -108,6 +122,7 @@ async fn rehydrate_once(
     stores: &[Arc<dyn BlobStore>],
     manifest: &Manifest,
     dir: &str,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
     local: &Path,
     options: RehydrateOptions,
     progress: Option<&RehydrateProgress>,
@@ -118,7 +133,7 @@ async fn rehydrate_once(
         .map_err(|err| NodeError::io(format!("creating {}", local.display()), err))?;
     let mut report = RehydrateReport::default();
     let mut missing = Vec::new();
-    for (name, entry) in manifest.index_files(dir) {
+    for (name, entry) in manifest.index_files(dir).filter(|(name, _)| wanted(name)) {
         report.files += 1;
         let target = local.join(name);
         if local_file_matches(&target, entry).await {

@@ -26,6 +26,8 @@ use super::cost::postings_bound;
 use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
 use super::exact_sum::{SummedTerms, near_tie_runs};
 use super::offload::{Size, cpu_work, sized, sized_work};
+use super::remote_rank::{ColdIndexReads, RemoteRanking, rank_hits_remote};
+use super::skip;
 use super::stable::keep_constant_scores;
 use super::statistics::CorpusStatistics;
 use super::version::{ColdTier, LoadedVersion};
@@ -142,9 +144,10 @@ fn parse(version: &LoadedVersion, text: &str) -> Result<Box<dyn Query>, NodeErro
     Ok(keep_constant_scores(query, &version.schema.hot_tantivy))
 }
 
-struct TierPage {
-    hits: Vec<RankedHit>,
-    total: u64,
+#[derive(Clone)]
+pub(super) struct TierPage {
+    pub hits: Vec<RankedHit>,
+    pub total: u64,
 }
 
 struct TierSearch<'a> {
@@ -168,8 +171,8 @@ impl<'a> TierSearch<'a> {
         TierSearch {
             searcher,
             tier: TierName::Cold,
-            columns: cold.columns.clone(),
-            values: cold.values.clone(),
+            columns: cold.columns().clone(),
+            values: cold.values().clone(),
         }
     }
 }
@@ -181,7 +184,7 @@ fn tier_columns<'a>(
     tier: TierName,
 ) -> &'a HitColumns {
     match (tier, cold) {
-        (TierName::Cold, Some(cold)) => &cold.columns,
+        (TierName::Cold, Some(cold)) => cold.columns(),
         _ => &version.hot_columns,
     }
 }
@@ -202,6 +205,17 @@ fn search_tier(
     ranking: &Ranking<'_>,
     threshold: Arc<SharedThreshold>,
 ) -> Result<TierPage, NodeError> {
+    search_tier_with(tier, ranking, ranking.statistics, threshold)
+}
+
+/// `search_tier` scoring with `statistics` (a remote cold tier's: the corpus statistics with
+/// the cold document frequencies its search read).
+fn search_tier_with(
+    tier: TierSearch<'_>,
+    ranking: &Ranking<'_>,
+    statistics: &dyn tantivy::query::Bm25StatisticsProvider,
+    threshold: Arc<SharedThreshold>,
+) -> Result<TierPage, NodeError> {
     let TierSearch {
         searcher,
         tier,
@@ -210,7 +224,7 @@ fn search_tier(
     } = tier;
     let &Ranking {
         query,
-        statistics,
+        statistics: _,
         profile,
         depth,
         count,
@@ -311,6 +325,9 @@ struct Ranked {
     hot_fetch_ms: f64,
     handed_off: bool,
     rescored_hits: u64,
+    /// Why a cold tier to search was not (its remote index could not be read).
+    cold_degraded: Option<String>,
+    cold_index: ColdIndexReads,
 }
 
 /// What a search uses of the node besides the version.
@@ -326,6 +343,8 @@ pub struct SearchContext<'a> {
     pub on_degraded: DegradedPolicy,
     /// False while storage is known to be failing (the circuit breaker is open).
     pub storage_allowed: bool,
+    /// A remote cold search whose plan missed a read fails (tests) rather than running again.
+    pub cold_plan_strict: bool,
 }
 
 /// Time kept back from the budget for assembling the answer and sending it after the cold
@@ -377,44 +396,80 @@ pub async fn search(
             NodeError::DeadlineExceeded("no search slot became free within the time budget".into())
         })?
         .map_err(|_| NodeError::Internal("search pool closed".into()))?;
-    let ranking = {
-        let version = version.clone();
-        let cold = cold.clone();
-        let selection = selection.clone();
-        let query_text = request.query.clone();
-        let spec = PageSpec {
-            offset: request.offset as usize,
-            limit: limit as usize,
-            count: request.count_total,
-            deadline,
-            inline_postings: context.inline_postings,
-            exact_every_hit: false,
-        };
-        let profile = profile.clone();
-        let span = debug_span!("rank", ranked_by = %profile.label);
-        cpu_work(move || {
-            let _permit = permit;
-            let _entered = span.entered();
-            rank(
-                &version,
-                cold.as_deref(),
-                &selection,
-                &query_text,
-                &profile,
-                spec,
-            )
-        })
+    let spec = PageSpec {
+        offset: request.offset as usize,
+        limit: limit as usize,
+        count: request.count_total,
+        deadline,
+        inline_postings: context.inline_postings,
+        exact_every_hit: false,
+    };
+    let stats = Arc::new(ReadStats::default());
+    let ranked = match cold.as_ref().filter(|cold| cold.remote.is_some()) {
+        Some(remote) => {
+            let how = RemoteRanking {
+                stats: &stats,
+                give_up: deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline),
+                strict: context.cold_plan_strict,
+            };
+            let span = debug_span!("rank", ranked_by = %profile.label, cold = "remote");
+            let (merged, reads) =
+                rank_hits_remote(&version, remote, &request.query, &profile, spec, &how)
+                    .instrument(span)
+                    .await?;
+            drop(permit);
+            let (version, cold, selection) = (version.clone(), cold.clone(), selection.clone());
+            let mut ranked = cpu_work(move || {
+                let hot_searcher = version.hot.searcher();
+                page_documents(
+                    &version,
+                    cold.as_deref(),
+                    &hot_searcher,
+                    &selection,
+                    merged,
+                    spec,
+                )
+            })
+            .await??;
+            ranked.cold_index = reads;
+            ranked
+        }
+        None => {
+            let version = version.clone();
+            let cold = cold.clone();
+            let selection = selection.clone();
+            let query_text = request.query.clone();
+            let profile = profile.clone();
+            let span = debug_span!("rank", ranked_by = %profile.label);
+            cpu_work(move || {
+                let _permit = permit;
+                let _entered = span.entered();
+                rank(
+                    &version,
+                    cold.as_deref(),
+                    &selection,
+                    &query_text,
+                    &profile,
+                    spec,
+                )
+            })
+            .await??
+        }
     };
     // A search running on its thread cannot be interrupted: the budget is checked once it is
     // done (and between the tiers), and a late answer is not sent.
-    let ranked = ranking.await??;
     if Instant::now() > deadline {
         return Err(NodeError::DeadlineExceeded(
             "ranking did not finish within the time budget".into(),
         ));
     }
+    if let Some(reason) = &ranked.cold_degraded {
+        if context.on_degraded == DegradedPolicy::Fail {
+            return Err(NodeError::StorageUnavailable(reason.clone()));
+        }
+        degraded = Some(reason.clone());
+    }
 
-    let stats = Arc::new(ReadStats::default());
     let cold_started = Instant::now();
     let cold_hits: Vec<&PageHit> = ranked
         .page
@@ -610,17 +665,17 @@ fn hot_document(
 
 /// Which hits a search asks for, and whether it counts every match.
 #[derive(Debug, Clone, Copy)]
-struct PageSpec {
-    offset: usize,
-    limit: usize,
-    count: bool,
+pub(super) struct PageSpec {
+    pub offset: usize,
+    pub limit: usize,
+    pub count: bool,
     /// The cold tier is not ranked after this.
-    deadline: Instant,
+    pub deadline: Instant,
     /// A ranking bounded to at most this many postings keeps its worker (`offload`).
-    inline_postings: u64,
+    pub inline_postings: u64,
     /// Every hit gets its exact score (`exact_sum`), not only near ties: a shard's hits are
     /// merged with other shards' near ties that it cannot see.
-    exact_every_hit: bool,
+    pub exact_every_hit: bool,
 }
 
 impl PageSpec {
@@ -631,7 +686,7 @@ impl PageSpec {
 }
 
 /// The merged hits of both tiers through the page's end, before any document is read.
-struct MergedHits {
+pub(super) struct MergedHits {
     /// Best first, `depth` at most.
     hits: Vec<RankedHit>,
     /// The hot hits ranked after those, best first.
@@ -645,53 +700,159 @@ struct MergedHits {
     handed_off: bool,
     /// `SearchStats::rescored_hits`.
     rescored_hits: u64,
+    /// Why a cold tier that should have been ranked was not (a remote one whose reads failed).
+    pub cold_degraded: Option<String>,
 }
 
-/// Parses and scores both tiers with corpus-wide statistics, and merges. Runs within
-/// `cpu_work`; the ranking itself is sized by its postings.
-fn rank_hits(
-    version: &Arc<LoadedVersion>,
-    cold: Option<&ColdTier>,
-    hot_searcher: &Searcher,
+/// A ranking's query, parsed, with what every phase of it uses.
+pub(super) struct Prepared {
+    pub query: Arc<dyn Query>,
+    /// Statistics of the whole loaded corpus even when only the hot tier is searched, so that
+    /// a document scores the same whichever tiers were asked for.
+    pub statistics: Arc<CorpusStatistics>,
+    pub profile: Arc<RankProfile>,
+    pub spec: PageSpec,
+    /// `TopHits::near_tie`.
+    pub near_tie: f64,
+    /// The ranking's size (`offload`), from its postings.
+    pub size: Size,
+    pub parse_ms: f64,
+}
+
+impl Prepared {
+    fn ranking(&self) -> Ranking<'_> {
+        Ranking {
+            query: self.query.as_ref(),
+            statistics: &self.statistics,
+            profile: &self.profile,
+            depth: self.spec.depth(),
+            count: self.spec.count,
+            near_tie: self.near_tie,
+        }
+    }
+}
+
+/// Parses the query and sizes its ranking.
+pub(super) fn prepare(
+    version: &LoadedVersion,
     query_text: &str,
     profile: &Arc<RankProfile>,
     spec: PageSpec,
-) -> Result<MergedHits, NodeError> {
-    let depth = spec.depth();
+) -> Result<Prepared, NodeError> {
     let parse_started = Instant::now();
     let query: Arc<dyn Query> = Arc::from(parse(version, query_text)?);
     let parse_ms = millis(parse_started);
     // Only BM25 ranks by the sum alone; a profile's rank is left as the profile computes it.
-    let summed = SummedTerms::of(query.as_ref()).filter(|_| profile.rule == RankRule::Bm25);
-    let search_started = Instant::now();
-    // Statistics of the whole loaded corpus even when only the hot tier is searched, so that a
-    // document scores the same whichever tiers were asked for.
+    let near_tie = SummedTerms::of(query.as_ref())
+        .filter(|_| profile.rule == RankRule::Bm25)
+        .map_or(0.0, |summed| summed.near_tie());
     let statistics = version.statistics().clone();
     // A ranking by a profile reads every match's postings: within the bound too.
     let size = Size::of(
         postings_bound(query.as_ref(), statistics.as_ref(), spec.count),
         spec.inline_postings,
     );
-    let (hot, cold_skipped, cold_page) = sized(size, || {
-        let ranking = Ranking {
-            query: query.as_ref(),
-            statistics: &statistics,
-            profile,
-            depth,
-            count: spec.count,
-            near_tie: summed.as_ref().map_or(0.0, SummedTerms::near_tie),
-        };
-        search_tiers(version, cold, hot_searcher, &ranking, spec.deadline)
-    })?;
-    let search_ms = millis(search_started);
-    let hot_total = hot.total;
+    Ok(Prepared {
+        query,
+        statistics,
+        profile: profile.clone(),
+        spec,
+        near_tie,
+        size,
+        parse_ms,
+    })
+}
+
+/// The hot tier ranked: the first phase of every ranking.
+#[derive(Clone)]
+pub(super) struct HotRanked {
+    pub hot: TierPage,
+    /// Shared by both tiers: the cold tier skips what cannot beat the hot tier's k-th.
+    pub threshold: Arc<SharedThreshold>,
+    pub started: Instant,
+}
+
+pub(super) fn rank_hot(
+    version: &LoadedVersion,
+    hot_searcher: &Searcher,
+    prepared: &Prepared,
+) -> Result<HotRanked, NodeError> {
+    let started = Instant::now();
+    let threshold = Arc::new(SharedThreshold::default());
+    let hot = search_tier(
+        TierSearch::hot(version, hot_searcher),
+        &prepared.ranking(),
+        threshold.clone(),
+    )?;
+    Ok(HotRanked {
+        hot,
+        threshold,
+        started,
+    })
+}
+
+/// Whether the cold tier can be skipped: never when every match is counted.
+pub(super) fn skips_cold(
+    prepared: &Prepared,
+    hot: &HotRanked,
+    cold: &ColdTier,
+) -> Result<bool, NodeError> {
+    if prepared.spec.count {
+        return Ok(false);
+    }
+    cold_cannot_reach(&hot.hot.hits, &prepared.ranking(), cold)
+}
+
+/// The cold tier ranked, from the hot tier's k-th rank.
+pub(super) fn rank_cold(
+    prepared: &Prepared,
+    hot: &HotRanked,
+    cold: &ColdTier,
+    statistics: &dyn tantivy::query::Bm25StatisticsProvider,
+) -> Result<TierPage, NodeError> {
+    if Instant::now() > prepared.spec.deadline {
+        return Err(NodeError::DeadlineExceeded(
+            "ranking did not finish within the time budget".into(),
+        ));
+    }
+    // From the hot tier's k-th as it stood: a cold ranking run again starts where the first did.
+    let threshold = Arc::new(SharedThreshold::default());
+    threshold.raise(hot.threshold.get());
+    let searcher = cold.tier.searcher();
+    let ranking = prepared.ranking();
+    search_tier_with(
+        TierSearch::cold(cold, &searcher),
+        &ranking,
+        statistics,
+        threshold,
+    )
+}
+
+/// The last phase: both tiers' hits merged by (rank, id), near ties rescored exactly.
+pub(super) fn merge_tiers(
+    version: &Arc<LoadedVersion>,
+    cold: Option<&ColdTier>,
+    hot_searcher: &Searcher,
+    prepared: &Prepared,
+    hot: HotRanked,
+    cold_page: Option<TierPage>,
+    cold_skipped: bool,
+) -> Result<MergedHits, NodeError> {
+    let spec = prepared.spec;
+    let depth = spec.depth();
+    let search_ms = millis(hot.started);
+    let hot_total = hot.hot.total;
     let cold_total = cold_page.as_ref().map_or(0, |page| page.total);
-    let mut hits: Vec<RankedHit> = hot.hits;
+    // The cold tier's hits can only be merged with its columns (which ranking it opened).
+    let cold = cold.filter(|_| cold_page.is_some());
+    let mut hits: Vec<RankedHit> = hot.hot.hits;
     hits.extend(cold_page.into_iter().flat_map(|page| page.hits));
     sort_best_first(&mut hits, version.hot_columns.exactness(), |hit| {
         tier_columns(version, cold, hit.tier).id_string(hit.doc)
     });
     let mut rescored_hits = 0;
+    let summed = SummedTerms::of(prepared.query.as_ref())
+        .filter(|_| prepared.profile.rule == RankRule::Bm25);
     if let Some(summed) = &summed {
         let runs: Vec<std::ops::Range<usize>> = if spec.exact_every_hit {
             std::iter::once(0..hits.len()).collect()
@@ -704,7 +865,7 @@ fn rank_hits(
             hot: hot_searcher,
         };
         rescored_hits = runs.iter().map(|run| run.len() as u64).sum();
-        rescore_exactly(&mut hits, runs, summed, &tiers, &statistics)?;
+        rescore_exactly(&mut hits, runs, summed, &tiers, &prepared.statistics)?;
     }
     let hot_after_page: Vec<RankedHit> = hits
         .split_off(depth.min(hits.len()))
@@ -717,50 +878,49 @@ fn rank_hits(
         cold_skipped,
         hot_total,
         cold_total,
-        parse_ms,
+        parse_ms: prepared.parse_ms,
         search_ms,
-        handed_off: size == Size::Long,
+        handed_off: prepared.size == Size::Long,
         rescored_hits,
+        cold_degraded: None,
     })
 }
 
-/// Each tier's page: the hot tier, then the cold tier unless it cannot reach the page.
-fn search_tiers(
+/// Parses and scores both tiers with corpus-wide statistics, and merges, on this thread: the
+/// cold tier must be local (or absent). Runs within `cpu_work`; the ranking itself is sized by
+/// its postings.
+fn rank_hits(
     version: &Arc<LoadedVersion>,
     cold: Option<&ColdTier>,
     hot_searcher: &Searcher,
-    ranking: &Ranking<'_>,
-    deadline: Instant,
-) -> Result<(TierPage, bool, Option<TierPage>), NodeError> {
-    // One threshold for both tiers: the cold tier skips what cannot beat the hot tier's k-th.
-    let threshold = Arc::new(SharedThreshold::default());
-    let hot = search_tier(
-        TierSearch::hot(version, hot_searcher),
-        ranking,
-        threshold.clone(),
-    )?;
-    let cold_skipped = match cold {
-        Some(cold) if !ranking.count => cold_cannot_reach(&hot.hits, ranking.depth, cold, ranking)?,
-        _ => false,
-    };
+    query_text: &str,
+    profile: &Arc<RankProfile>,
+    spec: PageSpec,
+) -> Result<MergedHits, NodeError> {
+    let prepared = prepare(version, query_text, profile, spec)?;
     // The cold tier after the hot one, from the hot tier's k-th score: on one thread, two tiers
     // cost about what one index over both would (measured: a second thread costs more in
     // wake-ups than it saves on these searches; docs/benchmarks.md).
-    let cold_page = match cold {
-        Some(_) if cold_skipped => None,
-        Some(cold) => {
-            if Instant::now() > deadline {
-                return Err(NodeError::DeadlineExceeded(
-                    "ranking did not finish within the time budget".into(),
-                ));
-            }
-            let searcher = cold.tier.searcher();
-            let tier = TierSearch::cold(cold, &searcher);
-            Some(search_tier(tier, ranking, threshold)?)
+    let (hot, cold_skipped, cold_page) = sized(prepared.size, || {
+        let hot = rank_hot(version, hot_searcher, &prepared)?;
+        let Some(cold) = cold else {
+            return Ok::<_, NodeError>((hot, false, None));
+        };
+        if skips_cold(&prepared, &hot, cold)? {
+            return Ok((hot, true, None));
         }
-        None => None,
-    };
-    Ok((hot, cold_skipped, cold_page))
+        let page = rank_cold(&prepared, &hot, cold, prepared.statistics.as_ref())?;
+        Ok((hot, false, Some(page)))
+    })?;
+    merge_tiers(
+        version,
+        cold,
+        hot_searcher,
+        &prepared,
+        hot,
+        cold_page,
+        cold_skipped,
+    )
 }
 
 /// The tiers a search ranked.
@@ -825,6 +985,18 @@ fn rank(
 ) -> Result<Ranked, NodeError> {
     let hot_searcher = version.hot.searcher();
     let merged = rank_hits(version, cold, &hot_searcher, query_text, profile, spec)?;
+    page_documents(version, cold, &hot_searcher, selection, merged, spec)
+}
+
+/// The page of merged hits, with its hot documents read (cold ones are read apart).
+fn page_documents(
+    version: &Arc<LoadedVersion>,
+    cold: Option<&ColdTier>,
+    hot_searcher: &Searcher,
+    selection: &FieldSelection,
+    merged: MergedHits,
+    spec: PageSpec,
+) -> Result<Ranked, NodeError> {
     let hot_fetch_started = Instant::now();
     let page: Vec<RankedHit> = merged.hits.into_iter().skip(spec.offset).collect();
     let with_documents = sized(documents_size(page.len()), || {
@@ -832,12 +1004,12 @@ fn rank(
             .map(|hit| {
                 Ok(match (hit.tier, cold) {
                     (TierName::Cold, Some(cold)) => PageHit {
-                        id: (version.id_kind != IdKind::Str).then(|| cold.columns.id(&hit)),
+                        id: (version.id_kind != IdKind::Str).then(|| cold.columns().id(&hit)),
                         hit,
                         fields: None,
                     },
                     _ => {
-                        let (id, fields) = hot_document(version, &hot_searcher, selection, &hit)?;
+                        let (id, fields) = hot_document(version, hot_searcher, selection, &hit)?;
                         PageHit {
                             id: Some(id),
                             hit,
@@ -859,6 +1031,8 @@ fn rank(
         hot_fetch_ms: millis(hot_fetch_started),
         handed_off: merged.handed_off,
         rescored_hits: merged.rescored_hits,
+        cold_degraded: merged.cold_degraded,
+        cold_index: ColdIndexReads::default(),
     })
 }
 
@@ -915,6 +1089,12 @@ pub fn plan_page(
     let cold = version.cold().ok_or_else(|| {
         NodeError::NotReady(format!("{}: cold tier not loaded", version.version_key))
     })?;
+    if cold.remote.is_some() {
+        return Err(NodeError::InvalidArgument(format!(
+            "{}: planning pages synchronously needs the cold index local (cold_index = \"local\")",
+            version.version_key
+        )));
+    }
     let profile = version
         .profiles
         .choose(&version.schema, request.profile, request.order_by)
@@ -963,21 +1143,18 @@ pub fn plan_page(
 /// above: a cold document tying it could still win on id.
 fn cold_cannot_reach(
     hot_hits: &[RankedHit],
-    depth: usize,
-    cold: &ColdTier,
     ranking: &Ranking<'_>,
+    cold: &ColdTier,
 ) -> Result<bool, NodeError> {
-    let Some(kth) = hot_hits.get(depth.wrapping_sub(1)) else {
+    let Some(kth) = hot_hits.get(ranking.depth.wrapping_sub(1)) else {
         return Ok(false);
     };
     let profile = ranking.profile;
     // A hit of the cold tier within rounding of the k-th may rank above it once summed exactly.
     let kth_rank = near_tie_floor(kth.rank, ranking.near_tie);
     let bm25_max = if profile.reads_bm25() {
-        let searcher = cold.tier.searcher();
-        match cold
-            .term_maxima
-            .bm25_bound(ranking.query, &searcher, ranking.statistics)?
+        match skip::bm25_bound(ranking.query, &cold.bounds)
+            .map_err(|err| NodeError::io("reading the cold term bounds", err))?
         {
             Some(bound) => bound,
             None => return Ok(false),
@@ -985,7 +1162,7 @@ fn cold_cannot_reach(
     } else {
         f64::INFINITY
     };
-    let ranges = cold.values.ranges(profile.inputs());
+    let ranges = cold.ranges.ranges(profile.inputs());
     Ok(kth_rank > profile.upper_bound(bm25_max, &ranges))
 }
 
@@ -1075,22 +1252,102 @@ pub async fn rank_shards(
         inline_postings: context.inline_postings,
         exact_every_hit: true,
     };
+    let remote = versions.iter().any(|version| {
+        !request.hot_only && version.cold().is_some_and(|cold| cold.remote.is_some())
+    });
     let span = debug_span!("rank_shards", shards = versions.len());
-    let pages = cpu_work(move || {
+    let pages = if remote {
+        // Each shard's cold index is warmed before it is ranked: one after another, awaiting.
         let _permit = permit;
-        let _entered = span.entered();
-        versions
-            .iter()
-            .map(|version| rank_one_shard(version, &request, spec))
-            .collect::<Vec<_>>()
-    })
-    .await?;
+        let stats = Arc::new(ReadStats::default());
+        let how = RemoteRanking {
+            stats: &stats,
+            give_up: deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline),
+            strict: context.cold_plan_strict,
+        };
+        let mut pages = Vec::with_capacity(versions.len());
+        for version in &versions {
+            pages.push(
+                rank_one_remote_shard(version, &request, spec, &how)
+                    .instrument(span.clone())
+                    .await,
+            );
+        }
+        pages
+    } else {
+        cpu_work(move || {
+            let _permit = permit;
+            let _entered = span.entered();
+            versions
+                .iter()
+                .map(|version| rank_one_shard(version, &request, spec))
+                .collect::<Vec<_>>()
+        })
+        .await?
+    };
     if Instant::now() > deadline {
         return Err(NodeError::DeadlineExceeded(
             "ranking did not finish within the time budget".into(),
         ));
     }
     Ok(pages)
+}
+
+/// One shard's ranking when its cold index is remote.
+async fn rank_one_remote_shard(
+    version: &Arc<LoadedVersion>,
+    request: &SearchRequest,
+    spec: PageSpec,
+    how: &RemoteRanking<'_>,
+) -> Result<ShardPage, NodeError> {
+    let profile = version
+        .profiles
+        .choose(&version.schema, &request.profile, &request.order_by)
+        .map_err(|err| NodeError::InvalidArgument(err.to_string()))?;
+    let Some(cold) = version.cold().cloned().filter(|cold| cold.remote.is_some()) else {
+        return rank_one_shard(version, request, spec);
+    };
+    let (merged, _) = rank_hits_remote(version, &cold, &request.query, &profile, spec, how).await?;
+    let degraded = merged.cold_degraded.clone();
+    let searched = (!merged.cold_skipped && degraded.is_none()).then_some(cold.as_ref());
+    let mut page = shard_page(version, searched, request, &profile, merged);
+    page.degraded = degraded;
+    Ok(page)
+}
+
+/// A shard's page from its merged hits.
+fn shard_page(
+    version: &Arc<LoadedVersion>,
+    cold: Option<&ColdTier>,
+    request: &SearchRequest,
+    profile: &Arc<RankProfile>,
+    merged: MergedHits,
+) -> ShardPage {
+    let hits: Vec<ShardHit> = merged
+        .hits
+        .iter()
+        .map(|hit| ShardHit {
+            rank: hit.rank,
+            score: profile.reported_score(hit.score, hit.rank),
+            key: hit.key,
+            id: (version.id_kind != IdKind::Str)
+                .then(|| tier_columns(version, cold, hit.tier).id(hit)),
+            tier: hit.tier,
+            doc: doc_ref(hit),
+        })
+        .collect();
+    ShardPage {
+        hits,
+        hot_total: merged.hot_total,
+        cold_total: merged.cold_total,
+        totals_exact: request.count_total,
+        cold_skipped: merged.cold_skipped,
+        degraded: None,
+        ranked_by: profile.label.clone(),
+        version: version.version().to_string(),
+        parse_ms: merged.parse_ms,
+        search_ms: merged.search_ms,
+    }
 }
 
 /// One shard's ranking, on the calling thread.
@@ -1119,31 +1376,9 @@ fn rank_one_shard(
         &profile,
         spec,
     )?;
-    let hits: Vec<ShardHit> = merged
-        .hits
-        .iter()
-        .map(|hit| ShardHit {
-            rank: hit.rank,
-            score: profile.reported_score(hit.score, hit.rank),
-            key: hit.key,
-            id: (version.id_kind != IdKind::Str)
-                .then(|| tier_columns(version, cold.as_deref(), hit.tier).id(hit)),
-            tier: hit.tier,
-            doc: doc_ref(hit),
-        })
-        .collect();
-    Ok(ShardPage {
-        hits,
-        hot_total: merged.hot_total,
-        cold_total: merged.cold_total,
-        totals_exact: request.count_total,
-        cold_skipped: merged.cold_skipped,
-        degraded,
-        ranked_by: profile.label.clone(),
-        version: version.version().to_string(),
-        parse_ms: merged.parse_ms,
-        search_ms: merged.search_ms,
-    })
+    let mut page = shard_page(version, cold.as_deref(), request, &profile, merged);
+    page.degraded = degraded;
+    Ok(page)
 }
 
 /// The documents of hits a shard ranked, in the order asked.

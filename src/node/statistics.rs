@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::format::shard::{CorpusTotals, doc_freq_key};
+use crate::remote::ColdTermBounds;
+use crate::remote::warmed;
 
 use tantivy::query::Bm25StatisticsProvider;
 use tantivy::schema::Field;
@@ -31,6 +33,10 @@ pub struct CorpusStatistics {
     /// A shard of a sharded version: the whole corpus's document frequencies, which the
     /// loaded tiers (one shard's) do not have.
     corpus_table: Option<Arc<DocFreqTable>>,
+    /// A remote cold tier: its dictionary is not read for statistics. The hot terms' corpus
+    /// document frequencies come from this table (`layout::HOT_DOC_FREQS`) and the others'
+    /// from the cold term bounds.
+    remote: Option<(Arc<DocFreqTable>, Arc<ColdTermBounds>)>,
 }
 
 /// A sharded version's document frequencies over every shard (`format::shard`), in memory.
@@ -46,12 +52,15 @@ impl DocFreqTable {
     }
 
     pub fn doc_freq(&self, term: &Term) -> u64 {
-        self.map
-            .get(doc_freq_key(
-                term.field().field_id(),
-                term.serialized_value_bytes(),
-            ))
-            .unwrap_or(0)
+        self.get(term).unwrap_or(0)
+    }
+
+    /// `term`'s count, if the table has it.
+    pub fn get(&self, term: &Term) -> Option<u64> {
+        self.map.get(doc_freq_key(
+            term.field().field_id(),
+            term.serialized_value_bytes(),
+        ))
     }
 }
 
@@ -130,7 +139,23 @@ impl CorpusStatistics {
             total_num_tokens,
             doc_freqs: TermTable::new(CACHED_TERMS),
             corpus_table: Some(table),
+            remote: None,
         }
+    }
+
+    /// Statistics of an unsharded version whose cold index is remote: totals from both tiers
+    /// (what opening them read), document frequencies from `hot_terms` for the hot tier's
+    /// terms and from `bounds` for the others. A term absent from both is in no document.
+    pub fn remote(
+        hot: Searcher,
+        cold: Searcher,
+        hot_terms: Arc<DocFreqTable>,
+        bounds: Arc<ColdTermBounds>,
+    ) -> tantivy::Result<CorpusStatistics> {
+        let mut statistics = CorpusStatistics::keeping(vec![hot, cold], CACHED_TERMS)?;
+        statistics.tiers.clear();
+        statistics.remote = Some((hot_terms, bounds));
+        Ok(statistics)
     }
 
     /// Statistics that keep the document frequencies of at most `terms` terms.
@@ -161,6 +186,7 @@ impl CorpusStatistics {
             total_num_tokens,
             doc_freqs: TermTable::new(terms),
             corpus_table: None,
+            remote: None,
         })
     }
 }
@@ -182,6 +208,19 @@ impl Bm25StatisticsProvider for CorpusStatistics {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        if let Some((hot_terms, bounds)) = &self.remote {
+            if let Some(doc_freq) = hot_terms.get(term) {
+                return Ok(doc_freq);
+            }
+            // Only the cold tier has it: the cold bounds say how often. Outside a search's
+            // warmed scope (ranking the hot tier), a bound not read yet does not matter, since
+            // no hot document has the term; within one, it is a read the plan missed.
+            return match bounds.get(term) {
+                Ok(found) => Ok(found.map_or(0, |cold| cold.doc_freq)),
+                Err(_) if !warmed::in_scope() => Ok(0),
+                Err(err) => Err(err.into()),
+            };
+        }
         if let Some(table) = &self.corpus_table {
             return self
                 .doc_freqs

@@ -11,12 +11,12 @@ use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 use super::NodeError;
 use super::cold::ColdFile;
 use super::collector::{HitColumns, IdKind};
-use super::skip::TermMaxima;
 use super::statistics::{CorpusStatistics, DocFreqTable};
 use crate::format::Manifest;
 use crate::ranking::RankProfiles;
 use crate::ranking::values::TierValues;
-use crate::schema::{FieldType, IndexSchema};
+use crate::remote::{ColdTermBounds, RemoteDirectory};
+use crate::schema::{ADDR_FIELD, FieldType, IndexSchema, SORT_KEY_FIELD};
 
 /// An open, read-only tantivy index.
 pub struct Tier {
@@ -26,7 +26,10 @@ pub struct Tier {
 
 impl Tier {
     pub fn open(dir: &Path) -> Result<Tier, NodeError> {
-        let index = Index::open_in_dir(dir)?;
+        Tier::of(Index::open_in_dir(dir)?)
+    }
+
+    pub fn of(index: Index) -> Result<Tier, NodeError> {
         // The index never changes under a version: no reloading.
         let reader = index
             .reader_builder()
@@ -43,12 +46,73 @@ impl Tier {
 pub struct ColdTier {
     pub tier: Tier,
     pub files: Arc<Vec<ColdFile>>,
-    pub columns: Arc<HitColumns>,
-    pub values: Arc<TierValues>,
+    /// Opened with the tier when it is local; when it is remote, by the first search that
+    /// ranks it (they are read whole: `remote::warm`).
+    columns: OnceLock<Arc<HitColumns>>,
+    values: OnceLock<Arc<TierValues>>,
+    /// The value ranges the manifest records (no column read): what bounds the skip.
+    pub ranges: TierValues,
     /// Over both tiers.
     pub statistics: Arc<CorpusStatistics>,
-    /// Each query term's highest BM25 contribution here, for the cold skip.
-    pub term_maxima: TermMaxima,
+    /// Each cold term's document frequency and highest BM25 contribution (the cold skip).
+    pub bounds: Arc<ColdTermBounds>,
+    /// `Some` when the cold index is searched in the store.
+    pub remote: Option<RemoteDirectory>,
+}
+
+impl ColdTier {
+    /// The id columns; opened before the tier is first ranked.
+    pub fn columns(&self) -> &Arc<HitColumns> {
+        self.columns
+            .get()
+            .expect("the cold tier's columns are opened before it is ranked")
+    }
+
+    pub fn values(&self) -> &Arc<TierValues> {
+        self.values
+            .get()
+            .expect("the cold tier's columns are opened before it is ranked")
+    }
+
+    /// Whether the columns are open (always, for a local tier).
+    pub fn columns_open(&self) -> bool {
+        self.columns.get().is_some() && self.values.get().is_some()
+    }
+
+    /// Opens the columns the ranking and the hit reading use: for a remote tier, within the
+    /// scope of a search that warmed them.
+    pub fn open_columns(&self, schema: &IndexSchema, id_kind: IdKind) -> Result<(), NodeError> {
+        if self.columns_open() {
+            return Ok(());
+        }
+        let searcher = self.tier.searcher();
+        let columns = HitColumns::open(&searcher, &schema.spec.id_field, id_kind, true)?;
+        let values = TierValues::open(&searcher, schema)?;
+        let _ = self.columns.set(Arc::new(columns));
+        let _ = self.values.set(Arc::new(values));
+        Ok(())
+    }
+
+    /// The fast columns `open_columns` reads, by name.
+    pub fn column_names(schema: &IndexSchema) -> Vec<String> {
+        schema
+            .spec
+            .fields
+            .iter()
+            .filter(|field| field.fast)
+            .map(|field| field.name.clone())
+            .chain([SORT_KEY_FIELD.to_string(), ADDR_FIELD.to_string()])
+            .collect()
+    }
+}
+
+/// How a cold tier was opened: its index, and what a remote one adds.
+pub struct OpenedCold {
+    pub tier: Tier,
+    pub bounds: Arc<ColdTermBounds>,
+    pub remote: Option<RemoteDirectory>,
+    /// An unsharded version's hot terms' document frequencies (a remote tier needs them).
+    pub hot_terms: Option<Arc<DocFreqTable>>,
 }
 
 pub struct LoadedVersion {
@@ -156,7 +220,13 @@ impl LoadedVersion {
         self.cold.get()
     }
 
-    pub fn set_cold(&self, tier: Tier, files: Vec<ColdFile>) -> Result<(), NodeError> {
+    pub fn set_cold(&self, opened: OpenedCold, files: Vec<ColdFile>) -> Result<(), NodeError> {
+        let OpenedCold {
+            tier,
+            bounds,
+            remote,
+            hot_terms,
+        } = opened;
         let searcher = tier.searcher();
         if tier.index.schema() != self.schema.cold_tantivy {
             return Err(NodeError::Corrupt(
@@ -170,25 +240,36 @@ impl LoadedVersion {
                 self.manifest.cold.docs
             )));
         }
-        let columns = Arc::new(HitColumns::open(
-            &searcher,
-            &self.schema.spec.id_field,
-            self.id_kind,
-            true,
-        )?);
-        let values = Arc::new(TierValues::open(&searcher, &self.schema)?);
-        let statistics = match &self.corpus_statistics {
-            Some(corpus) => corpus.clone(),
-            None => Arc::new(CorpusStatistics::new(vec![self.hot.searcher(), searcher])?),
+        let statistics = match (&self.corpus_statistics, &remote, hot_terms) {
+            (Some(corpus), _, _) => corpus.clone(),
+            (None, None, _) => {
+                Arc::new(CorpusStatistics::new(vec![self.hot.searcher(), searcher])?)
+            }
+            (None, Some(_), Some(hot_terms)) => Arc::new(CorpusStatistics::remote(
+                self.hot.searcher(),
+                searcher,
+                hot_terms,
+                bounds.clone(),
+            )?),
+            (None, Some(_), None) => {
+                return Err(NodeError::Internal(
+                    "a remote cold tier was opened without the hot terms' table".into(),
+                ));
+            }
         };
         let cold = ColdTier {
             tier,
             files: Arc::new(files),
-            columns,
-            values,
+            columns: OnceLock::new(),
+            values: OnceLock::new(),
+            ranges: TierValues::from_named_ranges(&self.schema, &self.manifest.cold.value_ranges),
             statistics,
-            term_maxima: TermMaxima::default(),
+            bounds,
+            remote,
         };
+        if cold.remote.is_none() {
+            cold.open_columns(&self.schema, self.id_kind)?;
+        }
         self.cold
             .set(Arc::new(cold))
             .map_err(|_| NodeError::Internal("cold tier loaded twice".into()))

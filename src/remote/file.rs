@@ -141,8 +141,13 @@ impl RemoteFile {
     /// Bytes of this file held in memory for good: pinned and resident.
     pub fn memory_bytes(&self) -> (u64, u64) {
         (
-            self.pinned.iter().map(|(_, bytes)| bytes.len() as u64).sum(),
-            self.resident.as_ref().map_or(0, |resident| resident.bytes()),
+            self.pinned
+                .iter()
+                .map(|(_, bytes)| bytes.len() as u64)
+                .sum(),
+            self.resident
+                .as_ref()
+                .map_or(0, |resident| resident.bytes()),
         )
     }
 

@@ -78,7 +78,11 @@ impl Round {
             .clone()
     }
 
-    pub(super) async fn read(&self, file: &RemoteFile, range: Range<u64>) -> io::Result<OwnedBytes> {
+    pub(super) async fn read(
+        &self,
+        file: &RemoteFile,
+        range: Range<u64>,
+    ) -> io::Result<OwnedBytes> {
         if let Some(bytes) = self.warmed.get(file.id(), &range) {
             return Ok(bytes);
         }
@@ -109,8 +113,9 @@ impl Round {
                     if let Poll::Ready(out) = futures::poll!(work.as_mut()) {
                         return out;
                     }
-                    let requests =
-                        std::mem::take(&mut *round.pending.lock().unwrap_or_else(PoisonError::into_inner));
+                    let requests = std::mem::take(
+                        &mut *round.pending.lock().unwrap_or_else(PoisonError::into_inner),
+                    );
                     if requests.is_empty() {
                         // Waiting on something else (a block another search is loading).
                         tokio::select! {
@@ -138,7 +143,8 @@ impl Round {
         }
         let before = self.stats.snapshot().requests;
         let reads = by_file.iter().map(|(cached, queued)| {
-            let ranges: Vec<Range<u64>> = queued.iter().map(|request| request.range.clone()).collect();
+            let ranges: Vec<Range<u64>> =
+                queued.iter().map(|request| request.range.clone()).collect();
             let stats = self.stats.clone();
             async move { cached.read_ranges(&ranges, &stats).await }
         });

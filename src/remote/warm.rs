@@ -17,12 +17,12 @@ use tantivy::{Searcher, Term};
 /// The terms a query reads, each with whether its positions are read (phrases).
 pub fn query_terms(query: &dyn tantivy::query::Query) -> Vec<(Term, bool)> {
     let mut terms: Vec<(Term, bool)> = Vec::new();
-    query.query_terms(&mut |term, positions| {
-        match terms.iter_mut().find(|(known, _)| known == term) {
+    query.query_terms(
+        &mut |term, positions| match terms.iter_mut().find(|(known, _)| known == term) {
             Some((_, known_positions)) => *known_positions |= positions,
             None => terms.push((term.clone(), positions)),
-        }
-    });
+        },
+    );
     terms
 }
 
@@ -35,7 +35,10 @@ pub async fn dictionary(searcher: &Searcher, terms: &[(Term, bool)]) -> io::Resu
                 .inverted_index(term.field())
                 .map_err(io::Error::other)?;
             reads.push(Box::pin(async move {
-                inverted.terms().get_async(term.serialized_value_bytes()).await?;
+                inverted
+                    .terms()
+                    .get_async(term.serialized_value_bytes())
+                    .await?;
                 Ok(())
             }));
         }
@@ -51,7 +54,8 @@ pub async fn postings(
     columns: &[String],
 ) -> io::Result<()> {
     let mut reads: Vec<BoxFuture<'_, io::Result<()>>> = Vec::new();
-    let mut fields: Vec<tantivy::schema::Field> = terms.iter().map(|(term, _)| term.field()).collect();
+    let mut fields: Vec<tantivy::schema::Field> =
+        terms.iter().map(|(term, _)| term.field()).collect();
     fields.sort_unstable();
     fields.dedup();
     for segment in searcher.segment_readers() {

@@ -64,22 +64,22 @@ impl Warmed {
 
     pub fn insert(&self, file: FileId, start: u64, bytes: OwnedBytes) {
         let mut ranges = self.ranges.lock().unwrap_or_else(PoisonError::into_inner);
-        ranges
-            .by_file
-            .entry(file)
-            .or_default()
-            .push((start, bytes));
+        ranges.by_file.entry(file).or_default().push((start, bytes));
     }
 
     /// The bytes of `range`, if a fetched range holds all of it.
     pub fn get(&self, file: FileId, range: &Range<u64>) -> Option<OwnedBytes> {
         let ranges = self.ranges.lock().unwrap_or_else(PoisonError::into_inner);
-        ranges.by_file.get(&file)?.iter().find_map(|(start, bytes)| {
-            let end = start + bytes.len() as u64;
-            (*start <= range.start && range.end <= end).then(|| {
-                bytes.slice((range.start - start) as usize..(range.end - start) as usize)
+        ranges
+            .by_file
+            .get(&file)?
+            .iter()
+            .find_map(|(start, bytes)| {
+                let end = start + bytes.len() as u64;
+                (*start <= range.start && range.end <= end).then(|| {
+                    bytes.slice((range.start - start) as usize..(range.end - start) as usize)
+                })
             })
-        })
     }
 
     fn record_miss(&self, miss: Miss) {
@@ -161,7 +161,10 @@ mod tests {
         assert!(!in_scope());
         warmed.scope(|| {
             assert!(in_scope());
-            assert_eq!(read(7, &path, &(110..115)).unwrap().as_slice(), &[10, 11, 12, 13, 14]);
+            assert_eq!(
+                read(7, &path, &(110..115)).unwrap().as_slice(),
+                &[10, 11, 12, 13, 14]
+            );
             assert!(read(7, &path, &(140..160)).is_none());
             assert!(read(8, &path, &(0..1)).is_none());
         });

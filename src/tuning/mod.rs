@@ -94,7 +94,8 @@ impl From<ConfigError> for TuningError {
     }
 }
 
-/// Loads the current version of `index` from `store` with both tiers, as a node does, into
+/// Loads the current version of `index` from `store` with both tiers, as a node does (the cold
+/// index local), into
 /// `data_dir` (a node's data dir is reused: verified files there are not downloaded again).
 /// Fails at the first loading error rather than retrying as a serving node would.
 pub async fn load_version(
@@ -107,6 +108,9 @@ pub async fn load_version(
         indexes: Some(vec![index.to_string()]),
         data_dir: Some(data_dir.to_path_buf()),
         poll_interval: Some("0s".into()),
+        // A log replay ranks every distinct query with both tiers, synchronously on all cores
+        // (`plan_page`): the cold index downloaded once costs less than fetched per query.
+        cold_index: Some("local".into()),
         ..Settings::default()
     };
     let config = NodeConfig::resolve(settings, "rules")?;

@@ -1,0 +1,272 @@
+//! Opening a version's cold index, in either mode (`cold_index`):
+//!
+//! - `local`: the cold index is downloaded into the data dir (`cold-index/`), with the cold
+//!   term bounds (`cold-lookup/term_bounds.sst`), and opened from there;
+//! - `remote`: only what opening and planning read is kept in the data dir — the hotcache
+//!   (`cold-lookup/hotcache`), each cold index file's block table (`cold-index-blocks/`) and,
+//!   unsharded, the hot terms' document frequencies (`stats/hot_doc_freqs.fst`) — and the index
+//!   is opened over the store through the block cache (`remote`).
+//!
+//! Either from storage (reusing what the data dir holds and verifies), or from the data dir
+//! alone when storage is down at start-up.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tantivy::directory::{FileSlice, OwnedBytes};
+
+use super::rehydrate::{RehydrateOptions, RehydrateProgress, rehydrate, rehydrate_some};
+use super::statistics::DocFreqTable;
+use super::version::{OpenedCold, Tier};
+use super::{NodeError, write_atomically};
+use crate::cache::BlockCache;
+use crate::config::ColdIndexMode;
+use crate::format::hotcache::Hotcache;
+use crate::format::layout::{self, COLD_DIR, COLD_INDEX_DIR};
+use crate::format::{BlockTable, Manifest};
+use crate::published;
+use crate::remote::{self, ColdTermBounds};
+use crate::store::BlobStore;
+
+/// Directory of a local cold index in a version's copy.
+pub const COLD_INDEX_LOCAL: &str = "cold-index";
+/// The hotcache and the term bounds.
+const COLD_LOOKUP_LOCAL: &str = "cold-lookup";
+/// Block tables of a remote cold index's files.
+const COLD_INDEX_BLOCKS_LOCAL: &str = "cold-index-blocks";
+
+/// What opening a cold index uses of the node.
+pub struct ColdIndexSources<'a> {
+    pub mode: ColdIndexMode,
+    pub cache: &'a Arc<BlockCache>,
+    pub query: &'a Arc<dyn BlobStore>,
+    pub replica_reads: &'a [Arc<dyn BlobStore>],
+    pub bulk: &'a [Arc<dyn BlobStore>],
+    pub options: RehydrateOptions,
+    pub progress: Option<&'a RehydrateProgress>,
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, name)| name)
+}
+
+/// Fetches (or, with `from_storage` false, only checks) what the mode keeps locally, then opens
+/// the cold index.
+pub async fn open(
+    sources: &ColdIndexSources<'_>,
+    manifest: &Manifest,
+    local: &Path,
+    from_storage: bool,
+) -> Result<OpenedCold, NodeError> {
+    let cold_dir = manifest.tier_dir(COLD_DIR);
+    let lookup = local.join(COLD_LOOKUP_LOCAL);
+    let wanted_lookup: &str = match sources.mode {
+        ColdIndexMode::Local => file_name(layout::COLD_TERM_BOUNDS),
+        ColdIndexMode::Remote => file_name(layout::COLD_HOTCACHE),
+    };
+    let hot_terms_dir = parent_dir(layout::HOT_DOC_FREQS);
+    let unsharded = manifest.shard.is_none();
+    if from_storage {
+        if sources.mode == ColdIndexMode::Local {
+            rehydrate(
+                sources.bulk,
+                manifest,
+                &manifest.tier_dir(COLD_INDEX_DIR),
+                &local.join(COLD_INDEX_LOCAL),
+                sources.options,
+                sources.progress,
+            )
+            .await?;
+        }
+        let lookup_name = |name: &str| name == wanted_lookup;
+        rehydrate_some(
+            sources.bulk,
+            manifest,
+            &cold_dir,
+            &lookup_name,
+            &lookup,
+            sources.options,
+            None,
+        )
+        .await?;
+        if sources.mode == ColdIndexMode::Remote && unsharded {
+            let hot_terms = |name: &str| name == file_name(layout::HOT_DOC_FREQS);
+            rehydrate_some(
+                sources.bulk,
+                manifest,
+                hot_terms_dir,
+                &hot_terms,
+                &local.join(hot_terms_dir),
+                sources.options,
+                None,
+            )
+            .await?;
+        }
+    } else {
+        if sources.mode == ColdIndexMode::Local {
+            super::check_kept(
+                &local.join(COLD_INDEX_LOCAL),
+                manifest.cold_index_files(),
+                "cold index",
+            )
+            .await?;
+        }
+        super::check_kept(
+            &lookup,
+            manifest
+                .files_in(cold_dir.clone())
+                .filter(|(name, _)| *name == wanted_lookup),
+            "cold lookup",
+        )
+        .await?;
+        if sources.mode == ColdIndexMode::Remote && unsharded {
+            super::check_kept(
+                &local.join(hot_terms_dir),
+                manifest
+                    .files_in(hot_terms_dir.to_string())
+                    .filter(|(name, _)| *name == file_name(layout::HOT_DOC_FREQS)),
+                "hot terms",
+            )
+            .await?;
+        }
+    }
+    match sources.mode {
+        ColdIndexMode::Local => open_local(local, lookup.join(wanted_lookup)).await,
+        ColdIndexMode::Remote => open_remote(sources, manifest, local, from_storage).await,
+    }
+}
+
+fn parent_dir(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
+async fn open_local(local: &Path, bounds: PathBuf) -> Result<OpenedCold, NodeError> {
+    let index_dir = local.join(COLD_INDEX_LOCAL);
+    tokio::task::spawn_blocking(move || {
+        let bytes = std::fs::read(&bounds)
+            .map_err(|err| NodeError::io(format!("reading {}", bounds.display()), err))?;
+        let bounds = ColdTermBounds::open(FileSlice::new(Arc::new(OwnedBytes::new(bytes))))
+            .map_err(|err| NodeError::Corrupt(format!("{}: {err}", bounds.display())))?;
+        Ok(OpenedCold {
+            tier: Tier::open(&index_dir)?,
+            bounds: Arc::new(bounds),
+            remote: None,
+            hot_terms: None,
+        })
+    })
+    .await
+    .map_err(|err| NodeError::Internal(format!("open task: {err}")))?
+}
+
+/// The block tables of the remote files: kept in the data dir, else (from storage) read
+/// concurrently and kept.
+async fn block_tables(
+    sources: &ColdIndexSources<'_>,
+    manifest: &Manifest,
+    paths: &[String],
+    keep: &Path,
+    from_storage: bool,
+) -> Result<Vec<BlockTable>, NodeError> {
+    let reads = paths.iter().map(|path| async move {
+        let entry = manifest
+            .file(path)
+            .ok_or_else(|| NodeError::Corrupt(format!("{path} is not in the manifest")))?;
+        let kept_path = keep.join(format!("{}.blocks", path.replace('/', "%")));
+        if entry.block_table.is_none() {
+            return Ok(BlockTable::single_block(
+                manifest.block_size,
+                entry.size,
+                entry.crc32c,
+            ));
+        }
+        if let Ok(bytes) = tokio::fs::read(&kept_path).await
+            && let Ok(table) = published::check_block_table(manifest, entry, &bytes)
+        {
+            return Ok(table);
+        }
+        if !from_storage {
+            return Err(NodeError::Corrupt(format!(
+                "no usable kept block table of {path}"
+            )));
+        }
+        let table = published::read_block_table(sources.query.as_ref(), manifest, entry).await?;
+        write_atomically(&kept_path, &table.encode()).await?;
+        Ok(table)
+    });
+    futures::future::join_all(reads).await.into_iter().collect()
+}
+
+async fn open_remote(
+    sources: &ColdIndexSources<'_>,
+    manifest: &Manifest,
+    local: &Path,
+    from_storage: bool,
+) -> Result<OpenedCold, NodeError> {
+    let hotcache_path = local
+        .join(COLD_LOOKUP_LOCAL)
+        .join(file_name(layout::COLD_HOTCACHE));
+    let bytes = tokio::fs::read(&hotcache_path)
+        .await
+        .map_err(|err| NodeError::io(format!("reading {}", hotcache_path.display()), err))?;
+    let index_files: Vec<(String, String)> = manifest
+        .cold_index_files()
+        .map(|(name, entry)| (name.to_string(), entry.path.clone()))
+        .collect();
+    let bounds_path = manifest.tier_dir(layout::COLD_TERM_BOUNDS);
+    let mut paths: Vec<String> = index_files.iter().map(|(_, path)| path.clone()).collect();
+    paths.push(bounds_path.clone());
+    let tables = block_tables(
+        sources,
+        manifest,
+        &paths,
+        &local.join(COLD_INDEX_BLOCKS_LOCAL),
+        from_storage,
+    )
+    .await?;
+    let cached: Vec<_> = paths
+        .iter()
+        .zip(tables)
+        .map(|(path, table)| {
+            sources.cache.file_with_retries(
+                sources.query.clone(),
+                sources.replica_reads.to_vec(),
+                layout::version_key(&manifest.index, &manifest.version, path),
+                table,
+            )
+        })
+        .collect();
+    let hot_terms_path = local.join(layout::HOT_DOC_FREQS);
+    let unsharded = manifest.shard.is_none();
+    let what = hotcache_path.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let hotcache =
+            Hotcache::decode(&what, &bytes).map_err(|err| NodeError::Corrupt(err.to_string()))?;
+        let mut cached = cached.into_iter();
+        let files: Vec<(String, String, crate::cache::CachedFile)> = index_files
+            .into_iter()
+            .map(|(name, path)| (name, path, cached.next().expect("one per path")))
+            .collect();
+        let bounds = (bounds_path, cached.next().expect("the bounds' own"));
+        let opened = remote::open(files, bounds, &hotcache)
+            .map_err(|err| NodeError::Corrupt(err.to_string()))?;
+        let hot_terms = if unsharded {
+            let bytes = std::fs::read(&hot_terms_path).map_err(|err| {
+                NodeError::io(format!("reading {}", hot_terms_path.display()), err)
+            })?;
+            Some(Arc::new(
+                DocFreqTable::from_bytes(&hot_terms_path.display().to_string(), bytes)
+                    .map_err(NodeError::Corrupt)?,
+            ))
+        } else {
+            None
+        };
+        Ok(OpenedCold {
+            tier: Tier::of(opened.index)?,
+            bounds: opened.bounds,
+            remote: Some(opened.directory),
+            hot_terms,
+        })
+    })
+    .await
+    .map_err(|err| NodeError::Internal(format!("open task: {err}")))?
+}
