@@ -518,7 +518,7 @@ fn run_collectors(hot_dir: &Path, queries: &[String]) -> (Latencies, Latencies, 
             columns: columns.clone(),
             threshold: Arc::default(),
             profile: Arc::new(tierdex::ranking::RankProfile::bm25()),
-            values: Arc::new(tierdex::node::values::TierValues::none()),
+            values: Arc::new(tierdex::ranking::values::TierValues::none()),
             // As the node ranks: near ties of the k-th kept for their exact sums.
             near_tie: summed.as_ref().map_or(0.0, SummedTerms::near_tie),
         };

@@ -116,6 +116,9 @@ fn stats_from_pb(stats: Option<pb::QueryStats>) -> SearchStats {
         // Not sent: a member counts only the searches it answers itself.
         handed_off: false,
         rescored_hits: 0,
+        cold_index_rounds: 0,
+        cold_plan_misses: 0,
+        disk_cache_hits: 0,
     }
 }
 

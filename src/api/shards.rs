@@ -384,6 +384,7 @@ impl ShardClient for GrpcShards {
                     hot_docs: status.hot_docs,
                     cold_docs: status.cold_docs,
                     error: Some(status.error).filter(|error| !error.is_empty()),
+                    cold_memory_bytes: (0, 0),
                 }
             })
             .collect())

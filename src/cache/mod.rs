@@ -21,6 +21,9 @@ use tracing::warn;
 use crate::format::BlockTable;
 use crate::store::{BlobStore, StoreError};
 
+pub mod disk;
+pub use disk::{DiskCache, DiskKey, DiskStatus};
+
 /// Longest single range request, in blocks: bounds the bytes one request holds in memory.
 const MAX_RUN_BLOCKS: u64 = 256;
 /// Per-entry bookkeeping counted against the capacity besides the block's bytes.
@@ -66,7 +69,10 @@ impl CacheError {
 /// Counters for one unit of work (a query, a start-up), shared by the reads it makes.
 #[derive(Debug, Default)]
 pub struct ReadStats {
+    /// Blocks found in memory or on disk.
     pub cache_hits: AtomicU64,
+    /// Of `cache_hits`, those read from the disk tier.
+    pub disk_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub requests: AtomicU64,
     pub bytes: AtomicU64,
@@ -76,6 +82,7 @@ impl ReadStats {
     pub fn snapshot(&self) -> ReadCounts {
         ReadCounts {
             cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            disk_hits: self.disk_hits.load(Ordering::Relaxed),
             cache_misses: self.cache_misses.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
@@ -86,15 +93,21 @@ impl ReadStats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadCounts {
     pub cache_hits: u64,
+    pub disk_hits: u64,
     pub cache_misses: u64,
     pub requests: u64,
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-struct BlockKey {
-    file: u64,
-    block: u64,
+/// A block of an object: the object by its name's hash (stable across restarts, so that the
+/// disk tier's blocks are found again), and the block number.
+type BlockKey = DiskKey;
+
+fn object_hash(object: &str) -> u64 {
+    use std::hash::Hasher as _;
+    let mut hasher = twox_hash::XxHash64::with_seed(0);
+    hasher.write(object.as_bytes());
+    hasher.finish()
 }
 
 /// The node-wide cache of verified blocks, with capacity in bytes.
@@ -105,7 +118,8 @@ pub struct BlockCache {
     misses: AtomicU64,
     /// Blocks pushed out to make room (not replaced or invalidated ones).
     evictions: Arc<AtomicU64>,
-    next_file: AtomicU64,
+    /// Under the memory: verified blocks on local disk.
+    disk: Option<Arc<DiskCache>>,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -139,6 +153,11 @@ impl CacheStatus {
 
 impl BlockCache {
     pub fn new(capacity_bytes: u64) -> Arc<BlockCache> {
+        BlockCache::with_disk(capacity_bytes, None)
+    }
+
+    /// A cache of `capacity_bytes` in memory over `disk`.
+    pub fn with_disk(capacity_bytes: u64, disk: Option<Arc<DiskCache>>) -> Arc<BlockCache> {
         let evictions = Arc::new(AtomicU64::new(0));
         let counted = evictions.clone();
         let blocks = Cache::builder()
@@ -161,8 +180,19 @@ impl BlockCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions,
-            next_file: AtomicU64::new(0),
+            disk,
         })
+    }
+
+    pub fn disk_status(&self) -> Option<DiskStatus> {
+        self.disk.as_ref().map(|disk| disk.status())
+    }
+
+    /// Empties the memory tier (the disk tier keeps its blocks): for benchmarks and tests of
+    /// what a node reads with the cache cold in memory.
+    pub async fn clear_memory(&self) {
+        self.blocks.invalidate_all();
+        self.blocks.run_pending_tasks().await;
     }
 
     pub fn status(&self) -> CacheStatus {
@@ -195,10 +225,11 @@ impl BlockCache {
         } else {
             retries
         };
+        let object = format!("{}/{key}", store.uri());
         CachedFile {
             inner: Arc::new(FileInner {
-                id: self.next_file.fetch_add(1, Ordering::Relaxed),
-                object: format!("{}/{key}", store.uri()),
+                id: object_hash(&object),
+                object,
                 store,
                 retries,
                 key,
@@ -210,7 +241,7 @@ impl BlockCache {
 }
 
 struct FileInner {
-    /// Distinguishes this file's blocks in the shared cache.
+    /// Distinguishes this file's blocks in the shared cache: its object's name hash.
     id: u64,
     store: Arc<dyn BlobStore>,
     /// Where to read again after a checksum mismatch.
@@ -299,7 +330,7 @@ impl CachedFile {
                 .cache
                 .blocks
                 .get(&BlockKey {
-                    file: inner.id,
+                    object: inner.id,
                     block,
                 })
                 .await
@@ -309,6 +340,39 @@ impl CachedFile {
                 }
                 None => missing.push(block),
             }
+        }
+        if let Some(disk) = &inner.cache.disk
+            && !missing.is_empty()
+        {
+            let reads = missing.iter().map(|&block| async move {
+                let key = BlockKey {
+                    object: inner.id,
+                    block,
+                };
+                (block, disk.get(key, &inner.object, &inner.table).await)
+            });
+            let mut still_missing = Vec::with_capacity(missing.len());
+            for (block, found) in join_all(reads).await {
+                match found {
+                    Some(data) => {
+                        stats.disk_hits.fetch_add(1, Ordering::Relaxed);
+                        inner
+                            .cache
+                            .blocks
+                            .insert(
+                                BlockKey {
+                                    object: inner.id,
+                                    block,
+                                },
+                                data.clone(),
+                            )
+                            .await;
+                        blocks.insert(block, data);
+                    }
+                    None => still_missing.push(block),
+                }
+            }
+            missing = still_missing;
         }
         let hits = blocks.len() as u64;
         inner.cache.hits.fetch_add(hits, Ordering::Relaxed);
@@ -330,7 +394,7 @@ impl CachedFile {
                 let fetch = fetch.clone();
                 let first = run.start;
                 let key = BlockKey {
-                    file: inner.id,
+                    object: inner.id,
                     block,
                 };
                 loads.push(async move {
@@ -403,12 +467,22 @@ async fn fetch_run(
                 if let Some((block, _)) = bad {
                     warn!(object = %file.object, block, "checksum mismatch; the block read again is good");
                 }
-                let blocks = run
+                let blocks: Vec<Bytes> = run
+                    .clone()
                     .map(|block| {
                         let range = table.block_range(block);
                         data.slice((range.start - start) as usize..(range.end - start) as usize)
                     })
                     .collect();
+                if let Some(disk) = &file.cache.disk {
+                    for (block, data) in run.zip(&blocks) {
+                        let key = BlockKey {
+                            object: file.id,
+                            block,
+                        };
+                        disk.put(key, &file.object, data.clone());
+                    }
+                }
                 return Ok(Arc::new(blocks));
             }
             Some(block) => bad = Some((block, table.block_range(block))),

@@ -10,7 +10,7 @@ use prometheus::{
 
 use super::search::SearchResult;
 use super::{NodeError, NodeErrorKind};
-use crate::cache::CacheStatus;
+use crate::cache::{CacheStatus, DiskStatus};
 use crate::store::{BreakerState, StoreMetrics};
 
 /// Search phases timed, as `SearchStats` reports them.
@@ -39,6 +39,8 @@ pub struct NodeMetrics {
     cold_skipped: IntCounterVec,
     handed_off: IntCounterVec,
     rescored_hits: IntCounterVec,
+    cold_index_rounds: IntCounterVec,
+    cold_plan_misses: IntCounterVec,
     storage_requests: IntCounterVec,
     storage_bytes: IntCounterVec,
     cache_capacity: IntGauge,
@@ -46,6 +48,13 @@ pub struct NodeMetrics {
     cache_hits: IntCounter,
     cache_misses: IntCounter,
     cache_evictions: IntCounter,
+    disk_capacity: IntGauge,
+    disk_used: IntGauge,
+    disk_hits: IntCounter,
+    disk_misses: IntCounter,
+    disk_evictions: IntCounter,
+    disk_corrupt: IntCounter,
+    cold_memory: IntGaugeVec,
     breaker_open: IntGaugeVec,
     hedged_requests: IntCounter,
     serving_version: GaugeVec,
@@ -190,6 +199,18 @@ impl NodeMetrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);
+        let cold_memory = IntGaugeVec::new(
+            Opts::new(
+                "tierdex_cold_index_memory_bytes",
+                "Bytes of remote cold indexes held in memory for good: `pinned` (the hotcache) \
+                 and `resident` (field norms and fast columns, kept once read)",
+            ),
+            &["index", "kind"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(cold_memory.clone()))
+            .expect("registered once");
         let replica_requests = IntCounterVec::new(
             Opts::new(
                 "tierdex_fleet_replica_requests_total",
@@ -226,8 +247,43 @@ impl NodeMetrics {
                 "Hits whose BM25 score was summed again exactly because it was within float \
                  rounding of another hit's, so that equal scores tie by id in every tier and shard",
             ),
+            cold_index_rounds: by_index(
+                "tierdex_cold_index_rounds_total",
+                "Rounds of remote cold index reads sent to storage (a search makes at most two: \
+                 dictionary blocks and bounds, then postings, norms and columns)",
+            ),
+            cold_plan_misses: by_index(
+                "tierdex_cold_plan_misses_total",
+                "Remote cold index reads a search's plan missed; each such search ranked its cold \
+                 tier again on the blocking pool (0 when plans are complete)",
+            ),
             storage_requests,
             storage_bytes,
+            disk_capacity: gauge(
+                "tierdex_disk_cache_capacity_bytes",
+                "Capacity of the block cache's disk tier (0: off)",
+            ),
+            disk_used: gauge(
+                "tierdex_disk_cache_used_bytes",
+                "Bytes of verified blocks kept on disk",
+            ),
+            disk_hits: mirrored(
+                "tierdex_disk_cache_hits_total",
+                "Blocks missing from memory found on disk (verified)",
+            ),
+            disk_misses: mirrored(
+                "tierdex_disk_cache_misses_total",
+                "Blocks missing from memory not found on disk either",
+            ),
+            disk_evictions: mirrored(
+                "tierdex_disk_cache_evictions_total",
+                "Blocks removed from disk to make room",
+            ),
+            disk_corrupt: mirrored(
+                "tierdex_disk_cache_corrupt_total",
+                "Blocks read back from disk that failed their checksum (removed, fetched again)",
+            ),
+            cold_memory: cold_memory.clone(),
             cache_capacity: gauge(
                 "tierdex_block_cache_capacity_bytes",
                 "Capacity of the block cache for cold reads",
@@ -318,6 +374,12 @@ impl NodeMetrics {
                 self.rescored_hits
                     .with_label_values(&[index])
                     .inc_by(stats.rescored_hits);
+                self.cold_index_rounds
+                    .with_label_values(&[index])
+                    .inc_by(u64::from(stats.cold_index_rounds));
+                self.cold_plan_misses
+                    .with_label_values(&[index])
+                    .inc_by(stats.cold_plan_misses);
                 self.storage_requests
                     .with_label_values(&[index])
                     .inc_by(stats.storage_requests);
@@ -338,6 +400,7 @@ impl NodeMetrics {
     pub fn scrape(
         &self,
         cache: &CacheStatus,
+        disk: Option<DiskStatus>,
         breaker: BreakerState,
         hedged_requests: u64,
         indexes: &[super::IndexStatus],
@@ -347,6 +410,16 @@ impl NodeMetrics {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.refresh(cache, breaker, hedged_requests, indexes);
+        let disk = disk.unwrap_or_default();
+        self.disk_capacity.set(disk.capacity_bytes as i64);
+        self.disk_used.set(disk.used_bytes as i64);
+        let mirror = |counter: &IntCounter, value: u64| {
+            counter.inc_by(value.saturating_sub(counter.get()));
+        };
+        mirror(&self.disk_hits, disk.hits);
+        mirror(&self.disk_misses, disk.misses);
+        mirror(&self.disk_evictions, disk.evictions);
+        mirror(&self.disk_corrupt, disk.corrupt);
         self.encode()
     }
 
@@ -383,6 +456,12 @@ impl NodeMetrics {
                 self.serving_version
                     .with_label_values(&[status.name.as_str(), version.as_str()])
                     .set(1.0);
+            }
+            let (pinned, resident) = status.cold_memory_bytes;
+            for (kind, bytes) in [("pinned", pinned), ("resident", resident)] {
+                self.cold_memory
+                    .with_label_values(&[status.name.as_str(), kind])
+                    .set(bytes as i64);
             }
             for (tier, state) in [("hot", status.hot), ("cold", status.cold)] {
                 self.tier_ready

@@ -28,7 +28,7 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::cache::{BlockCache, CacheError, CacheStatus, ReadStats};
+use crate::cache::{BlockCache, CacheError, CacheStatus, DiskCache, DiskStatus, ReadStats};
 use crate::config::NodeConfig;
 use crate::format::layout::{self, HOT_DIR};
 use crate::format::{FileEntry, Manifest};
@@ -169,6 +169,9 @@ pub struct IndexStatus {
     pub hot_docs: u64,
     pub cold_docs: u64,
     pub error: Option<String>,
+    /// A remote cold index's bytes held in memory: pinned (hotcache), resident (norms,
+    /// columns).
+    pub cold_memory_bytes: (u64, u64),
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +249,16 @@ impl IndexSlot {
                 .as_ref()
                 .map_or(0, |version| version.manifest.cold.docs),
             error: state.error,
+            cold_memory_bytes: current
+                .as_ref()
+                .and_then(|version| version.cold())
+                .and_then(|cold| cold.remote.as_ref())
+                .map_or((0, 0), |remote| {
+                    remote.files().fold((0, 0), |(pinned, resident), file| {
+                        let (p, r) = file.memory_bytes();
+                        (pinned + p, resident + r)
+                    })
+                }),
         }
     }
 }
@@ -292,8 +305,16 @@ impl Node {
             }
         }
         let metrics = metrics::NodeMetrics::new();
+        // Index names cannot start with a dot: this never meets an index's directory.
+        let disk_dir = config.data_dir.join(".block-cache");
+        let disk = DiskCache::open(&disk_dir, config.disk_cache_size).map_err(|err| {
+            NodeError::io(
+                format!("opening the disk cache in {}", disk_dir.display()),
+                err,
+            )
+        })?;
         Ok(Arc::new(Node {
-            cache: BlockCache::new(config.cache_size),
+            cache: BlockCache::with_disk(config.cache_size, disk),
             search_permits: Arc::new(Semaphore::new(config.search_concurrency)),
             documents: cold::DocumentCache::new(config.document_cache_size),
             changes: watch::channel(0).0,
@@ -313,6 +334,17 @@ impl Node {
     pub async fn cache_status(&self) -> CacheStatus {
         self.cache.settle().await;
         self.cache.status()
+    }
+
+    /// The disk tier's figures, when there is one.
+    pub fn disk_cache_status(&self) -> Option<DiskStatus> {
+        self.cache.disk_status()
+    }
+
+    /// Empties the memory tier of the block cache (benchmarks: searches with the cache warm on
+    /// disk only).
+    pub async fn clear_memory_cache(&self) {
+        self.cache.clear_memory().await;
     }
 
     pub fn storage_status(&self) -> StorageStatus {
@@ -402,6 +434,7 @@ impl Node {
         let storage = self.storage_status();
         self.metrics.scrape(
             &cache,
+            self.cache.disk_status(),
             storage.breaker,
             storage.hedged_requests,
             &self.statuses(),

@@ -83,6 +83,13 @@ pub struct SearchStats {
     /// Hits given their exact scores because float rounding could have decided their order
     /// (`exact_sum`).
     pub rescored_hits: u64,
+    /// Rounds of remote cold index reads that went to storage (at most two).
+    pub cold_index_rounds: u32,
+    /// Remote cold index reads the search's plan missed (each one searched again on the
+    /// blocking pool; 0 unless the plan is incomplete for the query).
+    pub cold_plan_misses: u64,
+    /// Blocks read from the block cache's disk tier.
+    pub disk_cache_hits: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -564,6 +571,9 @@ pub async fn search(
             total_ms: millis(started),
             handed_off: ranked.handed_off,
             rescored_hits: ranked.rescored_hits,
+            cold_index_rounds: ranked.cold_index.rounds,
+            cold_plan_misses: ranked.cold_index.plan_misses,
+            disk_cache_hits: counts.disk_hits,
         },
         version: version.version().to_string(),
         cold_skipped: ranked.cold_skipped,
