@@ -11,12 +11,32 @@ use common::oracle::{Id, IdStyle, Oracle, build_cacm_styled};
 use common::*;
 use tierdex::api::pb;
 
+/// Against the oracle with the cold index searched in the store (`remote`, with every read of
+/// every search planned: strict) and, in `modes` too, downloaded (`local`).
 async fn check_against_oracle(rules: &str, hot_numbers: BTreeSet<u64>, style: IdStyle) {
+    check_in_modes(rules, hot_numbers, style, &["remote"]).await;
+}
+
+async fn check_in_modes(rules: &str, hot_numbers: BTreeSet<u64>, style: IdStyle, modes: &[&str]) {
     let server = S3Server::start();
     let store = server.store("oracle", "indexes").await;
     build_cacm_styled(store.clone(), rules, style, "cacm", 1).await;
+    for mode in modes {
+        check_mode(store.clone(), &hot_numbers, style, mode).await;
+    }
+}
+
+async fn check_mode(
+    store: std::sync::Arc<dyn tierdex::store::BlobStore>,
+    hot_numbers: &BTreeSet<u64>,
+    style: IdStyle,
+    mode: &str,
+) {
     let data = tempfile::tempdir().unwrap();
-    let node = TestNode::start(store, &["cacm"], data.path()).await;
+    let node = TestNode::start_with(store, &["cacm"], data.path(), |settings| {
+        settings.cold_index = Some(mode.to_string());
+    })
+    .await;
     node.wait_ready().await;
     let mut client = node.client().await;
     let oracle = Oracle::new(style);
@@ -56,7 +76,11 @@ async fn check_against_oracle(rules: &str, hot_numbers: BTreeSet<u64>, style: Id
             .await
             .unwrap_or_else(|status| panic!("{query}: {status}"))
             .into_inner();
-        assert!(!response.degraded, "{query}: {}", response.degraded_reason);
+        assert!(
+            !response.degraded,
+            "{mode} {query}: {}",
+            response.degraded_reason
+        );
         if second_page {
             assert!(response.total_hits_exact);
             assert_eq!(
@@ -148,20 +172,22 @@ async fn check_against_oracle(rules: &str, hot_numbers: BTreeSet<u64>, style: Id
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_answers_equal_one_index_for_a_real_split() {
-    check_against_oracle(
+    check_in_modes(
         "hot = [\"citations >= 1\"]",
         cacm_cited_ids(),
         IdStyle::Numbers,
+        &["remote", "local"],
     )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_answers_equal_one_index_with_string_ids() {
-    check_against_oracle(
+    check_in_modes(
         "hot = [\"citations >= 1\"]",
         cacm_cited_ids(),
         IdStyle::Strings,
+        &["remote", "local"],
     )
     .await;
 }

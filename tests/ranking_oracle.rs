@@ -199,7 +199,12 @@ impl Oracle {
 
 /// Builds CACM with the ranked schema and `rules` into a real S3-compatible server and starts
 /// a node on it. The server must outlive the node.
-async fn ranked_node(server: &S3Server, rules: &str, data: &std::path::Path) -> TestNode {
+async fn ranked_node(
+    server: &S3Server,
+    rules: &str,
+    data: &std::path::Path,
+    mode: &str,
+) -> TestNode {
     let store = server.store("ranking", "indexes").await;
     let options = build_options(
         ranked_schema(),
@@ -210,7 +215,10 @@ async fn ranked_node(server: &S3Server, rules: &str, data: &std::path::Path) -> 
     tierdex::builder::build(options, store.clone())
         .await
         .unwrap();
-    let node = TestNode::start(store, &["cacm"], data).await;
+    let node = TestNode::start_with(store, &["cacm"], data, |settings| {
+        settings.cold_index = Some(mode.to_string());
+    })
+    .await;
     node.wait_ready().await;
     node
 }
@@ -313,9 +321,14 @@ fn check_page(
 /// second page, against the oracle. With `assert_skips`, the `cited` and `citations DESC`
 /// orderings must have skipped the cold tier for some queries and searched it for others.
 async fn check_rules(rules: &str, hot_ids: BTreeSet<u64>, assert_skips: bool) {
+    check_rules_in(rules, hot_ids, assert_skips, "remote").await;
+}
+
+/// `check_rules` with the cold index `mode` (`remote` or `local`).
+async fn check_rules_in(rules: &str, hot_ids: BTreeSet<u64>, assert_skips: bool, mode: &str) {
     let server = S3Server::start();
     let data = tempfile::tempdir().unwrap();
-    let node = ranked_node(&server, rules, data.path()).await;
+    let node = ranked_node(&server, rules, data.path(), mode).await;
     let mut client = node.client().await;
     let oracle = Oracle::new();
     let queries: Vec<String> = cacm_query_texts()
@@ -422,6 +435,17 @@ async fn ranked_pages_equal_one_index_for_a_real_split() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranked_pages_equal_one_index_for_a_real_split_with_the_cold_index_local() {
+    check_rules_in(
+        "hot = [\"citations >= 1\"]",
+        cacm_cited_ids(),
+        true,
+        "local",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranked_pages_equal_one_index_when_all_hot() {
     check_rules(
         "hot = [\"true\"]",
@@ -478,6 +502,7 @@ fn random_ranked_pages_equal_one_index() {
         &server,
         "hot = [\"citations >= 1\"]",
         data.path(),
+        "remote",
     ));
     let client = runtime.block_on(node.client());
     let oracle = Oracle::new();
@@ -576,7 +601,7 @@ fn random_ranked_pages_equal_one_index() {
 async fn bad_profiles_and_orders_are_invalid_arguments() {
     let server = S3Server::start();
     let data = tempfile::tempdir().unwrap();
-    let node = ranked_node(&server, "hot = [\"citations >= 1\"]", data.path()).await;
+    let node = ranked_node(&server, "hot = [\"citations >= 1\"]", data.path(), "remote").await;
     let mut client = node.client().await;
     for (profile, order_by, named) in [
         ("nope", "", &["nope"][..]),

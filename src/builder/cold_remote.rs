@@ -28,6 +28,7 @@ use tantivy::{DocSet, HasLen, Index, ReloadPolicy, Score, TERMINATED};
 use tantivy_sstable::{Dictionary, VecU32ValueSSTable};
 
 use super::BuildError;
+use super::stats::BuildStatistics;
 use crate::format::hotcache::{HotFile, Hotcache};
 use crate::format::layout::{COLD_HOTCACHE, COLD_INDEX_DIR, COLD_TERM_BOUNDS};
 use crate::format::shard::doc_freq_key;
@@ -42,7 +43,7 @@ pub fn write(
     root: &Path,
     prefix: &str,
     schema: &IndexSchema,
-    statistics: &dyn Bm25StatisticsProvider,
+    statistics: &BuildStatistics,
 ) -> Result<BTreeMap<String, ValueRange>, BuildError> {
     let cold_dir = root.join(COLD_INDEX_DIR);
     let index = Index::open_in_dir(&cold_dir)?;
@@ -58,24 +59,37 @@ pub fn write(
 }
 
 /// Every cold term, keyed as the document-frequency tables are (`format::shard::doc_freq_key`),
-/// with `[document frequency, f32 bits of its highest BM25 contribution]`: the score a
-/// `TermQuery` for it alone gives its best cold document under `statistics`.
+/// with `[document frequency in the cold tier, f32 bits of its highest BM25 contribution]`: the
+/// score a `TermQuery` for it alone gives its best cold document under `statistics`.
+///
+/// One pass over the merged term streams of both tiers (the hot ones give the corpus document
+/// frequency of an unsharded version without a lookup per term). A term's score is its weight
+/// (from its document frequency) times a factor of the document's term frequency and norm, the
+/// same for every term of a field: the best cold posting is found with one weight per field,
+/// and scored once with the term's own. Float multiplication by a positive weight keeps order,
+/// so that is the exact maximum `Bm25Weight::score` gives.
 fn write_term_bounds(
-    searcher: &tantivy::Searcher,
-    statistics: &dyn Bm25StatisticsProvider,
+    cold: &tantivy::Searcher,
+    statistics: &BuildStatistics,
     path: &Path,
 ) -> Result<(), BuildError> {
     let file = std::fs::File::create(path)
         .map_err(|err| BuildError::io(format!("creating {}", path.display()), err))?;
     let mut writer = Dictionary::<VecU32ValueSSTable>::builder(BufWriter::new(file))
         .map_err(|err| BuildError::io("starting the term bounds", err))?;
-    let schema = searcher.schema();
+    let schema = cold.schema();
+    let hot = statistics.tier_searchers();
+    let total_num_docs = statistics.total_num_docs()?;
     // Field ids ascend and each field's terms come sorted: keys in the order the table needs.
     for (field, entry) in schema.fields() {
         if !entry.is_indexed() {
             continue;
         }
-        let segments = searcher.segment_readers();
+        let average_fieldnorm =
+            statistics.total_num_tokens(field)? as Score / total_num_docs as Score;
+        let field_weight =
+            Bm25Weight::for_one_term_without_explain(1, total_num_docs, average_fieldnorm);
+        let segments = cold.segment_readers();
         let mut inverted = Vec::with_capacity(segments.len());
         let mut norms = Vec::with_capacity(segments.len());
         for reader in segments {
@@ -87,36 +101,69 @@ fn write_term_bounds(
                     .unwrap_or_else(|| FieldNormReader::constant(reader.max_doc(), 1)),
             );
         }
+        let cold_streams = inverted.len();
+        // The other tiers' segments after the cold ones, for their document frequencies.
+        let mut others = Vec::new();
+        for searcher in hot {
+            for reader in searcher.segment_readers() {
+                others.push(reader.inverted_index(field)?);
+            }
+        }
         let streams = inverted
             .iter()
+            .chain(&others)
             .map(|index| index.terms().stream())
             .collect::<io::Result<Vec<TermStreamer<'_>>>>()
-            .map_err(|err| BuildError::io("reading a cold term dictionary", err))?;
+            .map_err(|err| BuildError::io("reading a term dictionary", err))?;
         let mut merger = TermMerger::new(streams);
         while merger.advance() {
-            let term = Term::from_field_bytes(field, merger.key());
-            let weight = Bm25Weight::for_terms(statistics, std::slice::from_ref(&term))?;
-            let mut doc_freq = 0u64;
-            let mut max: Score = 0.0;
-            for (segment, info) in merger.current_segment_ords_and_term_infos() {
-                doc_freq += u64::from(info.doc_freq);
-                let mut postings = inverted[segment]
+            let mut cold_freq = 0u64;
+            let mut all_freq = 0u64;
+            // The best (norm, term frequency) of the cold postings, by the field's weight.
+            let mut best: Option<(Score, u8, u32)> = None;
+            for (stream, info) in merger.current_segment_ords_and_term_infos() {
+                all_freq += u64::from(info.doc_freq);
+                if stream >= cold_streams {
+                    continue;
+                }
+                cold_freq += u64::from(info.doc_freq);
+                let mut postings = inverted[stream]
                     .read_postings_from_terminfo(&info, IndexRecordOption::WithFreqs)
                     .map_err(|err| BuildError::io("reading cold postings", err))?;
                 let mut doc = postings.doc();
                 while doc != TERMINATED {
-                    let score =
-                        weight.score(norms[segment].fieldnorm_id(doc), postings.term_freq());
-                    max = max.max(score);
+                    let norm = norms[stream].fieldnorm_id(doc);
+                    let frequency = postings.term_freq();
+                    let score = field_weight.score(norm, frequency);
+                    if best.is_none_or(|(kept, _, _)| score > kept) {
+                        best = Some((score, norm, frequency));
+                    }
                     doc = postings.advance();
                 }
             }
-            let doc_freq = u32::try_from(doc_freq)
+            if cold_freq == 0 {
+                continue;
+            }
+            let doc_freq = match statistics {
+                BuildStatistics::Tiers(_) => all_freq,
+                BuildStatistics::Corpus { .. } => {
+                    statistics.doc_freq(&Term::from_field_bytes(field, merger.key()))?
+                }
+            };
+            let max = best.map_or(0.0, |(_, norm, frequency)| {
+                Bm25Weight::for_one_term_without_explain(
+                    doc_freq,
+                    total_num_docs,
+                    average_fieldnorm,
+                )
+                .score(norm, frequency)
+            });
+            let cold_freq = u32::try_from(cold_freq)
                 .map_err(|_| BuildError::internal("a cold term in more than 2^32 documents"))?;
             writer
                 .insert(
                     doc_freq_key(field.field_id(), merger.key()),
-                    &vec![doc_freq, max.to_bits()],
+                    &vec![cold_freq, max.to_bits()],
                 )
                 .map_err(|err| BuildError::io("writing the term bounds", err))?;
         }

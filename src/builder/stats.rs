@@ -104,6 +104,14 @@ pub enum BuildStatistics {
 }
 
 impl BuildStatistics {
+    /// The hot tier's searcher of an unsharded version (tiers: hot first), none for a corpus.
+    pub fn tier_searchers(&self) -> &[Searcher] {
+        match self {
+            BuildStatistics::Tiers(tiers) => &tiers[..1],
+            BuildStatistics::Corpus { .. } => &[],
+        }
+    }
+
     pub fn of_tiers(dirs: &[PathBuf]) -> Result<BuildStatistics, BuildError> {
         Ok(BuildStatistics::Tiers(
             dirs.iter()

@@ -103,6 +103,9 @@ pub struct DiskCache {
     misses: AtomicU64,
     evictions: AtomicU64,
     corrupt: AtomicU64,
+    /// Writes in the background not finished yet.
+    writing: AtomicU64,
+    written: tokio::sync::Notify,
 }
 
 fn encode(object: &str, block: u64, data: &[u8]) -> Vec<u8> {
@@ -163,6 +166,8 @@ impl DiskCache {
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
+            writing: AtomicU64::new(0),
+            written: tokio::sync::Notify::new(),
         };
         {
             let mut index = cache.index.lock().unwrap_or_else(PoisonError::into_inner);
@@ -275,6 +280,7 @@ impl DiskCache {
         };
         let path = self.path(&key);
         let cache = self.clone();
+        self.writing.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             for old in evicted {
                 let _ = tokio::fs::remove_file(old).await;
@@ -294,7 +300,20 @@ impl DiskCache {
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&key);
             }
+            cache.writing.fetch_sub(1, Ordering::SeqCst);
+            cache.written.notify_waiters();
         });
+    }
+
+    /// Waits until every block put so far is on disk (a node shutting down, tests).
+    pub async fn flush(&self) {
+        loop {
+            let written = self.written.notified();
+            if self.writing.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            written.await;
+        }
     }
 
     /// Drops the oldest entries until `extra` more bytes fit; their files, to delete.

@@ -184,6 +184,13 @@ impl BlockCache {
         })
     }
 
+    /// Waits for the disk tier's writes in flight.
+    pub async fn flush_disk(&self) {
+        if let Some(disk) = &self.disk {
+            disk.flush().await;
+        }
+    }
+
     pub fn disk_status(&self) -> Option<DiskStatus> {
         self.disk.as_ref().map(|disk| disk.status())
     }
@@ -225,11 +232,13 @@ impl BlockCache {
         } else {
             retries
         };
-        let object = format!("{}/{key}", store.uri());
         CachedFile {
             inner: Arc::new(FileInner {
-                id: object_hash(&object),
-                object,
+                // By key, not by store: replicas hold the same bytes under the same key, and
+                // a node restarted against another endpoint of the same data finds its disk
+                // tier again. Version ids make keys unique; checksums guard the rest.
+                id: object_hash(&key),
+                object: format!("{}/{key}", store.uri()),
                 store,
                 retries,
                 key,
@@ -349,7 +358,7 @@ impl CachedFile {
                     object: inner.id,
                     block,
                 };
-                (block, disk.get(key, &inner.object, &inner.table).await)
+                (block, disk.get(key, &inner.key, &inner.table).await)
             });
             let mut still_missing = Vec::with_capacity(missing.len());
             for (block, found) in join_all(reads).await {
@@ -480,7 +489,7 @@ async fn fetch_run(
                             object: file.id,
                             block,
                         };
-                        disk.put(key, &file.object, data.clone());
+                        disk.put(key, &file.key, data.clone());
                     }
                 }
                 return Ok(Arc::new(blocks));

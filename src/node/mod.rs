@@ -341,6 +341,11 @@ impl Node {
         self.cache.disk_status()
     }
 
+    /// Waits until the disk tier has written every block given to it so far.
+    pub async fn flush_disk_cache(&self) {
+        self.cache.flush_disk().await;
+    }
+
     /// Empties the memory tier of the block cache (benchmarks: searches with the cache warm on
     /// disk only).
     pub async fn clear_memory_cache(&self) {

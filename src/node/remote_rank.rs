@@ -80,9 +80,10 @@ pub(super) async fn rank_hits_remote(
     let reads_bounds = !spec.count
         && prepared.profile.reads_bm25()
         && bounded.iter().any(|term| !cold.bounds.is_kept(term));
-    // Decided without reading: every bound it needs is kept (or it needs none).
+    // Decided without reading: every bound it needs is kept (or it needs none, or the cold
+    // tier is empty).
     let mut skipped = None;
-    if !reads_bounds {
+    if !reads_bounds || (!spec.count && cold.tier.searcher().num_docs() == 0) {
         skipped = Some(skips_cold(&prepared, &hot, cold)?);
     }
     if skipped == Some(true) {

@@ -810,6 +810,10 @@ pub(super) fn skips_cold(
     if prepared.spec.count {
         return Ok(false);
     }
+    // Nothing to find there (every document hot): no read needed to know.
+    if cold.tier.searcher().num_docs() == 0 {
+        return Ok(true);
+    }
     cold_cannot_reach(&hot.hot.hits, &prepared.ranking(), cold)
 }
 

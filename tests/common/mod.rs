@@ -4,6 +4,7 @@
 
 pub mod copies;
 pub mod oracle;
+pub mod recording;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -420,6 +421,8 @@ impl TestNode {
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(data_dir.to_path_buf()),
             cache_size: Some("64MiB".into()),
+            // Every remote cold search's reads must have been planned: a miss fails the test.
+            cold_plan_strict: Some(true),
             ..Default::default()
         };
         adjust(&mut settings);
