@@ -640,6 +640,8 @@ mod tests {
         for (key, _) in &declared {
             let value = if key == "indexes" || key == "peers" {
                 "[\"a\"]"
+            } else if key == "cold_plan_strict" {
+                "true"
             } else if key.ends_with("concurrency")
                 || key == "max_results"
                 || key == "inline_postings"

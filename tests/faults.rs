@@ -344,8 +344,10 @@ async fn a_node_starts_with_storage_down_and_recovers_by_itself() {
     let data = tempfile::tempdir().unwrap();
     // The cold index local: it ranks with storage down, so the hits left out are known. (A
     // remote one is `a_remote_cold_index_restarted_with_storage_down_answers_from_its_caches`.)
+    // No disk tier: it would keep the cold documents' blocks and answer in full.
     let local = |settings: &mut tierdex::config::Settings| {
         settings.cold_index = Some("local".into());
+        settings.disk_cache_size = Some("0".into());
     };
     let first = fault_node(faulty.through_proxy.clone(), "cacm", data.path(), local).await;
     first.wait_ready().await;

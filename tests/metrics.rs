@@ -94,6 +94,9 @@ async fn metrics_count_hot_cold_degraded_and_failed_searches() {
     let node = fault_node(through_proxy, "cacm", data.path(), |settings| {
         settings.breaker_cool_down = Some("60s".into());
         settings.inline_postings = Some(INLINE_POSTINGS);
+        // CACM's whole cold tier would fit on disk: without a disk tier, storage refusing
+        // shows as degraded pages.
+        settings.disk_cache_size = Some("0".into());
     })
     .await;
     node.wait_ready().await;

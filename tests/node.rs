@@ -205,7 +205,12 @@ async fn a_cold_query_on_an_empty_cache_makes_one_round_of_requests() {
         .await
         .unwrap();
     let data = tempfile::tempdir().unwrap();
-    let node = TestNode::start(recorder.clone(), &["cacm"], data.path()).await;
+    // The cold index local: this counts document reads (a remote cold index adds at most two
+    // rounds of index reads before them: tests/cold_remote.rs).
+    let node = TestNode::start_with(recorder.clone(), &["cacm"], data.path(), |settings| {
+        settings.cold_index = Some("local".into());
+    })
+    .await;
     node.wait_ready().await;
     let mut client = node.client().await;
     // Cold documents from the start, middle and end of the cold file.

@@ -123,7 +123,15 @@ async fn replay_reports_the_hit_rate_a_node_serves_and_locates_bad_lines() {
     let log_path = dir.path().join("queries.log");
     std::fs::write(&log_path, &log).unwrap();
 
-    let node = TestNode::start(store.clone() as Arc<dyn BlobStore>, &["cacm"], dir.path()).await;
+    // Replay counts a page's document reads: what a node whose cold index is local sends (a
+    // remote cold index adds its index rounds, which replay does not plan).
+    let node = TestNode::start_with(
+        store.clone() as Arc<dyn BlobStore>,
+        &["cacm"],
+        dir.path(),
+        |settings| settings.cold_index = Some("local".into()),
+    )
+    .await;
     node.wait_ready().await;
     let mut client = node.client().await;
 

@@ -4,7 +4,6 @@
 
 pub mod copies;
 pub mod oracle;
-pub mod recording;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -393,6 +392,33 @@ impl HookedStore<Recorder> {
     pub fn clear(&self) {
         self.hooks.reads.lock().unwrap().clear();
     }
+
+    /// The reads recorded so far, cleared.
+    pub fn take(&self) -> Vec<RecordedRead> {
+        std::mem::take(&mut self.hooks.reads.lock().unwrap())
+    }
+}
+
+/// Reads grouped into sequential rounds, in time order: reads that overlap in time are one
+/// round; a read that starts after every read of the current round has finished starts the next.
+pub fn rounds(reads: &[RecordedRead]) -> Vec<Vec<RecordedRead>> {
+    let mut sorted = reads.to_vec();
+    sorted.sort_by_key(|read| read.started);
+    let mut rounds: Vec<Vec<RecordedRead>> = Vec::new();
+    let mut round_end: Option<Instant> = None;
+    for read in sorted {
+        match round_end {
+            Some(end) if read.started < end => {
+                round_end = Some(end.max(read.finished));
+                rounds.last_mut().unwrap().push(read);
+            }
+            _ => {
+                round_end = Some(read.finished);
+                rounds.push(vec![read]);
+            }
+        }
+    }
+    rounds
 }
 
 /// A node serving `indexes` from `store`, on a free loopback port, stopped when dropped.
