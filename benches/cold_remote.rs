@@ -35,11 +35,7 @@ use tierdex::store::BlobStore;
 
 const INDEX: &str = "pypi";
 
-fn node_config(
-    data: &Path,
-    mode: &str,
-    disk_cache: &str,
-) -> tierdex::config::NodeConfig {
+fn node_config(data: &Path, mode: &str, disk_cache: &str) -> tierdex::config::NodeConfig {
     let settings = tierdex::config::Settings {
         store: Some("bench".into()),
         indexes: Some(vec![INDEX.into()]),
@@ -220,14 +216,21 @@ async fn run(query_count: usize) {
 
     for (link, store, latency) in [
         ("direct", &direct, None),
-        ("20 ms per request", &proxied, Some(Duration::from_millis(20))),
+        (
+            "20 ms per request",
+            &proxied,
+            Some(Duration::from_millis(20)),
+        ),
     ] {
         proxy.set(Faults {
             latency: latency.map(|latency| (latency, 1.0)),
             ..Faults::none()
         });
         let trip = round_trip(store, &small_key, 20).await;
-        println!("### {link}: one store round trip {:.2} ms", trip.as_secs_f64() * 1000.0);
+        println!(
+            "### {link}: one store round trip {:.2} ms",
+            trip.as_secs_f64() * 1000.0
+        );
         println!();
 
         // 1. Start-up and the data dir.
@@ -294,7 +297,9 @@ async fn run(query_count: usize) {
         remote.flush_disk_cache().await;
         local.flush_disk_cache().await;
         let (disk_remote, disk_local) = alternate(&remote, &local, &queries, true).await;
-        let disk_used = remote.disk_cache_status().map_or(0, |status| status.used_bytes);
+        let disk_used = remote
+            .disk_cache_status()
+            .map_or(0, |status| status.used_bytes);
 
         println!(
             "Both-tier searches ({} of {} search the cold tier in remote mode; {} pages hold a cold document):",
@@ -303,10 +308,20 @@ async fn run(query_count: usize) {
             warm_remote.cold_pages
         );
         println!();
-        println!("| cache | remote p50 ms | remote p99 ms | local p50 ms | local p99 ms | p50 ratio | p99 ratio |");
+        println!(
+            "| cache | remote p50 ms | remote p99 ms | local p50 ms | local p99 ms | p50 ratio | p99 ratio |"
+        );
         println!("|---|---|---|---|---|---|---|");
-        row("warm in memory (goal ≤ 1.2x / 1.5x)", &warm_remote, &warm_local);
-        row("warm on disk only (memory emptied)", &disk_remote, &disk_local);
+        row(
+            "warm in memory (goal ≤ 1.2x / 1.5x)",
+            &warm_remote,
+            &warm_local,
+        );
+        row(
+            "warm on disk only (memory emptied)",
+            &disk_remote,
+            &disk_local,
+        );
         row("empty", &empty_remote, &empty_local);
         let rounds_p50 = percentile(&empty_remote.index_rounds, 0.5);
         let rounds_max = empty_remote.index_rounds.iter().max().copied().unwrap_or(0);

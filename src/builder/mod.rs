@@ -685,6 +685,9 @@ fn apply_cut(
         .collect())
 }
 
+/// A sharded version's corpus totals, and each tier set's cold value ranges.
+type LookupArtifacts = (Option<CorpusTotals>, Vec<BTreeMap<String, ValueRange>>);
+
 /// The version's statistics tables (sharded: every term's document frequency over the corpus;
 /// unsharded: the hot terms'), then each tier set's cold term bounds and hotcache, scored with
 /// the version's corpus statistics. Returns the corpus totals of a sharded version and each
@@ -693,7 +696,7 @@ fn lookup_artifacts(
     roots: &[PathBuf],
     staging: &Path,
     schema: &IndexSchema,
-) -> Result<(Option<CorpusTotals>, Vec<BTreeMap<String, ValueRange>>), BuildError> {
+) -> Result<LookupArtifacts, BuildError> {
     let sharded = roots.len() > 1;
     let (corpus, statistics) = if sharded {
         let dirs: Vec<PathBuf> = roots

@@ -100,17 +100,9 @@ pub async fn rehydrate_some(
         total: prometheus::IntGauge::new("attempt_total", "this attempt").expect("valid"),
         done: prometheus::IntGauge::new("attempt_done", "this attempt").expect("valid"),
     });
-    let result = rehydrate_once(
-        stores,
-        manifest,
-        dir,
-        wanted,
-        local,
-        options,
-        progress,
-        attempt.as_ref(),
-    )
-    .await;
+    // The version's gauges and this attempt's, counted alike.
+    let gauges: Vec<&RehydrateProgress> = progress.into_iter().chain(attempt.as_ref()).collect();
+    let result = rehydrate_once(stores, manifest, dir, wanted, local, options, &gauges).await;
     if let (Err(_), Some(progress), Some(attempt)) = (&result, progress, &attempt) {
         progress.total.sub(attempt.total.get());
         progress.done.sub(attempt.done.get());
@@ -125,8 +117,7 @@ async fn rehydrate_once(
     wanted: &(dyn Fn(&str) -> bool + Sync),
     local: &Path,
     options: RehydrateOptions,
-    progress: Option<&RehydrateProgress>,
-    attempt: Option<&RehydrateProgress>,
+    gauges: &[&RehydrateProgress],
 ) -> Result<RehydrateReport, NodeError> {
     tokio::fs::create_dir_all(local)
         .await
@@ -178,7 +169,7 @@ async fn rehydrate_once(
             .map_err(|err| NodeError::io(format!("sizing {}", download.partial.display()), err))?;
     }
     let bytes: u64 = downloads.iter().map(|download| download.entry.size).sum();
-    for gauges in progress.into_iter().chain(attempt) {
+    for gauges in gauges {
         gauges.total.add(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
     let block_size = manifest.block_size;
@@ -233,7 +224,7 @@ async fn rehydrate_once(
                     })
                     .await
                     .map_err(|err| NodeError::Internal(format!("write task: {err}")))??;
-                    for gauges in progress.into_iter().chain(attempt) {
+                    for gauges in gauges {
                         gauges.done.add(i64::try_from(len).unwrap_or(i64::MAX));
                     }
                     Ok::<_, NodeError>((file, range.start, crc, len))
