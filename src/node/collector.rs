@@ -14,6 +14,12 @@
 //! and with the other tier searched at the same time: a document scoring below a score that k
 //! documents elsewhere reach cannot be on the page, so each search prunes with the best bound
 //! any of them has found.
+//!
+//! A score expression prunes too: from the k-th rank and the segment's value ranges of the
+//! fields it reads, `RankProfile::skippable_score` gives the BM25 score below which no document
+//! of the segment can reach the page, and that is tantivy's threshold, recomputed only when the
+//! k-th rank rises. An `order_by` segment whose value range cannot reach the k-th rank is not
+//! searched at all.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -26,7 +32,7 @@ use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader}
 
 use crate::format::sort_key::{self, KeyExactness};
 use crate::ranking::values::{TierValues, ValueColumn};
-use crate::ranking::{RankProfile, RankRule};
+use crate::ranking::{RankProfile, RankRule, ValueRange};
 use crate::schema::{ADDR_FIELD, SORT_KEY_FIELD};
 
 /// A document id as the schema types it; ordered like the values.
@@ -262,9 +268,13 @@ pub struct SegmentTopHits {
     /// The profile is plain BM25: the rank is the score (kept apart to keep the per-candidate
     /// test off the profile).
     bm25_only: bool,
-    /// The profile's inputs in this segment, and a buffer for one document's values.
+    /// The profile's inputs in this segment, their ranges over it, and a buffer for one
+    /// document's values (NaN for none).
     inputs: Vec<ValueColumn>,
-    values: Vec<Option<f64>>,
+    ranges: Vec<ValueRange>,
+    values: Vec<f64>,
+    /// A score expression's pruning threshold, and the rank floor it was computed for.
+    profile_threshold: (f64, Score),
     /// Candidates, cut to the best `limit` (and their near ties) when `cut_at` are held (as
     /// tantivy's `TopNComputer` does): amortised O(1) per candidate, no heap.
     buffer: Vec<Candidate>,
@@ -281,9 +291,9 @@ impl SegmentTopHits {
             return f64::from(score);
         }
         for (value, column) in self.values.iter_mut().zip(&self.inputs) {
-            *value = column.first(doc);
+            *value = column.value(doc);
         }
-        self.profile.rank(score, &self.values)
+        self.profile.rank_flat(score, &self.values)
     }
 
     fn near_tie_floor(&self, rank: f64) -> f64 {
@@ -352,12 +362,45 @@ impl SegmentTopHits {
     /// arrive and compete on id. (The rank is the `f32` score widened, so with no margin
     /// narrowing it back is exact.)
     fn pruning_threshold(&self) -> Score {
-        let own = self.worst.map_or(f64::NEG_INFINITY, |worst| worst.rank);
-        let kth = own.max(self.threshold.get());
+        let kth = self.kth_rank();
         if kth == f64::NEG_INFINITY {
             return Score::NEG_INFINITY;
         }
         (self.near_tie_floor(kth) as Score).next_down()
+    }
+
+    /// The best known k-th rank: this segment's or another search's.
+    fn kth_rank(&self) -> f64 {
+        let own = self.worst.map_or(f64::NEG_INFINITY, |worst| worst.rank);
+        own.max(self.threshold.get())
+    }
+
+    /// What tantivy may skip when ranking by a score expression: documents whose BM25 score
+    /// keeps them below the k-th rank whatever their values in this segment.
+    fn profile_pruning_threshold(&mut self) -> Score {
+        let kth = self.kth_rank();
+        if kth == f64::NEG_INFINITY {
+            return Score::NEG_INFINITY;
+        }
+        let floor = self.near_tie_floor(kth);
+        if floor != self.profile_threshold.0 {
+            let threshold = self
+                .profile
+                .skippable_score(floor, &self.ranges)
+                .unwrap_or(Score::NEG_INFINITY);
+            self.profile_threshold = (floor, threshold);
+        }
+        self.profile_threshold.1
+    }
+
+    /// Whether no document of this segment can reach the k-th rank, whatever its score: an
+    /// `order_by` whose segment range is below it.
+    fn segment_out_of_reach(&self) -> bool {
+        let RankRule::OrderBy(order) = &self.profile.rule else {
+            return false;
+        };
+        let kth = self.kth_rank();
+        kth != f64::NEG_INFINITY && order.upper_bound(self.ranges[0]) < self.near_tie_floor(kth)
     }
 }
 
@@ -418,6 +461,7 @@ impl Collector for TopHits {
         let inputs = self
             .values
             .segment_inputs(segment as usize, self.profile.inputs());
+        let ranges = inputs.iter().map(ValueColumn::range).collect();
         Ok(SegmentTopHits {
             limit: self.limit,
             tier: self.tier,
@@ -426,8 +470,10 @@ impl Collector for TopHits {
             threshold: self.threshold.clone(),
             profile: self.profile.clone(),
             bm25_only: self.profile.rule == RankRule::Bm25,
-            values: vec![None; inputs.len()],
+            values: vec![f64::NAN; inputs.len()],
             inputs,
+            ranges,
+            profile_threshold: (f64::NAN, Score::NEG_INFINITY),
             buffer: Vec::with_capacity(2 * self.limit.min(4096)),
             cut_at: 2 * self.limit,
             worst: None,
@@ -450,22 +496,36 @@ impl Collector for TopHits {
             return Ok(Vec::new());
         }
         let alive = reader.alive_bitset().cloned();
-        if self.profile.rule == RankRule::Bm25 {
-            let start = collector.pruning_threshold();
-            weight.for_each_pruning(start, reader, &mut |doc, score| {
-                if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
-                    collector.collect_candidate(doc, score);
+        match &self.profile.rule {
+            RankRule::Bm25 => {
+                let start = collector.pruning_threshold();
+                weight.for_each_pruning(start, reader, &mut |doc, score| {
+                    if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
+                        collector.collect_candidate(doc, score);
+                    }
+                    collector.pruning_threshold()
+                })?;
+            }
+            RankRule::Score(_) => {
+                let start = collector.profile_pruning_threshold();
+                weight.for_each_pruning(start, reader, &mut |doc, score| {
+                    if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
+                        collector.collect_candidate(doc, score);
+                    }
+                    collector.profile_pruning_threshold()
+                })?;
+            }
+            RankRule::OrderBy(_) => {
+                if collector.segment_out_of_reach() {
+                    return Ok(Vec::new());
                 }
-                collector.pruning_threshold()
-            })?;
-        } else {
-            // A profile's rank reads each document's values: no bound on BM25 alone can skip
-            // documents, so every match is ranked.
-            weight.for_each(reader, &mut |doc, score| {
-                if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
-                    collector.collect_candidate(doc, score);
-                }
-            })?;
+                // The rank is the field's value: the score bounds nothing, every match ranks.
+                weight.for_each(reader, &mut |doc, score| {
+                    if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
+                        collector.collect_candidate(doc, score);
+                    }
+                })?;
+            }
         }
         Ok(collector.harvest())
     }
@@ -797,3 +857,6 @@ mod near_tie_tests {
         assert_eq!(through_near_ties(&hits, 0, 1e-6), 0);
     }
 }
+
+#[cfg(test)]
+mod pruning_tests;

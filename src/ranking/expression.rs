@@ -11,6 +11,7 @@ use sqlparser::ast::{
 };
 use sqlparser::tokenizer::Span;
 
+use super::program::Program;
 use super::{Located, RankingErrorKind, ValueKind};
 use crate::rules::parse_expression;
 use crate::schema::IndexSchema;
@@ -28,7 +29,7 @@ pub struct FieldInput {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Function {
+pub(super) enum Function {
     Ln,
     Log10,
     Sqrt,
@@ -38,7 +39,7 @@ enum Function {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Operator {
+pub(super) enum Operator {
     Add,
     Sub,
     Mul,
@@ -46,7 +47,7 @@ enum Operator {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Node {
+pub(super) enum Node {
     Bm25,
     /// Index into `Expression::inputs`.
     Input(usize),
@@ -60,6 +61,8 @@ enum Node {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expression {
     root: Node,
+    /// `root` as the flat program documents are ranked with.
+    program: Program,
     inputs: Vec<FieldInput>,
     reads_bm25: bool,
 }
@@ -98,6 +101,23 @@ impl Expression {
 
     /// The expression's value for one document; `None` is NULL.
     pub fn evaluate(&self, bm25: f64, values: &[Option<f64>]) -> Option<f64> {
+        let values: Vec<f64> = values
+            .iter()
+            .map(|value| value.unwrap_or(f64::NAN))
+            .collect();
+        let value = self.program.evaluate(bm25, &values);
+        (!value.is_nan()).then_some(value)
+    }
+
+    /// `evaluate` for the collector's inner loop: inputs and result with NaN for NULL.
+    #[inline]
+    pub fn evaluate_flat(&self, bm25: f64, values: &[f64]) -> f64 {
+        self.program.evaluate(bm25, values)
+    }
+
+    /// The reference `evaluate`: the tree walked, as the program must give.
+    #[cfg(test)]
+    pub(super) fn evaluate_tree(&self, bm25: f64, values: &[Option<f64>]) -> Option<f64> {
         evaluate(&self.root, bm25, values)
     }
 
@@ -119,6 +139,7 @@ impl Expression {
     }
 }
 
+#[cfg(test)]
 fn evaluate(node: &Node, bm25: f64, values: &[Option<f64>]) -> Option<f64> {
     let finite = |value: f64| value.is_finite().then_some(value);
     match node {
@@ -309,6 +330,7 @@ pub(super) fn compile(text: &str, schema: &IndexSchema) -> Result<Expression, Lo
     };
     let root = compiler.node(&expr)?;
     Ok(Expression {
+        program: Program::compile(&root),
         root,
         inputs: compiler.inputs,
         reads_bm25: compiler.reads_bm25,

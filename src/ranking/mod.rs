@@ -14,6 +14,7 @@
 //! (a NULL score, no value for the `order_by` field) ranks last. Pure: no I/O.
 
 mod expression;
+mod program;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -276,6 +277,58 @@ impl RankProfile {
         }
     }
 
+    /// `rank` with the input values as `ValueColumn::value` gives them (NaN for none): what
+    /// the collector calls for every candidate.
+    #[inline]
+    pub fn rank_flat(&self, bm25: f32, values: &[f64]) -> f64 {
+        match &self.rule {
+            RankRule::Bm25 => f64::from(bm25),
+            RankRule::Score(expression) => {
+                let rank = expression.evaluate_flat(f64::from(bm25), values);
+                if rank.is_nan() {
+                    f64::NEG_INFINITY
+                } else {
+                    rank
+                }
+            }
+            RankRule::OrderBy(order) => order.rank((!values[0].is_nan()).then_some(values[0])),
+        }
+    }
+
+    /// The highest BM25 score at which every document whose values lie in `ranges` (aligned
+    /// with `inputs`) ranks below `floor`: a search ranking by a score expression may skip the
+    /// documents scoring at most this (tantivy's pruning threshold), and tighten it as `floor`
+    /// rises. `None` when a document scoring 0 could reach `floor`, and for `order_by` and
+    /// plain BM25 (whose thresholds are their own).
+    ///
+    /// Sound for every expression, monotone in BM25 or not: the returned score `t` has
+    /// `upper_bound(t, ranges) < floor`, and that bounds every document scoring in `[0, t]`.
+    /// It prunes where the bound grows with the score, found by bisection over the `f32`s
+    /// (interval arithmetic only widens as the BM25 interval does).
+    pub fn skippable_score(&self, floor: f64, ranges: &[ValueRange]) -> Option<f32> {
+        let RankRule::Score(expression) = &self.rule else {
+            return None;
+        };
+        let below = |score: f32| expression.upper_bound(f64::from(score), ranges) < floor;
+        if !below(0.0) {
+            return None;
+        }
+        if below(f32::MAX) {
+            return Some(f32::MAX);
+        }
+        // Non-negative floats order as their bits: `below(low)` holds, `below(high)` does not.
+        let (mut low, mut high) = (0u32, f32::MAX.to_bits());
+        while high - low > 1 {
+            let middle = low + (high - low) / 2;
+            if below(f32::from_bits(middle)) {
+                low = middle;
+            } else {
+                high = middle;
+            }
+        }
+        Some(f32::from_bits(low))
+    }
+
     /// The fast fields a document's rank reads, in the order `rank` takes their values.
     pub fn inputs(&self) -> &[FieldInput] {
         match &self.rule {
@@ -436,4 +489,4 @@ impl RankProfiles {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

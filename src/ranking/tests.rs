@@ -259,3 +259,109 @@ fn bounds_of_order_by_and_always_null() {
     };
     assert_eq!(ln.upper_bound(10.0, &[negative]), f64::NEG_INFINITY);
 }
+
+/// A random score expression over `bm25` and the test schema's fast fields: monotone in BM25
+/// or not (subtraction, division, negation and `min` break it).
+pub(crate) fn expression_strategy() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("bm25".to_string()),
+        Just("downloads".to_string()),
+        Just("rating".to_string()),
+        Just("released".to_string()),
+        (-4i32..9).prop_map(|n| format!("{}", f64::from(n) * 0.5)),
+    ];
+    leaf.prop_recursive(4, 24, 3, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} + {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} - {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} * {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} / {b})")),
+            inner.clone().prop_map(|a| format!("-({a})")),
+            inner.clone().prop_map(|a| format!("ln({a})")),
+            inner.clone().prop_map(|a| format!("log10({a})")),
+            inner.clone().prop_map(|a| format!("sqrt({a})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("coalesce({a}, {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("min({a}, {b})")),
+            (inner.clone(), inner.clone(), inner)
+                .prop_map(|(a, b, c)| format!("max({a}, {b}, {c})")),
+        ]
+    })
+}
+
+fn value_strategy() -> impl Strategy<Value = Option<f64>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(0.0)),
+        Just(Some(-0.0)),
+        Just(Some(f64::INFINITY)),
+        (-1e3f64..1e3).prop_map(Some),
+        (-1e300f64..1e300).prop_map(Some),
+    ]
+}
+
+proptest! {
+    /// The flat program gives, bit for bit, what walking the expression's tree gives.
+    #[test]
+    fn the_flat_program_evaluates_as_the_tree(
+        text in expression_strategy(),
+        bm25 in prop_oneof![Just(0.0f64), 0.0f64..40.0],
+        values in proptest::collection::vec(value_strategy(), 3),
+    ) {
+        let profile = profile(&text);
+        let RankRule::Score(expression) = &profile.rule else { unreachable!() };
+        let values = &values[..expression.inputs().len()];
+        let tree = expression.evaluate_tree(bm25, values);
+        let flat = expression.evaluate(bm25, values);
+        prop_assert_eq!(tree.map(f64::to_bits), flat.map(f64::to_bits), "{}: {:?}", text, values);
+    }
+
+    /// Every document scoring at most the skippable score ranks below the floor, whatever the
+    /// expression.
+    #[test]
+    fn documents_at_or_below_the_skippable_score_rank_below_the_floor(
+        text in expression_strategy(),
+        floor in -20.0f64..60.0,
+        ranges in proptest::collection::vec(range_strategy(), 3),
+        picks in proptest::collection::vec((0.0f64..=1.0, 0.0f64..=1.0, any::<bool>()), 1..40),
+    ) {
+        let profile = profile(&text);
+        let inputs = profile.inputs().len();
+        let value_ranges: Vec<ValueRange> = ranges[..inputs]
+            .iter()
+            .map(|&(low, high, missing)| ValueRange { values: Some((low, high)), may_be_missing: missing })
+            .collect();
+        let Some(skippable) = profile.skippable_score(floor, &value_ranges) else {
+            return Ok(());
+        };
+        prop_assert!(skippable >= 0.0);
+        for (score_at, value_at, absent) in picks {
+            let score = (f64::from(skippable.min(1e6)) * score_at) as f32;
+            let score = if score_at == 1.0 { skippable } else { score.min(skippable) };
+            let values: Vec<Option<f64>> = ranges[..inputs]
+                .iter()
+                .map(|&(low, high, missing)| (!(missing && absent)).then_some(low + (high - low) * value_at))
+                .collect();
+            let rank = profile.rank(score, &values);
+            prop_assert!(rank < floor, "{}: score {score} (skippable {skippable}) ranks {rank}, floor {floor}", text);
+        }
+    }
+}
+
+#[test]
+fn a_rank_growing_with_bm25_gives_the_lowest_score_that_can_reach_the_floor() {
+    // bm25 * (1 + downloads) with downloads in [0, 3]: the best factor is 4, so a document
+    // needs a score of floor / 4.
+    let boosted = profile("bm25 * (1 + downloads)");
+    let ranges = [ValueRange {
+        values: Some((0.0, 3.0)),
+        may_be_missing: false,
+    }];
+    let skippable = boosted.skippable_score(10.0, &ranges).unwrap();
+    assert!(skippable < 2.5 && skippable.next_up() >= 2.5, "{skippable}");
+    // A rank that does not grow with the score prunes nothing until no score can reach.
+    let falling = profile("10 - bm25");
+    assert_eq!(falling.skippable_score(5.0, &[]), None);
+    assert_eq!(falling.skippable_score(10.5, &[]), Some(f32::MAX));
+    // Plain BM25 and order_by have their own thresholds.
+    assert_eq!(RankProfile::bm25().skippable_score(1.0, &[]), None);
+}

@@ -26,20 +26,27 @@ fn seconds(date: DateTime) -> f64 {
 }
 
 impl ValueColumn {
+    /// The document's (first) value; a NaN value is no value, so that NULL has one meaning.
     #[inline]
     pub fn first(&self, doc: DocId) -> Option<f64> {
         match self {
             ValueColumn::U64(column) => column.first(doc).map(|value| value as f64),
             ValueColumn::I64(column) => column.first(doc).map(|value| value as f64),
-            ValueColumn::F64(column) => column.first(doc),
+            ValueColumn::F64(column) => column.first(doc).filter(|value| !value.is_nan()),
             ValueColumn::Date(column) => column.first(doc).map(seconds),
             ValueColumn::Absent => None,
         }
     }
 
+    /// `first`, NaN for no value: what `RankProfile::rank_flat` takes.
+    #[inline]
+    pub fn value(&self, doc: DocId) -> f64 {
+        self.first(doc).unwrap_or(f64::NAN)
+    }
+
     /// Bounds of the segment's values (the column's stored min and max, which hold every
     /// value though they may be wider), and whether some document has none.
-    fn range(&self) -> ValueRange {
+    pub fn range(&self) -> ValueRange {
         fn of<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static>(
             column: &Column<T>,
             to_f64: impl Fn(T) -> f64,
@@ -157,6 +164,15 @@ impl TierValues {
                     .flatten()
                     .unwrap_or(ValueColumn::Absent)
             })
+            .collect()
+    }
+
+    /// What `inputs` range over in one segment (its columns' bounds): narrower than the
+    /// tier's, so a search prunes more within the segment.
+    pub fn segment_ranges(&self, segment: usize, inputs: &[FieldInput]) -> Vec<ValueRange> {
+        self.segment_inputs(segment, inputs)
+            .iter()
+            .map(ValueColumn::range)
             .collect()
     }
 
