@@ -18,6 +18,10 @@
 //!    search made times one measured store round trip, plus the local-mode search's time.
 //!
 //! Document caches are off, so every page decodes its cold documents from cached blocks.
+//!
+//! `--profile-seconds S [--profile-mode remote|local]` (for a profiler such as `perf record
+//! -p`): only loops warm both-tier searches on one node for S seconds, directly (no proxy),
+//! after printing `profiling`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -153,6 +157,8 @@ fn row(label: &str, remote: &Samples, local: &Samples) {
 
 fn main() {
     let mut queries = 500usize;
+    let mut profile_seconds = 0u64;
+    let mut profile_mode = "remote".to_string();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -162,15 +168,22 @@ fn main() {
                     .and_then(|value| value.parse().ok())
                     .expect("--queries needs a number")
             }
+            "--profile-seconds" => {
+                profile_seconds = args
+                    .next()
+                    .and_then(|value| value.parse().ok())
+                    .expect("--profile-seconds needs a number")
+            }
+            "--profile-mode" => profile_mode = args.next().expect("--profile-mode remote|local"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
     default_bench_credentials();
-    bench_runtime().block_on(run(queries));
+    bench_runtime().block_on(run(queries, profile_seconds, &profile_mode));
 }
 
-async fn run(query_count: usize) {
+async fn run(query_count: usize, profile_seconds: u64, profile_mode: &str) {
     let queries = web_queries(query_count);
     let server = S3Server::start();
     let direct_store = server.store("bench", "").await;
@@ -181,6 +194,27 @@ async fn run(query_count: usize) {
     let proxy = FaultProxy::start(server.address()).await.unwrap();
     let proxied: Arc<dyn BlobStore> = s3_store_at(&proxy.url(), "bench", "").await;
     let direct: Arc<dyn BlobStore> = direct_store;
+    if profile_seconds > 0 {
+        let data = tempfile::tempdir().unwrap();
+        let (node, _) = start_node(&direct, data.path(), profile_mode, "0").await;
+        let mut samples = Samples::default();
+        for query in &queries {
+            search(&node, query, &mut samples).await;
+        }
+        println!("profiling: warm both-tier searches, cold index {profile_mode}");
+        let until = Instant::now() + Duration::from_secs(profile_seconds);
+        while Instant::now() < until {
+            let mut samples = Samples::default();
+            for query in &queries {
+                search(&node, query, &mut samples).await;
+            }
+            println!(
+                "{profile_mode}: p50 {:.3} ms",
+                percentile_ms(&samples.latencies, 0.5)
+            );
+        }
+        return;
+    }
 
     let cold_index = manifest.cold.index_bytes;
     let hot_index = manifest.hot.index_bytes;

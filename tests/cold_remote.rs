@@ -271,6 +271,55 @@ async fn the_data_dir_keeps_the_hot_tier_and_a_sliver_of_the_cold_index() {
     assert!(!response.degraded);
 }
 
+/// A node on an empty data dir loads both tiers in a few rounds of storage requests, whatever
+/// the number of files: after `CURRENT` and the manifest, one round of block tables and one of
+/// data, with the remote cold tier's parts (hotcache, block tables, the hot terms' table, the
+/// parquet footers) fetched beside the hot tier's download rather than after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_in_a_few_rounds_of_storage_requests() {
+    let server = S3Server::start();
+    let direct = server.store("remote", "indexes").await;
+    build_cacm(direct.clone(), RULES, "cacm").await;
+    // Before the cold tier's parts were fetched together and beside the hot tier: 10 rounds in
+    // either mode.
+    for (mode, limit) in [("remote", 4), ("local", 6)] {
+        let recording =
+            RecordingStore::with_delay(direct.clone(), std::time::Duration::from_millis(20));
+        let store: Arc<dyn BlobStore> = recording.clone();
+        let data = tempfile::tempdir().unwrap();
+        let node = TestNode::start_with(store, &["cacm"], data.path(), |settings| {
+            settings.disk_cache_size = Some("0".into());
+            settings.cold_index = Some(mode.into());
+            settings.poll_interval = Some("0s".into());
+        })
+        .await;
+        node.wait_ready().await;
+        let rounds = rounds(&recording.take());
+        let names: Vec<Vec<String>> = rounds
+            .iter()
+            .map(|round| {
+                round
+                    .iter()
+                    .map(|read| read.key.rsplit('/').next().unwrap().to_string())
+                    .collect()
+            })
+            .collect();
+        assert!(
+            rounds.len() <= limit,
+            "{mode}: {} rounds to load: {names:?}",
+            rounds.len()
+        );
+        assert!(
+            names
+                .last()
+                .unwrap()
+                .iter()
+                .any(|name| name.ends_with(".parquet")),
+            "{mode}: the cold files' footers are read: {names:?}"
+        );
+    }
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {

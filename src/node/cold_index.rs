@@ -58,15 +58,58 @@ pub async fn open(
     local: &Path,
     from_storage: bool,
 ) -> Result<OpenedCold, NodeError> {
-    let cold_dir = manifest.tier_dir(COLD_DIR);
     let lookup = local.join(COLD_LOOKUP_LOCAL);
     let wanted_lookup: &str = match sources.mode {
         ColdIndexMode::Local => file_name(layout::COLD_TERM_BOUNDS),
         ColdIndexMode::Remote => file_name(layout::COLD_HOTCACHE),
     };
+    // Remote: the block tables of the index files are read beside what is kept (one round
+    // of block tables, one of data, whatever the number of files).
+    let remote_paths = remote_paths(manifest);
+    let tables = async {
+        match sources.mode {
+            ColdIndexMode::Remote => Some(
+                block_tables(
+                    sources,
+                    manifest,
+                    &remote_paths,
+                    &local.join(COLD_INDEX_BLOCKS_LOCAL),
+                    from_storage,
+                )
+                .await,
+            ),
+            ColdIndexMode::Local => None,
+        }
+    };
+    let kept = async {
+        if from_storage {
+            fetch_kept(sources, manifest, local, wanted_lookup).await
+        } else {
+            check_local(sources, manifest, local, wanted_lookup).await
+        }
+    };
+    let (kept, tables) = futures::join!(kept, tables);
+    kept?;
+    match sources.mode {
+        ColdIndexMode::Local => open_local(local, lookup.join(wanted_lookup)).await,
+        ColdIndexMode::Remote => {
+            let tables = tables.expect("read in remote mode")?;
+            open_remote(sources, manifest, local, remote_paths, tables).await
+        }
+    }
+}
+
+/// Downloads what the mode keeps in the data dir (reusing what is there and verifies), every
+/// part at once.
+async fn fetch_kept(
+    sources: &ColdIndexSources<'_>,
+    manifest: &Manifest,
+    local: &Path,
+    wanted_lookup: &str,
+) -> Result<(), NodeError> {
+    let cold_dir = manifest.tier_dir(COLD_DIR);
     let hot_terms_dir = parent_dir(layout::HOT_DOC_FREQS);
-    let unsharded = manifest.shard.is_none();
-    if from_storage {
+    let index = async {
         if sources.mode == ColdIndexMode::Local {
             rehydrate(
                 sources.bulk,
@@ -78,18 +121,21 @@ pub async fn open(
             )
             .await?;
         }
-        let lookup_name = |name: &str| name == wanted_lookup;
-        rehydrate_some(
-            sources.bulk,
-            manifest,
-            &cold_dir,
-            &lookup_name,
-            &lookup,
-            sources.options,
-            None,
-        )
-        .await?;
-        if sources.mode == ColdIndexMode::Remote && unsharded {
+        Ok::<(), NodeError>(())
+    };
+    let lookup_name = |name: &str| name == wanted_lookup;
+    let lookup_dir = local.join(COLD_LOOKUP_LOCAL);
+    let lookup = rehydrate_some(
+        sources.bulk,
+        manifest,
+        &cold_dir,
+        &lookup_name,
+        &lookup_dir,
+        sources.options,
+        None,
+    );
+    let hot_terms = async {
+        if sources.mode == ColdIndexMode::Remote && manifest.shard.is_none() {
             let hot_terms = |name: &str| name == file_name(layout::HOT_DOC_FREQS);
             rehydrate_some(
                 sources.bulk,
@@ -102,38 +148,59 @@ pub async fn open(
             )
             .await?;
         }
-    } else {
-        if sources.mode == ColdIndexMode::Local {
-            super::check_kept(
-                &local.join(COLD_INDEX_LOCAL),
-                manifest.cold_index_files(),
-                "cold index",
-            )
-            .await?;
-        }
+        Ok::<(), NodeError>(())
+    };
+    let (index, lookup, hot_terms) = futures::join!(index, lookup, hot_terms);
+    index?;
+    lookup?;
+    hot_terms
+}
+
+/// Checks that the data dir holds what the mode keeps, without storage.
+async fn check_local(
+    sources: &ColdIndexSources<'_>,
+    manifest: &Manifest,
+    local: &Path,
+    wanted_lookup: &str,
+) -> Result<(), NodeError> {
+    let cold_dir = manifest.tier_dir(COLD_DIR);
+    let hot_terms_dir = parent_dir(layout::HOT_DOC_FREQS);
+    if sources.mode == ColdIndexMode::Local {
         super::check_kept(
-            &lookup,
-            manifest
-                .files_in(cold_dir.clone())
-                .filter(|(name, _)| *name == wanted_lookup),
-            "cold lookup",
+            &local.join(COLD_INDEX_LOCAL),
+            manifest.cold_index_files(),
+            "cold index",
         )
         .await?;
-        if sources.mode == ColdIndexMode::Remote && unsharded {
-            super::check_kept(
-                &local.join(hot_terms_dir),
-                manifest
-                    .files_in(hot_terms_dir.to_string())
-                    .filter(|(name, _)| *name == file_name(layout::HOT_DOC_FREQS)),
-                "hot terms",
-            )
-            .await?;
-        }
     }
-    match sources.mode {
-        ColdIndexMode::Local => open_local(local, lookup.join(wanted_lookup)).await,
-        ColdIndexMode::Remote => open_remote(sources, manifest, local, from_storage).await,
+    super::check_kept(
+        &local.join(COLD_LOOKUP_LOCAL),
+        manifest
+            .files_in(cold_dir.clone())
+            .filter(|(name, _)| *name == wanted_lookup),
+        "cold lookup",
+    )
+    .await?;
+    if sources.mode == ColdIndexMode::Remote && manifest.shard.is_none() {
+        super::check_kept(
+            &local.join(hot_terms_dir),
+            manifest
+                .files_in(hot_terms_dir.to_string())
+                .filter(|(name, _)| *name == file_name(layout::HOT_DOC_FREQS)),
+            "hot terms",
+        )
+        .await?;
     }
+    Ok(())
+}
+
+/// The remote files: the cold index's, then the term bounds.
+fn remote_paths(manifest: &Manifest) -> Vec<String> {
+    manifest
+        .cold_index_files()
+        .map(|(_, entry)| entry.path.clone())
+        .chain([manifest.tier_dir(layout::COLD_TERM_BOUNDS)])
+        .collect()
 }
 
 fn parent_dir(path: &str) -> &str {
@@ -200,7 +267,8 @@ async fn open_remote(
     sources: &ColdIndexSources<'_>,
     manifest: &Manifest,
     local: &Path,
-    from_storage: bool,
+    paths: Vec<String>,
+    tables: Vec<BlockTable>,
 ) -> Result<OpenedCold, NodeError> {
     let hotcache_path = local
         .join(COLD_LOOKUP_LOCAL)
@@ -213,16 +281,6 @@ async fn open_remote(
         .map(|(name, entry)| (name.to_string(), entry.path.clone()))
         .collect();
     let bounds_path = manifest.tier_dir(layout::COLD_TERM_BOUNDS);
-    let mut paths: Vec<String> = index_files.iter().map(|(_, path)| path.clone()).collect();
-    paths.push(bounds_path.clone());
-    let tables = block_tables(
-        sources,
-        manifest,
-        &paths,
-        &local.join(COLD_INDEX_BLOCKS_LOCAL),
-        from_storage,
-    )
-    .await?;
     let cached: Vec<_> = paths
         .iter()
         .zip(tables)
@@ -263,7 +321,7 @@ async fn open_remote(
         Ok(OpenedCold {
             tier: Tier::of(opened.index)?,
             bounds: opened.bounds,
-            remote: Some(opened.directory),
+            remote: Some(opened.remote),
             hot_terms,
         })
     })

@@ -29,7 +29,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cache::{BlockCache, CacheError, CacheStatus, DiskCache, DiskStatus, ReadStats};
-use crate::config::NodeConfig;
+use crate::config::{ColdIndexMode, NodeConfig};
 use crate::format::layout::{self, HOT_DIR};
 use crate::format::{FileEntry, Manifest};
 use crate::published::{self, PublishedError};
@@ -254,10 +254,13 @@ impl IndexSlot {
                 .and_then(|version| version.cold())
                 .and_then(|cold| cold.remote.as_ref())
                 .map_or((0, 0), |remote| {
-                    remote.files().fold((0, 0), |(pinned, resident), file| {
-                        let (p, r) = file.memory_bytes();
-                        (pinned + p, resident + r)
-                    })
+                    remote
+                        .directory
+                        .files()
+                        .fold((0, 0), |(pinned, resident), file| {
+                            let (p, r) = file.memory_bytes();
+                            (pinned + p, resident + r)
+                        })
                 }),
         }
     }
@@ -832,31 +835,21 @@ impl Node {
         let progress = self.metrics.rehydration(&manifest.served_name());
         progress.total.set(0);
         progress.done.set(0);
-        let hot = rehydrate(
-            &self.stores.bulk,
-            &manifest,
-            &manifest.tier_dir(HOT_DIR),
-            &local.join(HOT_DIR),
-            self.rehydrate_options(),
-            Some(&progress),
-        )
-        .await?;
-        if let Some(shard) = &manifest.shard {
-            let stats_dir = parent_dir(&shard.doc_freqs);
-            rehydrate(
-                &self.stores.bulk,
-                &manifest,
-                stats_dir,
-                &local.join(stats_dir),
-                self.rehydrate_options(),
-                None,
-            )
-            .await?;
-        }
-        let encoded = manifest.encode();
-        let version = open_version(manifest, local.clone()).await?;
+        // A remote cold index needs little of the store (its hotcache, block tables and
+        // footers): it is opened while the hot tier downloads, not after. A local one would
+        // compete with the hot tier for bandwidth, so it waits for the first version's hot
+        // tier to serve; a later version loads both at once, since it serves only with both.
+        let cold_ahead = !first || self.config.cold_index == ColdIndexMode::Remote;
+        let hot = self.load_hot(&manifest, &local, &progress);
+        let (hot, cold) = if cold_ahead {
+            let (hot, cold) = futures::join!(hot, self.prepare_cold(&manifest, &local));
+            (hot, Some(cold))
+        } else {
+            (hot.await, None)
+        };
+        let (version, hot) = hot?;
         // The manifest goes last: a local copy with a manifest is complete as far as it goes.
-        write_atomically(&local.join(layout::MANIFEST), &encoded).await?;
+        write_atomically(&local.join(layout::MANIFEST), &manifest.encode()).await?;
         if first {
             slot.current.store(Some(version.clone()));
             self.update(slot, |state| state.hot = TierState::Ready);
@@ -867,11 +860,20 @@ impl Node {
                 reused_files = hot.reused_files,
                 "hot tier serving"
             );
-            self.load_cold(slot, &version).await?;
+            match cold {
+                Some(prepared) => self.attach_cold(slot, &version, prepared?).await?,
+                None => self.load_cold(slot, &version).await?,
+            }
             self.remove_other_versions(&slot.name, version.version())
                 .await;
         } else {
-            self.load_cold_tier(&version).await?;
+            match cold {
+                Some(prepared) => {
+                    let (opened, files) = prepared?;
+                    open_cold_tier(&version, opened, files).await?;
+                }
+                None => self.load_cold_tier(&version).await?,
+            }
             let old = slot.current.swap(Some(version.clone()));
             self.update(slot, |state| {
                 state.hot = TierState::Ready;
@@ -894,12 +896,57 @@ impl Node {
         Ok(())
     }
 
+    /// Downloads the hot tier (and a shard's statistics) and opens the version over it.
+    async fn load_hot(
+        &self,
+        manifest: &Manifest,
+        local: &Path,
+        progress: &rehydrate::RehydrateProgress,
+    ) -> Result<(Arc<LoadedVersion>, rehydrate::RehydrateReport), NodeError> {
+        let hot = rehydrate(
+            &self.stores.bulk,
+            manifest,
+            &manifest.tier_dir(HOT_DIR),
+            &local.join(HOT_DIR),
+            self.rehydrate_options(),
+            Some(progress),
+        )
+        .await?;
+        if let Some(shard) = &manifest.shard {
+            let stats_dir = parent_dir(&shard.doc_freqs);
+            rehydrate(
+                &self.stores.bulk,
+                manifest,
+                stats_dir,
+                &local.join(stats_dir),
+                self.rehydrate_options(),
+                None,
+            )
+            .await?;
+        }
+        let version = open_version(manifest.clone(), local.to_path_buf()).await?;
+        Ok((version, hot))
+    }
+
     async fn load_cold(
         &self,
         slot: &Arc<IndexSlot>,
         version: &Arc<LoadedVersion>,
     ) -> Result<(), NodeError> {
-        self.load_cold_tier(version).await?;
+        let (opened, files) = self
+            .prepare_cold(&version.manifest, &version.local_dir)
+            .await?;
+        self.attach_cold(slot, version, (opened, files)).await
+    }
+
+    /// Attaches a prepared cold tier to the serving `version`.
+    async fn attach_cold(
+        &self,
+        slot: &Arc<IndexSlot>,
+        version: &Arc<LoadedVersion>,
+        (opened, files): (version::OpenedCold, Vec<cold::ColdFile>),
+    ) -> Result<(), NodeError> {
+        open_cold_tier(version, opened, files).await?;
         self.update(slot, |state| {
             state.cold = TierState::Ready;
             state.error = None;
@@ -908,21 +955,28 @@ impl Node {
         Ok(())
     }
 
-    /// Opens the cold index (downloading it, or what opening it remotely needs), and reads
-    /// the cold files' footers (keeping them).
+    /// Opens `version`'s cold tier and attaches it.
     async fn load_cold_tier(&self, version: &Arc<LoadedVersion>) -> Result<(), NodeError> {
-        let manifest = &version.manifest;
-        let local = &version.local_dir;
-        let progress = self.metrics.rehydration(&manifest.served_name());
-        let opened = cold_index::open(
-            &self.cold_index_sources(Some(&progress)),
-            manifest,
-            local,
-            true,
-        )
-        .await?;
-        let files = self.open_cold_files(manifest, local, true).await?;
+        let (opened, files) = self
+            .prepare_cold(&version.manifest, &version.local_dir)
+            .await?;
         open_cold_tier(version, opened, files).await
+    }
+
+    /// Opens the cold index (downloading it, or what opening it remotely needs) and reads the
+    /// cold files' footers (keeping them), at once.
+    async fn prepare_cold(
+        &self,
+        manifest: &Manifest,
+        local: &Path,
+    ) -> Result<(version::OpenedCold, Vec<cold::ColdFile>), NodeError> {
+        let progress = self.metrics.rehydration(&manifest.served_name());
+        let sources = self.cold_index_sources(Some(&progress));
+        let (opened, files) = futures::join!(
+            cold_index::open(&sources, manifest, local, true),
+            self.open_cold_files(manifest, local, true)
+        );
+        Ok((opened?, files?))
     }
 
     fn cold_index_sources<'a>(

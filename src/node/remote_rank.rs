@@ -92,12 +92,18 @@ pub(super) async fn rank_hits_remote(
     let terms = warm::query_terms(prepared.query.as_ref());
     let all_terms: Vec<tantivy::Term> = terms.iter().map(|(term, _)| term.clone()).collect();
     let cold_searcher = cold.tier.searcher();
+    let Some(remote) = cold.remote.as_ref() else {
+        return Err(NodeError::Internal(
+            "a remote ranking of a cold tier searched locally".into(),
+        ));
+    };
+    let kept_terms = &remote.terms;
     let warmed = Warmed::new();
     let round = Round::new(warmed.clone(), how.stats.clone());
     let first = round.run(async {
         let (bounds, dictionary) = futures::join!(
             cold.bounds.warm(&all_terms),
-            warm::dictionary(&cold_searcher, &terms)
+            warm::dictionary(&cold_searcher, kept_terms, &terms)
         );
         bounds.and(dictionary)
     });
@@ -114,7 +120,7 @@ pub(super) async fn rank_hits_remote(
     } else {
         ColdTier::column_names(&version.schema)
     };
-    let second = round.run(warm::postings(&cold_searcher, &terms, &columns));
+    let second = round.run(warm::postings(&cold_searcher, kept_terms, &terms, &columns));
     let second = within(how.give_up, second, &round).await;
     reads.rounds = round.storage_rounds();
     if let Err(why) = second {

@@ -15,7 +15,7 @@ use super::statistics::{CorpusStatistics, DocFreqTable};
 use crate::format::Manifest;
 use crate::ranking::RankProfiles;
 use crate::ranking::values::TierValues;
-use crate::remote::{ColdTermBounds, RemoteDirectory};
+use crate::remote::{ColdTermBounds, RemoteSearch};
 use crate::schema::{ADDR_FIELD, FieldType, IndexSchema, SORT_KEY_FIELD};
 
 /// An open, read-only tantivy index.
@@ -57,7 +57,7 @@ pub struct ColdTier {
     /// Each cold term's document frequency and highest BM25 contribution (the cold skip).
     pub bounds: Arc<ColdTermBounds>,
     /// `Some` when the cold index is searched in the store.
-    pub remote: Option<RemoteDirectory>,
+    pub remote: Option<RemoteSearch>,
 }
 
 impl ColdTier {
@@ -110,7 +110,7 @@ impl ColdTier {
 pub struct OpenedCold {
     pub tier: Tier,
     pub bounds: Arc<ColdTermBounds>,
-    pub remote: Option<RemoteDirectory>,
+    pub remote: Option<RemoteSearch>,
     /// An unsharded version's hot terms' document frequencies (a remote tier needs them).
     pub hot_terms: Option<Arc<DocFreqTable>>,
 }

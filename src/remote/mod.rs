@@ -16,6 +16,7 @@ pub mod bounds;
 pub mod directory;
 pub mod file;
 pub mod round;
+pub mod terms;
 pub mod warm;
 pub mod warmed;
 
@@ -32,6 +33,7 @@ pub use bounds::{ColdTerm, ColdTermBounds};
 pub use directory::RemoteDirectory;
 pub use file::RemoteFile;
 pub use round::Round;
+pub use terms::RemoteTerms;
 pub use warmed::Warmed;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,10 +56,18 @@ impl RemoteError {
     }
 }
 
+/// What searching an index in the store keeps beside it: its files, and where its terms'
+/// postings are.
+#[derive(Clone)]
+pub struct RemoteSearch {
+    pub directory: RemoteDirectory,
+    pub terms: Arc<RemoteTerms>,
+}
+
 /// An index opened over remote files, with its term bounds.
 pub struct RemoteIndex {
     pub index: tantivy::Index,
-    pub directory: RemoteDirectory,
+    pub remote: RemoteSearch,
     pub bounds: Arc<ColdTermBounds>,
 }
 
@@ -117,6 +127,12 @@ pub fn open(
     let directory = RemoteDirectory::new(by_name);
     let index = tantivy::Index::open(directory.clone())
         .map_err(|err| corrupt("the remote cold index", format!("does not open: {err}")))?;
+    let terms = RemoteTerms::open(&index).map_err(|err| {
+        corrupt(
+            "the remote cold index",
+            format!("its postings files do not open: {err}"),
+        )
+    })?;
     let (bounds_path, bounds_file) = bounds;
     let bounds_file = RemoteFile::new(
         bounds_path.as_str().into(),
@@ -128,7 +144,10 @@ pub fn open(
         .map_err(|err| corrupt(&bounds_path, format!("does not open: {err}")))?;
     Ok(RemoteIndex {
         index,
-        directory,
+        remote: RemoteSearch {
+            directory,
+            terms: Arc::new(terms),
+        },
         bounds: Arc::new(bounds),
     })
 }

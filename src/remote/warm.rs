@@ -14,6 +14,8 @@ use std::io;
 use futures::future::{BoxFuture, join_all};
 use tantivy::{Searcher, Term};
 
+use super::RemoteTerms;
+
 /// The terms a query reads, each with whether its positions are read (phrases).
 pub fn query_terms(query: &dyn tantivy::query::Query) -> Vec<(Term, bool)> {
     let mut terms: Vec<(Term, bool)> = Vec::new();
@@ -26,21 +28,17 @@ pub fn query_terms(query: &dyn tantivy::query::Query) -> Vec<(Term, bool)> {
     terms
 }
 
-/// Step 1: every term's dictionary block in every segment.
-pub async fn dictionary(searcher: &Searcher, terms: &[(Term, bool)]) -> io::Result<()> {
+/// Step 1: every term's dictionary block in every segment (decoded only for terms whose
+/// infos `kept` lacks).
+pub async fn dictionary(
+    searcher: &Searcher,
+    kept: &RemoteTerms,
+    terms: &[(Term, bool)],
+) -> io::Result<()> {
     let mut reads: Vec<BoxFuture<'_, io::Result<()>>> = Vec::new();
     for segment in searcher.segment_readers() {
         for (term, _) in terms {
-            let inverted = segment
-                .inverted_index(term.field())
-                .map_err(io::Error::other)?;
-            reads.push(Box::pin(async move {
-                inverted
-                    .terms()
-                    .get_async(term.serialized_value_bytes())
-                    .await?;
-                Ok(())
-            }));
+            reads.push(Box::pin(kept.warm_dictionary(segment, term)));
         }
     }
     join_all(reads).await.into_iter().collect()
@@ -50,6 +48,7 @@ pub async fn dictionary(searcher: &Searcher, terms: &[(Term, bool)]) -> io::Resu
 /// fields, and the fast columns named in `columns` (each in every segment).
 pub async fn postings(
     searcher: &Searcher,
+    kept: &RemoteTerms,
     terms: &[(Term, bool)],
     columns: &[String],
 ) -> io::Result<()> {
@@ -60,14 +59,7 @@ pub async fn postings(
     fields.dedup();
     for segment in searcher.segment_readers() {
         for (term, positions) in terms {
-            let inverted = segment
-                .inverted_index(term.field())
-                .map_err(io::Error::other)?;
-            let positions = *positions;
-            reads.push(Box::pin(async move {
-                inverted.warm_postings(term, positions).await?;
-                Ok(())
-            }));
+            reads.push(Box::pin(kept.warm_postings(segment, term, *positions)));
         }
         let norms = segment.fieldnorms_readers().get_inner_file();
         for field in &fields {
