@@ -295,6 +295,10 @@ async fn run(query_count: usize, profile_seconds: u64, profile_mode: &str) {
             100.0 * beyond_hot as f64 / cold_index as f64,
             100.0 * local_bytes.saturating_sub(hot_index) as f64 / cold_index as f64
         );
+        println!(
+            "| remote data dir, by part, KiB | {} | | |",
+            data_dir_parts(&remote_dir.path().join(INDEX).join(&manifest.version))
+        );
         let memory = remote
             .statuses()
             .first()
@@ -380,6 +384,29 @@ async fn run(query_count: usize, profile_seconds: u64, profile_mode: &str) {
         );
         println!();
     }
+}
+
+/// Each entry of a version's copy in the data dir and its bytes, largest first.
+fn data_dir_parts(version_dir: &Path) -> String {
+    let mut parts: Vec<(String, u64)> = std::fs::read_dir(version_dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let bytes = if path.is_dir() {
+                dir_bytes(&path)
+            } else {
+                entry.metadata().unwrap().len()
+            };
+            (entry.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    parts.sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
+    parts
+        .iter()
+        .map(|(name, bytes)| format!("{name} {:.0}", *bytes as f64 / 1024.0))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -16,8 +16,11 @@ use crate::format::shard::{CorpusTotals, doc_freq_key};
 
 /// Sums the statistics of the tantivy indexes in `dirs` (every tier of every shard; they share
 /// one schema) and writes the document-frequency table to `table`: every term's, or — with
-/// `only_first` — those of the terms present in the first `only_first` indexes (an unsharded
-/// version's hot terms, `layout::HOT_DOC_FREQS`).
+/// `only_first` — those of the terms present both in the first `only_first` indexes and in
+/// another (an unsharded version's hot terms that cold documents have too,
+/// `layout::HOT_DOC_FREQS`: a hot term left out has the hot tier's own frequency, which the
+/// node reads from its hot index, so the table a node keeps on disk holds only what it cannot
+/// know locally).
 pub fn write_doc_freqs(
     dirs: &[PathBuf],
     table: &Path,
@@ -69,14 +72,22 @@ pub fn write_doc_freqs(
             .map_err(|err| BuildError::io("reading a term dictionary", err))?;
         let mut merger = TermMerger::new(streams);
         while merger.advance() {
-            let mut kept = false;
+            let (mut in_kept, mut elsewhere) = (false, false);
             let doc_freq: u64 = merger
                 .current_segment_ords_and_term_infos()
                 .map(|(stream, info)| {
-                    kept |= stream < kept_streams;
+                    if stream < kept_streams {
+                        in_kept = true;
+                    } else {
+                        elsewhere = true;
+                    }
                     u64::from(info.doc_freq)
                 })
                 .sum();
+            let kept = match only_first {
+                None => true,
+                Some(_) => in_kept && elsewhere,
+            };
             if !kept {
                 continue;
             }

@@ -36,7 +36,7 @@ pub struct CorpusStatistics {
     /// A remote cold tier: its dictionary is not read for statistics. The hot terms' corpus
     /// document frequencies come from this table (`layout::HOT_DOC_FREQS`) and the others'
     /// from the cold term bounds.
-    remote: Option<(Arc<DocFreqTable>, Arc<ColdTermBounds>)>,
+    remote: Option<RemoteTerms>,
 }
 
 /// A sharded version's document frequencies over every shard (`format::shard`), in memory.
@@ -144,17 +144,23 @@ impl CorpusStatistics {
     }
 
     /// Statistics of an unsharded version whose cold index is remote: totals from both tiers
-    /// (what opening them read), document frequencies from `hot_terms` for the hot tier's
-    /// terms and from `bounds` for the others. A term absent from both is in no document.
+    /// (what opening them read); document frequencies from `hot_terms` for the hot terms that
+    /// cold documents have too, from the hot tier itself for the hot terms they lack (the
+    /// table leaves those out: `docs/format.md`), and from `bounds` for the others. A term
+    /// absent from all three is in no document.
     pub fn remote(
         hot: Searcher,
         cold: Searcher,
         hot_terms: Arc<DocFreqTable>,
         bounds: Arc<ColdTermBounds>,
     ) -> tantivy::Result<CorpusStatistics> {
-        let mut statistics = CorpusStatistics::keeping(vec![hot, cold], CACHED_TERMS)?;
+        let mut statistics = CorpusStatistics::keeping(vec![hot.clone(), cold], CACHED_TERMS)?;
         statistics.tiers.clear();
-        statistics.remote = Some((hot_terms, bounds));
+        statistics.remote = Some(RemoteTerms {
+            hot,
+            hot_terms,
+            bounds,
+        });
         Ok(statistics)
     }
 
@@ -191,6 +197,13 @@ impl CorpusStatistics {
     }
 }
 
+/// Where a version with a remote cold index finds its terms' document frequencies.
+struct RemoteTerms {
+    hot: Searcher,
+    hot_terms: Arc<DocFreqTable>,
+    bounds: Arc<ColdTermBounds>,
+}
+
 impl Bm25StatisticsProvider for CorpusStatistics {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
         match self.total_num_tokens.get(field.field_id() as usize) {
@@ -208,9 +221,22 @@ impl Bm25StatisticsProvider for CorpusStatistics {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        if let Some((hot_terms, bounds)) = &self.remote {
+        if let Some(RemoteTerms {
+            hot,
+            hot_terms,
+            bounds,
+        }) = &self.remote
+        {
             if let Some(doc_freq) = hot_terms.get(term) {
                 return Ok(doc_freq);
+            }
+            // A hot term the table leaves out is in no cold document. Kept: the hot tier's
+            // dictionary lookup costs a block decompression.
+            let in_hot = self
+                .doc_freqs
+                .get_or_compute(term, || hot.doc_freq(term))?;
+            if in_hot > 0 {
+                return Ok(in_hot);
             }
             // Only the cold tier has it: the cold bounds say how often. Outside a search's
             // warmed scope (ranking the hot tier), a bound not read yet does not matter, since
