@@ -15,6 +15,7 @@ mod documents;
 mod progress;
 mod publish;
 mod stats;
+pub mod term_dictionaries;
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -851,6 +852,9 @@ impl ShardWriter {
         });
         hot_done.map_err(|_| BuildError::internal("hot merge thread panicked"))??;
         cold_done.map_err(|_| BuildError::internal("cold merge thread panicked"))??;
+        for tier in [HOT_DIR, COLD_INDEX_DIR] {
+            term_dictionaries::rewrite_for_point_lookups(&self.root.join(tier))?;
+        }
         Ok(ShardOutcome {
             root: self.root,
             hot_docs: self.hot_docs,
