@@ -2,7 +2,7 @@
 //! what the suggested rules reach next to the version's rules and the greedy upper bound.
 //!
 //! ```text
-//! cargo bench --bench rules -- [--plot-dir DIR]
+//! cargo bench --bench rules -- [--plot-dir DIR] [--replay-only] [--orderings bm25,popular]
 //! ```
 //!
 //! Builds PyPI with `benches/pypi/rules.toml` (`download_rank IS NOT NULL OR released >=
@@ -27,22 +27,47 @@ use tierdex::tuning::replay::replay;
 use tierdex::tuning::suggest::{Budget, Scored, SuggestOptions, suggest};
 use tierdex::tuning::{load_version, plot};
 
-fn plot_dir() -> Option<PathBuf> {
+struct Settings {
+    plot_dir: Option<PathBuf>,
+    /// Only the replays, no suggest (for a profiler).
+    replay_only: bool,
+    /// The orderings run, of `bm25`, `popular`, `most_downloaded`.
+    orderings: Vec<String>,
+}
+
+fn settings() -> Settings {
     let mut args = std::env::args().skip(1);
-    let mut dir = None;
+    let mut settings = Settings {
+        plot_dir: None,
+        replay_only: false,
+        orderings: ["bm25", "popular", "most_downloaded"]
+            .map(String::from)
+            .to_vec(),
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--plot-dir" => dir = Some(PathBuf::from(args.next().expect("--plot-dir DIR"))),
+            "--plot-dir" => {
+                settings.plot_dir = Some(PathBuf::from(args.next().expect("--plot-dir DIR")))
+            }
+            "--replay-only" => settings.replay_only = true,
+            "--orderings" => {
+                settings.orderings = args
+                    .next()
+                    .expect("--orderings bm25,popular,...")
+                    .split(',')
+                    .map(String::from)
+                    .collect()
+            }
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
-    dir
+    settings
 }
 
 fn main() {
     default_bench_credentials();
-    bench_runtime().block_on(run(plot_dir()));
+    bench_runtime().block_on(run(settings()));
 }
 
 fn percent(share: f64) -> String {
@@ -66,7 +91,8 @@ fn describe(scored: &Scored) -> String {
     )
 }
 
-async fn run(plot_dir: Option<PathBuf>) {
+async fn run(settings: Settings) {
+    let plot_dir = settings.plot_dir.clone();
     let store_dir = tempfile::tempdir().unwrap();
     let store = local_store(store_dir.path());
     let started = Instant::now();
@@ -107,7 +133,8 @@ async fn run(plot_dir: Option<PathBuf>) {
         started.elapsed().as_secs_f64()
     );
     let corpus = manifest.hot.docs + manifest.cold.docs;
-    for profile in ["", "popular", "most_downloaded"] {
+    for ordering in &settings.orderings {
+        let profile = if ordering == "bm25" { "" } else { ordering };
         let options = PageOptions {
             limit: 10,
             profile: profile.to_string(),
@@ -132,6 +159,9 @@ async fn run(plot_dir: Option<PathBuf>) {
             report.storage_requests_per_query.p99,
             report.problems.total
         );
+        if settings.replay_only {
+            continue;
+        }
         let started = Instant::now();
         let (train_ranked, holdout_ranked) = tokio::task::block_in_place(|| {
             (

@@ -132,6 +132,18 @@ pub struct SchemaSpec {
     /// Named rank profiles (`[ranking.NAME]`), checked against the fields by `ranking`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ranking: BTreeMap<String, RankingSpec>,
+    /// `"FIELD ASC"` or `"FIELD DESC"`: the order each tier's documents are stored in (a
+    /// numeric or date fast field). Profiles and orders that read the field prune by how far
+    /// a search has gone through a segment (`ranking::values::SuffixRanges`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort_by: Option<String>,
+}
+
+/// The order of `SchemaSpec::sort_by`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOrder {
+    pub field: String,
+    pub descending: bool,
 }
 
 /// One `[ranking.NAME]` table: a score expression or a field order (exactly one of them).
@@ -162,7 +174,36 @@ pub struct IndexSchema {
     pub sort_key_field: Field,
 }
 
+impl StoredOrder {
+    /// `FIELD`, `FIELD ASC` or `FIELD DESC` (case-insensitive keywords).
+    pub fn parse(text: &str) -> Result<StoredOrder, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let descending = match words.as_slice() {
+            [_] => false,
+            [_, order] if order.eq_ignore_ascii_case("asc") => false,
+            [_, order] if order.eq_ignore_ascii_case("desc") => true,
+            _ => {
+                return Err(format!(
+                    "`{text}` is not `FIELD`, `FIELD ASC` or `FIELD DESC`"
+                ));
+            }
+        };
+        Ok(StoredOrder {
+            field: words[0].to_string(),
+            descending,
+        })
+    }
+}
+
 impl IndexSchema {
+    /// The order each tier's documents are stored in, if the schema sets one (checked).
+    pub fn stored_order(&self) -> Option<StoredOrder> {
+        self.spec
+            .sort_by
+            .as_deref()
+            .and_then(|text| StoredOrder::parse(text).ok())
+    }
+
     pub fn from_toml_file(path: &Path) -> Result<IndexSchema, SchemaError> {
         let source_name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|err| SchemaError {
@@ -242,6 +283,24 @@ impl IndexSchema {
         id_spec.stored = true;
         id_spec.indexed = true;
         id_spec.fast = true;
+        if let Some(text) = &spec.sort_by {
+            let order =
+                StoredOrder::parse(text).map_err(|message| fail(format!("sort_by: {message}")))?;
+            let Some(field) = spec.fields.iter().find(|field| field.name == order.field) else {
+                return Err(fail(format!(
+                    "sort_by names `{}`, which is not a declared field",
+                    order.field
+                )));
+            };
+            if !(field.fast
+                && (field.field_type.is_numeric() || field.field_type == FieldType::Date))
+            {
+                return Err(fail(format!(
+                    "sort_by field `{}` must be a numeric or date field with `fast = true`",
+                    order.field
+                )));
+            }
+        }
         for name in &spec.default_search_fields {
             let Some(field) = spec.fields.iter().find(|field| &field.name == name) else {
                 return Err(fail(format!(
@@ -444,5 +503,34 @@ stored = true
         let err = IndexSchema::from_toml_str(&bad, "s.toml").unwrap_err();
         assert!(err.to_string().contains("fats"), "{err}");
         assert!(err.to_string().contains("line"), "{err}");
+    }
+
+    #[test]
+    fn sort_by_names_a_numeric_fast_field_and_an_order() {
+        let with = |sort_by: &str| {
+            let text = CACM.replace(
+                "id_field = \"id\"",
+                &format!("id_field = \"id\"\nsort_by = {sort_by:?}"),
+            );
+            IndexSchema::from_toml_str(&text, "s.toml")
+        };
+        let schema = with("id desc").unwrap();
+        assert_eq!(
+            schema.stored_order(),
+            Some(StoredOrder {
+                field: "id".into(),
+                descending: true
+            })
+        );
+        assert!(!with("id").unwrap().stored_order().unwrap().descending);
+        let err = with("year ASC").unwrap_err().to_string();
+        assert!(err.contains("s.toml") && err.contains("`year`"), "{err}");
+        let err = with("title ASC").unwrap_err().to_string();
+        assert!(err.contains("numeric or date field"), "{err}");
+        let err = with("id sideways").unwrap_err().to_string();
+        assert!(
+            err.contains("sort_by") && err.contains("FIELD DESC"),
+            "{err}"
+        );
     }
 }

@@ -77,6 +77,9 @@ fn write_term_bounds(
         .map_err(|err| BuildError::io(format!("creating {}", path.display()), err))?;
     let mut writer = Dictionary::<VecU32ValueSSTable>::builder(BufWriter::new(file))
         .map_err(|err| BuildError::io("starting the term bounds", err))?;
+    // Small blocks stay uncompressed: a lookup then costs no zstd decompression
+    // (`term_dictionaries`).
+    writer.set_block_len(super::term_dictionaries::BLOCK_LEN);
     let schema = cold.schema();
     let hot = statistics.tier_searchers();
     let total_num_docs = statistics.total_num_docs()?;

@@ -754,7 +754,21 @@ fn create_index(
 ) -> Result<IndexWriter<TantivyDocument>, BuildError> {
     std::fs::create_dir_all(dir)
         .map_err(|err| BuildError::io(format!("creating {}", dir.display()), err))?;
-    let index = Index::create_in_dir(dir, schema)?;
+    let mut settings = tantivy::IndexSettings::default();
+    if let Some(order) = options.schema.stored_order() {
+        settings.sort_by_field = Some(tantivy::IndexSortByField {
+            field: order.field,
+            order: if order.descending {
+                tantivy::Order::Desc
+            } else {
+                tantivy::Order::Asc
+            },
+        });
+    }
+    let index = Index::builder()
+        .schema(schema)
+        .settings(settings)
+        .create_in_dir(dir)?;
     let threads = options.indexing_threads.max(1);
     Ok(index.writer_with_num_threads(threads, memory.max(MIN_INDEXING_MEMORY * threads))?)
 }

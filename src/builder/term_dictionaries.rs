@@ -15,18 +15,18 @@
 use std::io::{self, Write};
 use std::path::Path;
 
+use tantivy::Index;
 use tantivy::directory::{CompositeFile, CompositeWrite, Directory};
 use tantivy::index::SegmentComponent;
 use tantivy::postings::TermInfo;
 use tantivy::termdict::TermDictionary;
-use tantivy::Index;
 use tantivy_common::VInt;
 
 use super::BuildError;
 
 /// Keys bytes per block before it is closed. With the values (three small integers a term), a
 /// block stays under the 2,048 bytes above which tantivy's SSTable writer compresses it.
-const BLOCK_LEN: usize = 768;
+pub const BLOCK_LEN: usize = 768;
 
 /// tantivy's tag of an SSTable term dictionary, after the table.
 const SSTABLE_DICTIONARY: u32 = 2;
@@ -38,9 +38,9 @@ pub fn rewrite_for_point_lookups(dir: &Path) -> Result<(), BuildError> {
     for segment in index.searchable_segments()? {
         let path = segment.relative_path(SegmentComponent::Terms);
         let dictionaries = {
-            let file = segment
-                .open_read(SegmentComponent::Terms)
-                .map_err(|err| BuildError::internal(format!("reading {}: {err}", path.display())))?;
+            let file = segment.open_read(SegmentComponent::Terms).map_err(|err| {
+                BuildError::internal(format!("reading {}: {err}", path.display()))
+            })?;
             let composite = CompositeFile::open(&file)
                 .map_err(|err| BuildError::io(format!("opening {}", path.display()), err))?;
             let mut dictionaries = Vec::new();
@@ -225,7 +225,11 @@ mod tests {
     }
 
     fn term_infos(dir: &Path) -> Vec<(u64, Vec<u8>, u32, std::ops::Range<usize>)> {
-        let searcher = Index::open_in_dir(dir).unwrap().reader().unwrap().searcher();
+        let searcher = Index::open_in_dir(dir)
+            .unwrap()
+            .reader()
+            .unwrap()
+            .searcher();
         let mut all = Vec::new();
         for segment in searcher.segment_readers() {
             for (field, _) in searcher.schema().fields() {

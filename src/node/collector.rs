@@ -31,7 +31,7 @@ use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
 use crate::format::sort_key::{self, KeyExactness};
-use crate::ranking::values::{TierValues, ValueColumn};
+use crate::ranking::values::{SuffixRanges, TierValues, ValueColumn};
 use crate::ranking::{RankProfile, RankRule, ValueRange};
 use crate::schema::{ADDR_FIELD, SORT_KEY_FIELD};
 
@@ -272,6 +272,10 @@ pub struct SegmentTopHits {
     /// document's values (NaN for none).
     inputs: Vec<ValueColumn>,
     ranges: Vec<ValueRange>,
+    /// The inputs' ranges from each checkpoint of the segment on, and the checkpoint `ranges`
+    /// hold from: as the search passes checkpoints, `ranges` narrow to what is left.
+    suffixes: Option<Vec<Arc<SuffixRanges>>>,
+    checkpoint: usize,
     values: Vec<f64>,
     /// A score expression's pruning threshold, and the rank floor it was computed for.
     profile_threshold: (f64, Score),
@@ -375,9 +379,36 @@ impl SegmentTopHits {
         own.max(self.threshold.get())
     }
 
+    /// Narrows `ranges` to the documents after `doc` once the search has passed a checkpoint
+    /// (tantivy gives documents in order): whether they changed.
+    fn pass(&mut self, doc: DocId) -> bool {
+        let Some(suffixes) = &self.suffixes else {
+            return false;
+        };
+        let Some(first) = suffixes.first() else {
+            return false;
+        };
+        let at = first.checkpoint(doc.saturating_add(1));
+        if at <= self.checkpoint {
+            return false;
+        }
+        self.checkpoint = at;
+        let mut changed = false;
+        for (range, suffix) in self.ranges.iter_mut().zip(suffixes) {
+            let narrower = suffix.from_checkpoint(at);
+            changed |= narrower != *range;
+            *range = narrower;
+        }
+        changed
+    }
+
     /// What tantivy may skip when ranking by a score expression: documents whose BM25 score
-    /// keeps them below the k-th rank whatever their values in this segment.
-    fn profile_pruning_threshold(&mut self) -> Score {
+    /// keeps them below the k-th rank whatever their values in what is left of this segment
+    /// after `doc`.
+    fn profile_pruning_threshold(&mut self, doc: DocId) -> Score {
+        if self.pass(doc) {
+            self.profile_threshold.0 = f64::NAN;
+        }
         let kth = self.kth_rank();
         if kth == f64::NEG_INFINITY {
             return Score::NEG_INFINITY;
@@ -462,6 +493,9 @@ impl Collector for TopHits {
             .values
             .segment_inputs(segment as usize, self.profile.inputs());
         let ranges = inputs.iter().map(ValueColumn::range).collect();
+        let suffixes = self
+            .values
+            .segment_suffixes(segment as usize, self.profile.inputs());
         Ok(SegmentTopHits {
             limit: self.limit,
             tier: self.tier,
@@ -473,6 +507,8 @@ impl Collector for TopHits {
             values: vec![f64::NAN; inputs.len()],
             inputs,
             ranges,
+            suffixes,
+            checkpoint: 0,
             profile_threshold: (f64::NAN, Score::NEG_INFINITY),
             buffer: Vec::with_capacity(2 * self.limit.min(4096)),
             cut_at: 2 * self.limit,
@@ -507,22 +543,31 @@ impl Collector for TopHits {
                 })?;
             }
             RankRule::Score(_) => {
-                let start = collector.profile_pruning_threshold();
+                let start = collector.profile_pruning_threshold(0);
                 weight.for_each_pruning(start, reader, &mut |doc, score| {
                     if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
                         collector.collect_candidate(doc, score);
                     }
-                    collector.profile_pruning_threshold()
+                    collector.profile_pruning_threshold(doc)
                 })?;
             }
             RankRule::OrderBy(_) => {
                 if collector.segment_out_of_reach() {
                     return Ok(Vec::new());
                 }
-                // The rank is the field's value: the score bounds nothing, every match ranks.
-                weight.for_each(reader, &mut |doc, score| {
+                // The rank is the field's value: the score bounds nothing, every match ranks
+                // until what is left of the segment cannot reach the k-th rank (in a segment
+                // sorted by the field, once the page is full); then an infinite threshold
+                // skips the rest.
+                weight.for_each_pruning(Score::NEG_INFINITY, reader, &mut |doc, score| {
                     if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
                         collector.collect_candidate(doc, score);
+                    }
+                    collector.pass(doc);
+                    if collector.segment_out_of_reach() {
+                        Score::INFINITY
+                    } else {
+                        Score::NEG_INFINITY
                     }
                 })?;
             }

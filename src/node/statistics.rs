@@ -232,9 +232,7 @@ impl Bm25StatisticsProvider for CorpusStatistics {
             }
             // A hot term the table leaves out is in no cold document. Kept: the hot tier's
             // dictionary lookup costs a block decompression.
-            let in_hot = self
-                .doc_freqs
-                .get_or_compute(term, || hot.doc_freq(term))?;
+            let in_hot = self.doc_freqs.get_or_compute(term, || hot.doc_freq(term))?;
             if in_hot > 0 {
                 return Ok(in_hot);
             }

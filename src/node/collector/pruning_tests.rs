@@ -1,5 +1,6 @@
-//! Pruned pages against pages ranked over every match: random documents in several segments,
-//! random queries, and random score expressions (monotone in BM25 or not) and orders.
+//! Pruned pages against pages ranked over every match: random documents in several segments
+//! (in input order, or sorted by a field as the schema's `sort_by` stores them), random
+//! queries, and random score expressions (monotone in BM25 or not) and orders.
 
 use proptest::prelude::*;
 use tantivy::query::QueryParser;
@@ -47,7 +48,9 @@ fn document_strategy() -> impl Strategy<Value = Document> {
     )
 }
 
-fn index_of(segments: &[Vec<Document>]) -> Index {
+/// `segments` indexed, each sorted by `sorted` (a field, descending) when set, as the schema's
+/// `sort_by` has the builder store them.
+fn index_of(segments: &[Vec<Document>], sorted: Option<(&str, bool)>) -> Index {
     let mut builder = Schema::builder();
     let id = builder.add_u64_field("id", INDEXED | FAST);
     let body = builder.add_text_field("body", TEXT);
@@ -55,7 +58,22 @@ fn index_of(segments: &[Vec<Document>]) -> Index {
     let rating = builder.add_f64_field("rating", FAST);
     let released = builder.add_date_field("released", FAST);
     let key = builder.add_u64_field(SORT_KEY_FIELD, FAST);
-    let index = Index::create_in_ram(builder.build());
+    let mut settings = tantivy::IndexSettings::default();
+    if let Some((field, descending)) = sorted {
+        settings.sort_by_field = Some(tantivy::IndexSortByField {
+            field: field.to_string(),
+            order: if descending {
+                tantivy::Order::Desc
+            } else {
+                tantivy::Order::Asc
+            },
+        });
+    }
+    let index = Index::builder()
+        .schema(builder.build())
+        .settings(settings)
+        .create_in_ram()
+        .unwrap();
     let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
     writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
     let mut next_id = 0u64;
@@ -128,7 +146,7 @@ fn profile_strategy() -> impl Strategy<Value = (String, String)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
     fn pruned_pages_equal_pages_ranked_over_every_match(
@@ -136,6 +154,10 @@ proptest! {
         (score, order_by) in profile_strategy(),
         query_words in proptest::collection::vec(0usize..6, 1..4),
         limit in 1usize..12,
+        sorted in proptest::option::of((
+            prop_oneof![Just("downloads"), Just("rating"), Just("released")],
+            any::<bool>(),
+        )),
     ) {
         let schema = IndexSchema::from_toml_str(
             &format!("{SCHEMA}\n[ranking.p]\nscore = {score:?}\n"),
@@ -144,7 +166,7 @@ proptest! {
         .unwrap();
         let profiles = RankProfiles::compile(&schema, "schema.toml").unwrap();
         let profile = profiles.choose(&schema, "p", &order_by).unwrap();
-        let index = index_of(&segments);
+        let index = index_of(&segments, sorted);
         let searcher = index.reader().unwrap().searcher();
         let values = Arc::new(TierValues::open(&searcher, &schema).unwrap());
         let body = searcher.schema().get_field("body").unwrap();
