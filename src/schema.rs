@@ -25,6 +25,11 @@ pub const ADDR_FIELD: &str = "_addr";
 /// Name of the fast field, in both tiers, holding each document's id sort key
 /// (`format::sort_key`): score ties break by it without reading the id.
 pub const SORT_KEY_FIELD: &str = "_key";
+/// Hidden fast field each tier is sorted by when the schema sets `sort_by`: the field's value
+/// as an `f64`, negated for `DESC`, and `+inf` for a document without one, so that the best
+/// documents come first and those without a value last (tantivy's own order of a sparse
+/// column puts them first).
+pub const ORDER_FIELD: &str = "_order";
 
 /// Tokenizers registered by tantivy's default `TokenizerManager`.
 pub const KNOWN_TOKENIZERS: &[&str] = &["default", "raw", "en_stem", "whitespace"];
@@ -172,6 +177,8 @@ pub struct IndexSchema {
     pub cold_tantivy: Schema,
     pub addr_field: Field,
     pub sort_key_field: Field,
+    /// `_order`, with `sort_by`.
+    pub order_field: Option<Field>,
 }
 
 impl StoredOrder {
@@ -341,8 +348,8 @@ impl IndexSchema {
                 .project(&cold_columns)
                 .map_err(|err| fail(err.to_string()))?,
         );
-        let (hot_tantivy, [addr_field, sort_key_field]) = tantivy_schema(&spec, true);
-        let (cold_tantivy, _) = tantivy_schema(&spec, false);
+        let (hot_tantivy, [addr_field, sort_key_field], order_field) = tantivy_schema(&spec, true);
+        let (cold_tantivy, _, _) = tantivy_schema(&spec, false);
         Ok(IndexSchema {
             spec,
             source_name: source_name.to_string(),
@@ -354,6 +361,7 @@ impl IndexSchema {
             cold_tantivy,
             addr_field,
             sort_key_field,
+            order_field,
         })
     }
 
@@ -373,7 +381,7 @@ impl IndexSchema {
 
 /// Builds the tantivy schema of one tier. `with_stored` is false for the cold tier, whose
 /// stored values live in parquet.
-fn tantivy_schema(spec: &SchemaSpec, with_stored: bool) -> (Schema, [Field; 2]) {
+fn tantivy_schema(spec: &SchemaSpec, with_stored: bool) -> (Schema, [Field; 2], Option<Field>) {
     let mut builder = Schema::builder();
     for field in &spec.fields {
         let stored = with_stored && field.stored;
@@ -439,7 +447,11 @@ fn tantivy_schema(spec: &SchemaSpec, with_stored: bool) -> (Schema, [Field; 2]) 
     let addr_field = builder.add_u64_field(ADDR_FIELD, NumericOptions::default().set_fast());
     let sort_key_field =
         builder.add_u64_field(SORT_KEY_FIELD, NumericOptions::default().set_fast());
-    (builder.build(), [addr_field, sort_key_field])
+    let order_field = spec
+        .sort_by
+        .as_ref()
+        .map(|_| builder.add_f64_field(ORDER_FIELD, NumericOptions::default().set_fast()));
+    (builder.build(), [addr_field, sort_key_field], order_field)
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ pub struct DocumentMaker {
     addr_field: Field,
     sort_key_field: Field,
     id_column: usize,
+    /// `_order` and what it is computed from: the `sort_by` column, and whether descending.
+    order: Option<(Field, usize, bool)>,
 }
 
 /// A column viewed as its concrete array type, downcast once per batch.
@@ -125,7 +127,44 @@ impl DocumentMaker {
             addr_field: schema.addr_field,
             sort_key_field: schema.sort_key_field,
             id_column: schema.id_index,
+            order: schema
+                .order_field
+                .zip(schema.stored_order())
+                .and_then(|(field, order)| {
+                    let column = schema
+                        .spec
+                        .fields
+                        .iter()
+                        .position(|spec| spec.name == order.field)?;
+                    Some((field, column, order.descending))
+                }),
         }
+    }
+
+    /// Each row's `_order` (see `schema::ORDER_FIELD`), with the field it goes in.
+    fn order_values(&self, batch: &RecordBatch) -> Option<(Field, Vec<f64>)> {
+        let (field, column, descending) = self.order?;
+        let view = ColumnView::new(batch.column(column).as_ref());
+        let value = |row: usize| -> Option<f64> {
+            match &view {
+                ColumnView::U64(array) => array.is_valid(row).then(|| array.value(row) as f64),
+                ColumnView::I64(array) => array.is_valid(row).then(|| array.value(row) as f64),
+                ColumnView::F64(array) => array
+                    .is_valid(row)
+                    .then(|| array.value(row))
+                    .filter(|value| !value.is_nan()),
+                ColumnView::Micros(array) => array.is_valid(row).then(|| array.value(row) as f64),
+                _ => None,
+            }
+        };
+        let values = (0..batch.num_rows())
+            .map(|row| match value(row) {
+                Some(value) if descending => -value,
+                Some(value) => value,
+                None => f64::INFINITY,
+            })
+            .collect();
+        Some((field, values))
     }
 
     /// The sort key of every row's id (`format::sort_key`). Ids are never null by the time
@@ -158,6 +197,7 @@ impl DocumentMaker {
             .map(|plan| ColumnView::new(batch.column(plan.column).as_ref()))
             .collect();
         let keys = self.sort_keys(batch);
+        let order = self.order_values(batch);
         (0..batch.num_rows())
             .map(|row| {
                 let mut document = TantivyDocument::new();
@@ -165,6 +205,9 @@ impl DocumentMaker {
                     view.add_to(&mut document, plan.field, row);
                 }
                 document.add_u64(self.sort_key_field, keys[row]);
+                if let Some((field, values)) = &order {
+                    document.add_f64(*field, values[row]);
+                }
                 document
             })
             .collect()
@@ -178,6 +221,7 @@ impl DocumentMaker {
             .map(|plan| ColumnView::new(batch.column(plan.column).as_ref()))
             .collect();
         let keys = self.sort_keys(batch);
+        let order = self.order_values(batch);
         (0..batch.num_rows())
             .map(|row| {
                 let mut document = TantivyDocument::new();
@@ -186,6 +230,9 @@ impl DocumentMaker {
                 }
                 document.add_u64(self.addr_field, addrs[row]);
                 document.add_u64(self.sort_key_field, keys[row]);
+                if let Some((field, values)) = &order {
+                    document.add_f64(*field, values[row]);
+                }
                 document
             })
             .collect()

@@ -755,14 +755,11 @@ fn create_index(
     std::fs::create_dir_all(dir)
         .map_err(|err| BuildError::io(format!("creating {}", dir.display()), err))?;
     let mut settings = tantivy::IndexSettings::default();
-    if let Some(order) = options.schema.stored_order() {
+    if options.schema.order_field.is_some() {
+        // `_order` holds the schema's order, direction and missing values included.
         settings.sort_by_field = Some(tantivy::IndexSortByField {
-            field: order.field,
-            order: if order.descending {
-                tantivy::Order::Desc
-            } else {
-                tantivy::Order::Asc
-            },
+            field: crate::schema::ORDER_FIELD.to_string(),
+            order: tantivy::Order::Asc,
         });
     }
     let index = Index::builder()

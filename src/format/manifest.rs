@@ -15,8 +15,12 @@ use crate::schema::SchemaSpec;
 /// 3: sharded versions (`shards`, `shard`).
 /// 4: term dictionaries are SSTable (read block by block from object storage); the cold tier
 /// carries its hotcache, its term bounds and its value ranges; an unsharded version carries its
-/// hot terms' document frequencies. What every build writes.
-pub const FORMAT_VERSION: u32 = 4;
+/// hot terms' document frequencies.
+/// 5: term dictionaries in small uncompressed SSTable blocks (cheap point lookups; read as 4
+/// reads them); the schema may set `sort_by`, which adds the `_order` fast field to both tiers;
+/// the hot terms' table lists only hot terms cold documents have too. What every build writes;
+/// a 5 reader serves 4 unchanged.
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The oldest format this reader serves. Older versions have FST term dictionaries, which this
 /// tantivy build does not open, and lack what a node needs to search the cold index where it
