@@ -157,6 +157,79 @@ async fn summary_counts_ignored_fields_and_multi_valued_keywords() {
     assert!(manifest.cold.parquet_bytes > 0 && manifest.hot.index_bytes > 0);
 }
 
+/// `sort_by` stores each tier in the field's order, documents without a value last, in both
+/// directions; the order is what the tiers' `_order` column says.
+#[tokio::test]
+async fn sort_by_stores_each_tier_in_order_with_missing_values_last() {
+    let input = tempfile::Builder::new()
+        .suffix(".jsonl")
+        .tempfile()
+        .unwrap();
+    let mut lines = String::new();
+    for id in 0..400u64 {
+        // Every third document has no rank; the others' ranks are scattered.
+        let rank = (id % 3 != 0).then(|| (id * 7919) % 1000);
+        let rank = rank.map_or(String::new(), |rank| format!(", \"rank\": {rank}"));
+        lines.push_str(&format!(
+            "{{\"id\": {id}, \"title\": \"doc {id}\", \"hot\": {}{rank}}}\n",
+            id % 2 == 0
+        ));
+    }
+    std::fs::write(input.path(), lines).unwrap();
+    for (order, descending) in [("rank ASC", false), ("rank DESC", true)] {
+        let schema = Arc::new(
+            tierdex::schema::IndexSchema::from_toml_str(
+                &format!(
+                    "sort_by = {order:?}\nid_field = \"id\"\n\
+                     [[field]]\nname = \"id\"\ntype = \"u64\"\n\
+                     [[field]]\nname = \"title\"\ntype = \"text\"\nstored = true\n\
+                     [[field]]\nname = \"hot\"\ntype = \"bool\"\n\
+                     [[field]]\nname = \"rank\"\ntype = \"u64\"\nfast = true\n"
+                ),
+                "schema.toml",
+            )
+            .unwrap(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let options = build_options(
+            schema,
+            "hot = [\"hot\"]",
+            vec![input.path().to_path_buf()],
+            "ranked",
+        );
+        let manifest = tierdex::builder::build(options, local_store(dir.path()))
+            .await
+            .unwrap()
+            .manifest;
+        let version = dir.path().join("ranked").join(&manifest.version);
+        for tier in ["hot", "cold/index"] {
+            let index = tantivy::Index::open_in_dir(version.join(tier)).unwrap();
+            let searcher = index.reader().unwrap().searcher();
+            let mut seen = 0;
+            for segment in searcher.segment_readers() {
+                let ranks = segment.fast_fields().u64("rank").unwrap();
+                let values: Vec<Option<u64>> =
+                    (0..segment.max_doc()).map(|doc| ranks.first(doc)).collect();
+                seen += values.len();
+                let present = values.iter().take_while(|value| value.is_some()).count();
+                assert!(
+                    values[present..].iter().all(Option::is_none),
+                    "{order}, {tier}: documents without a rank last: {values:?}"
+                );
+                let ranks: Vec<u64> = values.iter().flatten().copied().collect();
+                let mut expected = ranks.clone();
+                expected.sort_unstable();
+                if descending {
+                    expected.reverse();
+                }
+                assert_eq!(ranks, expected, "{order}, {tier}");
+                assert!(present > 50 && present < values.len(), "{order}, {tier}");
+            }
+            assert_eq!(seen, 200, "{order}, {tier}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn pyarrow_reads_the_cold_documents_with_identical_values_in_each_compression() {
     for (compression, parquet_name, described) in [

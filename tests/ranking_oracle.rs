@@ -31,9 +31,16 @@ fn ranked_schema_text() -> String {
 }
 
 fn ranked_schema() -> Arc<tierdex::schema::IndexSchema> {
-    Arc::new(
-        tierdex::schema::IndexSchema::from_toml_str(&ranked_schema_text(), "schema.toml").unwrap(),
-    )
+    ranked_schema_sorted(None)
+}
+
+/// `ranked_schema`, its tiers stored in the order `sort_by` when set.
+fn ranked_schema_sorted(sort_by: Option<&str>) -> Arc<tierdex::schema::IndexSchema> {
+    let text = match sort_by {
+        Some(order) => format!("sort_by = {order:?}\n{}", ranked_schema_text()),
+        None => ranked_schema_text(),
+    };
+    Arc::new(tierdex::schema::IndexSchema::from_toml_str(&text, "schema.toml").unwrap())
 }
 
 /// What orders a page, and how a request asks for it.
@@ -204,10 +211,11 @@ async fn ranked_node(
     rules: &str,
     data: &std::path::Path,
     mode: &str,
+    sort_by: Option<&str>,
 ) -> TestNode {
     let store = server.store("ranking", "indexes").await;
     let options = build_options(
-        ranked_schema(),
+        ranked_schema_sorted(sort_by),
         rules,
         vec![shared_data("cacm.jsonl")],
         "cacm",
@@ -326,9 +334,20 @@ async fn check_rules(rules: &str, hot_ids: BTreeSet<u64>, assert_skips: bool) {
 
 /// `check_rules` with the cold index `mode` (`remote` or `local`).
 async fn check_rules_in(rules: &str, hot_ids: BTreeSet<u64>, assert_skips: bool, mode: &str) {
+    check_rules_with(rules, hot_ids, assert_skips, mode, None).await;
+}
+
+/// `check_rules_in` over tiers stored in the order `sort_by`, when set.
+async fn check_rules_with(
+    rules: &str,
+    hot_ids: BTreeSet<u64>,
+    assert_skips: bool,
+    mode: &str,
+    sort_by: Option<&str>,
+) {
     let server = S3Server::start();
     let data = tempfile::tempdir().unwrap();
-    let node = ranked_node(&server, rules, data.path(), mode).await;
+    let node = ranked_node(&server, rules, data.path(), mode, sort_by).await;
     let mut client = node.client().await;
     let oracle = Oracle::new();
     let queries: Vec<String> = cacm_query_texts()
@@ -434,6 +453,20 @@ async fn ranked_pages_equal_one_index_for_a_real_split() {
     check_rules("hot = [\"citations >= 1\"]", cacm_cited_ids(), true).await;
 }
 
+/// Tiers stored most cited first (`sort_by`): profiles and orders over `citations` prune as
+/// they go through a segment, and still give the oracle's pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranked_pages_equal_one_index_when_stored_most_cited_first() {
+    check_rules_with(
+        "hot = [\"citations >= 1\"]",
+        cacm_cited_ids(),
+        true,
+        "remote",
+        Some("citations DESC"),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranked_pages_equal_one_index_for_a_real_split_with_the_cold_index_local() {
     check_rules_in(
@@ -498,11 +531,13 @@ fn random_ranked_pages_equal_one_index() {
         .unwrap();
     let server = S3Server::start();
     let data = tempfile::tempdir().unwrap();
+    // Stored most cited first: the fixed tests above cover tiers in input order.
     let node = runtime.block_on(ranked_node(
         &server,
         "hot = [\"citations >= 1\"]",
         data.path(),
         "remote",
+        Some("citations DESC"),
     ));
     let client = runtime.block_on(node.client());
     let oracle = Oracle::new();
@@ -601,7 +636,14 @@ fn random_ranked_pages_equal_one_index() {
 async fn bad_profiles_and_orders_are_invalid_arguments() {
     let server = S3Server::start();
     let data = tempfile::tempdir().unwrap();
-    let node = ranked_node(&server, "hot = [\"citations >= 1\"]", data.path(), "remote").await;
+    let node = ranked_node(
+        &server,
+        "hot = [\"citations >= 1\"]",
+        data.path(),
+        "remote",
+        None,
+    )
+    .await;
     let mut client = node.client().await;
     for (profile, order_by, named) in [
         ("nope", "", &["nope"][..]),
