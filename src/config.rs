@@ -244,6 +244,30 @@ pub struct Settings {
     #[arg(long, env = "TIERDEX_REPLICA_TIMEOUT", help = concat!("How long a fan-out waits for one replica of a shard before asking the next [default: ", defaults::replica_timeout!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_timeout: Option<String>,
+    /// The certificate chain the gRPC listener presents (PEM, leaf first): TLS on, with
+    /// tls_key; read again when the file changes [default: plaintext].
+    #[arg(long, env = "TIERDEX_TLS_CERT")]
+    #[serde(skip_serializing)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of tls_cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TIERDEX_TLS_KEY")]
+    #[serde(skip_serializing)]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that clients' certificates must be signed by: mutual TLS, a client
+    /// without one is refused [default: no client certificate asked].
+    #[arg(long, env = "TIERDEX_TLS_CLIENT_CA")]
+    #[serde(skip_serializing)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// CA certificates (PEM) that fleet members' certificates are checked against when members
+    /// ask each other over TLS [default: tls_client_ca].
+    #[arg(long, env = "TIERDEX_TLS_PEER_CA")]
+    #[serde(skip_serializing)]
+    pub tls_peer_ca: Option<PathBuf>,
+    /// Log lines as `text` (colours only on a terminal) or `json` (one object per line)
+    /// [default: text].
+    #[arg(long, env = "TIERDEX_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
 }
 
 impl Settings {
@@ -260,9 +284,19 @@ impl Settings {
     }
 
     /// `self` with every setting that `flags` sets replaced (key by key, through their
-    /// serialized form: no setting is named here).
+    /// serialized form: no setting is named here but the paths, which need not be UTF-8).
     pub fn overridden_by(self, flags: Settings) -> Settings {
         let data_dir = flags.data_dir.clone().or_else(|| self.data_dir.clone());
+        let tls_cert = flags.tls_cert.clone().or_else(|| self.tls_cert.clone());
+        let tls_key = flags.tls_key.clone().or_else(|| self.tls_key.clone());
+        let tls_client_ca = flags
+            .tls_client_ca
+            .clone()
+            .or_else(|| self.tls_client_ca.clone());
+        let tls_peer_ca = flags
+            .tls_peer_ca
+            .clone()
+            .or_else(|| self.tls_peer_ca.clone());
         let object = |settings: Settings| match serde_json::to_value(settings) {
             Ok(serde_json::Value::Object(map)) => map,
             _ => unreachable!("settings serialize to an object"),
@@ -277,7 +311,16 @@ impl Settings {
         let mut settings: Settings = serde_json::from_value(serde_json::Value::Object(merged))
             .expect("merged settings deserialize");
         settings.data_dir = data_dir;
+        settings.tls_cert = tls_cert;
+        settings.tls_key = tls_key;
+        settings.tls_client_ca = tls_client_ca;
+        settings.tls_peer_ca = tls_peer_ca;
         settings
+    }
+
+    /// The log format these settings ask for; `source_name` says where they came from.
+    pub fn log_format(&self, source_name: &str) -> Result<LogFormat, ConfigError> {
+        LogFormat::parse(self.log_format.as_deref(), source_name)
     }
 
     /// The settings' names as the file writes them, and as flags (`--cache-size`): for docs.
@@ -332,6 +375,48 @@ pub struct NodeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// `Some` when the node is a member of a fleet serving sharded indexes.
     pub fleet: Option<FleetConfig>,
+    /// `Some`: the gRPC listener (and, in a fleet, the members' connections to each other)
+    /// use TLS.
+    pub tls: Option<TlsConfig>,
+    pub log_format: LogFormat,
+}
+
+/// Which files TLS comes from (paths as configured; `tls` reads them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The node's certificate chain (PEM, leaf first).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// Clients must present a certificate signed by one of these CAs (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    /// Fleet members' certificates are checked against these CAs: `tls_peer_ca`, else
+    /// `tls_client_ca`. Always `Some` in a fleet.
+    pub peer_ca: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// For people: colours only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    /// `text`, `json`, or unset (text).
+    pub fn parse(value: Option<&str>, source_name: &str) -> Result<LogFormat, ConfigError> {
+        match value.map(str::trim) {
+            None | Some("") | Some("text") => Ok(LogFormat::Text),
+            Some("json") => Ok(LogFormat::Json),
+            Some(other) => Err(ConfigError {
+                source_name: source_name.to_string(),
+                message: format!("log_format: `{other}` is neither `text` nor `json`"),
+            }),
+        }
+    }
 }
 
 /// Where a fleet's member list comes from.
@@ -566,6 +651,44 @@ impl NodeConfig {
                 })
             }
         };
+        let path = |value: Option<PathBuf>| value.filter(|path| !path.as_os_str().is_empty());
+        let client_ca = path(settings.tls_client_ca);
+        let peer_ca = path(settings.tls_peer_ca);
+        let tls = match (path(settings.tls_cert), path(settings.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert,
+                key,
+                peer_ca: peer_ca.or_else(|| client_ca.clone()),
+                client_ca,
+            }),
+            (Some(_), None) => {
+                return Err(fail(
+                    "tls_cert without tls_key: give the certificate's private key too".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(fail(
+                    "tls_key without tls_cert: give the certificate it goes with too".into(),
+                ));
+            }
+            (None, None) => {
+                if client_ca.is_some() || peer_ca.is_some() {
+                    return Err(fail(
+                        "tls_client_ca and tls_peer_ca need TLS on: give tls_cert and tls_key"
+                            .into(),
+                    ));
+                }
+                None
+            }
+        };
+        if fleet.is_some() && tls.as_ref().is_some_and(|tls| tls.peer_ca.is_none()) {
+            return Err(fail(
+                "a fleet over TLS checks the members' certificates: give tls_peer_ca (the CA \
+                 that signed them), or tls_client_ca"
+                    .into(),
+            ));
+        }
+        let log_format = LogFormat::parse(settings.log_format.as_deref(), source_name)?;
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -610,6 +733,8 @@ impl NodeConfig {
             admin_token: settings.admin_token.filter(|token| !token.is_empty()),
             metrics_listen,
             fleet,
+            tls,
+            log_format,
         })
     }
 }
@@ -722,5 +847,87 @@ mod tests {
         assert!(err.to_string().contains("cache_size"), "{err}");
         assert!(toml::from_str::<Settings>("colour = 1").is_err());
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn tls_settings_resolve_to_files_and_half_a_pair_is_an_error() {
+        let base = || Settings {
+            store: Some("/s".into()),
+            indexes: Some(vec!["a".into()]),
+            data_dir: Some("/d".into()),
+            ..Settings::default()
+        };
+        let resolve = |settings: Settings| NodeConfig::resolve(settings, "node.toml");
+        assert_eq!(resolve(base()).unwrap().tls, None);
+        // From the file, a path overridden by a flag; the peer CA defaults to the client CA.
+        let file: Settings = toml::from_str(
+            "tls_cert = \"/etc/t/cert.pem\"\ntls_key = \"/etc/t/key.pem\"\ntls_client_ca = \"/etc/t/ca.pem\"\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            tls_key: Some("/run/key.pem".into()),
+            ..base()
+        };
+        let tls = resolve(file.overridden_by(flags)).unwrap().tls.unwrap();
+        assert_eq!(
+            tls,
+            TlsConfig {
+                cert: "/etc/t/cert.pem".into(),
+                key: "/run/key.pem".into(),
+                client_ca: Some("/etc/t/ca.pem".into()),
+                peer_ca: Some("/etc/t/ca.pem".into()),
+            }
+        );
+        let error = |settings: Settings| resolve(settings).unwrap_err().to_string();
+        let err = error(Settings {
+            tls_cert: Some("/c".into()),
+            ..base()
+        });
+        assert!(err.contains("tls_cert without tls_key"), "{err}");
+        let err = error(Settings {
+            tls_key: Some("/k".into()),
+            ..base()
+        });
+        assert!(err.contains("tls_key without tls_cert"), "{err}");
+        let err = error(Settings {
+            tls_client_ca: Some("/ca".into()),
+            ..base()
+        });
+        assert!(
+            err.contains("tls_client_ca and tls_peer_ca need TLS on"),
+            "{err}"
+        );
+        // A fleet over TLS must know whom to trust.
+        let fleet = || Settings {
+            tls_cert: Some("/c".into()),
+            tls_key: Some("/k".into()),
+            peers: Some(vec![DEFAULT_LISTEN.into()]),
+            ..base()
+        };
+        assert!(error(fleet()).contains("give tls_peer_ca"));
+        let tls = resolve(Settings {
+            tls_peer_ca: Some("/peers.pem".into()),
+            ..fleet()
+        })
+        .unwrap()
+        .tls
+        .unwrap();
+        assert_eq!(
+            (tls.client_ca, tls.peer_ca),
+            (None, Some("/peers.pem".into()))
+        );
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        let format = |value: &str| LogFormat::parse(Some(value), "node.toml");
+        assert_eq!(LogFormat::parse(None, "x").unwrap(), LogFormat::Text);
+        assert_eq!(format("json").unwrap(), LogFormat::Json);
+        assert_eq!(format("text").unwrap(), LogFormat::Text);
+        let err = format("xml").unwrap_err().to_string();
+        assert!(
+            err.contains("node.toml") && err.contains("log_format") && err.contains("`xml`"),
+            "{err}"
+        );
     }
 }

@@ -20,8 +20,10 @@
 //!   index): plan, fetch in rounds, then search.
 //! - [`node`]: loading versions (rehydration, hot then cold) and searching them.
 //! - [`tuning`]: replaying a query log against a version, suggesting rules.
+//! - [`tls`]: TLS for the gRPC listener and its clients (fleet members, `tierdex query`), the
+//!   node's certificate read again when renewed.
 //! - [`api`]: the gRPC API: proto messages and status codes; nothing else knows gRPC.
-//! - [`server`]: `run(listener, node, shutdown)` with health and reflection.
+//! - [`server`]: `run(listener, node, shutdown)` with health and reflection, plaintext or TLS.
 
 pub mod api;
 pub mod builder;
@@ -39,5 +41,6 @@ pub mod sample;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod tuning;
 pub mod units;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use tierdex::api::shards::GrpcShards;
 use tierdex::api::{client, pb};
 use tierdex::builder::{self, BuildOptions, BuildSummary, Progress};
-use tierdex::config::{NodeConfig, Settings};
+use tierdex::config::{LogFormat, NodeConfig, Settings};
 use tierdex::fleet::Fleet;
 use tierdex::format::Manifest;
 use tierdex::node::Node;
@@ -20,6 +20,7 @@ use tierdex::sample;
 use tierdex::schema::IndexSchema;
 use tierdex::server;
 use tierdex::store::{open_serving_store, open_store};
+use tierdex::tls::ServerTls;
 use tierdex::units::{format_bytes, parse_bytes};
 
 mod cli {
@@ -66,6 +67,52 @@ struct ServeArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     settings: Settings,
+    /// Where `settings` came from, for errors: the file, once `read_config` merged it in.
+    #[arg(skip)]
+    source: String,
+}
+
+impl ServeArgs {
+    /// Lays the flags over the settings file's keys, in place; returns the log format they ask
+    /// for (logging starts after this, with it).
+    fn read_config(&mut self) -> Result<LogFormat> {
+        let flags = std::mem::take(&mut self.settings);
+        self.settings = match &self.config {
+            Some(path) => Settings::from_toml_file(path)?.overridden_by(flags),
+            None => flags,
+        };
+        self.source = self
+            .config
+            .as_ref()
+            .map(|path| path.display().to_string())
+            .unwrap_or_else(|| "flags".into());
+        Ok(self.settings.log_format(&self.source)?)
+    }
+}
+
+/// How `tierdex query` and `status` reach a node over TLS.
+#[derive(Args)]
+struct ClientTlsArgs {
+    /// CA certificates (PEM) the node's certificate is checked against, for an https://
+    /// address (an address without a scheme is then https://) [default: the system's CAs].
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// A client certificate (PEM) to present, for a node that requires one (mutual TLS).
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    fn options(self) -> client::TlsOptions {
+        client::TlsOptions {
+            ca_cert: self.ca_cert,
+            client_cert: self.client_cert,
+            client_key: self.client_key,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -98,6 +145,8 @@ struct StatusArgs {
     /// Print the Status answer as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 #[derive(Args)]
@@ -130,6 +179,8 @@ struct QueryArgs {
     /// Print exactly one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
     /// tantivy query syntax: terms, "phrases", AND/OR/NOT, field:value, field:[a TO b].
     query: String,
 }
@@ -213,18 +264,29 @@ struct InspectArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // `serve` reads its settings file before logging starts: the log format is a setting. The
+    // other commands follow TIERDEX_LOG_FORMAT, the variable `serve` reads too.
+    let log_format = match &mut cli.command {
+        Command::Serve(args) => args.read_config(),
+        _ => LogFormat::parse(
+            std::env::var("TIERDEX_LOG_FORMAT").ok().as_deref(),
+            "TIERDEX_LOG_FORMAT",
+        )
+        .map_err(anyhow::Error::from),
+    };
+    let log_format = match log_format {
+        Ok(format) => format,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let default_log = match cli.command {
         Command::Serve(_) | Command::Quickstart(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
-        )
-        .init();
+    init_logging(default_log, log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -247,6 +309,21 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr, filtered by RUST_LOG (else `default_filter`). Colour codes only on a
+/// terminal: in a file or a pipe they are noise a log shipper stores.
+fn init_logging(default_filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The event's fields (message included) at the top level, as shippers index them.
+        LogFormat::Json => builder.with_ansi(false).json().flatten_event(true).init(),
     }
 }
 
@@ -436,6 +513,7 @@ async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
     println!();
     run_serve(ServeArgs {
         config: None,
+        source: "quickstart".into(),
         settings: Settings {
             store: Some(store_arg),
             indexes: Some(vec!["sample".into()]),
@@ -448,17 +526,15 @@ async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
     .await
 }
 
+/// `args` as `read_config` left them: the file's settings and the flags merged.
 async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
-    let from_file = match &args.config {
-        Some(path) => Settings::from_toml_file(path)?,
-        None => Settings::default(),
+    let config = NodeConfig::resolve(args.settings, &args.source)?;
+    // Every certificate, key and CA file is read now: a bad one stops the node here, named.
+    let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
+    let peer_tls = match (&tls, &config.tls) {
+        (Some(server), Some(files)) if config.fleet.is_some() => Some(server.peer_client(files)?),
+        _ => None,
     };
-    let source = args
-        .config
-        .as_ref()
-        .map(|path| path.display().to_string())
-        .unwrap_or_else(|| "flags".into());
-    let config = NodeConfig::resolve(from_file.overridden_by(args.settings), &source)?;
     let store = open_serving_store(&config.store).await?;
     let replica = match &config.replica_store {
         Some(uri) => Some(open_serving_store(uri).await?),
@@ -487,11 +563,15 @@ async fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         ));
     }
     let fleet = node.config().fleet.clone().map(|config| {
-        let fleet = Fleet::new(node.clone(), &config, GrpcShards::new());
+        let shards = match peer_tls {
+            Some(tls) => GrpcShards::with_tls(tls),
+            None => GrpcShards::new(),
+        };
+        let fleet = Fleet::new(node.clone(), &config, shards);
         tokio::spawn(fleet.clone().run());
         fleet
     });
-    server::run_member(listener, node, fleet, shutdown_signal()).await?;
+    server::run_member(listener, node, fleet, tls, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -554,7 +634,7 @@ async fn run_gc(args: GcArgs) -> Result<ExitCode> {
 }
 
 async fn run_status(args: StatusArgs) -> Result<ExitCode> {
-    let status = client::status(&args.addr)
+    let status = client::status(&args.addr, &args.tls.options())
         .await
         .map_err(anyhow::Error::msg)?;
     if args.json {
@@ -581,7 +661,7 @@ async fn run_query(args: QueryArgs) -> Result<ExitCode> {
         profile: args.profile,
         order_by: args.order_by,
     };
-    let response = client::search(&args.addr, request)
+    let response = client::search(&args.addr, &args.tls.options(), request)
         .await
         .map_err(anyhow::Error::msg)?;
     if args.json {

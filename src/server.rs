@@ -1,7 +1,7 @@
 //! The gRPC server: the Tierdex and Admin services, standard health (`grpc.health.v1`: one
 //! service name per index, "" for the whole node, and `tierdex.storage`) and server reflection
 //! (v1 and v1alpha). Binds nothing itself: callers pass a bound listener, so tests can use
-//! port 0.
+//! port 0, and, for TLS, the loaded certificates (`tls::ServerTls`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use crate::api::{AdminService, TierdexService, pb};
 use crate::fleet::Fleet;
 use crate::node::{Node, TierState};
 use crate::store::BreakerState;
+use crate::tls::ServerTls;
 
 /// Health service name that reports storage: NOT_SERVING while the circuit breaker is open
 /// (the indexes still serve, from their hot tiers).
@@ -30,15 +31,16 @@ pub async fn run(
     node: Arc<Node>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    run_member(listener, node, None, shutdown).await
+    run_member(listener, node, None, None, shutdown).await
 }
 
-/// `run` for a member of a fleet: searches fan out over `fleet`, and the `Shards` service
-/// answers the other members.
+/// `run` for a member of a fleet (searches fan out over `fleet`, and the `Shards` service
+/// answers the other members), and over TLS when `tls` is given.
 pub async fn run_member(
     listener: TcpListener,
     node: Arc<Node>,
     fleet: Option<Arc<Fleet>>,
+    tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -134,20 +136,35 @@ pub async fn run_member(
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let service = pb::tierdex_server::TierdexServer::new(TierdexService::new(node, fleet))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving gRPC");
-    let result = tonic::transport::Server::builder()
+    info!(
+        address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        tls = tls.is_some(),
+        "serving gRPC"
+    );
+    let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
         .add_service(shards)
-        .add_service(admin)
-        // Small gRPC messages would otherwise wait on Nagle's algorithm (~40 ms per answer).
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
+        .add_service(admin);
+    let result = match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls.incoming(listener), shutdown)
+                .await
+        }
+        None => {
+            router
+                // Small gRPC messages would otherwise wait on Nagle's algorithm (~40 ms per
+                // answer); the TLS acceptor turns it off too.
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    shutdown,
+                )
+                .await
+        }
+    };
     health_task.abort();
     storage_task.abort();
     result

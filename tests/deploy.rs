@@ -2,7 +2,9 @@
 //! renders is what a node expects: the settings file and the container's flags resolve to a
 //! fleet whose members are the StatefulSet's stable pod names under the headless Service, each
 //! pod's own id among them, on the port the Services and probes use; the data dir is the
-//! volume's mount; the disruption budget keeps a replica of every shard.
+//! volume's mount; the disruption budget keeps a replica of every shard. The Prometheus alert
+//! rules pass `promtool check rules` (their metric names are checked against a real scrape in
+//! tests/metrics.rs).
 
 mod common;
 
@@ -227,5 +229,35 @@ fn the_kubernetes_base_renders_to_what_a_fleet_member_expects() {
     assert_eq!(
         data_mount["mountPath"].as_str().unwrap(),
         config.data_dir.to_str().unwrap()
+    );
+}
+
+#[test]
+fn promtool_accepts_every_alert_rule() {
+    let rules = repo_root().join("tools/deploy/prometheus/alerts.yml");
+    // Absent promtool fails the test: tools/test.sh installs it (Debian package `prometheus`).
+    let output = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .unwrap_or_else(|err| {
+            panic!("promtool: {err} (tools/test.sh installs it: the Debian package `prometheus`)")
+        });
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{printed}");
+    // It read every rule the file declares, not an empty group.
+    let declared = std::fs::read_to_string(&rules)
+        .unwrap()
+        .lines()
+        .filter(|line| line.trim_start().starts_with("- alert:"))
+        .count();
+    assert!(declared >= 10, "{declared} alerts");
+    assert!(
+        printed.contains(&format!("SUCCESS: {declared} rules found")),
+        "{printed}"
     );
 }

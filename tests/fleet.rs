@@ -567,9 +567,15 @@ async fn in_process_member_at(
         tokio::spawn(async move { loader.run().await }),
         tokio::spawn(fleet.clone().run()),
         tokio::spawn(async move {
-            tierdex::server::run_member(listener, serving, Some(fleet), std::future::pending())
-                .await
-                .unwrap();
+            tierdex::server::run_member(
+                listener,
+                serving,
+                Some(fleet),
+                None,
+                std::future::pending(),
+            )
+            .await
+            .unwrap();
         }),
     ];
     InProcessMember {

@@ -1,12 +1,14 @@
 //! `/metrics`: a node serving CACM through the fault proxy answers hot, cold, degraded and bad
 //! searches; the scrape parses with an independent parser (Python `prometheus_client`) and the
-//! counters say what the test did.
+//! counters say what the test did. Every metric name the shipped alert rules and dashboard use
+//! (tools/deploy) is in that scrape, but the fleet's, which a single-member fleet's scrape has.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use fault_proxy::{FaultProxy, Faults};
@@ -79,6 +81,38 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// Every metric name the alert rules and the Grafana dashboard use, as a scrape names them
+/// (`tools/deploy/metric_names.py`).
+fn deployed_metric_names() -> BTreeSet<String> {
+    let deploy = repo_root().join("tools/deploy");
+    let output = std::process::Command::new(python())
+        .arg(deploy.join("metric_names.py"))
+        .arg(deploy.join("prometheus/alerts.yml"))
+        .arg(deploy.join("grafana/tierdex.json"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "metric_names.py: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let names: BTreeSet<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    // The files were read: the dashboard alone charts far more than this.
+    assert!(names.len() >= 20, "{names:?}");
+    names
+}
+
+/// Names a node outside a fleet never exports, and why; the single-member fleet test finds
+/// them in its member's scrape.
+const FLEET_ONLY: &[(&str, &str)] = &[(
+    "tierdex_fleet_replica_requests_total",
+    "requests a fleet member's fan-out sends to shard replicas: a node outside a fleet sends none",
+)];
+
 /// More postings than any term query over CACM can read (3,000 term and field pairs in one
 /// query, each in every document).
 const INLINE_POSTINGS: u64 = 10_000_000;
@@ -129,6 +163,7 @@ async fn metrics_count_hot_cold_degraded_and_failed_searches() {
     }
     // Both tiers: some pages read cold documents from storage (the caches are tiny).
     let (mut both, mut with_requests, mut skipped) = (0, 0u64, 0);
+    let mut degraded_with_storage_up = 0;
     for query in queries.iter().skip(hot_only).take(20) {
         let response = client
             .search(search_request("cacm", query, 10))
@@ -138,7 +173,18 @@ async fn metrics_count_hot_cold_degraded_and_failed_searches() {
         both += 1;
         with_requests += response.stats.unwrap().storage_requests;
         skipped += usize::from(response.cold_skipped);
+        // Storage is up, but a machine short of CPU can outlast the 300 ms storage timeout.
+        degraded_with_storage_up += usize::from(response.degraded);
     }
+    // Ordered by citations, a page the cited (hot) documents fill leaves the cold tier out,
+    // decided from its value ranges alone.
+    let mut request = search_request("cacm", "computer", 10);
+    request.order_by = "citations DESC".into();
+    let response = client.search(request).await.unwrap().into_inner();
+    assert!(response.cold_skipped, "the cold tier was searched");
+    both += 1;
+    with_requests += response.stats.unwrap().storage_requests;
+    skipped += 1;
     assert!(with_requests > 0, "some pages read storage");
     let sent_with_storage_up = with_requests;
     // Term queries over CACM's 3,204 documents stay within `INLINE_POSTINGS`: the searches above
@@ -182,7 +228,10 @@ async fn metrics_count_hot_cold_degraded_and_failed_searches() {
         )
     };
     assert_eq!(outcome("invalid_query"), 1.0);
-    assert_eq!(outcome("degraded"), degraded as f64);
+    assert_eq!(
+        outcome("degraded"),
+        (degraded + degraded_with_storage_up) as f64
+    );
     let answered = outcome("ok") + outcome("degraded");
     assert!(
         answered >= (hot_only + both + handed_off + degraded) as f64,
@@ -281,6 +330,26 @@ async fn metrics_count_hot_cold_degraded_and_failed_searches() {
         .map(|state| value(&after, "tierdex_storage_breaker_state", &[("state", state)]))
         .sum();
     assert_eq!(breaker, 1.0, "one state at a time");
+    // What the alert rules and the dashboard chart is in this scrape of a node that served hot,
+    // cold, degraded, handed-off and bad searches and saw storage fail.
+    let deployed = deployed_metric_names();
+    let scraped: BTreeSet<&str> = after.iter().map(|sample| sample.name.as_str()).collect();
+    let missing: Vec<&String> = deployed
+        .iter()
+        .filter(|name| !scraped.contains(name.as_str()))
+        .filter(|name| !FLEET_ONLY.iter().any(|(fleet_only, _)| fleet_only == name))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "used by tools/deploy but not in the scrape: {missing:?}"
+    );
+    for (name, why) in FLEET_ONLY {
+        assert!(deployed.contains(*name), "{name} is no longer used: {why}");
+        assert!(
+            !scraped.contains(name),
+            "{name} is exported outside a fleet"
+        );
+    }
     // Bounded labels: no query text in any label.
     for sample in &after {
         for label in sample.labels.values() {
@@ -291,4 +360,105 @@ async fn metrics_count_hot_cold_degraded_and_failed_searches() {
     let _ = stop.send(());
     metrics.await.unwrap();
     node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_member_exports_the_fan_out_metrics_the_dashboard_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(&dir.path().join("store"));
+    common::oracle::build_cacm_styled(
+        store.clone(),
+        "hot = [\"citations >= 1\"]",
+        common::oracle::IdStyle::Numbers,
+        "cacm",
+        2,
+    )
+    .await;
+    // A fleet of one: its fan-outs ask its own shards, counted like any replica's.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let me = listener.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let settings = tierdex::config::Settings {
+        store: Some(store.uri().to_string()),
+        indexes: Some(vec!["cacm".into()]),
+        listen: Some(me.clone()),
+        data_dir: Some(data.path().to_path_buf()),
+        peers: Some(vec![me.clone()]),
+        replicas: Some(1),
+        fleet_refresh: Some("100ms".into()),
+        poll_interval: Some("0s".into()),
+        ..Default::default()
+    };
+    let config = tierdex::config::NodeConfig::resolve(settings, "test").unwrap();
+    let fleet_config = config.fleet.clone().unwrap();
+    let node = tierdex::node::Node::new(config, store, None).unwrap();
+    let fleet = tierdex::fleet::Fleet::new(
+        node.clone(),
+        &fleet_config,
+        tierdex::api::shards::GrpcShards::new(),
+    );
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_address = metrics_listener.local_addr().unwrap();
+    let (loader, serving) = (node.clone(), node.clone());
+    let tasks = [
+        tokio::spawn(async move { loader.run().await }),
+        tokio::spawn(fleet.clone().run()),
+        tokio::spawn(async move {
+            tierdex::server::run_member(
+                listener,
+                serving,
+                Some(fleet),
+                None,
+                std::future::pending(),
+            )
+            .await
+            .unwrap();
+        }),
+        tokio::spawn(tierdex::server::run_metrics(
+            metrics_listener,
+            node.clone(),
+            std::future::pending(),
+        )),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut client = loop {
+        if let Ok(client) = pb::tierdex_client::TierdexClient::connect(format!("http://{me}")).await
+        {
+            break client;
+        }
+        assert!(Instant::now() < deadline, "the member never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut answered = 0;
+    for query in cacm_query_texts().iter().cycle() {
+        if let Ok(response) = client.search(search_request("cacm", query, 10)).await
+            && !response.get_ref().partial
+        {
+            answered += 1;
+            if answered == 5 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the fleet never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, text) = http_get(metrics_address, "/metrics").await;
+    let samples = parse(&text);
+    for (name, why) in FLEET_ONLY {
+        assert!(
+            samples.iter().any(|sample| sample.name == *name),
+            "{name} ({why}) is not in a fleet member's scrape"
+        );
+    }
+    assert!(
+        value(
+            &samples,
+            "tierdex_fleet_replica_requests_total",
+            &[("operation", "rank"), ("outcome", "ok")]
+        ) >= answered as f64
+    );
+    for task in tasks {
+        task.abort();
+    }
+    node.stop_loading_shards();
 }

@@ -396,3 +396,116 @@ async fn suggested_rules_build_to_the_hot_size_and_hit_rate_reported() {
         );
     }
 }
+
+/// `tierdex <args>` expected to fail: its stderr.
+fn run_failing(args: &[&str]) -> String {
+    let output = tierdex_bin().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "tierdex {args:?} succeeded: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_with_no_usable_line_fails_naming_it_with_a_hint_for_id_prefixes() {
+    let store_dir = tempfile::tempdir().unwrap();
+    build_cacm(local_store(store_dir.path()), RULES, "cacm").await;
+    let uri = store_dir.path().to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    // The TB05 web log as shipped: `N:query` on every line. tantivy reads `N:` as a field
+    // named N, which the schema lacks: every line is rejected.
+    let web = std::fs::read_to_string(shared_data("web-queries-tb05.txt")).unwrap();
+    let web: Vec<&str> = web.lines().collect();
+    let (train_path, holdout_path) = (
+        dir.path().join("web-train.txt"),
+        dir.path().join("web-holdout.txt"),
+    );
+    std::fs::write(&train_path, web[..300].join("\n") + "\n").unwrap();
+    std::fs::write(&holdout_path, web[300..500].join("\n") + "\n").unwrap();
+    let good_path = dir.path().join("good.log");
+    write_log(&good_path, &cacm_query_texts());
+    let suggest = |train: &Path, holdout: &Path| {
+        run_failing(&[
+            "rules",
+            "suggest",
+            "--store",
+            &uri,
+            "--index",
+            "cacm",
+            "--train",
+            train.to_str().unwrap(),
+            "--holdout",
+            holdout.to_str().unwrap(),
+            "--no-progress",
+        ])
+    };
+
+    let stderr = suggest(&train_path, &holdout_path);
+    let first = web[0];
+    let number = first.split_once(':').unwrap().0;
+    for expected in [
+        format!(
+            "query log {}: no usable query in its 300 lines",
+            train_path.display()
+        ),
+        "300 distinct queries that do not parse".to_string(),
+        // The first bad lines, located, with tantivy's reason.
+        format!("{}:1: `{first}`", train_path.display()),
+        format!("{}:2: `{}`", train_path.display(), web[1]),
+        format!("Field does not exist: '{number}'"),
+        format!("hint: every line starts with a number and a colon (`{number}:`)"),
+        "id prefix".to_string(),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    // Five lines shown, not 300.
+    assert!(
+        !stderr.contains(&format!("{}:6:", train_path.display())),
+        "{stderr}"
+    );
+
+    // A good training log and a bad holdout: the holdout is named.
+    let stderr = suggest(&good_path, &holdout_path);
+    assert!(
+        stderr.contains(&format!(
+            "query log {}: no usable query in its 200 lines",
+            holdout_path.display()
+        )),
+        "{stderr}"
+    );
+
+    let stderr = run_failing(&[
+        "rules",
+        "replay",
+        "--store",
+        &uri,
+        "--index",
+        "cacm",
+        "--queries",
+        holdout_path.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert!(
+        stderr.contains(&format!(
+            "query log {}: no usable query in its 200 lines",
+            holdout_path.display()
+        )) && stderr.contains("hint:"),
+        "{stderr}"
+    );
+
+    // Bad lines of another kind get no id hint.
+    let bad_path = dir.path().join("bad.log");
+    std::fs::write(&bad_path, "title:(unclosed\nnosuchfield:value\n").unwrap();
+    let stderr = suggest(&bad_path, &good_path);
+    assert!(
+        stderr.contains(&format!("{}:1: `title:(unclosed`", bad_path.display()))
+            && !stderr.contains("hint"),
+        "{stderr}"
+    );
+}

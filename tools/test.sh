@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing what the tests need first:
 #   - s3s-fs, a real S3-compatible server (crates.io), which the storage tests start on 127.0.0.1;
-#   - a Python venv with pyarrow, the independent reader of our parquet files.
+#   - a Python venv with pyarrow, the independent reader of our parquet files (and grpcio, the
+#     independent gRPC client);
+#   - promtool (the Debian package `prometheus`), which checks the shipped alert rules.
 # Everything goes under target/tools, so a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,17 @@ if [ ! -x "$tools/bin/s3s-fs" ]; then
   echo "installing s3s-fs $S3S_FS_VERSION into $tools (once)" >&2
   cargo install --quiet --locked s3s-fs@"$S3S_FS_VERSION" --features binary --root "$tools" \
     || cargo install --quiet s3s-fs@"$S3S_FS_VERSION" --features binary --root "$tools"
+fi
+
+# System-wide (apt), unlike the rest: the test fails rather than skips without it.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "installing promtool: the Debian package prometheus (once)" >&2
+  as_root=()
+  if [ "$(id -u)" -ne 0 ]; then as_root=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" apt-get install -y --no-install-recommends prometheus >/dev/null \
+    || { "${as_root[@]}" apt-get update >/dev/null \
+      && "${as_root[@]}" apt-get install -y --no-install-recommends prometheus >/dev/null; }
 fi
 
 venv="$tools/pyenv"

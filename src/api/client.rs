@@ -1,22 +1,81 @@
 //! The `tierdex query` side: one Search call, printed as a table or as one JSON object.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use serde_json::{Map, Value as Json, json};
+use tonic::transport::Endpoint;
 
 use super::pb;
+use crate::tls::{ClientTls, Trust};
 
 type Client = pb::tierdex_client::TierdexClient<tonic::transport::Channel>;
 
-async fn connect(addr: &str) -> Result<Client, String> {
+/// How a client reaches an `https://` address.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// The CAs the node's certificate is checked against [default: the system's].
+    pub ca_cert: Option<PathBuf>,
+    /// A certificate and key to present, for a node requiring client certificates.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    fn any(&self) -> bool {
+        self.ca_cert.is_some() || self.client_cert.is_some() || self.client_key.is_some()
+    }
+}
+
+/// An error with every cause it wraps: tonic's own says only "transport error".
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let next_text = next.to_string();
+        if !text.contains(&next_text) {
+            let _ = write!(text, ": {next_text}");
+        }
+        cause = next.source();
+    }
+    text
+}
+
+/// `addr` without a scheme is `http://`, or `https://` when TLS options are given.
+async fn connect(addr: &str, tls: &TlsOptions) -> Result<Client, String> {
     let endpoint = if addr.contains("://") {
         addr.to_string()
+    } else if tls.any() {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     };
-    Client::connect(endpoint.clone())
-        .await
-        .map_err(|err| format!("cannot connect to {endpoint}: {err}"))
+    let https = endpoint.starts_with("https://");
+    if !https && tls.any() {
+        return Err(format!(
+            "--ca-cert, --client-cert and --client-key are for https:// addresses, not {endpoint}"
+        ));
+    }
+    let identity = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        (None, None) => None,
+        _ => return Err("--client-cert and --client-key go together".into()),
+    };
+    let channel = Endpoint::from_shared(endpoint.clone())
+        .map_err(|err| format!("{endpoint}: not an address: {err}"))?;
+    let connected = if https {
+        let trust = match &tls.ca_cert {
+            Some(path) => Trust::CaFile(path),
+            None => Trust::System,
+        };
+        let tls = ClientTls::load(trust, identity).map_err(|err| err.to_string())?;
+        channel.connect_with_connector(tls.connector()).await
+    } else {
+        channel.connect().await
+    };
+    connected
+        .map(Client::new)
+        .map_err(|err| format!("cannot connect to {endpoint}: {}", with_causes(&err)))
 }
 
 fn status_message(status: tonic::Status) -> String {
@@ -27,9 +86,10 @@ fn status_message(status: tonic::Status) -> String {
 /// when it serves several).
 pub async fn search(
     addr: &str,
+    tls: &TlsOptions,
     mut request: pb::SearchRequest,
 ) -> Result<pb::SearchResponse, String> {
-    let mut client = connect(addr).await?;
+    let mut client = connect(addr, tls).await?;
     if request.index.is_empty() {
         let served = client
             .list_indexes(pb::ListIndexesRequest {})
@@ -57,8 +117,8 @@ pub async fn search(
         .map_err(status_message)
 }
 
-pub async fn status(addr: &str) -> Result<pb::StatusResponse, String> {
-    connect(addr)
+pub async fn status(addr: &str, tls: &TlsOptions) -> Result<pb::StatusResponse, String> {
+    connect(addr, tls)
         .await?
         .status(pb::StatusRequest {})
         .await

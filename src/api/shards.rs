@@ -1,6 +1,7 @@
 //! The fleet over gRPC: the `Shards` service a member answers for the shards it serves, and
 //! `GrpcShards`, the `fleet::ShardClient` a member asks the others through (one channel per
-//! member, connected lazily, with Nagle off as the server has it).
+//! member, connected lazily, with Nagle off as the server has it; over TLS when the fleet
+//! uses it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +17,7 @@ use crate::node::collector::IdKey;
 use crate::node::documents::{FieldValue, Fields};
 use crate::node::search::{SearchRequest, ShardDocuments, ShardHit, ShardPage, TierName};
 use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, TierState};
+use crate::tls::ClientTls;
 
 pub struct ShardsService {
     node: Arc<Node>,
@@ -181,10 +183,12 @@ impl pb::shards_server::Shards for ShardsService {
     }
 }
 
-/// Asks other members over gRPC.
+/// Asks other members over gRPC, plaintext or TLS.
 #[derive(Default)]
 pub struct GrpcShards {
     channels: Mutex<HashMap<String, Channel>>,
+    /// `Some`: members are asked over TLS, their certificates checked for the host of their id.
+    tls: Option<ClientTls>,
 }
 
 /// Connecting to a member that is gone fails within this (a refused connection at once).
@@ -195,16 +199,29 @@ impl GrpcShards {
         Arc::new(GrpcShards::default())
     }
 
+    /// Members asked over TLS: `https://{member}`, through `tls`'s CAs and client identity.
+    pub fn with_tls(tls: ClientTls) -> Arc<GrpcShards> {
+        Arc::new(GrpcShards {
+            channels: Mutex::default(),
+            tls: Some(tls),
+        })
+    }
+
     fn channel(&self, member: &str) -> Result<Channel, NodeError> {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(channel) = channels.get(member) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{member}"))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let endpoint = Endpoint::from_shared(format!("{scheme}://{member}"))
             .map_err(|err| NodeError::InvalidArgument(format!("member `{member}`: {err}")))?
+            // Covers the TLS handshake too: the connector is wrapped in it.
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        let channel = match &self.tls {
+            Some(tls) => endpoint.connect_with_connector_lazy(tls.connector()),
+            None => endpoint.connect_lazy(),
+        };
         channels.insert(member.to_string(), channel.clone());
         Ok(channel)
     }

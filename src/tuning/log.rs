@@ -1,5 +1,6 @@
 //! Query logs: one query per line, or `count<TAB>query` for a weighted log. Lines that cannot be
-//! used are kept as located problems, never a failure of the whole log.
+//! used are kept as located problems; only a log none of whose lines is usable is an error
+//! (`QueryLog::nothing_usable`), which shows the first of them.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,6 +45,19 @@ pub struct QueryLog {
     pub queries: Vec<LoggedQuery>,
     pub problems: Vec<LineProblem>,
     pub lines: u64,
+    /// Lines holding a query (usable or not).
+    pub query_lines: u64,
+    /// Those of them starting with digits and a colon (`17:some words`).
+    pub id_prefixed_lines: u64,
+}
+
+/// Bad lines shown in the error for a log without a usable one.
+const SHOWN_PROBLEMS: usize = 5;
+
+/// `17:` at the start of `query`: an id prefix, to tantivy a field named `17`.
+fn id_prefix(query: &str) -> Option<&str> {
+    let (prefix, _) = query.split_once(':')?;
+    (!prefix.is_empty() && prefix.bytes().all(|byte| byte.is_ascii_digit())).then_some(prefix)
 }
 
 impl QueryLog {
@@ -53,17 +67,54 @@ impl QueryLog {
         })?;
         let log = QueryLog::parse(&bytes, &path.display().to_string());
         if log.queries.is_empty() {
-            return Err(TuningError::log(format!(
-                "query log {} holds no usable query ({} lines{})",
-                path.display(),
-                log.lines,
-                match log.problems.first() {
-                    Some(problem) => format!("; line {}: {}", problem.line, problem.message),
-                    None => String::new(),
-                }
-            )));
+            return Err(log.nothing_usable());
         }
         Ok(log)
+    }
+
+    /// The error for this log when none of its lines can be used (`problems` located): the
+    /// file, how many lines, the first bad ones, and a hint when every query starts like an id
+    /// (`17:words`, which tantivy reads as a field named `17`).
+    pub fn nothing_usable(&self) -> TuningError {
+        let count = |kind| {
+            self.problems
+                .iter()
+                .filter(|problem| problem.kind == kind)
+                .count()
+        };
+        let mut message = format!(
+            "query log {}: no usable query in its {} lines ({} blank, {} unreadable, {} \
+             distinct queries that do not parse)",
+            self.source,
+            self.lines,
+            count(ProblemKind::Blank),
+            count(ProblemKind::Unreadable),
+            count(ProblemKind::Query),
+        );
+        if !self.problems.is_empty() {
+            message.push_str("; the first:");
+            for problem in self.problems.iter().take(SHOWN_PROBLEMS) {
+                message.push_str(&format!(
+                    "\n  {}:{}: {}",
+                    self.source, problem.line, problem.message
+                ));
+            }
+        }
+        if self.query_lines > 0 && self.id_prefixed_lines == self.query_lines {
+            let example = self
+                .queries
+                .first()
+                .and_then(|query| id_prefix(&query.text))
+                .unwrap_or("17");
+            message.push_str(&format!(
+                "\nhint: every line starts with a number and a colon (`{example}:`), which looks \
+                 like an id prefix rather than part of the query (tantivy reads `{example}:` as a \
+                 field named `{example}`); remove it first, e.g. `sed 's/^[0-9]*://' {} > \
+                 queries.txt`",
+                self.source
+            ));
+        }
+        TuningError::log(message)
     }
 
     pub fn parse(bytes: &[u8], source: &str) -> QueryLog {
@@ -118,6 +169,10 @@ impl QueryLog {
             if query.is_empty() {
                 problem(ProblemKind::Blank, "no query on this line".into());
                 continue;
+            }
+            log.query_lines += 1;
+            if id_prefix(query).is_some() {
+                log.id_prefixed_lines += 1;
             }
             match positions.get(query) {
                 Some(&position) => log.queries[position].weight += weight,
@@ -188,11 +243,34 @@ mod tests {
         std::fs::write(&path, b"\n\n").unwrap();
         let err = QueryLog::read(&path).unwrap_err().to_string();
         assert!(
-            err.contains("empty.log") && err.contains("no usable query"),
+            err.contains("empty.log") && err.contains("no usable query in its 2 lines"),
             "{err}"
         );
-        assert!(err.contains("line 1"), "{err}");
+        assert!(err.contains("empty.log:1: no query on this line"), "{err}");
+        assert!(!err.contains("hint"), "{err}");
         let missing = QueryLog::read(&dir.path().join("missing.log")).unwrap_err();
         assert!(missing.to_string().contains("missing.log"), "{missing}");
+    }
+
+    #[test]
+    fn a_log_of_id_prefixed_lines_gets_a_hint_and_others_do_not() {
+        let log = QueryLog::parse(
+            b"1:miami white pages\n2:delta air lines\n\n3\t3:hsn\n",
+            "web.txt",
+        );
+        assert_eq!((log.query_lines, log.id_prefixed_lines), (3, 3));
+        let err = log.nothing_usable().to_string();
+        assert!(
+            err.contains("hint") && err.contains("`1:`") && err.contains("web.txt"),
+            "{err}"
+        );
+        // One line without the prefix: not an id column.
+        let log = QueryLog::parse(b"1:miami white pages\ntitle:delta\n", "mixed.txt");
+        assert_eq!((log.query_lines, log.id_prefixed_lines), (2, 1));
+        assert!(!log.nothing_usable().to_string().contains("hint"));
+        // A field name is not an id.
+        assert_eq!(id_prefix("title:x"), None);
+        assert_eq!(id_prefix(":x"), None);
+        assert_eq!(id_prefix("12:x"), Some("12"));
     }
 }

@@ -39,7 +39,7 @@ impl RankedLog {
 }
 
 /// Ranks each distinct query of `log` once. A query that does not parse becomes a located
-/// problem of the log; any other failure stops the run. `progress` is told of each query done.
+/// problem of the log; a log with no query that parses, and any other failure, stops the run. `progress` is told of each query done.
 pub fn rank_log(
     version: &Arc<LoadedVersion>,
     mut log: QueryLog,
@@ -127,6 +127,10 @@ pub fn rank_log(
     }
     log.problems.extend(problems);
     log.problems.sort_by_key(|problem| problem.line);
+    // Zero candidates or a 0% hit rate from a log the tool could not read says nothing.
+    if pages.iter().all(Option::is_none) {
+        return Err(log.nothing_usable());
+    }
     Ok(RankedLog {
         log,
         pages,

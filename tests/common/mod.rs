@@ -2,6 +2,7 @@
 //! fixtures through the library and reading them back.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod copies;
 pub mod oracle;
 
@@ -453,15 +454,21 @@ impl TestNode {
         };
         adjust(&mut settings);
         let config = tierdex::config::NodeConfig::resolve(settings, "test").unwrap();
+        // As `tierdex serve` does: certificate files are read before anything listens.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|files| tierdex::tls::ServerTls::load(files).unwrap());
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let addr = format!("{scheme}://{}", listener.local_addr().unwrap());
         let node = tierdex::node::Node::new(config, store, None).unwrap();
         let loader = node.clone();
         let loading = tokio::spawn(async move { loader.run().await });
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = node.clone();
         let server = tokio::spawn(async move {
-            tierdex::server::run(listener, serving, async {
+            tierdex::server::run_member(listener, serving, None, tls, async {
                 let _ = stopped.await;
             })
             .await
@@ -474,6 +481,13 @@ impl TestNode {
             server: Some(server),
             loading: Some(loading),
         }
+    }
+
+    /// The address without its scheme: `127.0.0.1:port`.
+    pub fn host_port(&self) -> &str {
+        self.addr
+            .split_once("://")
+            .map_or(&self.addr, |(_, rest)| rest)
     }
 
     /// Waits (up to 60 s) until every index has both tiers ready.
