@@ -404,9 +404,11 @@ impl SegmentTopHits {
 
     /// What tantivy may skip when ranking by a score expression: documents whose BM25 score
     /// keeps them below the k-th rank whatever their values in what is left of this segment
-    /// after `doc`.
-    fn profile_pruning_threshold(&mut self, doc: DocId) -> Score {
-        if self.pass(doc) {
+    /// after `passed` (the whole segment before the search has given any document).
+    fn profile_pruning_threshold(&mut self, passed: Option<DocId>) -> Score {
+        if let Some(doc) = passed
+            && self.pass(doc)
+        {
             self.profile_threshold.0 = f64::NAN;
         }
         let kth = self.kth_rank();
@@ -543,12 +545,12 @@ impl Collector for TopHits {
                 })?;
             }
             RankRule::Score(_) => {
-                let start = collector.profile_pruning_threshold(0);
+                let start = collector.profile_pruning_threshold(None);
                 weight.for_each_pruning(start, reader, &mut |doc, score| {
                     if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
                         collector.collect_candidate(doc, score);
                     }
-                    collector.profile_pruning_threshold(doc)
+                    collector.profile_pruning_threshold(Some(doc))
                 })?;
             }
             RankRule::OrderBy(_) => {

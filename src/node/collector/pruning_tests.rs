@@ -146,7 +146,7 @@ fn profile_strategy() -> impl Strategy<Value = (String, String)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn pruned_pages_equal_pages_ranked_over_every_match(
@@ -203,5 +203,61 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// The case CI found (proptest seed `cacb199b`): a second segment whose one boosted document
+/// ranks third once the first segment has filled the page.
+#[test]
+fn a_boosted_document_in_a_later_segment_is_not_pruned() {
+    let none = |words: Vec<usize>| (words, None, None, None);
+    let segments = vec![
+        vec![
+            none(vec![0]),
+            none(vec![0, 0]),
+            none(vec![0, 0, 0, 0]),
+            none(vec![0, 0, 0]),
+            none(vec![0, 0, 0, 0, 0, 0]),
+            none(vec![0, 0, 0]),
+            none(vec![0, 0]),
+            (vec![0, 0], None, None, Some(1_600_000_172)),
+        ],
+        vec![
+            (vec![2, 0], Some(21_733), Some(-3.536549626473821), None),
+            none(vec![1, 0, 0, 3, 0, 1]),
+            none(vec![0, 3, 4, 2, 1, 0]),
+            (vec![2, 2, 1, 1, 0, 2, 1, 0], Some(843_614), None, None),
+            none(vec![0, 3, 1, 2]),
+        ],
+    ];
+    let score = "bm25 * (1 + 0.5 * coalesce(5 - log10(1 + downloads), 0))";
+    let schema = IndexSchema::from_toml_str(
+        &format!("{SCHEMA}\n[ranking.p]\nscore = {score:?}\n"),
+        "schema.toml",
+    )
+    .unwrap();
+    let profiles = RankProfiles::compile(&schema, "schema.toml").unwrap();
+    let profile = profiles.choose(&schema, "p", "").unwrap();
+    for sorted in [None, Some(("released", false))] {
+        let index = index_of(&segments, sorted);
+        let searcher = index.reader().unwrap().searcher();
+        let values = Arc::new(TierValues::open(&searcher, &schema).unwrap());
+        let body = searcher.schema().get_field("body").unwrap();
+        let query = QueryParser::for_index(&index, vec![body])
+            .parse_query("alpha")
+            .unwrap();
+        let expected = every_match(&searcher, query.as_ref(), &profile, &values, 8);
+        let top = TopHits {
+            limit: 8,
+            tier: TierName::Hot,
+            columns: Arc::new(HitColumns::open(&searcher, "id", IdKind::U64, false).unwrap()),
+            threshold: Arc::default(),
+            profile: profile.clone(),
+            values,
+            near_tie: 0.0,
+        };
+        let page = searcher.search(query.as_ref(), &top).unwrap();
+        let page: Vec<(f64, u64)> = page.iter().map(|hit| (hit.rank, hit.key)).collect();
+        assert_eq!(page, expected, "sorted by {sorted:?}");
     }
 }
