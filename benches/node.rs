@@ -171,9 +171,60 @@ async fn run_direct(
 
 /// The limit of a search server on this stack: tantivy alone behind the same gRPC server
 /// (tonic, the node's service definition), every search on the worker that received it (the
-/// node does so for short searches only), and reporting its own time as the node does.
+/// node does so for short searches only), and reporting its own time as the node does. It
+/// answers what the node answers: each hit's id and stored fields through the node's own
+/// converters, scored with the same corpus statistics (those of the whole corpus).
 struct BareTantivyServer {
     tantivy: Arc<Tantivy>,
+    documents: Arc<NodeDocuments>,
+}
+
+/// The node's conversion of a stored document to the fields it returns.
+struct NodeDocuments {
+    schema: tierdex::schema::IndexSchema,
+    selection: tierdex::node::documents::FieldSelection,
+    id_field: tantivy::schema::Field,
+}
+
+impl NodeDocuments {
+    fn new(manifest: &tierdex::format::Manifest, searcher: &Searcher) -> NodeDocuments {
+        let schema = tierdex::schema::IndexSchema::from_toml_file(
+            &repo_root().join("benches/pypi/schema.toml"),
+        )
+        .unwrap();
+        let selection = tierdex::node::documents::FieldSelection::new(
+            &schema,
+            &manifest.multi_valued_fields,
+            &[],
+        )
+        .unwrap();
+        NodeDocuments {
+            id_field: searcher.schema().get_field("name").unwrap(),
+            schema,
+            selection,
+        }
+    }
+
+    /// One document read from `searcher` and converted: its id and fields.
+    fn read(
+        &self,
+        searcher: &Searcher,
+        address: tantivy::DocAddress,
+    ) -> (pb::Value, Vec<pb::Field>) {
+        use tantivy::schema::Value as _;
+        let document: tantivy::TantivyDocument = searcher.doc(address).unwrap();
+        let id = document
+            .get_first(self.id_field)
+            .and_then(|value| value.as_str())
+            .unwrap()
+            .to_string();
+        let fields =
+            tierdex::node::documents::from_tantivy(&self.schema, &self.selection, &document);
+        (
+            tierdex::api::value_to_pb(tierdex::node::documents::FieldValue::Text(id)),
+            tierdex::api::fields_to_pb(fields),
+        )
+    }
 }
 
 #[tonic::async_trait]
@@ -192,12 +243,12 @@ impl pb::tierdex_server::Tierdex for BareTantivyServer {
             let hits = top
                 .into_iter()
                 .map(|(score, address)| {
-                    let document: tantivy::TantivyDocument =
-                        self.tantivy.searcher.doc(address).unwrap();
+                    let (id, fields) = self.documents.read(&self.tantivy.searcher, address);
                     pb::Hit {
+                        id: Some(id),
                         score: f64::from(score),
-                        fields: stored_fields(self.tantivy.searcher.schema(), &document),
-                        ..Default::default()
+                        tier: pb::Tier::Hot as i32,
+                        fields,
                     }
                 })
                 .collect();
@@ -233,43 +284,13 @@ impl pb::tierdex_server::Tierdex for BareTantivyServer {
     }
 }
 
-/// A document's stored fields as a user of tantivy would send them: every stored value, typed.
-fn stored_fields(
-    schema: &tantivy::schema::Schema,
-    document: &tantivy::TantivyDocument,
-) -> Vec<pb::Field> {
-    use pb::value::Kind;
-    use tantivy::schema::Value;
-    document
-        .field_values()
-        .filter_map(|(field, value)| {
-            let kind = if let Some(text) = value.as_str() {
-                Kind::Text(text.to_string())
-            } else if let Some(number) = value.as_u64() {
-                Kind::U64(number)
-            } else if let Some(number) = value.as_i64() {
-                Kind::I64(number)
-            } else if let Some(number) = value.as_f64() {
-                Kind::F64(number)
-            } else if let Some(flag) = value.as_bool() {
-                Kind::Boolean(flag)
-            } else {
-                Kind::Text(format!("{:?}", value.as_datetime()?))
-            };
-            Some(pb::Field {
-                name: schema.get_field_name(field).to_string(),
-                value: Some(pb::Value { kind: Some(kind) }),
-            })
-        })
-        .collect()
-}
-
 /// Serves `tantivy` bare on a loopback port; returns its address.
-async fn serve_bare(tantivy: Tantivy) -> String {
+async fn serve_bare(tantivy: Tantivy, documents: Arc<NodeDocuments>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let service = pb::tierdex_server::TierdexServer::new(BareTantivyServer {
         tantivy: Arc::new(tantivy),
+        documents,
     });
     tokio::spawn(
         tonic::transport::Server::builder()
@@ -418,20 +439,17 @@ impl Tantivy {
         }
     }
 
-    /// The index at `dir`, scored with the statistics of it and `others` together, as the node
-    /// scores a tier.
-    fn open_with_statistics_of(dir: &Path, others: &[&Path]) -> Tantivy {
+    /// The index at `dir` (a tier), scored with the statistics of the index at `corpus` (every
+    /// document of the version), as the node scores a tier.
+    fn open_scored_as(dir: &Path, corpus: &Path) -> Tantivy {
         let mut tantivy = Tantivy::open(dir);
-        let mut searchers = vec![tantivy.searcher.clone()];
-        searchers.extend(others.iter().map(|other| {
-            Index::open_in_dir(other)
-                .unwrap()
-                .reader()
-                .unwrap()
-                .searcher()
-        }));
+        let corpus = Index::open_in_dir(corpus)
+            .unwrap()
+            .reader()
+            .unwrap()
+            .searcher();
         tantivy.statistics = Some(Arc::new(
-            tierdex::node::statistics::CorpusStatistics::new(searchers).unwrap(),
+            tierdex::node::statistics::CorpusStatistics::new(vec![corpus]).unwrap(),
         ));
         tantivy
     }
@@ -539,6 +557,56 @@ fn run_collectors(hot_dir: &Path, queries: &[String]) -> (Latencies, Latencies, 
     (docs_latencies, hits_latencies, exact_latencies)
 }
 
+/// Each query's page of 10 documents read and converted as the node does, from `point` and
+/// from `compact` (the same documents, another doc store layout), one query after the other,
+/// which layout goes first alternating. Each searcher is fresh: its block cache holds only
+/// what these queries read.
+fn document_reads(
+    point: &Tantivy,
+    compact: &Tantivy,
+    documents: &NodeDocuments,
+    queries: &[String],
+) -> (Latencies, Latencies) {
+    let (mut point_latencies, mut compact_latencies) = (Latencies::default(), Latencies::default());
+    let read_page = |tantivy: &Tantivy, query: &str| {
+        let parsed = tantivy.parser.parse_query(query).unwrap();
+        let top = tantivy.top_docs(parsed.as_ref());
+        let started = Instant::now();
+        for (_, address) in top {
+            std::hint::black_box(documents.read(&tantivy.searcher, address));
+        }
+        started.elapsed()
+    };
+    for (at, query) in queries.iter().enumerate() {
+        if at % 2 == 0 {
+            point_latencies.0.push(read_page(point, query));
+            compact_latencies.0.push(read_page(compact, query));
+        } else {
+            compact_latencies.0.push(read_page(compact, query));
+            point_latencies.0.push(read_page(point, query));
+        }
+    }
+    (point_latencies, compact_latencies)
+}
+
+/// Bytes of an index directory's doc store files (`*.store`) and of all its files.
+fn doc_store_bytes(dir: &Path) -> (u64, u64) {
+    let (mut store, mut all) = (0, 0);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let size = entry.metadata().unwrap().len();
+        all += size;
+        if entry
+            .path()
+            .extension()
+            .is_some_and(|extension| extension == "store")
+        {
+            store += size;
+        }
+    }
+    (store, all)
+}
+
 /// Searches per second of `threads` threads sharing one searcher, each taking the next query.
 /// Also the CPU time per search.
 fn in_process_throughput(
@@ -626,6 +694,21 @@ async fn run(settings: Settings) {
     let monolith_store = tempfile::tempdir().unwrap();
     let (monolith_dir, monolith_docs) = build_pypi_monolith(monolith_store.path()).await;
     println!("built the monolithic index (every document hot): {monolith_docs} docs");
+    // The same tiers once more, the hot one with tantivy's default doc store: what the
+    // documents phase is compared with.
+    let compact_store = tempfile::tempdir().unwrap();
+    let mut compact_options = pypi_options(&rules, "pypi-compact");
+    compact_options.hot_doc_store = tierdex::builder::HotDocStore::Compact;
+    let compact_manifest =
+        tierdex::builder::build(compact_options, local_store(compact_store.path()))
+            .await
+            .unwrap()
+            .manifest;
+    let compact_hot_dir = compact_store
+        .path()
+        .join("pypi-compact")
+        .join(&compact_manifest.version)
+        .join("hot");
 
     // Rehydration vs one single-stream GET of the same files.
     let index_files = index_file_keys(&manifest);
@@ -659,12 +742,8 @@ async fn run(settings: Settings) {
     let mut client = node.client().await;
     let hot_dir = data.path().join("pypi").join(&manifest.version).join("hot");
     let hot_tantivy = Tantivy::open(&hot_dir);
-    let cold_dir = data
-        .path()
-        .join("pypi")
-        .join(&manifest.version)
-        .join("cold-index");
-    let hot_tantivy_corpus = Tantivy::open_with_statistics_of(&hot_dir, &[&cold_dir]);
+    let hot_tantivy_corpus = Tantivy::open_scored_as(&hot_dir, &monolith_dir);
+    let node_documents = Arc::new(NodeDocuments::new(&manifest, &hot_tantivy.searcher));
     let monolith_tantivy = Tantivy::open(&monolith_dir);
     // Warm up every path once (page cache, allocator, block cache), then measure side by side.
     let warm_up = &queries[..queries.len().min(200)];
@@ -675,10 +754,14 @@ async fn run(settings: Settings) {
     if settings.profile_seconds > 0 {
         // For a profiler: the node and tantivy behind the same gRPC server take turns on the
         // same hot-only searches.
-        let mut bare =
-            pb::tierdex_client::TierdexClient::connect(serve_bare(Tantivy::open(&hot_dir)).await)
-                .await
-                .unwrap();
+        let bare_addr = serve_bare(
+            Tantivy::open_scored_as(&hot_dir, &monolith_dir),
+            node_documents.clone(),
+        )
+        .await;
+        let mut bare = pb::tierdex_client::TierdexClient::connect(bare_addr)
+            .await
+            .unwrap();
         println!("profiling: hot-only searches, the node's then tantivy's behind gRPC");
         let until = Instant::now() + Duration::from_secs(settings.profile_seconds as u64);
         let some = &queries[..queries.len().min(100)];
@@ -694,7 +777,11 @@ async fn run(settings: Settings) {
     let hot_in_process_corpus = hot_tantivy_corpus.run(&queries, false);
     let hot_in_process_counting = hot_tantivy.run(&queries, true);
     let hot = run_grpc(&mut client, &queries, true).await;
-    let hot_bare_addr = serve_bare(Tantivy::open(&hot_dir)).await;
+    let hot_bare_addr = serve_bare(
+        Tantivy::open_scored_as(&hot_dir, &monolith_dir),
+        node_documents.clone(),
+    )
+    .await;
     let mut bare_client = pb::tierdex_client::TierdexClient::connect(hot_bare_addr)
         .await
         .unwrap();
@@ -704,7 +791,7 @@ async fn run(settings: Settings) {
     let monolith_in_process = monolith_tantivy.run(&queries, false);
     let monolith_in_process_counting = monolith_tantivy.run(&queries, true);
     let both = run_grpc(&mut client, &queries, false).await;
-    let monolith_bare_addr = serve_bare(Tantivy::open(&monolith_dir)).await;
+    let monolith_bare_addr = serve_bare(Tantivy::open(&monolith_dir), node_documents.clone()).await;
     let mut monolith_bare_client =
         pb::tierdex_client::TierdexClient::connect(monolith_bare_addr.clone())
             .await
@@ -941,6 +1028,52 @@ async fn run(settings: Settings) {
         top_hits.p50() / top_docs.p50(),
         top_hits.p99() / top_docs.p99(),
         top_hits.mean() / top_docs.mean()
+    );
+
+    // The documents phase alone, on queries this run has not searched before.
+    let fresh = web_queries(settings.queries * 2).split_off(settings.queries);
+    let compact_tantivy = Tantivy::open(&compact_hot_dir);
+    let (point_reads, compact_reads) =
+        document_reads(&hot_tantivy, &compact_tantivy, &node_documents, &fresh);
+    let (point_store, point_index) = doc_store_bytes(&hot_dir);
+    let (compact_store_bytes, compact_index) = doc_store_bytes(&compact_hot_dir);
+    println!();
+    println!(
+        "| the documents phase alone: a page's 10 hot documents read and converted as the node does, {} queries not searched before | p50 ms | p99 ms | mean ms | doc store MiB | hot index MiB |",
+        fresh.len()
+    );
+    println!("|---|---|---|---|---|---|");
+    let mib = |bytes: u64| bytes as f64 / 1048576.0;
+    for (name, latencies, store, index) in [
+        (
+            "hot tier's doc store (uncompressed 4 KiB blocks, `point-reads`)",
+            &point_reads,
+            point_store,
+            point_index,
+        ),
+        (
+            "tantivy's default doc store (LZ4 16 KiB blocks, `compact`)",
+            &compact_reads,
+            compact_store_bytes,
+            compact_index,
+        ),
+    ] {
+        println!(
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |",
+            latencies.p50(),
+            latencies.p99(),
+            latencies.mean(),
+            mib(store),
+            mib(index)
+        );
+    }
+    println!(
+        "| ratio point-reads / default | **{:.2}x** (goal ≤ 0.5x) | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
+        point_reads.p50() / compact_reads.p50(),
+        point_reads.p99() / compact_reads.p99(),
+        point_reads.mean() / compact_reads.mean(),
+        point_store as f64 / compact_store_bytes as f64,
+        point_index as f64 / compact_index as f64
     );
 
     // Queries whose first page holds cold documents, on an empty cache.

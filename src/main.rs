@@ -236,6 +236,11 @@ struct BuildArgs {
     /// Compression of cold pages: `lz4` (fastest to read) or `zstd` (smallest files).
     #[arg(long, default_value = "lz4")]
     cold_compression: tierdex::builder::ColdCompression,
+    /// How the hot tier stores its documents: `point-reads` (uncompressed 4 KiB blocks: a
+    /// page's documents read without decompressing) or `compact` (tantivy's LZ4 16 KiB
+    /// blocks: smaller, slower to read).
+    #[arg(long, default_value = "point-reads")]
+    hot_doc_store: tierdex::builder::HotDocStore,
     /// Never show the progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -346,6 +351,7 @@ async fn run_build(args: BuildArgs) -> Result<ExitCode> {
         usize::try_from(args.indexing_memory).context("--indexing-memory is too large")?;
     options.staging_parent = args.staging_dir;
     options.cold_compression = args.cold_compression;
+    options.hot_doc_store = args.hot_doc_store;
     options.unconditional_publish = args.unconditional_publish;
     options.shards = args.shards;
     if !args.no_progress && std::io::stderr().is_terminal() {
@@ -492,6 +498,7 @@ async fn run_quickstart(args: QuickstartArgs) -> Result<ExitCode> {
         indexing_memory: 128 * 1024 * 1024,
         staging_dir: None,
         cold_compression: Default::default(),
+        hot_doc_store: Default::default(),
         no_progress: false,
         unconditional_publish: false,
         shards: 1,

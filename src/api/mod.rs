@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span, warn};
 
 use crate::fleet::Fleet;
-use crate::node::documents::FieldValue;
+use crate::node::documents::{FieldValue, Fields};
 use crate::node::search::{SearchRequest, SearchResult, SearchStats, TierName};
 use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, StorageStatus, TierState};
 use crate::store::BreakerState;
@@ -64,7 +64,8 @@ fn status_of(err: NodeError) -> Status {
     }
 }
 
-fn value_to_pb(value: FieldValue) -> pb::Value {
+/// A stored value as the API sends it.
+pub fn value_to_pb(value: FieldValue) -> pb::Value {
     use pb::value::Kind;
     let kind = match value {
         FieldValue::Text(text) => Kind::Text(text),
@@ -122,6 +123,17 @@ fn stats_from_pb(stats: Option<pb::QueryStats>) -> SearchStats {
     }
 }
 
+/// A document's stored fields as the API sends them.
+pub fn fields_to_pb(fields: Fields) -> Vec<pb::Field> {
+    fields
+        .into_iter()
+        .map(|(name, value)| pb::Field {
+            name,
+            value: Some(value_to_pb(value)),
+        })
+        .collect()
+}
+
 fn result_to_pb(result: SearchResult) -> pb::SearchResponse {
     pb::SearchResponse {
         hits: result
@@ -134,14 +146,7 @@ fn result_to_pb(result: SearchResult) -> pb::SearchResponse {
                     TierName::Hot => pb::Tier::Hot,
                     TierName::Cold => pb::Tier::Cold,
                 } as i32,
-                fields: hit
-                    .fields
-                    .into_iter()
-                    .map(|(name, value)| pb::Field {
-                        name,
-                        value: Some(value_to_pb(value)),
-                    })
-                    .collect(),
+                fields: fields_to_pb(hit.fields),
             })
             .collect(),
         total_hits: result.hot_total + result.cold_total,

@@ -12,6 +12,7 @@ pub mod input;
 mod cold;
 mod cold_remote;
 mod documents;
+mod hot_doc_store;
 mod progress;
 mod publish;
 mod stats;
@@ -48,6 +49,7 @@ use crate::schema::{FieldType, IndexSchema};
 use crate::store::{BlobStore, StoreError};
 
 pub use cold::ColdCompression;
+pub use hot_doc_store::HotDocStore;
 pub use input::{InputError, InputFormat, InputStats, ReadError};
 pub use progress::Progress;
 pub use publish::{Replaces, publish_version};
@@ -171,6 +173,8 @@ pub struct BuildOptions {
     /// Where the staging directory goes (default: the system temp directory).
     pub staging_parent: Option<PathBuf>,
     pub cold_compression: cold::ColdCompression,
+    /// How the hot tier stores its documents.
+    pub hot_doc_store: HotDocStore,
     pub progress: Progress,
     /// Write CURRENT without checking that it still names what it named when the build
     /// started: for stores without conditional writes, with one builder at a time.
@@ -199,6 +203,7 @@ impl BuildOptions {
             indexing_memory: 256 * 1024 * 1024,
             staging_parent: None,
             cold_compression: cold::ColdCompression::default(),
+            hot_doc_store: HotDocStore::default(),
             progress: Progress::hidden(),
             unconditional_publish: false,
             shards: 1,
@@ -750,6 +755,7 @@ fn create_index(
     dir: &Path,
     schema: tantivy::schema::Schema,
     options: &BuildOptions,
+    doc_store: Option<HotDocStore>,
     memory: usize,
 ) -> Result<IndexWriter<TantivyDocument>, BuildError> {
     std::fs::create_dir_all(dir)
@@ -761,6 +767,9 @@ fn create_index(
             field: crate::schema::ORDER_FIELD.to_string(),
             order: tantivy::Order::Asc,
         });
+    }
+    if let Some(doc_store) = doc_store {
+        doc_store.apply(&mut settings);
     }
     let index = Index::builder()
         .schema(schema)
@@ -793,12 +802,14 @@ impl ShardWriter {
                 &root.join(HOT_DIR),
                 schema.hot_tantivy.clone(),
                 options,
+                Some(options.hot_doc_store),
                 memory,
             )?,
             cold: create_index(
                 &root.join(COLD_INDEX_DIR),
                 schema.cold_tantivy.clone(),
                 options,
+                None,
                 memory,
             )?,
             parquet: cold::ColdWriter::start(
