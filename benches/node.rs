@@ -1089,6 +1089,8 @@ async fn run(settings: Settings) {
         .map(|(query, _)| query.clone())
         .collect();
     node.stop().await;
+    // The memory cache goes with the process; the disk tier's blocks would survive a restart.
+    let _ = std::fs::remove_dir_all(data.path().join(".block-cache"));
     let node = TestNode::start_with(s3.clone(), &["pypi"], data.path(), node_settings).await;
     node.wait_ready().await;
     let mut client = node.client().await;
