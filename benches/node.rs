@@ -5,6 +5,7 @@
 //! ./tools/test.sh --no-run   # once: installs s3s-fs under target/tools
 //! cargo bench --bench node -- [--queries N] [--load-clients 64] [--load-queries 1000]
 //!     [--with-tracing] [--cold-compression lz4|zstd] [--profile-seconds S]
+//!     [--cold-index remote|local]
 //! ```
 //!
 //! Starts a real S3-compatible server (s3s-fs) on 127.0.0.1, builds the PyPI catalog into it
@@ -51,6 +52,8 @@ struct Settings {
     cold_compression: tierdex::builder::ColdCompression,
     /// The node's `inline_postings`; `None`: its default.
     inline_postings: Option<u64>,
+    /// The node's `cold_index` (`remote` or `local`); `None`: its default.
+    cold_index: Option<String>,
 }
 
 fn settings() -> Settings {
@@ -62,6 +65,7 @@ fn settings() -> Settings {
         with_tracing: false,
         cold_compression: Default::default(),
         inline_postings: None,
+        cold_index: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -78,6 +82,9 @@ fn settings() -> Settings {
             "--profile-seconds" => settings.profile_seconds = value(),
             "--inline-postings" => settings.inline_postings = Some(value() as u64),
             "--with-tracing" => settings.with_tracing = true,
+            "--cold-index" => {
+                settings.cold_index = Some(args.next().expect("--cold-index needs a value"))
+            }
             "--cold-compression" => {
                 settings.cold_compression = args
                     .next()
@@ -723,6 +730,7 @@ async fn run(settings: Settings) {
     let rehydrating = Instant::now();
     let node_settings = |node: &mut tierdex::config::Settings| {
         node.inline_postings = settings.inline_postings;
+        node.cold_index = settings.cold_index.clone();
     };
     let node = TestNode::start_with(s3.clone(), &["pypi"], data.path(), node_settings).await;
     node.wait_ready().await;
