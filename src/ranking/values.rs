@@ -107,53 +107,62 @@ impl ValueColumn {
     }
 }
 
-/// Checkpoints per segment at which `SuffixRanges` restart.
+/// Evenly spaced checkpoints per segment at which `SuffixRanges` restart.
 const CHECKPOINTS: u32 = 32;
 
 /// What a field's values range over from each checkpoint of a segment to its end: the
 /// documents a search has not reached yet, as it goes through the segment in document order.
 /// In a segment sorted by the field (the schema's `sort_by`) they narrow as the search
 /// advances, and so does what a score expression or an order could still reach.
+///
+/// Checkpoints are evenly spaced, and also at documents 1, 2, 4, 8, ...: a sorted segment's
+/// best values are at its start, where a search begins with its threshold lowest, so the
+/// ranges narrow soonest there.
 #[derive(Debug)]
 pub struct SuffixRanges {
-    /// Documents between checkpoints.
-    step: u32,
-    /// `ranges[i]`: over the documents from `i * step` to the segment's end.
+    /// The first document of each checkpoint, ascending, from 0.
+    starts: Vec<DocId>,
+    /// `ranges[i]`: over the documents from `starts[i]` to the segment's end.
     ranges: Vec<ValueRange>,
 }
 
 impl SuffixRanges {
     fn of(column: &ValueColumn, max_doc: u32) -> SuffixRanges {
         let step = max_doc.div_ceil(CHECKPOINTS).max(1);
-        let checkpoints = max_doc.div_ceil(step) as usize;
-        let mut ranges = vec![
-            ValueRange {
-                values: None,
-                may_be_missing: false,
-            };
-            checkpoints
-        ];
-        let mut suffix = ValueRange {
+        let mut starts: Vec<DocId> = (0..max_doc.div_ceil(step)).map(|at| at * step).collect();
+        starts.extend(
+            std::iter::successors(Some(1u32), |start| start.checked_mul(2))
+                .take_while(|&start| start < max_doc.min(step)),
+        );
+        starts.sort_unstable();
+        starts.dedup();
+        let empty = ValueRange {
             values: None,
             may_be_missing: false,
         };
+        let mut ranges = vec![empty; starts.len()];
+        let mut suffix = empty;
+        let mut at = starts.len();
         for doc in (0..max_doc).rev() {
             let value = column.value(doc);
             suffix = suffix.union(ValueRange {
                 values: (!value.is_nan()).then_some((value, value)),
                 may_be_missing: value.is_nan(),
             });
-            if doc % step == 0 {
-                ranges[(doc / step) as usize] = suffix;
+            if at > 0 && starts[at - 1] == doc {
+                at -= 1;
+                ranges[at] = suffix;
             }
         }
-        SuffixRanges { step, ranges }
+        SuffixRanges { starts, ranges }
     }
 
     /// The checkpoint at or before `doc`: its range holds every document from `doc` on.
     #[inline]
     pub fn checkpoint(&self, doc: DocId) -> usize {
-        ((doc / self.step) as usize).min(self.ranges.len().saturating_sub(1))
+        self.starts
+            .partition_point(|&start| start <= doc)
+            .saturating_sub(1)
     }
 
     /// The range over the documents from checkpoint `at` on (an empty range past the end).
