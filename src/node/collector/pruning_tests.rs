@@ -130,6 +130,45 @@ fn every_match(
     ranked
 }
 
+/// The page `TopHits` ranks for `query` with the profile (`score`, `order_by`), and the page
+/// ranking every match gives: (rank, id) pairs, best first.
+fn pruned_and_every_match(
+    segments: &[Vec<Document>],
+    score: &str,
+    order_by: &str,
+    query: &str,
+    limit: usize,
+    sorted: Option<(&str, bool)>,
+) -> (Vec<(f64, u64)>, Vec<(f64, u64)>) {
+    let schema = IndexSchema::from_toml_str(
+        &format!("{SCHEMA}\n[ranking.p]\nscore = {score:?}\n"),
+        "schema.toml",
+    )
+    .unwrap();
+    let profiles = RankProfiles::compile(&schema, "schema.toml").unwrap();
+    let profile = profiles.choose(&schema, "p", order_by).unwrap();
+    let index = index_of(segments, sorted);
+    let searcher = index.reader().unwrap().searcher();
+    let values = Arc::new(TierValues::open(&searcher, &schema).unwrap());
+    let body = searcher.schema().get_field("body").unwrap();
+    let query = QueryParser::for_index(&index, vec![body])
+        .parse_query(query)
+        .unwrap();
+    let expected = every_match(&searcher, query.as_ref(), &profile, &values, limit);
+    let top = TopHits {
+        limit,
+        tier: TierName::Hot,
+        columns: Arc::new(HitColumns::open(&searcher, "id", IdKind::U64, false).unwrap()),
+        threshold: Arc::default(),
+        profile: profile.clone(),
+        values,
+        near_tie: 0.0,
+    };
+    let page = searcher.search(query.as_ref(), &top).unwrap();
+    let page = page.iter().map(|hit| (hit.rank, hit.key)).collect();
+    (page, expected)
+}
+
 fn tolerance(rank: f64) -> f64 {
     1e-5 * rank.abs().max(1.0)
 }
@@ -159,32 +198,9 @@ proptest! {
             any::<bool>(),
         )),
     ) {
-        let schema = IndexSchema::from_toml_str(
-            &format!("{SCHEMA}\n[ranking.p]\nscore = {score:?}\n"),
-            "schema.toml",
-        )
-        .unwrap();
-        let profiles = RankProfiles::compile(&schema, "schema.toml").unwrap();
-        let profile = profiles.choose(&schema, "p", &order_by).unwrap();
-        let index = index_of(&segments, sorted);
-        let searcher = index.reader().unwrap().searcher();
-        let values = Arc::new(TierValues::open(&searcher, &schema).unwrap());
-        let body = searcher.schema().get_field("body").unwrap();
         let text: Vec<&str> = query_words.iter().map(|&word| WORDS[word]).collect();
-        let query = QueryParser::for_index(&index, vec![body]).parse_query(&text.join(" ")).unwrap();
-
-        let expected = every_match(&searcher, query.as_ref(), &profile, &values, limit);
-        let top = TopHits {
-            limit,
-            tier: TierName::Hot,
-            columns: Arc::new(HitColumns::open(&searcher, "id", IdKind::U64, false).unwrap()),
-            threshold: Arc::default(),
-            profile: profile.clone(),
-            values,
-            near_tie: 0.0,
-        };
-        let page = searcher.search(query.as_ref(), &top).unwrap();
-        let page: Vec<(f64, u64)> = page.iter().map(|hit| (hit.rank, hit.key)).collect();
+        let (page, expected) =
+            pruned_and_every_match(&segments, &score, &order_by, &text.join(" "), limit, sorted);
 
         // Rank for rank; ids too, but where float rounding of a summed score (tantivy adds a
         // pruned union's terms in another order) could swap hits within a hair of each other.
@@ -231,33 +247,8 @@ fn a_boosted_document_in_a_later_segment_is_not_pruned() {
         ],
     ];
     let score = "bm25 * (1 + 0.5 * coalesce(5 - log10(1 + downloads), 0))";
-    let schema = IndexSchema::from_toml_str(
-        &format!("{SCHEMA}\n[ranking.p]\nscore = {score:?}\n"),
-        "schema.toml",
-    )
-    .unwrap();
-    let profiles = RankProfiles::compile(&schema, "schema.toml").unwrap();
-    let profile = profiles.choose(&schema, "p", "").unwrap();
     for sorted in [None, Some(("released", false))] {
-        let index = index_of(&segments, sorted);
-        let searcher = index.reader().unwrap().searcher();
-        let values = Arc::new(TierValues::open(&searcher, &schema).unwrap());
-        let body = searcher.schema().get_field("body").unwrap();
-        let query = QueryParser::for_index(&index, vec![body])
-            .parse_query("alpha")
-            .unwrap();
-        let expected = every_match(&searcher, query.as_ref(), &profile, &values, 8);
-        let top = TopHits {
-            limit: 8,
-            tier: TierName::Hot,
-            columns: Arc::new(HitColumns::open(&searcher, "id", IdKind::U64, false).unwrap()),
-            threshold: Arc::default(),
-            profile: profile.clone(),
-            values,
-            near_tie: 0.0,
-        };
-        let page = searcher.search(query.as_ref(), &top).unwrap();
-        let page: Vec<(f64, u64)> = page.iter().map(|hit| (hit.rank, hit.key)).collect();
+        let (page, expected) = pruned_and_every_match(&segments, score, "", "alpha", 8, sorted);
         assert_eq!(page, expected, "sorted by {sorted:?}");
     }
 }
