@@ -759,23 +759,23 @@ async fn run(settings: Settings) {
     monolith_tantivy.run(warm_up, true);
     run_grpc(&mut client, warm_up, true).await;
     run_grpc(&mut client, &queries, false).await;
+    let hot_bare_addr = serve_bare(
+        Tantivy::open_scored_as(&hot_dir, &monolith_dir),
+        node_documents.clone(),
+    )
+    .await;
+    let mut bare_client = pb::tierdex_client::TierdexClient::connect(hot_bare_addr)
+        .await
+        .unwrap();
     if settings.profile_seconds > 0 {
         // For a profiler: the node and tantivy behind the same gRPC server take turns on the
         // same hot-only searches.
-        let bare_addr = serve_bare(
-            Tantivy::open_scored_as(&hot_dir, &monolith_dir),
-            node_documents.clone(),
-        )
-        .await;
-        let mut bare = pb::tierdex_client::TierdexClient::connect(bare_addr)
-            .await
-            .unwrap();
         println!("profiling: hot-only searches, the node's then tantivy's behind gRPC");
         let until = Instant::now() + Duration::from_secs(settings.profile_seconds as u64);
         let some = &queries[..queries.len().min(100)];
         while Instant::now() < until {
             run_grpc(&mut client, some, true).await;
-            run_grpc(&mut bare, some, false).await;
+            run_grpc(&mut bare_client, some, false).await;
         }
         return;
     }
@@ -785,14 +785,6 @@ async fn run(settings: Settings) {
     let hot_in_process_corpus = hot_tantivy_corpus.run(&queries, false);
     let hot_in_process_counting = hot_tantivy.run(&queries, true);
     let hot = run_grpc(&mut client, &queries, true).await;
-    let hot_bare_addr = serve_bare(
-        Tantivy::open_scored_as(&hot_dir, &monolith_dir),
-        node_documents.clone(),
-    )
-    .await;
-    let mut bare_client = pb::tierdex_client::TierdexClient::connect(hot_bare_addr)
-        .await
-        .unwrap();
     run_grpc(&mut bare_client, warm_up, false).await;
     let hot_bare = run_grpc(&mut bare_client, &queries, false).await;
     let (hot_direct, hot_direct_stats) = run_direct(&node.node, &queries).await;

@@ -179,6 +179,8 @@ pub struct IndexSchema {
     pub sort_key_field: Field,
     /// `_order`, with `sort_by`.
     pub order_field: Option<Field>,
+    /// `sort_by`, parsed.
+    stored_order: Option<StoredOrder>,
 }
 
 impl StoredOrder {
@@ -205,10 +207,7 @@ impl StoredOrder {
 impl IndexSchema {
     /// The order each tier's documents are stored in, if the schema sets one (checked).
     pub fn stored_order(&self) -> Option<StoredOrder> {
-        self.spec
-            .sort_by
-            .as_deref()
-            .and_then(|text| StoredOrder::parse(text).ok())
+        self.stored_order.clone()
     }
 
     pub fn from_toml_file(path: &Path) -> Result<IndexSchema, SchemaError> {
@@ -290,9 +289,13 @@ impl IndexSchema {
         id_spec.stored = true;
         id_spec.indexed = true;
         id_spec.fast = true;
-        if let Some(text) = &spec.sort_by {
-            let order =
-                StoredOrder::parse(text).map_err(|message| fail(format!("sort_by: {message}")))?;
+        let stored_order = match &spec.sort_by {
+            Some(text) => Some(
+                StoredOrder::parse(text).map_err(|message| fail(format!("sort_by: {message}")))?,
+            ),
+            None => None,
+        };
+        if let Some(order) = &stored_order {
             let Some(field) = spec.fields.iter().find(|field| field.name == order.field) else {
                 return Err(fail(format!(
                     "sort_by names `{}`, which is not a declared field",
@@ -362,6 +365,7 @@ impl IndexSchema {
             addr_field,
             sort_key_field,
             order_field,
+            stored_order,
         })
     }
 

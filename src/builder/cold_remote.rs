@@ -50,7 +50,7 @@ pub fn write(
     let searcher = index.reader()?.searcher();
     let bounds_path = root.join(COLD_TERM_BOUNDS);
     write_term_bounds(&searcher, statistics, &bounds_path)?;
-    let ranges = TierValues::open(&searcher, schema)?.named_ranges(schema);
+    let ranges = TierValues::open_ranges(&searcher, schema)?.named_ranges(schema);
     let hotcache = record_hotcache(&cold_dir, &bounds_path, prefix, schema)?;
     let path = root.join(COLD_HOTCACHE);
     std::fs::write(&path, hotcache.encode())

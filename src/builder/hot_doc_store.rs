@@ -34,18 +34,12 @@ impl std::str::FromStr for HotDocStore {
 }
 
 impl HotDocStore {
-    /// Sets tantivy's doc store settings for this layout.
+    /// Sets tantivy's doc store settings for this layout (`settings` start as tantivy's
+    /// defaults, which are `Compact`).
     pub fn apply(self, settings: &mut tantivy::IndexSettings) {
-        let default = tantivy::IndexSettings::default();
-        match self {
-            HotDocStore::PointReads => {
-                settings.docstore_compression = tantivy::store::Compressor::None;
-                settings.docstore_blocksize = POINT_READ_BLOCK;
-            }
-            HotDocStore::Compact => {
-                settings.docstore_compression = default.docstore_compression;
-                settings.docstore_blocksize = default.docstore_blocksize;
-            }
+        if self == HotDocStore::PointReads {
+            settings.docstore_compression = tantivy::store::Compressor::None;
+            settings.docstore_blocksize = POINT_READ_BLOCK;
         }
     }
 }

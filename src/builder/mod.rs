@@ -755,7 +755,7 @@ fn create_index(
     dir: &Path,
     schema: tantivy::schema::Schema,
     options: &BuildOptions,
-    doc_store: Option<HotDocStore>,
+    doc_store: HotDocStore,
     memory: usize,
 ) -> Result<IndexWriter<TantivyDocument>, BuildError> {
     std::fs::create_dir_all(dir)
@@ -768,9 +768,7 @@ fn create_index(
             order: tantivy::Order::Asc,
         });
     }
-    if let Some(doc_store) = doc_store {
-        doc_store.apply(&mut settings);
-    }
+    doc_store.apply(&mut settings);
     let index = Index::builder()
         .schema(schema)
         .settings(settings)
@@ -802,14 +800,15 @@ impl ShardWriter {
                 &root.join(HOT_DIR),
                 schema.hot_tantivy.clone(),
                 options,
-                Some(options.hot_doc_store),
+                options.hot_doc_store,
                 memory,
             )?,
             cold: create_index(
                 &root.join(COLD_INDEX_DIR),
                 schema.cold_tantivy.clone(),
                 options,
-                None,
+                // The cold index stores no documents.
+                HotDocStore::Compact,
                 memory,
             )?,
             parquet: cold::ColdWriter::start(

@@ -24,8 +24,10 @@ use tantivy_common::VInt;
 
 use super::BuildError;
 
-/// Keys bytes per block before it is closed. With the values (three small integers a term), a
-/// block stays under the 2,048 bytes above which tantivy's SSTable writer compresses it.
+/// Key bytes per block before it is closed. With the values (three small integers a term), a
+/// block of text terms stays under the 2,048 bytes above which tantivy's SSTable writer
+/// compresses it; terms whose keys differ by a byte or two (dense numeric ids) carry more value
+/// bytes than key bytes, and their blocks may still pass it (not measured).
 pub const BLOCK_LEN: usize = 768;
 
 /// tantivy's tag of an SSTable term dictionary, after the table.
@@ -80,7 +82,7 @@ pub fn rewrite_for_point_lookups(dir: &Path) -> Result<(), BuildError> {
 /// `dictionary`'s terms and infos as a term dictionary of small uncompressed blocks.
 fn rewrite(dictionary: &TermDictionary) -> io::Result<Vec<u8>> {
     let mut table = Vec::new();
-    let mut writer = tantivy_sstable::Dictionary::<PointLookups>::builder(&mut table)?;
+    let mut writer = tantivy_sstable::Writer::<_, TermInfoWriter>::new(&mut table);
     writer.set_block_len(BLOCK_LEN);
     let mut terms = dictionary.stream()?;
     while terms.advance() {
@@ -91,17 +93,9 @@ fn rewrite(dictionary: &TermDictionary) -> io::Result<Vec<u8>> {
     Ok(table)
 }
 
-/// An SSTable of tantivy's `TermInfo`s, in tantivy's encoding of a block's values: their
-/// count, the first postings and positions offsets, then per term its document frequency and
-/// the lengths of its postings and positions, each a tantivy `VInt`.
-struct PointLookups;
-
-impl tantivy_sstable::SSTable for PointLookups {
-    type Value = TermInfo;
-    type ValueReader = TermInfoReader;
-    type ValueWriter = TermInfoWriter;
-}
-
+/// tantivy's encoding of a block's `TermInfo`s: their count, the first postings and positions
+/// offsets, then per term its document frequency and the lengths of its postings and
+/// positions, each a tantivy `VInt`.
 #[derive(Default)]
 struct TermInfoWriter {
     infos: Vec<TermInfo>,
@@ -130,44 +124,6 @@ impl tantivy_sstable::value::ValueWriter for TermInfoWriter {
 
     fn clear(&mut self) {
         self.infos.clear();
-    }
-}
-
-/// The reader the `SSTable` trait asks for; this table is only written here (tantivy reads it).
-#[derive(Default)]
-struct TermInfoReader {
-    infos: Vec<TermInfo>,
-}
-
-impl tantivy_sstable::value::ValueReader for TermInfoReader {
-    type Value = TermInfo;
-
-    fn value(&self, at: usize) -> &TermInfo {
-        &self.infos[at]
-    }
-
-    fn load(&mut self, mut data: &[u8]) -> io::Result<usize> {
-        let before = data.len();
-        self.infos.clear();
-        let count = VInt::deserialize_u64(&mut data)?;
-        if count == 0 {
-            return Ok(before - data.len());
-        }
-        let mut postings = VInt::deserialize_u64(&mut data)? as usize;
-        let mut positions = VInt::deserialize_u64(&mut data)? as usize;
-        for _ in 0..count {
-            let doc_freq = VInt::deserialize_u64(&mut data)? as u32;
-            let postings_end = postings + VInt::deserialize_u64(&mut data)? as usize;
-            let positions_end = positions + VInt::deserialize_u64(&mut data)? as usize;
-            self.infos.push(TermInfo {
-                doc_freq,
-                postings_range: postings..postings_end,
-                positions_range: positions..positions_end,
-            });
-            postings = postings_end;
-            positions = positions_end;
-        }
-        Ok(before - data.len())
     }
 }
 

@@ -380,17 +380,18 @@ impl SegmentTopHits {
     }
 
     /// Narrows `ranges` to the documents after `doc` once the search has passed a checkpoint
-    /// (tantivy gives documents in order): whether they changed.
-    fn pass(&mut self, doc: DocId) -> bool {
+    /// (tantivy gives documents in order), and forgets the score threshold computed from the
+    /// wider ones.
+    fn pass(&mut self, doc: DocId) {
         let Some(suffixes) = &self.suffixes else {
-            return false;
+            return;
         };
         let Some(first) = suffixes.first() else {
-            return false;
+            return;
         };
         let at = first.checkpoint(doc.saturating_add(1));
         if at <= self.checkpoint {
-            return false;
+            return;
         }
         self.checkpoint = at;
         let mut changed = false;
@@ -399,18 +400,15 @@ impl SegmentTopHits {
             changed |= narrower != *range;
             *range = narrower;
         }
-        changed
+        if changed {
+            self.profile_threshold.0 = f64::NAN;
+        }
     }
 
     /// What tantivy may skip when ranking by a score expression: documents whose BM25 score
     /// keeps them below the k-th rank whatever their values in what is left of this segment
-    /// after `passed` (the whole segment before the search has given any document).
-    fn profile_pruning_threshold(&mut self, passed: Option<DocId>) -> Score {
-        if let Some(doc) = passed
-            && self.pass(doc)
-        {
-            self.profile_threshold.0 = f64::NAN;
-        }
+    /// (`ranges`, as `pass` narrowed them).
+    fn profile_pruning_threshold(&mut self) -> Score {
         let kth = self.kth_rank();
         if kth == f64::NEG_INFINITY {
             return Score::NEG_INFINITY;
@@ -545,12 +543,13 @@ impl Collector for TopHits {
                 })?;
             }
             RankRule::Score(_) => {
-                let start = collector.profile_pruning_threshold(None);
+                let start = collector.profile_pruning_threshold();
                 weight.for_each_pruning(start, reader, &mut |doc, score| {
                     if alive.as_ref().is_none_or(|alive| alive.is_alive(doc)) {
                         collector.collect_candidate(doc, score);
                     }
-                    collector.profile_pruning_threshold(Some(doc))
+                    collector.pass(doc);
+                    collector.profile_pruning_threshold()
                 })?;
             }
             RankRule::OrderBy(_) => {

@@ -194,9 +194,37 @@ impl TierValues {
         }
     }
 
+    /// Every rankable column of the tier, ready for ranking: sparse ones read into memory,
+    /// and in a sorted tier the ranges from each checkpoint on.
     pub fn open(searcher: &Searcher, schema: &IndexSchema) -> tantivy::Result<TierValues> {
+        let mut tier = TierValues::open_ranges(searcher, schema)?;
+        // Ranges narrow through a segment only where its documents are in a field's order.
+        let sorted = searcher.index().settings().sort_by_field.is_some();
+        for (columns, reader) in tier.segments.iter_mut().zip(searcher.segment_readers()) {
+            let max_doc = reader.max_doc();
+            for column in columns.iter_mut().flatten() {
+                *column = std::mem::replace(column, ValueColumn::Absent).densified(max_doc);
+            }
+            tier.suffixes.push(if sorted {
+                columns
+                    .iter()
+                    .map(|column| {
+                        column
+                            .as_ref()
+                            .map(|column| Arc::new(SuffixRanges::of(column, max_doc)))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            });
+        }
+        Ok(tier)
+    }
+
+    /// The tier's columns as tantivy stores them, and their ranges: what `named_ranges` needs,
+    /// without reading any value.
+    pub fn open_ranges(searcher: &Searcher, schema: &IndexSchema) -> tantivy::Result<TierValues> {
         let mut segments = Vec::with_capacity(searcher.segment_readers().len());
-        let mut suffixes = Vec::with_capacity(searcher.segment_readers().len());
         for reader in searcher.segment_readers() {
             let fast = reader.fast_fields();
             let mut columns = Vec::with_capacity(schema.spec.fields.len());
@@ -210,22 +238,8 @@ impl TierValues {
                     (true, FieldType::Date) => Some(fast.column_opt(name)?.map(ValueColumn::Date)),
                     _ => None,
                 };
-                columns.push(column.map(|column| {
-                    column.map_or(ValueColumn::Absent, |column| {
-                        column.densified(reader.max_doc())
-                    })
-                }));
+                columns.push(column.map(|column| column.unwrap_or(ValueColumn::Absent)));
             }
-            suffixes.push(
-                columns
-                    .iter()
-                    .map(|column| {
-                        column
-                            .as_ref()
-                            .map(|column| Arc::new(SuffixRanges::of(column, reader.max_doc())))
-                    })
-                    .collect(),
-            );
             segments.push(columns);
         }
         let ranges = (0..schema.spec.fields.len())
@@ -245,7 +259,7 @@ impl TierValues {
             .collect();
         Ok(TierValues {
             segments,
-            suffixes,
+            suffixes: Vec::new(),
             ranges,
         })
     }
@@ -295,7 +309,7 @@ impl TierValues {
     }
 
     /// `inputs`' ranges from each checkpoint of one segment on; `None` when a column is missing
-    /// (no checkpoints: the segment's ranges hold throughout).
+    /// or the tier is not sorted (no checkpoints: the segment's ranges hold throughout).
     pub fn segment_suffixes(
         &self,
         segment: usize,
