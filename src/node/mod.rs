@@ -840,40 +840,41 @@ impl Node {
         // compete with the hot tier for bandwidth, so it waits for the first version's hot
         // tier to serve; a later version loads both at once, since it serves only with both.
         let cold_ahead = !first || self.config.cold_index == ColdIndexMode::Remote;
-        let hot = self.load_hot(&manifest, &local, &progress);
-        let (hot, cold) = if cold_ahead {
-            let (hot, cold) = futures::join!(hot, self.prepare_cold(&manifest, &local));
-            (hot, Some(cold))
-        } else {
-            (hot.await, None)
-        };
-        let (version, hot) = hot?;
-        // The manifest goes last: a local copy with a manifest is complete as far as it goes.
-        write_atomically(&local.join(layout::MANIFEST), &manifest.encode()).await?;
-        if first {
-            slot.current.store(Some(version.clone()));
-            self.update(slot, |state| state.hot = TierState::Ready);
-            info!(
-                version = %version.version(),
-                seconds = started.elapsed().as_secs_f64(),
-                downloaded = hot.bytes_downloaded,
-                reused_files = hot.reused_files,
-                "hot tier serving"
-            );
-            match cold {
-                Some(prepared) => self.attach_cold(slot, &version, prepared?).await?,
-                None => self.load_cold(slot, &version).await?,
+        // The first version serves its hot tier as soon as it is open, whatever the cold tier
+        // is still doing.
+        let hot = async {
+            let (version, hot) = self.load_hot(&manifest, &local, &progress).await?;
+            if first {
+                // The manifest goes last: a local copy with a manifest is complete as far as
+                // it goes (the cold tier is verified file by file when reused).
+                write_atomically(&local.join(layout::MANIFEST), &manifest.encode()).await?;
+                slot.current.store(Some(version.clone()));
+                self.update(slot, |state| state.hot = TierState::Ready);
+                info!(
+                    version = %version.version(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    downloaded = hot.bytes_downloaded,
+                    reused_files = hot.reused_files,
+                    "hot tier serving"
+                );
             }
+            Ok::<_, NodeError>(version)
+        };
+        let (version, cold) = if cold_ahead {
+            let (version, cold) = futures::join!(hot, self.prepare_cold(&manifest, &local));
+            (version?, cold)
+        } else {
+            let version = hot.await?;
+            (version, self.prepare_cold(&manifest, &local).await)
+        };
+        if first {
+            self.attach_cold(slot, &version, cold?).await?;
             self.remove_other_versions(&slot.name, version.version())
                 .await;
         } else {
-            match cold {
-                Some(prepared) => {
-                    let (opened, files) = prepared?;
-                    open_cold_tier(&version, opened, files).await?;
-                }
-                None => self.load_cold_tier(&version).await?,
-            }
+            write_atomically(&local.join(layout::MANIFEST), &manifest.encode()).await?;
+            let (opened, files) = cold?;
+            open_cold_tier(&version, opened, files).await?;
             let old = slot.current.swap(Some(version.clone()));
             self.update(slot, |state| {
                 state.hot = TierState::Ready;
@@ -953,14 +954,6 @@ impl Node {
         });
         info!(version = %version.version(), "cold tier serving");
         Ok(())
-    }
-
-    /// Opens `version`'s cold tier and attaches it.
-    async fn load_cold_tier(&self, version: &Arc<LoadedVersion>) -> Result<(), NodeError> {
-        let (opened, files) = self
-            .prepare_cold(&version.manifest, &version.local_dir)
-            .await?;
-        open_cold_tier(version, opened, files).await
     }
 
     /// Opens the cold index (downloading it, or what opening it remotely needs) and reads the

@@ -1,18 +1,17 @@
 //! Where each term's postings are in a remote index, kept across searches.
 //!
 //! A term's `TermInfo` (its document frequency and the byte ranges of its postings and
-//! positions) comes from its SSTable dictionary block: a read, a zstd decompression and the
-//! decoding of every term info of the block — about a third of a warm cold search's CPU when
-//! done twice per term (tantivy's `warm_postings` looks the term up again after
-//! `get_async`). A version's index never changes, so each (segment, term)'s `TermInfo` is
-//! kept here once read (absent terms too), and the warm-up reads postings and positions from
-//! it directly. The dictionary block is still fetched into the search's warmed ranges —
+//! positions) comes from its SSTable dictionary block: a read and the decoding of every term
+//! info of the block (with tantivy's zstd-compressed blocks, before the builder rewrote them
+//! uncompressed, about a third of a warm cold search's CPU when done twice per term: tantivy's
+//! `warm_postings` looks the term up again after `get_async`). A version's index never
+//! changes, so each (segment, term)'s `TermInfo` is kept here once read (absent terms too),
+//! and the warm-up reads postings and positions from it directly. The dictionary block is still fetched into the search's warmed ranges —
 //! tantivy's synchronous search looks the term up once more itself — but a term seen before is
 //! not decoded by the warm-up.
 
 use std::io;
 use std::ops::Bound;
-use std::sync::Arc;
 
 use tantivy::directory::{CompositeFile, FileSlice};
 use tantivy::index::{SegmentComponent, SegmentId};
@@ -21,7 +20,7 @@ use tantivy::schema::Field;
 use tantivy::{Index, SegmentReader, Term};
 
 /// Terms' infos kept per index: about 100 bytes each.
-const KEPT_TERM_INFOS: u64 = 200_000;
+const KEPT_TERM_INFOS: usize = 200_000;
 
 /// A segment's postings and positions files, opened once (their footers are pinned).
 struct SegmentFiles {
@@ -30,18 +29,11 @@ struct SegmentFiles {
     positions: CompositeFile,
 }
 
+/// Looked up on every term of every warm cold search: quick_cache, as the cold documents'
+/// cache (`node::cold`), for its cheap synchronous reads.
 pub struct RemoteTerms {
     segments: Vec<SegmentFiles>,
-    infos: moka::sync::Cache<(SegmentId, Term), Option<TermInfo>>,
-}
-
-impl std::fmt::Debug for RemoteTerms {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteTerms")
-            .field("segments", &self.segments.len())
-            .field("kept", &self.infos.entry_count())
-            .finish()
-    }
+    infos: quick_cache::sync::Cache<(SegmentId, Term), Option<TermInfo>>,
 }
 
 impl RemoteTerms {
@@ -71,7 +63,7 @@ impl RemoteTerms {
             .collect::<io::Result<Vec<_>>>()?;
         Ok(RemoteTerms {
             segments,
-            infos: moka::sync::Cache::new(KEPT_TERM_INFOS),
+            infos: quick_cache::sync::Cache::new(KEPT_TERM_INFOS),
         })
     }
 
@@ -82,27 +74,36 @@ impl RemoteTerms {
             .ok_or_else(|| io::Error::other(format!("segment {id:?} is not in the remote index")))
     }
 
-    /// Step 1 of a warm-up for `term` in `segment`: fetches its dictionary block (the
-    /// synchronous search reads it), and decodes it only if the term's info is not kept.
-    pub async fn warm_dictionary(&self, segment: &SegmentReader, term: &Term) -> io::Result<()> {
-        let inverted = segment
+    /// `term`'s info in `segment` read from its dictionary (fetching the block), and kept.
+    async fn look_up(&self, segment: &SegmentReader, term: &Term) -> io::Result<Option<TermInfo>> {
+        let info = segment
             .inverted_index(term.field())
-            .map_err(io::Error::other)?;
-        let key = (segment.segment_id(), term.clone());
-        if self.infos.contains_key(&key) {
-            let bytes = term.serialized_value_bytes();
-            inverted
-                .terms()
-                .file_slice_for_range((Bound::Included(bytes), Bound::Included(bytes)), None)
-                .read_bytes_async()
-                .await?;
-            return Ok(());
-        }
-        let info = inverted
+            .map_err(io::Error::other)?
             .terms()
             .get_async(term.serialized_value_bytes())
             .await?;
-        self.infos.insert(key, info);
+        self.infos
+            .insert((segment.segment_id(), term.clone()), info.clone());
+        Ok(info)
+    }
+
+    /// Step 1 of a warm-up for `term` in `segment`: fetches its dictionary block (the
+    /// synchronous search reads it), and decodes it only if the term's info is not kept.
+    pub async fn warm_dictionary(&self, segment: &SegmentReader, term: &Term) -> io::Result<()> {
+        if !self
+            .infos
+            .contains_key(&(segment.segment_id(), term.clone()))
+        {
+            return self.look_up(segment, term).await.map(drop);
+        }
+        let bytes = term.serialized_value_bytes();
+        segment
+            .inverted_index(term.field())
+            .map_err(io::Error::other)?
+            .terms()
+            .file_slice_for_range((Bound::Included(bytes), Bound::Included(bytes)), None)
+            .read_bytes_async()
+            .await?;
         Ok(())
     }
 
@@ -114,20 +115,9 @@ impl RemoteTerms {
         term: &Term,
         with_positions: bool,
     ) -> io::Result<()> {
-        let key = (segment.segment_id(), term.clone());
-        let info = match self.infos.get(&key) {
+        let info = match self.infos.get(&(segment.segment_id(), term.clone())) {
             Some(info) => info,
-            None => {
-                let inverted = segment
-                    .inverted_index(term.field())
-                    .map_err(io::Error::other)?;
-                let info = inverted
-                    .terms()
-                    .get_async(term.serialized_value_bytes())
-                    .await?;
-                self.infos.insert(key, info.clone());
-                info
-            }
+            None => self.look_up(segment, term).await?,
         };
         let Some(info) = info else {
             return Ok(());
@@ -147,11 +137,6 @@ impl RemoteTerms {
         }
         Ok(())
     }
-
-    /// Terms' infos kept now.
-    pub fn kept(&self) -> u64 {
-        self.infos.entry_count()
-    }
 }
 
 /// The body of `field`'s postings in a segment's postings file: tantivy's `TermInfo` ranges
@@ -165,6 +150,3 @@ fn field_postings(postings: &CompositeFile, field: Field) -> io::Result<FileSlic
     })?;
     Ok(slice.split(8).1)
 }
-
-/// Shared by a remote tier's searches.
-pub type SharedRemoteTerms = Arc<RemoteTerms>;
