@@ -36,7 +36,7 @@ pub struct CorpusStatistics {
     /// A remote cold tier: its dictionary is not read for statistics. The hot terms' corpus
     /// document frequencies come from this table (`layout::HOT_DOC_FREQS`) and the others'
     /// from the cold term bounds.
-    remote: Option<RemoteTerms>,
+    remote: Option<RemoteFrequencies>,
 }
 
 /// A sharded version's document frequencies over every shard (`format::shard`), in memory.
@@ -154,13 +154,10 @@ impl CorpusStatistics {
         hot_terms: Arc<DocFreqTable>,
         bounds: Arc<ColdTermBounds>,
     ) -> tantivy::Result<CorpusStatistics> {
-        let mut statistics = CorpusStatistics::keeping(vec![hot.clone(), cold], CACHED_TERMS)?;
-        statistics.tiers.clear();
-        statistics.remote = Some(RemoteTerms {
-            hot,
-            hot_terms,
-            bounds,
-        });
+        let mut statistics = CorpusStatistics::keeping(vec![hot, cold], CACHED_TERMS)?;
+        // Only the hot tier's dictionary is read for statistics.
+        statistics.tiers.truncate(1);
+        statistics.remote = Some(RemoteFrequencies { hot_terms, bounds });
         Ok(statistics)
     }
 
@@ -197,11 +194,23 @@ impl CorpusStatistics {
     }
 }
 
-/// Where a version with a remote cold index finds its terms' document frequencies.
-struct RemoteTerms {
-    hot: Searcher,
+/// Where a version with a remote cold index finds its terms' document frequencies, beside
+/// the hot tier's own.
+struct RemoteFrequencies {
     hot_terms: Arc<DocFreqTable>,
     bounds: Arc<ColdTermBounds>,
+}
+
+impl CorpusStatistics {
+    /// `term`'s document frequency summed over the loaded tiers, kept.
+    fn tiers_doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        self.doc_freqs.get_or_compute(term, || {
+            self.tiers
+                .iter()
+                .map(|searcher| searcher.doc_freq(term))
+                .sum::<tantivy::Result<u64>>()
+        })
+    }
 }
 
 impl Bm25StatisticsProvider for CorpusStatistics {
@@ -221,18 +230,12 @@ impl Bm25StatisticsProvider for CorpusStatistics {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        if let Some(RemoteTerms {
-            hot,
-            hot_terms,
-            bounds,
-        }) = &self.remote
-        {
+        if let Some(RemoteFrequencies { hot_terms, bounds }) = &self.remote {
             if let Some(doc_freq) = hot_terms.get(term) {
                 return Ok(doc_freq);
             }
-            // A hot term the table leaves out is in no cold document. Kept: the hot tier's
-            // dictionary lookup costs a block decompression.
-            let in_hot = self.doc_freqs.get_or_compute(term, || hot.doc_freq(term))?;
+            // A hot term the table leaves out is in no cold document.
+            let in_hot = self.tiers_doc_freq(term)?;
             if in_hot > 0 {
                 return Ok(in_hot);
             }
@@ -250,12 +253,7 @@ impl Bm25StatisticsProvider for CorpusStatistics {
                 .doc_freqs
                 .get_or_compute(term, || Ok(table.doc_freq(term)));
         }
-        self.doc_freqs.get_or_compute(term, || {
-            self.tiers
-                .iter()
-                .map(|searcher| searcher.doc_freq(term))
-                .sum::<tantivy::Result<u64>>()
-        })
+        self.tiers_doc_freq(term)
     }
 }
 
