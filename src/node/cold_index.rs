@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tantivy::directory::{FileSlice, OwnedBytes};
 
-use super::rehydrate::{RehydrateOptions, RehydrateProgress, rehydrate, rehydrate_some};
+use super::rehydrate::{RehydrateOptions, RehydrateProgress, rehydrate_some};
 use super::statistics::DocFreqTable;
 use super::version::{OpenedCold, Tier};
 use super::{NodeError, write_atomically};
@@ -63,131 +63,115 @@ pub async fn open(
         ColdIndexMode::Local => file_name(layout::COLD_TERM_BOUNDS),
         ColdIndexMode::Remote => file_name(layout::COLD_HOTCACHE),
     };
-    // Remote: the block tables of the index files are read beside what is kept (one round
-    // of block tables, one of data, whatever the number of files).
-    let remote_paths = remote_paths(manifest);
-    let tables = async {
-        match sources.mode {
-            ColdIndexMode::Remote => Some(
-                block_tables(
-                    sources,
-                    manifest,
-                    &remote_paths,
-                    &local.join(COLD_INDEX_BLOCKS_LOCAL),
-                    from_storage,
-                )
-                .await,
-            ),
-            ColdIndexMode::Local => None,
-        }
-    };
+    let parts = kept_parts(sources.mode, manifest, local);
     let kept = async {
         if from_storage {
-            fetch_kept(sources, manifest, local, wanted_lookup).await
+            fetch_kept(sources, manifest, &parts).await
         } else {
-            check_local(sources, manifest, local, wanted_lookup).await
+            check_local(manifest, &parts).await
         }
     };
-    let (kept, tables) = futures::join!(kept, tables);
-    kept?;
     match sources.mode {
-        ColdIndexMode::Local => open_local(local, lookup.join(wanted_lookup)).await,
+        ColdIndexMode::Local => {
+            kept.await?;
+            open_local(local, lookup.join(wanted_lookup)).await
+        }
         ColdIndexMode::Remote => {
-            let tables = tables.expect("read in remote mode")?;
-            open_remote(sources, manifest, local, remote_paths, tables).await
+            // The block tables of the index files are read beside what is kept (one round of
+            // block tables, one of data, whatever the number of files).
+            let remote_paths = remote_paths(manifest);
+            let tables_dir = local.join(COLD_INDEX_BLOCKS_LOCAL);
+            let tables = block_tables(sources, manifest, &remote_paths, &tables_dir, from_storage);
+            let (kept, tables) = futures::join!(kept, tables);
+            kept?;
+            open_remote(sources, manifest, local, remote_paths, tables?).await
+        }
+    }
+}
+
+/// A part of the cold tier the data dir keeps: the files of the version's `dir` that `only`
+/// names (all of them when `None`), under `local`.
+struct KeptPart {
+    dir: String,
+    only: Option<&'static str>,
+    local: PathBuf,
+    what: &'static str,
+}
+
+impl KeptPart {
+    fn keeps(&self, name: &str) -> bool {
+        self.only.is_none_or(|only| name == only)
+    }
+}
+
+/// What the mode keeps in the data dir: in local mode the cold index and its term bounds; in
+/// remote mode its hotcache, and (unsharded) the hot terms' corpus frequencies.
+fn kept_parts(mode: ColdIndexMode, manifest: &Manifest, local: &Path) -> Vec<KeptPart> {
+    let lookup = |only| KeptPart {
+        dir: manifest.tier_dir(COLD_DIR),
+        only: Some(only),
+        local: local.join(COLD_LOOKUP_LOCAL),
+        what: "cold lookup",
+    };
+    match mode {
+        ColdIndexMode::Local => vec![
+            KeptPart {
+                dir: manifest.tier_dir(COLD_INDEX_DIR),
+                only: None,
+                local: local.join(COLD_INDEX_LOCAL),
+                what: "cold index",
+            },
+            lookup(file_name(layout::COLD_TERM_BOUNDS)),
+        ],
+        ColdIndexMode::Remote => {
+            let mut parts = vec![lookup(file_name(layout::COLD_HOTCACHE))];
+            if manifest.shard.is_none() {
+                let hot_terms_dir = parent_dir(layout::HOT_DOC_FREQS);
+                parts.push(KeptPart {
+                    dir: hot_terms_dir.to_string(),
+                    only: Some(file_name(layout::HOT_DOC_FREQS)),
+                    local: local.join(hot_terms_dir),
+                    what: "hot terms",
+                });
+            }
+            parts
         }
     }
 }
 
 /// Downloads what the mode keeps in the data dir (reusing what is there and verifies), every
-/// part at once.
+/// part at once; the cold index (local mode) counts in the rehydration progress.
 async fn fetch_kept(
     sources: &ColdIndexSources<'_>,
     manifest: &Manifest,
-    local: &Path,
-    wanted_lookup: &str,
+    parts: &[KeptPart],
 ) -> Result<(), NodeError> {
-    let cold_dir = manifest.tier_dir(COLD_DIR);
-    let hot_terms_dir = parent_dir(layout::HOT_DOC_FREQS);
-    let index = async {
-        if sources.mode == ColdIndexMode::Local {
-            rehydrate(
-                sources.bulk,
-                manifest,
-                &manifest.tier_dir(COLD_INDEX_DIR),
-                &local.join(COLD_INDEX_LOCAL),
-                sources.options,
-                sources.progress,
-            )
-            .await?;
-        }
-        Ok::<(), NodeError>(())
-    };
-    let lookup_name = |name: &str| name == wanted_lookup;
-    let lookup_dir = local.join(COLD_LOOKUP_LOCAL);
-    let lookup = rehydrate_some(
-        sources.bulk,
-        manifest,
-        &cold_dir,
-        &lookup_name,
-        &lookup_dir,
-        sources.options,
-        None,
-    );
-    let hot_terms = async {
-        if sources.mode == ColdIndexMode::Remote && manifest.shard.is_none() {
-            let hot_terms = |name: &str| name == file_name(layout::HOT_DOC_FREQS);
-            rehydrate_some(
-                sources.bulk,
-                manifest,
-                hot_terms_dir,
-                &hot_terms,
-                &local.join(hot_terms_dir),
-                sources.options,
-                None,
-            )
-            .await?;
-        }
-        Ok::<(), NodeError>(())
-    };
-    let (index, lookup, hot_terms) = futures::join!(index, lookup, hot_terms);
-    index?;
-    lookup?;
-    hot_terms
+    futures::future::try_join_all(parts.iter().map(|part| async move {
+        let keeps = |name: &str| part.keeps(name);
+        rehydrate_some(
+            sources.bulk,
+            manifest,
+            &part.dir,
+            &keeps,
+            &part.local,
+            sources.options,
+            sources.progress.filter(|_| part.only.is_none()),
+        )
+        .await
+    }))
+    .await?;
+    Ok(())
 }
 
 /// Checks that the data dir holds what the mode keeps, without storage.
-async fn check_local(
-    sources: &ColdIndexSources<'_>,
-    manifest: &Manifest,
-    local: &Path,
-    wanted_lookup: &str,
-) -> Result<(), NodeError> {
-    let cold_dir = manifest.tier_dir(COLD_DIR);
-    let hot_terms_dir = parent_dir(layout::HOT_DOC_FREQS);
-    if sources.mode == ColdIndexMode::Local {
+async fn check_local(manifest: &Manifest, parts: &[KeptPart]) -> Result<(), NodeError> {
+    for part in parts {
         super::check_kept(
-            &local.join(COLD_INDEX_LOCAL),
-            manifest.cold_index_files(),
-            "cold index",
-        )
-        .await?;
-    }
-    super::check_kept(
-        &local.join(COLD_LOOKUP_LOCAL),
-        manifest
-            .files_in(cold_dir.clone())
-            .filter(|(name, _)| *name == wanted_lookup),
-        "cold lookup",
-    )
-    .await?;
-    if sources.mode == ColdIndexMode::Remote && manifest.shard.is_none() {
-        super::check_kept(
-            &local.join(hot_terms_dir),
+            &part.local,
             manifest
-                .files_in(hot_terms_dir.to_string())
-                .filter(|(name, _)| *name == file_name(layout::HOT_DOC_FREQS)),
-            "hot terms",
+                .files_in(part.dir.clone())
+                .filter(|(name, _)| part.keeps(name)),
+            part.what,
         )
         .await?;
     }
