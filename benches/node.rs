@@ -194,11 +194,10 @@ struct NodeDocuments {
 }
 
 impl NodeDocuments {
-    fn new(manifest: &tierdex::format::Manifest, searcher: &Searcher) -> NodeDocuments {
-        let schema = tierdex::schema::IndexSchema::from_toml_file(
-            &repo_root().join("benches/pypi/schema.toml"),
-        )
-        .unwrap();
+    /// As the node reads the version of `manifest`.
+    fn new(manifest: &tierdex::format::Manifest) -> NodeDocuments {
+        let schema =
+            tierdex::schema::IndexSchema::new(manifest.schema.clone(), "manifest").unwrap();
         let selection = tierdex::node::documents::FieldSelection::new(
             &schema,
             &manifest.multi_valued_fields,
@@ -206,7 +205,7 @@ impl NodeDocuments {
         )
         .unwrap();
         NodeDocuments {
-            id_field: searcher.schema().get_field("name").unwrap(),
+            id_field: schema.tantivy_field(schema.id_index),
             schema,
             selection,
         }
@@ -751,7 +750,7 @@ async fn run(settings: Settings) {
     let hot_dir = data.path().join("pypi").join(&manifest.version).join("hot");
     let hot_tantivy = Tantivy::open(&hot_dir);
     let hot_tantivy_corpus = Tantivy::open_scored_as(&hot_dir, &monolith_dir);
-    let node_documents = Arc::new(NodeDocuments::new(&manifest, &hot_tantivy.searcher));
+    let node_documents = Arc::new(NodeDocuments::new(&manifest));
     let monolith_tantivy = Tantivy::open(&monolith_dir);
     // Warm up every path once (page cache, allocator, block cache), then measure side by side.
     let warm_up = &queries[..queries.len().min(200)];
@@ -1032,9 +1031,12 @@ async fn run(settings: Settings) {
 
     // The documents phase alone, on queries this run has not searched before.
     let fresh = web_queries(settings.queries * 2).split_off(settings.queries);
-    let compact_tantivy = Tantivy::open(&compact_hot_dir);
-    let (point_reads, compact_reads) =
-        document_reads(&hot_tantivy, &compact_tantivy, &node_documents, &fresh);
+    let (point_reads, compact_reads) = document_reads(
+        &Tantivy::open(&hot_dir),
+        &Tantivy::open(&compact_hot_dir),
+        &node_documents,
+        &fresh,
+    );
     let (point_store, point_index) = doc_store_bytes(&hot_dir);
     let (compact_store_bytes, compact_index) = doc_store_bytes(&compact_hot_dir);
     println!();
@@ -1090,7 +1092,10 @@ async fn run(settings: Settings) {
         .collect();
     node.stop().await;
     // The memory cache goes with the process; the disk tier's blocks would survive a restart.
-    let _ = std::fs::remove_dir_all(data.path().join(".block-cache"));
+    match std::fs::remove_dir_all(data.path().join(tierdex::node::DISK_CACHE_DIR)) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => panic!("{err}"),
+        _ => {}
+    }
     let node = TestNode::start_with(s3.clone(), &["pypi"], data.path(), node_settings).await;
     node.wait_ready().await;
     let mut client = node.client().await;

@@ -11,7 +11,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span};
 
-use super::{deadline_of, pb, search_request, stats_from_pb, stats_to_pb, status_of, value_to_pb};
+use super::{
+    deadline_of, fields_to_pb, pb, search_request, stats_from_pb, stats_to_pb, status_of,
+    value_to_pb,
+};
 use crate::fleet::ShardClient;
 use crate::node::collector::IdKey;
 use crate::node::documents::{FieldValue, Fields};
@@ -167,14 +170,7 @@ impl pb::shards_server::Shards for ShardsService {
                 .map(|(document, id)| pb::ShardDocument {
                     id: id.map(id_to_pb),
                     present: document.is_some(),
-                    fields: document
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(name, value)| pb::Field {
-                            name,
-                            value: Some(value_to_pb(value)),
-                        })
-                        .collect(),
+                    fields: fields_to_pb(document.unwrap_or_default()),
                 })
                 .collect(),
             degraded_reason: fetched.degraded.unwrap_or_default(),

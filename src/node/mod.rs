@@ -274,6 +274,9 @@ pub struct StorageStatus {
     pub hedged_requests: u64,
 }
 
+/// The block cache's disk tier, under the data dir.
+pub const DISK_CACHE_DIR: &str = ".block-cache";
+
 pub struct Node {
     config: NodeConfig,
     stores: NodeStores,
@@ -309,7 +312,7 @@ impl Node {
         }
         let metrics = metrics::NodeMetrics::new();
         // Index names cannot start with a dot: this never meets an index's directory.
-        let disk_dir = config.data_dir.join(".block-cache");
+        let disk_dir = config.data_dir.join(DISK_CACHE_DIR);
         let disk = DiskCache::open(&disk_dir, config.disk_cache_size).map_err(|err| {
             NodeError::io(
                 format!("opening the disk cache in {}", disk_dir.display()),
