@@ -318,11 +318,6 @@ impl Settings {
         settings
     }
 
-    /// The log format these settings ask for; `source_name` says where they came from.
-    pub fn log_format(&self, source_name: &str) -> Result<LogFormat, ConfigError> {
-        LogFormat::parse(self.log_format.as_deref(), source_name)
-    }
-
     /// The settings' names as the file writes them, and as flags (`--cache-size`): for docs.
     pub fn names() -> Vec<(String, String)> {
         use clap::CommandFactory as _;
@@ -378,7 +373,6 @@ pub struct NodeConfig {
     /// `Some`: the gRPC listener (and, in a fleet, the members' connections to each other)
     /// use TLS.
     pub tls: Option<TlsConfig>,
-    pub log_format: LogFormat,
 }
 
 /// Which files TLS comes from (paths as configured; `tls` reads them).
@@ -688,7 +682,6 @@ impl NodeConfig {
                     .into(),
             ));
         }
-        let log_format = LogFormat::parse(settings.log_format.as_deref(), source_name)?;
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -734,7 +727,6 @@ impl NodeConfig {
             metrics_listen,
             fleet,
             tls,
-            log_format,
         })
     }
 }

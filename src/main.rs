@@ -86,7 +86,10 @@ impl ServeArgs {
             .as_ref()
             .map(|path| path.display().to_string())
             .unwrap_or_else(|| "flags".into());
-        Ok(self.settings.log_format(&self.source)?)
+        Ok(LogFormat::parse(
+            self.settings.log_format.as_deref(),
+            &self.source,
+        )?)
     }
 }
 

@@ -9,24 +9,13 @@ fresh channel. Prints one JSON object: {name: {"code": "OK" or the gRPC status c
 "ids": [...], "details": "..."}}.
 """
 import json
-import os
-import subprocess
 import sys
 import tempfile
 
 import grpc
 
-
-def generate_stubs(proto_dir, out_dir):
-    subprocess.run(
-        [
-            sys.executable, "-m", "grpc_tools.protoc",
-            f"-I{proto_dir}", f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
-            os.path.join(proto_dir, "tierdex", "v1", "tierdex.proto"),
-        ],
-        check=True,
-    )
-    sys.path.insert(0, out_dir)
+# The plaintext client's stub generation and value reading (same directory).
+from grpc_client import generate_stubs, value
 
 
 def read(path):
@@ -34,11 +23,6 @@ def read(path):
         return None
     with open(path, "rb") as file:
         return file.read()
-
-
-def value(message):
-    kind = message.WhichOneof("kind")
-    return getattr(message, kind) if kind else None
 
 
 def main(proto_dir, address, index, query, cases):
