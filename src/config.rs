@@ -284,19 +284,15 @@ impl Settings {
     }
 
     /// `self` with every setting that `flags` sets replaced (key by key, through their
-    /// serialized form: no setting is named here but the paths, which need not be UTF-8).
-    pub fn overridden_by(self, flags: Settings) -> Settings {
-        let data_dir = flags.data_dir.clone().or_else(|| self.data_dir.clone());
-        let tls_cert = flags.tls_cert.clone().or_else(|| self.tls_cert.clone());
-        let tls_key = flags.tls_key.clone().or_else(|| self.tls_key.clone());
-        let tls_client_ca = flags
-            .tls_client_ca
-            .clone()
-            .or_else(|| self.tls_client_ca.clone());
-        let tls_peer_ca = flags
-            .tls_peer_ca
-            .clone()
-            .or_else(|| self.tls_peer_ca.clone());
+    /// serialized form: no setting is named here; the paths, which need not be UTF-8 and are
+    /// not serialized, are merged apart).
+    pub fn overridden_by(mut self, mut flags: Settings) -> Settings {
+        let paths: Vec<Option<PathBuf>> = flags
+            .paths()
+            .into_iter()
+            .zip(self.paths())
+            .map(|(flag, file)| flag.take().or_else(|| file.take()))
+            .collect();
         let object = |settings: Settings| match serde_json::to_value(settings) {
             Ok(serde_json::Value::Object(map)) => map,
             _ => unreachable!("settings serialize to an object"),
@@ -310,12 +306,22 @@ impl Settings {
         }
         let mut settings: Settings = serde_json::from_value(serde_json::Value::Object(merged))
             .expect("merged settings deserialize");
-        settings.data_dir = data_dir;
-        settings.tls_cert = tls_cert;
-        settings.tls_key = tls_key;
-        settings.tls_client_ca = tls_client_ca;
-        settings.tls_peer_ca = tls_peer_ca;
+        for (path, merged) in settings.paths().into_iter().zip(paths) {
+            *path = merged;
+        }
         settings
+    }
+
+    /// The settings that are paths (`serde(skip_serializing)`), which `overridden_by` merges
+    /// apart: a new path setting must be listed here.
+    fn paths(&mut self) -> [&mut Option<PathBuf>; 5] {
+        [
+            &mut self.data_dir,
+            &mut self.tls_cert,
+            &mut self.tls_key,
+            &mut self.tls_client_ca,
+            &mut self.tls_peer_ca,
+        ]
     }
 
     /// The settings' names as the file writes them, and as flags (`--cache-size`): for docs.
