@@ -93,31 +93,6 @@ impl ServeArgs {
     }
 }
 
-/// How `tierdex query` and `status` reach a node over TLS.
-#[derive(Args)]
-struct ClientTlsArgs {
-    /// CA certificates (PEM) the node's certificate is checked against, for an https://
-    /// address (an address without a scheme is then https://) [default: the system's CAs].
-    #[arg(long)]
-    ca_cert: Option<PathBuf>,
-    /// A client certificate (PEM) to present, for a node that requires one (mutual TLS).
-    #[arg(long, requires = "client_key")]
-    client_cert: Option<PathBuf>,
-    /// The client certificate's private key (PEM).
-    #[arg(long, requires = "client_cert")]
-    client_key: Option<PathBuf>,
-}
-
-impl ClientTlsArgs {
-    fn options(self) -> client::TlsOptions {
-        client::TlsOptions {
-            ca_cert: self.ca_cert,
-            client_cert: self.client_cert,
-            client_key: self.client_key,
-        }
-    }
-}
-
 #[derive(Args)]
 struct GcArgs {
     /// Where the index is published: a directory, file:///dir, or s3://bucket/prefix.
@@ -149,7 +124,7 @@ struct StatusArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    tls: ClientTlsArgs,
+    tls: client::TlsOptions,
 }
 
 #[derive(Args)]
@@ -183,7 +158,7 @@ struct QueryArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    tls: ClientTlsArgs,
+    tls: client::TlsOptions,
     /// tantivy query syntax: terms, "phrases", AND/OR/NOT, field:value, field:[a TO b].
     query: String,
 }
@@ -644,7 +619,7 @@ async fn run_gc(args: GcArgs) -> Result<ExitCode> {
 }
 
 async fn run_status(args: StatusArgs) -> Result<ExitCode> {
-    let status = client::status(&args.addr, &args.tls.options())
+    let status = client::status(&args.addr, &args.tls)
         .await
         .map_err(anyhow::Error::msg)?;
     if args.json {
@@ -671,7 +646,7 @@ async fn run_query(args: QueryArgs) -> Result<ExitCode> {
         profile: args.profile,
         order_by: args.order_by,
     };
-    let response = client::search(&args.addr, &args.tls.options(), request)
+    let response = client::search(&args.addr, &args.tls, request)
         .await
         .map_err(anyhow::Error::msg)?;
     if args.json {

@@ -11,13 +11,19 @@ use crate::tls::{ClientTls, Trust};
 
 type Client = pb::tierdex_client::TierdexClient<tonic::transport::Channel>;
 
-/// How a client reaches an `https://` address.
-#[derive(Debug, Clone, Default)]
+/// How a client reaches an `https://` address (`tierdex query` and `status` take these as
+/// flags).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct TlsOptions {
-    /// The CAs the node's certificate is checked against [default: the system's].
+    /// CA certificates (PEM) the node's certificate is checked against, for an https://
+    /// address (an address without a scheme is then https://) [default: the system's CAs].
+    #[arg(long)]
     pub ca_cert: Option<PathBuf>,
-    /// A certificate and key to present, for a node requiring client certificates.
+    /// A client certificate (PEM) to present, for a node that requires one (mutual TLS).
+    #[arg(long, requires = "client_key")]
     pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "client_cert")]
     pub client_key: Option<PathBuf>,
 }
 
