@@ -13,9 +13,11 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::fleet::{Member as InProcessMember, start_member};
 use common::oracle::{Id, IdStyle, Oracle, build_cacm_styled};
 use common::*;
 use tierdex::api::pb;
+use tierdex::fleet::membership::Membership;
 use tierdex::fleet::placement;
 use tierdex::format::shard::shard_of;
 
@@ -416,24 +418,6 @@ async fn a_fleet_of_three_answers_exactly_and_says_what_it_lacks_when_members_di
     plain.stop().await;
 }
 
-/// A fleet member in this process: node, fleet and gRPC server on `listener`.
-struct InProcessMember {
-    node: std::sync::Arc<tierdex::node::Node>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    _data_dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for InProcessMember {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-        // The fleet's placement started these; they would go on polling the store and writing
-        // under the data dir, which a restarted member may be using.
-        self.node.stop_loading_shards();
-    }
-}
-
 async fn in_process_member(
     store: std::sync::Arc<dyn tierdex::store::BlobStore>,
     index: &str,
@@ -509,7 +493,7 @@ async fn in_process_member_with(
     let path = data_dir.path().to_path_buf();
     let mut member =
         in_process_member_at(store, index, listener, peers, replicas, membership, &path).await;
-    member._data_dir = Some(data_dir);
+    member.data_dir = Some(data_dir);
     member
 }
 
@@ -545,44 +529,13 @@ async fn in_process_member_at(
         poll_interval: Some("150ms".into()),
         ..Default::default()
     };
-    let config = tierdex::config::NodeConfig::resolve(settings, "test").unwrap();
-    let fleet_config = config.fleet.clone().unwrap();
-    let node = tierdex::node::Node::new(config, store, None).unwrap();
-    let fleet = match membership {
-        Some(membership) => tierdex::fleet::Fleet::with_membership(
-            node.clone(),
-            &fleet_config,
-            tierdex::api::shards::GrpcShards::new(),
-            Box::new(membership),
-        ),
-        None => tierdex::fleet::Fleet::new(
-            node.clone(),
-            &fleet_config,
-            tierdex::api::shards::GrpcShards::new(),
-        ),
-    };
-    let loader = node.clone();
-    let serving = node.clone();
-    let tasks = vec![
-        tokio::spawn(async move { loader.run().await }),
-        tokio::spawn(fleet.clone().run()),
-        tokio::spawn(async move {
-            tierdex::server::run_member(
-                listener,
-                serving,
-                Some(fleet),
-                None,
-                std::future::pending(),
-            )
-            .await
-            .unwrap();
-        }),
-    ];
-    InProcessMember {
-        node,
-        tasks,
-        _data_dir: None,
-    }
+    start_member(
+        store,
+        listener,
+        settings,
+        membership.map(|membership| Box::new(membership) as Box<dyn Membership>),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

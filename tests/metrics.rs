@@ -389,37 +389,14 @@ async fn a_fleet_member_exports_the_fan_out_metrics_the_dashboard_uses() {
         poll_interval: Some("0s".into()),
         ..Default::default()
     };
-    let config = tierdex::config::NodeConfig::resolve(settings, "test").unwrap();
-    let fleet_config = config.fleet.clone().unwrap();
-    let node = tierdex::node::Node::new(config, store, None).unwrap();
-    let fleet = tierdex::fleet::Fleet::new(
-        node.clone(),
-        &fleet_config,
-        tierdex::api::shards::GrpcShards::new(),
-    );
+    let mut member = common::fleet::start_member(store, listener, settings, None).await;
     let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_address = metrics_listener.local_addr().unwrap();
-    let (loader, serving) = (node.clone(), node.clone());
-    let tasks = [
-        tokio::spawn(async move { loader.run().await }),
-        tokio::spawn(fleet.clone().run()),
-        tokio::spawn(async move {
-            tierdex::server::run_member(
-                listener,
-                serving,
-                Some(fleet),
-                None,
-                std::future::pending(),
-            )
-            .await
-            .unwrap();
-        }),
-        tokio::spawn(tierdex::server::run_metrics(
-            metrics_listener,
-            node.clone(),
-            std::future::pending(),
-        )),
-    ];
+    member.tasks.push(tokio::spawn(tierdex::server::run_metrics(
+        metrics_listener,
+        member.node.clone(),
+        std::future::pending(),
+    )));
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut client = loop {
         if let Ok(client) = pb::tierdex_client::TierdexClient::connect(format!("http://{me}")).await
@@ -457,8 +434,5 @@ async fn a_fleet_member_exports_the_fan_out_metrics_the_dashboard_uses() {
             &[("operation", "rank"), ("outcome", "ok")]
         ) >= answered as f64
     );
-    for task in tasks {
-        task.abort();
-    }
-    node.stop_loading_shards();
+    drop(member);
 }

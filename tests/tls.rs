@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::certs::TestCa;
+use common::fleet::{Member, start_member};
 use common::oracle::{IdStyle, Oracle, build_cacm_styled};
 use common::*;
 use serde_json::{Value, json};
 use tierdex::api::client::{self, TlsOptions};
 use tierdex::api::pb;
-use tierdex::config::{NodeConfig, Settings, TlsConfig};
+use tierdex::config::{Settings, TlsConfig};
 use tierdex::store::BlobStore;
 use tierdex::tls::{ClientTls, ServerTls, Trust};
 
@@ -381,24 +382,7 @@ fn bad_certificate_files_stop_the_node_at_start_naming_them() {
     );
 }
 
-/// A fleet member in this process over TLS: node, fleet and gRPC server on `listener`.
-struct Member {
-    node: Arc<tierdex::node::Node>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    _data_dir: tempfile::TempDir,
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-        self.node.stop_loading_shards();
-    }
-}
-
-/// As `tierdex serve` wires a member: `ServerTls` on the listener, `peer_client` for asking
-/// the others.
+/// A fleet member over TLS, as `tierdex serve` wires one (`common::fleet::start_member`).
 async fn tls_member(
     store: Arc<dyn BlobStore>,
     listener: tokio::net::TcpListener,
@@ -422,35 +406,10 @@ async fn tls_member(
         ..Default::default()
     };
     adjust(&mut settings);
-    let config = NodeConfig::resolve(settings, "test").unwrap();
-    let files = config.tls.clone().unwrap();
-    let tls = ServerTls::load(&files).unwrap();
-    let shards = tierdex::api::shards::GrpcShards::with_tls(tls.peer_client(&files).unwrap());
-    let fleet_config = config.fleet.clone().unwrap();
-    let node = tierdex::node::Node::new(config, store, None).unwrap();
-    let fleet = tierdex::fleet::Fleet::new(node.clone(), &fleet_config, shards);
-    let loader = node.clone();
-    let serving = node.clone();
-    let tasks = vec![
-        tokio::spawn(async move { loader.run().await }),
-        tokio::spawn(fleet.clone().run()),
-        tokio::spawn(async move {
-            tierdex::server::run_member(
-                listener,
-                serving,
-                Some(fleet),
-                Some(tls),
-                std::future::pending(),
-            )
-            .await
-            .unwrap();
-        }),
-    ];
-    Member {
-        node,
-        tasks,
-        _data_dir: data_dir,
-    }
+    assert!(settings.tls_cert.is_some(), "a TLS member");
+    let mut member = start_member(store, listener, settings, None).await;
+    member.data_dir = Some(data_dir);
+    member
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod copies;
+pub mod fleet;
 pub mod oracle;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
