@@ -130,6 +130,9 @@ fn every_match(
     ranked
 }
 
+/// A page's (rank, id) pairs, best first.
+type Page = Vec<(f64, u64)>;
+
 /// The page `TopHits` ranks for `query` with the profile (`score`, `order_by`), and the page
 /// ranking every match gives: (rank, id) pairs, best first.
 fn pruned_and_every_match(
@@ -139,7 +142,7 @@ fn pruned_and_every_match(
     query: &str,
     limit: usize,
     sorted: Option<(&str, bool)>,
-) -> (Vec<(f64, u64)>, Vec<(f64, u64)>) {
+) -> (Page, Page) {
     let schema = IndexSchema::from_toml_str(
         &format!("{SCHEMA}\n[ranking.p]\nscore = {score:?}\n"),
         "schema.toml",
