@@ -2,7 +2,8 @@
 //! what the suggested rules reach next to the version's rules and the greedy upper bound.
 //!
 //! ```text
-//! cargo bench --bench rules -- [--plot-dir DIR] [--replay-only] [--orderings bm25,popular]
+//! cargo bench --bench rules -- [--plot-dir DIR] [--replay-only]
+//!     [--orderings bm25,popular,quality_first,most_downloaded]
 //! ```
 //!
 //! Builds PyPI with `benches/pypi/rules.toml` (`download_rank IS NOT NULL OR released >=
@@ -31,7 +32,8 @@ struct Settings {
     plot_dir: Option<PathBuf>,
     /// Only the replays, no suggest (for a profiler).
     replay_only: bool,
-    /// The orderings run, of `bm25`, `popular`, `most_downloaded`.
+    /// The orderings run: `bm25` or any profile of `benches/pypi/schema.toml` (`popular`,
+    /// `quality_first`, `most_downloaded`); the first three by default.
     orderings: Vec<String>,
 }
 

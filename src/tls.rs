@@ -15,9 +15,9 @@ use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use hyper_util::rt::TokioIo;
@@ -38,7 +38,7 @@ use crate::config::TlsConfig;
 /// gRPC is HTTP/2 only: the one protocol offered and accepted.
 const ALPN_H2: &[u8] = b"h2";
 
-/// A renewed certificate is noticed at the first handshake this long after the last look.
+/// How often the certificate files are looked at for a renewal.
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// A client that connects and never finishes its handshake is dropped after this.
@@ -145,8 +145,8 @@ pub struct ReloadingCert {
     cert: PathBuf,
     key: PathBuf,
     current: ArcSwap<CertifiedKey>,
-    /// When the files were last looked at, and what they were then.
-    seen: Mutex<(Instant, [Stamp; 2])>,
+    /// What the files were when last looked at.
+    seen: Mutex<[Stamp; 2]>,
 }
 
 impl fmt::Debug for ReloadingCert {
@@ -168,32 +168,27 @@ impl ReloadingCert {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             current: ArcSwap::from_pointee(loaded),
-            seen: Mutex::new((Instant::now(), stamps)),
+            seen: Mutex::new(stamps),
         }))
     }
 
-    /// The pair to present: read again first if the files changed since the last look.
+    /// The pair to present.
     pub fn current(&self) -> Arc<CertifiedKey> {
-        self.reload_if_changed();
         self.current.load_full()
     }
 
+    /// Reads the pair again if its files changed since the last look: file system calls, so
+    /// off the runtime's workers (`watch`), never in a handshake.
     fn reload_if_changed(&self) {
-        // Another handshake looking meanwhile is not waited for: it keeps the current pair.
-        let mut seen = match self.seen.try_lock() {
-            Ok(seen) => seen,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return,
-        };
-        if seen.0.elapsed() < RELOAD_CHECK {
-            return;
-        }
-        seen.0 = Instant::now();
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let stamps = [stamp(&self.cert), stamp(&self.key)];
-        if stamps == seen.1 {
+        if stamps == *seen {
             return;
         }
-        seen.1 = stamps;
+        *seen = stamps;
         match certified_key(&self.cert, &self.key) {
             Ok(loaded) => {
                 self.current.store(Arc::new(loaded));
@@ -203,6 +198,21 @@ impl ReloadingCert {
             Err(err) => {
                 warn!(error = %err, "TLS certificate changed but does not load; keeping the previous one")
             }
+        }
+    }
+
+    /// Looks at the files every `RELOAD_CHECK` on the blocking pool, until `stop` completes.
+    async fn watch(self: Arc<Self>, stop: impl Future<Output = ()>) {
+        let mut ticks = tokio::time::interval(RELOAD_CHECK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = &mut stop => break,
+            }
+            let reloading = self.clone();
+            let _ = tokio::task::spawn_blocking(move || reloading.reload_if_changed()).await;
         }
     }
 }
@@ -294,6 +304,14 @@ impl ServerTls {
     ) -> impl futures::Stream<Item = io::Result<TlsConnection>> + Send + 'static {
         let (sender, mut accepted) = mpsc::channel::<io::Result<TlsConnection>>(ACCEPTED_QUEUE);
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config.clone());
+        // The certificate (and a fleet member's identity, the same one) is reloaded while the
+        // listener accepts.
+        let accepting = sender.clone();
+        tokio::spawn(
+            self.identity
+                .clone()
+                .watch(async move { accepting.closed().await }),
+        );
         tokio::spawn(async move {
             loop {
                 let (tcp, peer) = tokio::select! {

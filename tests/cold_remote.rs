@@ -295,6 +295,11 @@ async fn a_node_starts_in_a_few_rounds_of_storage_requests() {
         .await;
         node.wait_ready().await;
         let rounds = rounds(&recording.take());
+        // Printed for docs/benchmarks.md (`-- --nocapture`).
+        eprintln!(
+            "{mode}: {} rounds of storage requests to start",
+            rounds.len()
+        );
         let names: Vec<Vec<String>> = rounds
             .iter()
             .map(|round| {
