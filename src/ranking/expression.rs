@@ -76,6 +76,12 @@ pub struct ValueRange {
 }
 
 impl ValueRange {
+    /// The range of no document.
+    pub const EMPTY: ValueRange = ValueRange {
+        values: None,
+        may_be_missing: false,
+    };
+
     /// What the values of two sets of documents range over together.
     pub fn union(self, other: ValueRange) -> ValueRange {
         ValueRange {

@@ -136,12 +136,8 @@ impl SuffixRanges {
         );
         starts.sort_unstable();
         starts.dedup();
-        let empty = ValueRange {
-            values: None,
-            may_be_missing: false,
-        };
-        let mut ranges = vec![empty; starts.len()];
-        let mut suffix = empty;
+        let mut ranges = vec![ValueRange::EMPTY; starts.len()];
+        let mut suffix = ValueRange::EMPTY;
         let mut at = starts.len();
         for doc in (0..max_doc).rev() {
             let value = column.value(doc);
@@ -167,10 +163,7 @@ impl SuffixRanges {
 
     /// The range over the documents from checkpoint `at` on (an empty range past the end).
     pub fn from_checkpoint(&self, at: usize) -> ValueRange {
-        self.ranges.get(at).copied().unwrap_or(ValueRange {
-            values: None,
-            may_be_missing: false,
-        })
+        self.ranges.get(at).copied().unwrap_or(ValueRange::EMPTY)
     }
 }
 
@@ -251,10 +244,7 @@ impl TierValues {
                         (Some(a), Some(b)) => Some(a.union(b)),
                         _ => None,
                     })
-                    .unwrap_or(Some(ValueRange {
-                        values: None,
-                        may_be_missing: false,
-                    }))
+                    .unwrap_or(Some(ValueRange::EMPTY))
             })
             .collect();
         Ok(TierValues {
