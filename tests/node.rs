@@ -38,25 +38,12 @@ async fn a_python_grpcio_client_searches_and_checks_health() {
         "authors:\"Knuth, D. E.\"",
         "citations:[5 TO 10]",
     ];
-    let address = node.addr.trim_start_matches("http://").to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python())
-            .arg(repo_root().join("tests/python/grpc_client.py"))
-            .arg(repo_root().join("proto"))
-            .arg(address)
-            .arg("cacm")
-            .args(queries)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "python client failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut args = vec![
+        node.addr.trim_start_matches("http://").to_string(),
+        "cacm".to_string(),
+    ];
+    args.extend(queries.iter().map(|query| query.to_string()));
+    let report = python_grpc_client("grpc_client.py", args).await;
     assert_eq!(report["health"][""], "SERVING");
     assert_eq!(report["health"]["cacm"], "SERVING");
     assert_eq!(report["health"]["no-such-index"], "NOT_FOUND");

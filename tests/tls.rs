@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,26 +36,13 @@ async fn cacm_store(dir: &Path) -> Arc<dyn BlobStore> {
 
 /// Runs tests/python/tls_client.py: one search of `QUERY` per case.
 async fn python_cases(address: &str, cases: Value) -> Value {
-    let address = address.to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(repo_root().join("tests/python/tls_client.py"))
-            .arg(repo_root().join("proto"))
-            .arg(address)
-            .arg("cacm")
-            .arg(QUERY)
-            .arg(cases.to_string())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "python client failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let args = vec![
+        address.to_string(),
+        "cacm".into(),
+        QUERY.into(),
+        cases.to_string(),
+    ];
+    python_grpc_client("tls_client.py", args).await
 }
 
 /// `tierdex <args>` (the binary, off the runtime): (succeeded, stdout, stderr).

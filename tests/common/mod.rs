@@ -192,6 +192,28 @@ pub fn python() -> String {
     })
 }
 
+/// Runs the gRPC client `tests/python/<script>` with the proto directory and `args` (off the
+/// runtime), and reads the one JSON object it prints.
+pub async fn python_grpc_client(script: &str, args: Vec<String>) -> serde_json::Value {
+    let script = repo_root().join("tests/python").join(script);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(script)
+            .arg(repo_root().join("proto"))
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// The `tierdex` binary built for this test run.
 pub fn tierdex_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tierdex"))
