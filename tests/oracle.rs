@@ -38,6 +38,12 @@ async fn check_mode(
     })
     .await;
     node.wait_ready().await;
+    check_answers(&node, hot_numbers, style, mode).await;
+}
+
+/// Every CACM query (first pages, and every third query's second page with its total) against
+/// the oracle, through `node`'s gRPC API; `mode` names the run in messages.
+async fn check_answers(node: &TestNode, hot_numbers: &BTreeSet<u64>, style: IdStyle, mode: &str) {
     let mut client = node.client().await;
     let oracle = Oracle::new(style);
     let hot_ids: BTreeSet<Id> = hot_numbers.iter().map(|&number| style.id(number)).collect();
@@ -179,6 +185,60 @@ async fn merged_answers_equal_one_index_for_a_real_split() {
         &["remote", "local"],
     )
     .await;
+}
+
+/// In remote mode a node on an empty data dir serves both tiers before its hot tier is
+/// downloaded, searching it in the store: the same answers, with every read of every search
+/// planned (strict), while the download is held, and again once the downloaded copy replaced
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_answers_equal_one_index_while_the_hot_tier_downloads() {
+    let server = S3Server::start();
+    let store = server.store("oracle", "indexes").await;
+    let style = IdStyle::Numbers;
+    build_cacm_styled(
+        store.clone(),
+        "hot = [\"citations >= 1\"]",
+        style,
+        "cacm",
+        1,
+    )
+    .await;
+    // Rehydration spreads its chunks over both replicas: those on the gated one wait, so the
+    // hot tier's download cannot finish. Searches read the primary.
+    let replica = GatedStore::closed(store.clone(), "/hot/");
+    let data = tempfile::tempdir().unwrap();
+    let node = TestNode::start_with_replica(
+        store,
+        Some(replica.clone()),
+        &["cacm"],
+        data.path(),
+        |settings| settings.cold_index = Some("remote".into()),
+    )
+    .await;
+    node.wait_ready().await;
+    let in_store = |node: &TestNode| node.node.statuses()[0].hot_in_store;
+    assert!(
+        in_store(&node),
+        "both tiers serve while the hot tier downloads"
+    );
+    let hot_numbers = cacm_cited_ids();
+    check_answers(&node, &hot_numbers, style, "hot tier in the store").await;
+    assert!(in_store(&node), "the download was held all along");
+    replica.open();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while in_store(&node) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the downloaded hot tier replaces the one in the store"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        data.path().join("cacm").read_dir().unwrap().count() == 1,
+        "one version in the data dir"
+    );
+    check_answers(&node, &hot_numbers, style, "hot tier downloaded").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -152,6 +152,7 @@ pub fn status_json(status: &pb::StatusResponse) -> Json {
             "cold": tier_state(index.cold),
             "hot_docs": index.hot_docs,
             "cold_docs": index.cold_docs,
+            "hot_in_store": index.hot_in_store,
             "error": index.error,
         })).collect::<Vec<_>>(),
         "cache": status.cache.as_ref().map(|cache| json!({
@@ -193,6 +194,12 @@ pub fn status_text(status: &pb::StatusResponse) -> String {
             tier_state(index.cold),
             index.cold_docs
         );
+        if index.hot_in_store {
+            let _ = writeln!(
+                out,
+                "  hot tier searched in the store while it downloads (needs storage until then)"
+            );
+        }
         if !index.error.is_empty() {
             let _ = writeln!(out, "  error: {}", index.error);
         }

@@ -184,6 +184,7 @@ fn index_status_to_pb(status: IndexStatus) -> pb::IndexStatus {
         hot_docs: status.hot_docs,
         cold_docs: status.cold_docs,
         error: status.error.unwrap_or_default(),
+        hot_in_store: status.hot_in_store,
     }
 }
 

@@ -398,6 +398,7 @@ impl ShardClient for GrpcShards {
                     cold_docs: status.cold_docs,
                     error: Some(status.error).filter(|error| !error.is_empty()),
                     cold_memory_bytes: (0, 0),
+                    hot_in_store: status.hot_in_store,
                 }
             })
             .collect())

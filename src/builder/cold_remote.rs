@@ -1,6 +1,7 @@
-//! What a node needs to search a tier set's cold index where it lives, in object storage
+//! What a node needs to search a tier set's indexes where they live, in object storage
 //! (format 4): the cold terms' bounds (`cold/term_bounds.sst`), the cold index's hotcache
-//! (`cold/hotcache`) and the ranges of its numeric fields (into the manifest).
+//! (`cold/hotcache`), the ranges of its numeric fields (into the manifest) and the hot index's
+//! hotcache (`hot.hotcache`: a node searches the hot index in the store while it downloads it).
 //!
 //! The hotcache is recorded, not described: the cold index is opened through a directory that
 //! keeps every byte range tantivy reads, doing what a node does synchronously before any
@@ -30,7 +31,9 @@ use tantivy_sstable::{Dictionary, VecU32ValueSSTable};
 use super::BuildError;
 use super::stats::BuildStatistics;
 use crate::format::hotcache::{HotFile, Hotcache};
-use crate::format::layout::{COLD_HOTCACHE, COLD_INDEX_DIR, COLD_TERM_BOUNDS};
+use crate::format::layout::{
+    COLD_HOTCACHE, COLD_INDEX_DIR, COLD_TERM_BOUNDS, HOT_DIR, HOT_HOTCACHE,
+};
 use crate::format::shard::doc_freq_key;
 use crate::ranking::ValueRange;
 use crate::ranking::values::TierValues;
@@ -51,11 +54,21 @@ pub fn write(
     let bounds_path = root.join(COLD_TERM_BOUNDS);
     write_term_bounds(&searcher, statistics, &bounds_path)?;
     let ranges = TierValues::open_ranges(&searcher, schema)?.named_ranges(schema);
-    let hotcache = record_hotcache(&cold_dir, &bounds_path, prefix, schema)?;
-    let path = root.join(COLD_HOTCACHE);
-    std::fs::write(&path, hotcache.encode())
-        .map_err(|err| BuildError::io(format!("writing {}", path.display()), err))?;
+    let mut hotcache = record_opening(&cold_dir, &format!("{prefix}{COLD_INDEX_DIR}/"), schema)?;
+    record_bounds_opening(
+        &bounds_path,
+        &format!("{prefix}{COLD_TERM_BOUNDS}"),
+        &mut hotcache,
+    )?;
+    write_hotcache(&root.join(COLD_HOTCACHE), &hotcache)?;
+    let hot = record_opening(&root.join(HOT_DIR), &format!("{prefix}{HOT_DIR}/"), schema)?;
+    write_hotcache(&root.join(HOT_HOTCACHE), &hot)?;
     Ok(ranges)
+}
+
+fn write_hotcache(path: &Path, hotcache: &Hotcache) -> Result<(), BuildError> {
+    std::fs::write(path, hotcache.encode())
+        .map_err(|err| BuildError::io(format!("writing {}", path.display()), err))
 }
 
 /// Every cold term, keyed as the document-frequency tables are (`format::shard::doc_freq_key`),
@@ -177,20 +190,18 @@ fn write_term_bounds(
     Ok(())
 }
 
-/// Opens the cold index and the term bounds as a node does before planning any search, and
-/// keeps every range that read.
-fn record_hotcache(
-    cold_dir: &Path,
-    bounds_path: &Path,
-    prefix: &str,
-    schema: &IndexSchema,
-) -> Result<Hotcache, BuildError> {
+/// Opens the index in `dir` (whose files' paths in the version start with `prefix`) as a node
+/// does before planning any search — every segment with its doc store, every indexed field's
+/// dictionary, every fast column's entry in the column dictionary — and keeps every range that
+/// read.
+fn record_opening(dir: &Path, prefix: &str, schema: &IndexSchema) -> Result<Hotcache, BuildError> {
     let recorded = Arc::new(Mutex::new(Hotcache::default()));
     let directory = RecordingDirectory {
-        inner: Arc::new(MmapDirectory::open(cold_dir).map_err(|err| {
-            BuildError::internal(format!("opening {}: {err}", cold_dir.display()))
-        })?),
-        prefix: format!("{prefix}{COLD_INDEX_DIR}/"),
+        inner: Arc::new(
+            MmapDirectory::open(dir)
+                .map_err(|err| BuildError::internal(format!("opening {}: {err}", dir.display())))?,
+        ),
+        prefix: prefix.to_string(),
         recorded: recorded.clone(),
     };
     let index = Index::open(directory)?;
@@ -219,20 +230,31 @@ fn record_hotcache(
             segment.fast_fields().dynamic_column_handles(name)?;
         }
     }
-    let bounds = std::fs::read(bounds_path)
-        .map_err(|err| BuildError::io(format!("reading {}", bounds_path.display()), err))?;
-    let handle = RecordingHandle {
-        path: format!("{prefix}{COLD_TERM_BOUNDS}"),
-        inner: Arc::new(OwnedBytes::new(bounds)),
-        recorded: recorded.clone(),
-    };
-    Dictionary::<VecU32ValueSSTable>::open(FileSlice::new(Arc::new(handle)))
-        .map_err(|err| BuildError::io("opening the term bounds", err))?;
     drop(searcher);
     drop(reader);
     drop(index);
     let recorded = std::mem::take(&mut *recorded.lock().unwrap_or_else(PoisonError::into_inner));
     Ok(recorded)
+}
+
+/// Adds to `hotcache` what opening the term bounds at `path` (`in_version`) reads.
+fn record_bounds_opening(
+    path: &Path,
+    in_version: &str,
+    hotcache: &mut Hotcache,
+) -> Result<(), BuildError> {
+    let recorded = Arc::new(Mutex::new(std::mem::take(hotcache)));
+    let bounds = std::fs::read(path)
+        .map_err(|err| BuildError::io(format!("reading {}", path.display()), err))?;
+    let handle = RecordingHandle {
+        path: in_version.to_string(),
+        inner: Arc::new(OwnedBytes::new(bounds)),
+        recorded: recorded.clone(),
+    };
+    Dictionary::<VecU32ValueSSTable>::open(FileSlice::new(Arc::new(handle)))
+        .map_err(|err| BuildError::io("opening the term bounds", err))?;
+    *hotcache = std::mem::take(&mut *recorded.lock().unwrap_or_else(PoisonError::into_inner));
+    Ok(())
 }
 
 /// A directory that keeps a copy of every range read through it.

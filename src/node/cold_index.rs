@@ -81,7 +81,13 @@ pub async fn open(
             // block tables, one of data, whatever the number of files).
             let remote_paths = remote_paths(manifest);
             let tables_dir = local.join(COLD_INDEX_BLOCKS_LOCAL);
-            let tables = block_tables(sources, manifest, &remote_paths, &tables_dir, from_storage);
+            let tables = block_tables(
+                sources.query.as_ref(),
+                manifest,
+                &remote_paths,
+                Some(&tables_dir),
+                from_storage,
+            );
             let (kept, tables) = futures::join!(kept, tables);
             kept?;
             open_remote(sources, manifest, local, remote_paths, tables?).await
@@ -209,20 +215,20 @@ async fn open_local(local: &Path, bounds: PathBuf) -> Result<OpenedCold, NodeErr
     .map_err(|err| NodeError::Internal(format!("open task: {err}")))?
 }
 
-/// The block tables of the remote files: kept in the data dir, else (from storage) read
-/// concurrently and kept.
-async fn block_tables(
-    sources: &ColdIndexSources<'_>,
+/// The block tables of the remote files at `paths`: kept in `keep`, else (from storage) read
+/// concurrently (and kept in `keep`, if given).
+pub(super) async fn block_tables(
+    store: &dyn BlobStore,
     manifest: &Manifest,
     paths: &[String],
-    keep: &Path,
+    keep: Option<&Path>,
     from_storage: bool,
 ) -> Result<Vec<BlockTable>, NodeError> {
     let reads = paths.iter().map(|path| async move {
         let entry = manifest
             .file(path)
             .ok_or_else(|| NodeError::Corrupt(format!("{path} is not in the manifest")))?;
-        let kept_path = keep.join(format!("{}.blocks", path.replace('/', "%")));
+        let kept_path = keep.map(|keep| keep.join(format!("{}.blocks", path.replace('/', "%"))));
         if entry.block_table.is_none() {
             return Ok(BlockTable::single_block(
                 manifest.block_size,
@@ -230,7 +236,8 @@ async fn block_tables(
                 entry.crc32c,
             ));
         }
-        if let Ok(bytes) = tokio::fs::read(&kept_path).await
+        if let Some(kept_path) = &kept_path
+            && let Ok(bytes) = tokio::fs::read(kept_path).await
             && let Ok(table) = published::check_block_table(manifest, entry, &bytes)
         {
             return Ok(table);
@@ -240,8 +247,10 @@ async fn block_tables(
                 "no usable kept block table of {path}"
             )));
         }
-        let table = published::read_block_table(sources.query.as_ref(), manifest, entry).await?;
-        write_atomically(&kept_path, &table.encode()).await?;
+        let table = published::read_block_table(store, manifest, entry).await?;
+        if let Some(kept_path) = &kept_path {
+            write_atomically(kept_path, &table.encode()).await?;
+        }
         Ok(table)
     });
     futures::future::join_all(reads).await.into_iter().collect()

@@ -61,6 +61,7 @@ pub struct NodeMetrics {
     rehydration_total: IntGaugeVec,
     rehydration_done: IntGaugeVec,
     tier_ready: IntGaugeVec,
+    hot_in_store: IntGaugeVec,
     fleet: FleetMetrics,
 }
 
@@ -171,6 +172,18 @@ impl NodeMetrics {
         .expect("valid");
         registry
             .register(Box::new(tier_ready.clone()))
+            .expect("registered once");
+        let hot_in_store = IntGaugeVec::new(
+            Opts::new(
+                "tierdex_hot_tier_in_store",
+                "1 while an index's hot tier is searched in the store as it downloads (it \
+                 cannot serve without storage until this is 0)",
+            ),
+            &["index"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(hot_in_store.clone()))
             .expect("registered once");
         let index_gauge = |name: &str, help: &str| {
             let gauge = IntGaugeVec::new(Opts::new(name, help), &["index"]).expect("valid");
@@ -313,6 +326,7 @@ impl NodeMetrics {
             rehydration_total,
             rehydration_done,
             tier_ready,
+            hot_in_store,
             fleet: FleetMetrics { replica_requests },
             registry,
             scraping: std::sync::Mutex::new(()),
@@ -463,6 +477,9 @@ impl NodeMetrics {
                     .with_label_values(&[status.name.as_str(), kind])
                     .set(bytes as i64);
             }
+            self.hot_in_store
+                .with_label_values(&[status.name.as_str()])
+                .set(i64::from(status.hot_in_store));
             for (tier, state) in [("hot", status.hot), ("cold", status.cold)] {
                 self.tier_ready
                     .with_label_values(&[status.name.as_str(), tier])

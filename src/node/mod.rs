@@ -8,6 +8,7 @@ pub mod collector;
 mod cost;
 pub mod documents;
 pub mod exact_sum;
+mod hot_remote;
 pub mod metrics;
 pub mod offload;
 pub mod rehydrate;
@@ -172,6 +173,9 @@ pub struct IndexStatus {
     /// A remote cold index's bytes held in memory: pinned (hotcache), resident (norms,
     /// columns).
     pub cold_memory_bytes: (u64, u64),
+    /// The hot tier is searched in the store while it downloads: it does not serve without
+    /// storage yet.
+    pub hot_in_store: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +253,9 @@ impl IndexSlot {
                 .as_ref()
                 .map_or(0, |version| version.manifest.cold.docs),
             error: state.error,
+            hot_in_store: current
+                .as_ref()
+                .is_some_and(|version| version.hot_remote.is_some()),
             cold_memory_bytes: current
                 .as_ref()
                 .and_then(|version| version.cold())
@@ -699,6 +706,11 @@ impl Node {
         loop {
             let attempt = match slot.current.load_full() {
                 None => self.initial_load(&slot).await,
+                // Served from the store while its hot tier downloaded, and the download failed.
+                Some(version) if version.hot_remote.is_some() => {
+                    self.load_version(&slot, version.manifest.clone(), true)
+                        .await
+                }
                 Some(version) if version.cold().is_none() => self.load_cold(&slot, &version).await,
                 Some(_) => break,
             };
@@ -838,6 +850,15 @@ impl Node {
         let progress = self.metrics.rehydration(&manifest.served_name());
         progress.total.set(0);
         progress.done.set(0);
+        if first
+            && self.config.cold_index == ColdIndexMode::Remote
+            && hot_remote::servable(&manifest)
+            && !hot_copy_present(&manifest, &local).await
+        {
+            return self
+                .load_first_in_store(slot, &manifest, &local, &progress, started)
+                .await;
+        }
         // A remote cold index needs little of the store (its hotcache, block tables and
         // footers): it is opened while the hot tier downloads, not after. A local one would
         // compete with the hot tier for bandwidth, so it waits for the first version's hot
@@ -897,6 +918,60 @@ impl Node {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The first version in remote mode: both tiers served from the store (`hot_remote`) while
+    /// the hot tier downloads, then the version opened over the downloaded copy in its place.
+    async fn load_first_in_store(
+        &self,
+        slot: &Arc<IndexSlot>,
+        manifest: &Manifest,
+        local: &Path,
+        progress: &rehydrate::RehydrateProgress,
+        started: Instant,
+    ) -> Result<(), NodeError> {
+        let serve = async {
+            let version = hot_remote::open(&self.cold_index_sources(None), manifest, local).await?;
+            slot.current.store(Some(version.clone()));
+            self.update(slot, |state| state.hot = TierState::Ready);
+            info!(
+                version = %version.version(),
+                seconds = started.elapsed().as_secs_f64(),
+                "hot tier serving from the store while it downloads"
+            );
+            let cold = self.prepare_cold(manifest, local).await?;
+            self.attach_cold(slot, &version, cold).await
+        };
+        let (served, downloaded) = futures::join!(serve, self.load_hot(manifest, local, progress));
+        if let Err(err) = &served {
+            warn!("serving from the store while the hot tier downloads failed: {err}");
+        }
+        let (version, hot) = downloaded?;
+        // What the cold tier keeps locally was fetched while serving from the store, unless
+        // that failed.
+        if let Err(err) = self.open_local_cold(&version, local).await {
+            debug!("the cold tier's kept parts are not all local ({err}): fetching them");
+            let cold = self.prepare_cold(manifest, local).await?;
+            open_cold_tier(&version, cold.0, cold.1).await?;
+        }
+        write_atomically(&local.join(layout::MANIFEST), &manifest.encode()).await?;
+        // The version searched in the store shares this data dir: dropped, not retired.
+        slot.current.store(Some(version.clone()));
+        self.update(slot, |state| {
+            state.hot = TierState::Ready;
+            state.cold = TierState::Ready;
+            state.error = None;
+        });
+        info!(
+            version = %version.version(),
+            seconds = started.elapsed().as_secs_f64(),
+            downloaded = hot.bytes_downloaded,
+            reused_files = hot.reused_files,
+            "hot tier downloaded: searched from the data dir"
+        );
+        self.remove_other_versions(&slot.name, version.version())
+            .await;
         Ok(())
     }
 
@@ -1210,6 +1285,19 @@ async fn open_cold_tier(
     tokio::task::spawn_blocking(move || version.set_cold(opened, files))
         .await
         .map_err(|err| NodeError::Internal(format!("open task: {err}")))?
+}
+
+/// Whether the data dir holds every file of the version's hot tier at its size (a restart):
+/// then the hot tier opens from there, once verified, rather than from the store.
+async fn hot_copy_present(manifest: &Manifest, local: &Path) -> bool {
+    let dir = local.join(HOT_DIR);
+    for (name, entry) in manifest.hot_files() {
+        match tokio::fs::metadata(dir.join(name)).await {
+            Ok(metadata) if metadata.len() == entry.size => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Checks that `dir` holds `files` as the manifest lists them.

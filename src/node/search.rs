@@ -25,6 +25,7 @@ use super::collector::{
 use super::cost::postings_bound;
 use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
 use super::exact_sum::{SummedTerms, near_tie_runs};
+use super::hot_remote::{self, InStore};
 use super::offload::{Size, cpu_work, sized, sized_work};
 use super::remote_rank::{ColdIndexReads, RemoteRanking, rank_hits_remote};
 use super::skip;
@@ -412,21 +413,48 @@ pub async fn search(
         exact_every_hit: false,
     };
     let stats = Arc::new(ReadStats::default());
-    let ranked = match cold.as_ref().filter(|cold| cold.remote.is_some()) {
-        Some(remote) => {
-            let how = RemoteRanking {
-                stats: &stats,
-                give_up: deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline),
-                strict: context.cold_plan_strict,
-            };
-            let span = debug_span!("rank", ranked_by = %profile.label, cold = "remote");
-            let (merged, reads) =
-                rank_hits_remote(&version, remote, &request.query, &profile, spec, &how)
-                    .instrument(span)
-                    .await?;
-            drop(permit);
+    let give_up = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
+    let ranked = if version.hot_remote.is_some() {
+        let span = debug_span!("rank", ranked_by = %profile.label, hot = "remote");
+        let query = parse(&version, &request.query)?;
+        let rank = {
+            let (version, cold) = (version.clone(), cold.clone());
+            let (query_text, profile) = (request.query.clone(), profile.clone());
+            move || {
+                if let Some(cold) = &cold {
+                    cold.open_columns(&version.schema, version.id_kind)?;
+                }
+                let hot_searcher = version.hot.searcher();
+                rank_hits(
+                    &version,
+                    cold.as_deref(),
+                    &hot_searcher,
+                    &query_text,
+                    &profile,
+                    spec,
+                )
+            }
+        };
+        let how = InStore {
+            stats: &stats,
+            give_up,
+            strict: context.cold_plan_strict,
+        };
+        let (merged, ranking_misses) =
+            hot_remote::rank_in_store(&version, cold.as_ref(), query.as_ref(), &how, rank)
+                .instrument(span)
+                .await?;
+        drop(permit);
+        let hot_docs: Vec<tantivy::DocAddress> = merged
+            .hits
+            .iter()
+            .skip(spec.offset)
+            .filter(|hit| hit.tier == TierName::Hot)
+            .map(|hit| hit.doc)
+            .collect();
+        let read = {
             let (version, cold, selection) = (version.clone(), cold.clone(), selection.clone());
-            let mut ranked = cpu_work(move || {
+            move || {
                 let hot_searcher = version.hot.searcher();
                 page_documents(
                     &version,
@@ -436,31 +464,63 @@ pub async fn search(
                     merged,
                     spec,
                 )
-            })
-            .await??;
-            ranked.cold_index = reads;
-            ranked
-        }
-        None => {
-            let version = version.clone();
-            let cold = cold.clone();
-            let selection = selection.clone();
-            let query_text = request.query.clone();
-            let profile = profile.clone();
-            let span = debug_span!("rank", ranked_by = %profile.label);
-            cpu_work(move || {
-                let _permit = permit;
-                let _entered = span.entered();
-                rank(
-                    &version,
-                    cold.as_deref(),
-                    &selection,
-                    &query_text,
-                    &profile,
-                    spec,
-                )
-            })
-            .await??
+            }
+        };
+        let (mut ranked, reading_misses) =
+            hot_remote::read_in_store(&version, hot_docs, &how, read).await?;
+        ranked.cold_index.plan_misses = ranking_misses + reading_misses;
+        ranked
+    } else {
+        match cold.as_ref().filter(|cold| cold.remote.is_some()) {
+            Some(remote) => {
+                let how = RemoteRanking {
+                    stats: &stats,
+                    give_up,
+                    strict: context.cold_plan_strict,
+                };
+                let span = debug_span!("rank", ranked_by = %profile.label, cold = "remote");
+                let (merged, reads) =
+                    rank_hits_remote(&version, remote, &request.query, &profile, spec, &how)
+                        .instrument(span)
+                        .await?;
+                drop(permit);
+                let (version, cold, selection) = (version.clone(), cold.clone(), selection.clone());
+                let mut ranked = cpu_work(move || {
+                    let hot_searcher = version.hot.searcher();
+                    page_documents(
+                        &version,
+                        cold.as_deref(),
+                        &hot_searcher,
+                        &selection,
+                        merged,
+                        spec,
+                    )
+                })
+                .await??;
+                ranked.cold_index = reads;
+                ranked
+            }
+            None => {
+                let version = version.clone();
+                let cold = cold.clone();
+                let selection = selection.clone();
+                let query_text = request.query.clone();
+                let profile = profile.clone();
+                let span = debug_span!("rank", ranked_by = %profile.label);
+                cpu_work(move || {
+                    let _permit = permit;
+                    let _entered = span.entered();
+                    rank(
+                        &version,
+                        cold.as_deref(),
+                        &selection,
+                        &query_text,
+                        &profile,
+                        spec,
+                    )
+                })
+                .await??
+            }
         }
     };
     // A search running on its thread cannot be interrupted: the budget is checked once it is
@@ -545,7 +605,7 @@ pub async fn search(
             if room > 0 {
                 let backfill: Vec<RankedHit> =
                     ranked.hot_after_page.into_iter().take(room).collect();
-                hits.extend(hot_backfill(&version, &selection, backfill, &profile).await?);
+                hits.extend(hot_backfill(&version, &selection, backfill, &profile, give_up).await?);
             }
             hits
         }
@@ -623,28 +683,43 @@ async fn hot_backfill(
     selection: &FieldSelection,
     hits: Vec<RankedHit>,
     profile: &Arc<RankProfile>,
+    give_up: Instant,
 ) -> Result<Vec<SearchHit>, NodeError> {
     if hits.is_empty() {
         return Ok(Vec::new());
     }
-    let version = version.clone();
-    let selection = selection.clone();
-    let profile = profile.clone();
-    read_hot_documents(hits.len(), move || {
-        let searcher = version.hot.searcher();
-        hits.into_iter()
-            .map(|hit| {
-                let (id, fields) = hot_document(&version, &searcher, &selection, &hit)?;
-                Ok(SearchHit {
-                    fields,
-                    id: id.into(),
-                    score: profile.reported_score(hit.score, hit.rank),
-                    tier: TierName::Hot,
+    let docs: Vec<tantivy::DocAddress> = hits.iter().map(|hit| hit.doc).collect();
+    let count = hits.len();
+    let read = {
+        let version = version.clone();
+        let selection = selection.clone();
+        let profile = profile.clone();
+        move || {
+            let searcher = version.hot.searcher();
+            hits.into_iter()
+                .map(|hit| {
+                    let (id, fields) = hot_document(&version, &searcher, &selection, &hit)?;
+                    Ok(SearchHit {
+                        fields,
+                        id: id.into(),
+                        score: profile.reported_score(hit.score, hit.rank),
+                        tier: TierName::Hot,
+                    })
                 })
-            })
-            .collect()
-    })
-    .await?
+                .collect()
+        }
+    };
+    if version.hot_remote.is_some() {
+        let how = InStore {
+            stats: &Arc::new(ReadStats::default()),
+            give_up,
+            strict: false,
+        };
+        return Ok(hot_remote::read_in_store(version, docs, &how, read)
+            .await?
+            .0);
+    }
+    read_hot_documents(count, read).await?
 }
 
 /// A hot hit's id and requested stored fields, from its stored document (string ids are read
@@ -901,7 +976,8 @@ pub(super) fn merge_tiers(
 }
 
 /// Parses and scores both tiers with corpus-wide statistics, and merges, on this thread: the
-/// cold tier must be local (or absent). Runs within `cpu_work`; the ranking itself is sized by
+/// tiers must be local (or absent), or remote within a scope that warmed what they read
+/// (`hot_remote`). Runs within `cpu_work`; the ranking itself is sized by
 /// its postings.
 fn rank_hits(
     version: &Arc<LoadedVersion>,
@@ -1106,6 +1182,12 @@ pub fn plan_page(
     if cold.remote.is_some() {
         return Err(NodeError::InvalidArgument(format!(
             "{}: planning pages synchronously needs the cold index local (cold_index = \"local\")",
+            version.version_key
+        )));
+    }
+    if version.hot_remote.is_some() {
+        return Err(NodeError::NotReady(format!(
+            "{}: hot tier still downloading",
             version.version_key
         )));
     }

@@ -136,6 +136,9 @@ pub struct LoadedVersion {
     /// A shard's statistics of the whole corpus; `None` when the version is not sharded and
     /// the loaded tiers are the corpus.
     corpus_statistics: Option<Arc<CorpusStatistics>>,
+    /// `Some` while the hot index is searched in the store, its download not complete
+    /// (`hot_remote`).
+    pub hot_remote: Option<RemoteSearch>,
 }
 
 impl LoadedVersion {
@@ -209,7 +212,16 @@ impl LoadedVersion {
             hot,
             cold: OnceLock::new(),
             id_kind,
+            hot_remote: None,
         })
+    }
+
+    /// This version with its hot index searched in the store (`hot_remote`).
+    pub fn with_hot_remote(self, remote: RemoteSearch) -> LoadedVersion {
+        LoadedVersion {
+            hot_remote: Some(remote),
+            ..self
+        }
     }
 
     pub fn version(&self) -> &str {

@@ -91,17 +91,13 @@ fn keep_resident(name: &str) -> bool {
 }
 
 /// Opens the index whose files are `files` (tantivy's file name, the file's path in the
-/// version, and its cached view), and the term bounds in `bounds` (its path, its cached view),
-/// with the pinned ranges of `hotcache`. Reads nothing but the hotcache: synchronous, cheap.
-pub fn open(
+/// version, and its cached view) with the pinned ranges of `hotcache`. Reads nothing but the
+/// hotcache: synchronous, cheap. `what` names the index in errors.
+pub fn open_index(
+    what: &str,
     files: Vec<(String, String, CachedFile)>,
-    bounds: (String, CachedFile),
     hotcache: &Hotcache,
-) -> Result<RemoteIndex, RemoteError> {
-    let corrupt = |what: &str, message: String| RemoteError::Corrupt {
-        what: what.to_string(),
-        message,
-    };
+) -> Result<(tantivy::Index, RemoteSearch), RemoteError> {
     let mut by_name = HashMap::with_capacity(files.len());
     for (name, path, cached) in files {
         if let Some(hot) = hotcache.files.get(&path)
@@ -126,13 +122,33 @@ pub fn open(
     }
     let directory = RemoteDirectory::new(by_name);
     let index = tantivy::Index::open(directory.clone())
-        .map_err(|err| corrupt("the remote cold index", format!("does not open: {err}")))?;
-    let terms = RemoteTerms::open(&index).map_err(|err| {
-        corrupt(
-            "the remote cold index",
-            format!("its postings files do not open: {err}"),
-        )
-    })?;
+        .map_err(|err| corrupt(what, format!("does not open: {err}")))?;
+    let terms = RemoteTerms::open(&index)
+        .map_err(|err| corrupt(what, format!("its postings files do not open: {err}")))?;
+    Ok((
+        index,
+        RemoteSearch {
+            directory,
+            terms: Arc::new(terms),
+        },
+    ))
+}
+
+fn corrupt(what: &str, message: String) -> RemoteError {
+    RemoteError::Corrupt {
+        what: what.to_string(),
+        message,
+    }
+}
+
+/// Opens the cold index (`open_index`) and the term bounds in `bounds` (its path, its cached
+/// view), with the pinned ranges of `hotcache`.
+pub fn open(
+    files: Vec<(String, String, CachedFile)>,
+    bounds: (String, CachedFile),
+    hotcache: &Hotcache,
+) -> Result<RemoteIndex, RemoteError> {
+    let (index, remote) = open_index("the remote cold index", files, hotcache)?;
     let (bounds_path, bounds_file) = bounds;
     let bounds_file = RemoteFile::new(
         bounds_path.as_str().into(),
@@ -144,10 +160,7 @@ pub fn open(
         .map_err(|err| corrupt(&bounds_path, format!("does not open: {err}")))?;
     Ok(RemoteIndex {
         index,
-        remote: RemoteSearch {
-            directory,
-            terms: Arc::new(terms),
-        },
+        remote,
         bounds: Arc::new(bounds),
     })
 }

@@ -370,6 +370,42 @@ impl<H: StoreHooks> BlobStore for HookedStore<H> {
     }
 }
 
+/// Holds every read of a key containing `holds` until opened.
+#[derive(Debug)]
+pub struct Gate {
+    holds: String,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl StoreHooks for Gate {
+    async fn before_read(&self, _op: &'static str, key: &str) {
+        if key.contains(&self.holds) {
+            let mut open = self.open.subscribe();
+            let _ = open.wait_for(|open| *open).await;
+        }
+    }
+}
+
+pub type GatedStore = HookedStore<Gate>;
+
+impl HookedStore<Gate> {
+    /// A store whose reads of keys containing `holds` wait until `open` is called.
+    pub fn closed(inner: Arc<dyn BlobStore>, holds: &str) -> Arc<GatedStore> {
+        Arc::new(HookedStore {
+            inner,
+            hooks: Gate {
+                holds: holds.to_string(),
+                open: tokio::sync::watch::channel(false).0,
+            },
+        })
+    }
+
+    pub fn open(&self) {
+        self.hooks.open.send_replace(true);
+    }
+}
+
 /// Records every read (`get`, `get_range`) with its start and end time.
 #[derive(Debug, Default)]
 pub struct Recorder {
@@ -465,6 +501,17 @@ impl TestNode {
         data_dir: &Path,
         adjust: impl FnOnce(&mut tierdex::config::Settings),
     ) -> TestNode {
+        Self::start_with_replica(store, None, indexes, data_dir, adjust).await
+    }
+
+    /// `start_with`, reading from `replica` too (rehydration spreads its chunks over both).
+    pub async fn start_with_replica(
+        store: Arc<dyn BlobStore>,
+        replica: Option<Arc<dyn BlobStore>>,
+        indexes: &[&str],
+        data_dir: &Path,
+        adjust: impl FnOnce(&mut tierdex::config::Settings),
+    ) -> TestNode {
         let mut settings = tierdex::config::Settings {
             store: Some(store.uri().to_string()),
             indexes: Some(indexes.iter().map(|name| name.to_string()).collect()),
@@ -485,7 +532,7 @@ impl TestNode {
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let addr = format!("{scheme}://{}", listener.local_addr().unwrap());
-        let node = tierdex::node::Node::new(config, store, None).unwrap();
+        let node = tierdex::node::Node::new(config, store, replica).unwrap();
         let loader = node.clone();
         let loading = tokio::spawn(async move { loader.run().await });
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
