@@ -54,17 +54,27 @@ fn node_config(data: &Path, mode: &str, disk_cache: &str) -> tierdex::config::No
     tierdex::config::NodeConfig::resolve(settings, "bench").unwrap()
 }
 
-/// A node started on an empty data dir, and how long it took to serve both tiers.
+/// A node started on an empty data dir; how long it took to serve both tiers, and until its hot
+/// tier was in the data dir (in remote mode it is searched in the store until then); returned
+/// once both are done.
 async fn start_node(
     store: &Arc<dyn BlobStore>,
     data: &Path,
     mode: &str,
     disk_cache: &str,
-) -> (Arc<Node>, Duration) {
+) -> (Arc<Node>, Duration, Duration) {
     let node = Node::new(node_config(data, mode, disk_cache), store.clone(), None).unwrap();
     let started = Instant::now();
     run_until_ready(&node).await;
-    (node, started.elapsed())
+    let served = started.elapsed();
+    while node.statuses().iter().any(|status| status.hot_in_store) {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "hot tier downloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    (node, served, started.elapsed())
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -196,7 +206,7 @@ async fn run(query_count: usize, profile_seconds: u64, profile_mode: &str) {
     let direct: Arc<dyn BlobStore> = direct_store;
     if profile_seconds > 0 {
         let data = tempfile::tempdir().unwrap();
-        let (node, _) = start_node(&direct, data.path(), profile_mode, "0").await;
+        let (node, _, _) = start_node(&direct, data.path(), profile_mode, "0").await;
         let mut samples = Samples::default();
         for query in &queries {
             search(&node, query, &mut samples).await;
@@ -270,8 +280,9 @@ async fn run(query_count: usize, profile_seconds: u64, profile_mode: &str) {
         // 1. Start-up and the data dir.
         let remote_dir = tempfile::tempdir().unwrap();
         let local_dir = tempfile::tempdir().unwrap();
-        let (remote, remote_start) = start_node(store, remote_dir.path(), "remote", "0").await;
-        let (local, local_start) = start_node(store, local_dir.path(), "local", "0").await;
+        let (remote, remote_start, remote_hot_local) =
+            start_node(store, remote_dir.path(), "remote", "0").await;
+        let (local, local_start, _) = start_node(store, local_dir.path(), "local", "0").await;
         let (remote_bytes, local_bytes) =
             (dir_bytes(remote_dir.path()), dir_bytes(local_dir.path()));
         let beyond_hot = remote_bytes.saturating_sub(hot_index);
@@ -283,6 +294,12 @@ async fn run(query_count: usize, profile_seconds: u64, profile_mode: &str) {
             local_start.as_secs_f64(),
             remote_start.as_secs_f64() / local_start.as_secs_f64(),
             local_start.as_secs_f64() / remote_start.as_secs_f64()
+        );
+        println!(
+            "| empty data dir to the hot tier in the data dir (serving without storage), s | {:.2} | {:.2} | {:.2}x |",
+            remote_hot_local.as_secs_f64(),
+            local_start.as_secs_f64(),
+            remote_hot_local.as_secs_f64() / local_start.as_secs_f64()
         );
         println!(
             "| data dir, MiB (no disk tier) | {:.1} | {:.1} | {:.2}x |",
@@ -329,8 +346,8 @@ async fn run(query_count: usize, profile_seconds: u64, profile_mode: &str) {
         // 3. Nodes with a disk tier, warmed, then the memory cache emptied before each query.
         let remote_disk_dir = tempfile::tempdir().unwrap();
         let local_disk_dir = tempfile::tempdir().unwrap();
-        let (remote, _) = start_node(store, remote_disk_dir.path(), "remote", "4GiB").await;
-        let (local, _) = start_node(store, local_disk_dir.path(), "local", "4GiB").await;
+        let (remote, _, _) = start_node(store, remote_disk_dir.path(), "remote", "4GiB").await;
+        let (local, _, _) = start_node(store, local_disk_dir.path(), "local", "4GiB").await;
         alternate(&remote, &local, &queries, false).await;
         remote.flush_disk_cache().await;
         local.flush_disk_cache().await;

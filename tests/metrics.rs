@@ -279,6 +279,10 @@ async fn metrics_count_hot_cold_degraded_and_failed_searches() {
         ),
         1.0
     );
+    assert_eq!(
+        value(&after, "tierdex_hot_tier_in_store", &[("index", "cacm")]),
+        0.0
+    );
     // A fresh data dir: the whole hot index was downloaded, and all of it landed; the cold
     // index stays in the store (`cold_index = remote`, the default).
     let index_bytes = summary.manifest.hot.index_bytes as f64;

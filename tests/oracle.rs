@@ -216,11 +216,19 @@ async fn merged_answers_equal_one_index_while_the_hot_tier_downloads() {
         |settings| settings.cold_index = Some("remote".into()),
     )
     .await;
-    node.wait_ready().await;
+    node.wait_serving().await;
     let in_store = |node: &TestNode| node.node.statuses()[0].hot_in_store;
     assert!(
         in_store(&node),
         "both tiers serve while the hot tier downloads"
+    );
+    let metric = "tierdex_hot_tier_in_store{index=\"cacm\"}";
+    assert!(
+        node.node
+            .metrics_text()
+            .await
+            .contains(&format!("{metric} 1")),
+        "{metric} says so"
     );
     let hot_numbers = cacm_cited_ids();
     check_answers(&node, &hot_numbers, style, "hot tier in the store").await;
@@ -237,6 +245,13 @@ async fn merged_answers_equal_one_index_while_the_hot_tier_downloads() {
     assert!(
         data.path().join("cacm").read_dir().unwrap().count() == 1,
         "one version in the data dir"
+    );
+    assert!(
+        node.node
+            .metrics_text()
+            .await
+            .contains(&format!("{metric} 0")),
+        "{metric} says so"
     );
     check_answers(&node, &hot_numbers, style, "hot tier downloaded").await;
 }

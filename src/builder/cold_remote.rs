@@ -1,7 +1,8 @@
 //! What a node needs to search a tier set's indexes where they live, in object storage
 //! (format 4): the cold terms' bounds (`cold/term_bounds.sst`), the cold index's hotcache
 //! (`cold/hotcache`), the ranges of its numeric fields (into the manifest) and the hot index's
-//! hotcache (`hot.hotcache`: a node searches the hot index in the store while it downloads it).
+//! hotcache (`hot-lookup/hotcache`: a node searches the hot index in the store while it
+//! downloads it).
 //!
 //! The hotcache is recorded, not described: the cold index is opened through a directory that
 //! keeps every byte range tantivy reads, doing what a node does synchronously before any
@@ -67,6 +68,10 @@ pub fn write(
 }
 
 fn write_hotcache(path: &Path, hotcache: &Hotcache) -> Result<(), BuildError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| BuildError::io(format!("creating {}", dir.display()), err))?;
+    }
     std::fs::write(path, hotcache.encode())
         .map_err(|err| BuildError::io(format!("writing {}", path.display()), err))
 }

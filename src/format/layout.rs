@@ -4,7 +4,7 @@
 //! <index>/CURRENT                              the published version id (written last)
 //! <index>/<version>/manifest.json
 //! <index>/<version>/hot/<tantivy files>
-//! <index>/<version>/hot.hotcache                  what opening the hot index reads
+//! <index>/<version>/hot-lookup/hotcache          what opening the hot index reads
 //! <index>/<version>/cold/index/<tantivy files>
 //! <index>/<version>/cold/part-NNNNN.parquet
 //! <index>/<version>/cold/hotcache                 what opening the cold index reads
@@ -25,7 +25,7 @@ pub const CHECKSUMS_DIR: &str = "checksums";
 pub const COLD_HOTCACHE: &str = "cold/hotcache";
 /// The hot index's hotcache (`format::hotcache`), relative to a tier set's root: a node
 /// searches the hot index in the store while it downloads it.
-pub const HOT_HOTCACHE: &str = "hot.hotcache";
+pub const HOT_HOTCACHE: &str = "hot-lookup/hotcache";
 /// Each cold term's document frequency and highest BM25 contribution (an SSTable).
 pub const COLD_TERM_BOUNDS: &str = "cold/term_bounds.sst";
 /// An unsharded version's hot terms with their document frequencies over both tiers (an FST,

@@ -2,7 +2,7 @@
 //!
 //! In remote mode, a node starting on a version whose hot tier is not yet in its data dir opens
 //! the hot index over the store, as it does the cold index (`remote`), from the hot index's
-//! hotcache (`hot.hotcache`, written by the builder), and serves both tiers at once; the
+//! hotcache (`hot-lookup/hotcache`, written by the builder), and serves both tiers at once; the
 //! download goes on beside it, and the version opened over the local copy replaces this one
 //! when it is complete (`Node::load_version`). Only unsharded versions are served this way.
 //!
@@ -48,14 +48,15 @@ pub(super) async fn open(
         .hot_files()
         .map(|(name, entry)| (name.to_string(), entry.path.clone()))
         .collect();
-    let paths: Vec<String> = index_files
-        .iter()
-        .map(|(_, path)| path.clone())
-        .chain([hotcache_path.clone()])
-        .collect();
-    let tables =
-        cold_index::block_tables(sources.query.as_ref(), manifest, &paths, None, true).await?;
-    let mut cached: Vec<CachedFile> = paths
+    let paths: Vec<String> = index_files.iter().map(|(_, path)| path.clone()).collect();
+    // One round: the index files' block tables and the hotcache, read whole and checked
+    // against the manifest's checksum.
+    let (tables, bytes) = futures::join!(
+        cold_index::block_tables(sources.query.as_ref(), manifest, &paths, None, true),
+        read_checked(sources, manifest, &hotcache_path)
+    );
+    let (tables, bytes) = (tables?, bytes?);
+    let cached: Vec<CachedFile> = paths
         .iter()
         .zip(tables)
         .map(|(path, table)| {
@@ -67,12 +68,7 @@ pub(super) async fn open(
             )
         })
         .collect();
-    let hotcache_file = cached.pop().expect("the hotcache's own");
     let stats = Arc::new(ReadStats::default());
-    let bytes = hotcache_file
-        .read_range(0..hotcache_file.size(), &stats)
-        .await
-        .map_err(NodeError::Cache)?;
     let files: Vec<(String, String, CachedFile)> = index_files
         .into_iter()
         .zip(cached)
@@ -108,6 +104,33 @@ pub(super) async fn open(
     .await
     .map_err(|err| NodeError::Internal(format!("open task: {err}")))??;
     Ok(Arc::new(version.with_hot_remote(remote)))
+}
+
+/// The whole file at `path` (in the version), checked against the manifest's size and CRC32C.
+async fn read_checked(
+    sources: &ColdIndexSources<'_>,
+    manifest: &Manifest,
+    path: &str,
+) -> Result<bytes::Bytes, NodeError> {
+    let entry = manifest
+        .file(path)
+        .ok_or_else(|| NodeError::Corrupt(format!("{path} is not in the manifest")))?;
+    let bytes = sources
+        .query
+        .get(&layout::version_key(
+            &manifest.index,
+            &manifest.version,
+            path,
+        ))
+        .await?;
+    if bytes.len() as u64 != entry.size || crc32c::crc32c(&bytes) != entry.crc32c {
+        return Err(NodeError::Corrupt(format!(
+            "{path}: {} bytes that do not match the manifest's size ({}) or checksum",
+            bytes.len(),
+            entry.size
+        )));
+    }
+    Ok(bytes)
 }
 
 fn unreadable(round: &Round, err: std::io::Error) -> NodeError {

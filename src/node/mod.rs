@@ -932,16 +932,20 @@ impl Node {
         started: Instant,
     ) -> Result<(), NodeError> {
         let serve = async {
-            let version = hot_remote::open(&self.cold_index_sources(None), manifest, local).await?;
-            slot.current.store(Some(version.clone()));
-            self.update(slot, |state| state.hot = TierState::Ready);
-            info!(
-                version = %version.version(),
-                seconds = started.elapsed().as_secs_f64(),
-                "hot tier serving from the store while it downloads"
-            );
-            let cold = self.prepare_cold(manifest, local).await?;
-            self.attach_cold(slot, &version, cold).await
+            let hot = async {
+                let sources = self.cold_index_sources(None);
+                let version = hot_remote::open(&sources, manifest, local).await?;
+                slot.current.store(Some(version.clone()));
+                self.update(slot, |state| state.hot = TierState::Ready);
+                info!(
+                    version = %version.version(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "hot tier serving from the store while it downloads"
+                );
+                Ok::<_, NodeError>(version)
+            };
+            let (version, cold) = futures::join!(hot, self.prepare_cold(manifest, local));
+            self.attach_cold(slot, &version?, cold?).await
         };
         let (served, downloaded) = futures::join!(serve, self.load_hot(manifest, local, progress));
         if let Err(err) = &served {

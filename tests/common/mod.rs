@@ -560,9 +560,14 @@ impl TestNode {
             .map_or(&self.addr, |(_, rest)| rest)
     }
 
-    /// Waits (up to 60 s) until every index has both tiers ready.
+    /// Waits (up to 60 s) until every index has both tiers ready, hot tiers downloaded.
     pub async fn wait_ready(&self) {
         wait_node_ready(&self.node).await;
+    }
+
+    /// Waits (up to 60 s) until every index serves both tiers, hot tiers downloaded or not.
+    pub async fn wait_serving(&self) {
+        wait_node_serving(&self.node).await;
     }
 
     pub async fn client(
@@ -670,22 +675,40 @@ pub fn cacm_query_texts() -> Vec<String> {
         .collect()
 }
 
-/// Runs `node` in the background and waits until it serves every index's both tiers.
+/// Runs `node` in the background and waits until it serves every index's both tiers, its hot
+/// tiers downloaded.
 pub async fn run_until_ready(node: &Arc<tierdex::node::Node>) {
     let runner = node.clone();
     tokio::spawn(async move { runner.run().await });
     wait_node_ready(node).await;
 }
 
-/// Waits until `node` serves every index's both tiers; fails on a load error or after 60 s.
+/// Waits until `node` serves every index's both tiers with its hot tiers downloaded (not
+/// searched in the store: a test of storage trouble needs its hot tiers local); fails on a
+/// load error or after 60 s.
 pub async fn wait_node_ready(node: &tierdex::node::Node) {
+    wait_node_until(node, |status| {
+        status.cold == tierdex::node::TierState::Ready && !status.hot_in_store
+    })
+    .await;
+}
+
+/// Waits until `node` serves every index's both tiers, its hot tiers downloaded or not.
+pub async fn wait_node_serving(node: &tierdex::node::Node) {
+    wait_node_until(node, |status| {
+        status.cold == tierdex::node::TierState::Ready
+    })
+    .await;
+}
+
+async fn wait_node_until(
+    node: &tierdex::node::Node,
+    done: impl Fn(&tierdex::node::IndexStatus) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let statuses = node.statuses();
-        if statuses
-            .iter()
-            .all(|status| status.cold == tierdex::node::TierState::Ready)
-        {
+        if statuses.iter().all(&done) {
             return;
         }
         for status in &statuses {
