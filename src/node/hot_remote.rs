@@ -98,11 +98,19 @@ pub(super) async fn open(
         .await
         .map_err(|err| unreadable(&round, err))?;
     let (manifest, local) = (manifest.clone(), local.to_path_buf());
+    let scoped = warmed.clone();
     let version = tokio::task::spawn_blocking(move || {
-        warmed.scope(|| LoadedVersion::new(manifest, tier, local, None))
+        scoped.scope(|| LoadedVersion::new(manifest, tier, local, None))
     })
     .await
     .map_err(|err| NodeError::Internal(format!("open task: {err}")))??;
+    let misses = warmed.take_misses();
+    if !misses.is_empty() {
+        tracing::debug!(
+            misses = misses.len(),
+            "opening the hot tier in the store read what its plan missed"
+        );
+    }
     Ok(Arc::new(version.with_hot_remote(remote)))
 }
 

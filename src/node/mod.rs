@@ -947,11 +947,12 @@ impl Node {
             let (version, cold) = futures::join!(hot, self.prepare_cold(manifest, local));
             self.attach_cold(slot, &version?, cold?).await
         };
-        let (served, downloaded) = futures::join!(serve, self.load_hot(manifest, local, progress));
-        if let Err(err) = &served {
+        // The download starts once both tiers serve: its bulk reads (and the CPU to check and
+        // write them) would otherwise delay the few the serving needs.
+        if let Err(err) = serve.await {
             warn!("serving from the store while the hot tier downloads failed: {err}");
         }
-        let (version, hot) = downloaded?;
+        let (version, hot) = self.load_hot(manifest, local, progress).await?;
         // What the cold tier keeps locally was fetched while serving from the store, unless
         // that failed.
         if let Err(err) = self.open_local_cold(&version, local).await {

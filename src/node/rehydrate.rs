@@ -134,11 +134,16 @@ async fn rehydrate_once(
         missing.push((name.to_owned(), entry.clone(), target));
     }
     // Block tables are small; fetching them one after another would cost a round trip per file
-    // before the first chunk moves.
+    // before the first chunk moves. A file that is one chunk needs none: its chunk is checked
+    // against the file's checksum, and the round of tables is saved.
     let downloads: Vec<Download> = futures::stream::iter(missing)
         .map(
             |(name, entry, target): (String, FileEntry, PathBuf)| async move {
-                let table = block_table(stores, manifest, &entry).await?;
+                let table = if entry.size <= options.chunk_size {
+                    BlockTable::single_block(entry.size.max(1), entry.size, entry.crc32c)
+                } else {
+                    block_table(stores, manifest, &entry).await?
+                };
                 Ok::<_, NodeError>(Download {
                     entry,
                     table,
