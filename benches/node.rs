@@ -4,7 +4,7 @@
 //! ```text
 //! ./tools/test.sh --no-run   # once: installs s3s-fs under target/tools
 //! cargo bench --bench node -- [--queries N] [--load-clients 64] [--load-queries 1000]
-//!     [--with-tracing] [--cold-compression lz4|zstd] [--profile-seconds S]
+//!     [--with-tracing] [--cold-compression lz4|zstd] [--profile-seconds S [--profile-both-tiers]]
 //!     [--cold-index remote|local]
 //! ```
 //!
@@ -46,6 +46,8 @@ struct Settings {
     load_queries: usize,
     /// Only loop hot-only searches (node, then tantivy) for this long, for a profiler.
     profile_seconds: usize,
+    /// With `profile_seconds`: both-tier searches against the monolithic index instead.
+    profile_both_tiers: bool,
     /// Log as `tierdex serve` does by default (`info`, to a sink): the spans' cost included.
     with_tracing: bool,
     /// How the tiered build compresses cold pages.
@@ -62,6 +64,7 @@ fn settings() -> Settings {
         load_clients: 64,
         load_queries: 1000,
         profile_seconds: 0,
+        profile_both_tiers: false,
         with_tracing: false,
         cold_compression: Default::default(),
         inline_postings: None,
@@ -80,6 +83,7 @@ fn settings() -> Settings {
             "--load-clients" => settings.load_clients = value(),
             "--load-queries" => settings.load_queries = value(),
             "--profile-seconds" => settings.profile_seconds = value(),
+            "--profile-both-tiers" => settings.profile_both_tiers = true,
             "--inline-postings" => settings.inline_postings = Some(value() as u64),
             "--with-tracing" => settings.with_tracing = true,
             "--cold-index" => {
@@ -768,12 +772,23 @@ async fn run(settings: Settings) {
         .unwrap();
     if settings.profile_seconds > 0 {
         // For a profiler: the node and tantivy behind the same gRPC server take turns on the
-        // same hot-only searches.
-        println!("profiling: hot-only searches, the node's then tantivy's behind gRPC");
+        // same searches: hot-only ones, or both tiers against the monolithic index.
+        let both_tiers = settings.profile_both_tiers;
+        if both_tiers {
+            let monolith_addr =
+                serve_bare(Tantivy::open(&monolith_dir), node_documents.clone()).await;
+            bare_client = pb::tierdex_client::TierdexClient::connect(monolith_addr)
+                .await
+                .unwrap();
+        }
+        println!(
+            "profiling: {} searches, the node's then tantivy's behind gRPC",
+            if both_tiers { "both-tier" } else { "hot-only" }
+        );
         let until = Instant::now() + Duration::from_secs(settings.profile_seconds as u64);
         let some = &queries[..queries.len().min(100)];
         while Instant::now() < until {
-            run_grpc(&mut client, some, true).await;
+            run_grpc(&mut client, some, !both_tiers).await;
             run_grpc(&mut bare_client, some, false).await;
         }
         return;
