@@ -3,8 +3,8 @@
 //! In remote mode, a node starting on a version whose hot tier is not yet in its data dir opens
 //! the hot index over the store, as it does the cold index (`remote`), from the hot index's
 //! hotcache (`hot-lookup/hotcache`, written by the builder), and serves both tiers at once; the
-//! download goes on beside it, and the version opened over the local copy replaces this one
-//! when it is complete (`Node::load_version`). Only unsharded versions are served this way.
+//! download starts then, and the version opened over the local copy replaces this one when it
+//! is complete (`Node::load_first_in_store`). Only unsharded versions are served this way.
 //!
 //! Until then the hot tier needs storage as the cold index does: a search first warms what both
 //! tiers' rankings read, in rounds (`remote::warm`: dictionaries, then postings and norms), then
@@ -150,11 +150,14 @@ fn unreadable(round: &Round, err: std::io::Error) -> NodeError {
     ))
 }
 
-/// How a search in the store runs: what it counts into, when it gives up, and whether a read
-/// its plan missed fails it (tests: the plan is proved complete) or waits on the blocking pool.
+/// How a search in the store runs.
 pub(super) struct InStore<'a> {
+    /// Where the rounds count their reads.
     pub stats: &'a Arc<ReadStats>,
+    /// When the rounds stop waiting for storage.
     pub give_up: Instant,
+    /// A read the plan missed fails the search (tests: the plan is proved complete) instead
+    /// of waiting on the blocking pool.
     pub strict: bool,
 }
 
