@@ -256,6 +256,27 @@ pub(super) async fn block_tables(
     futures::future::join_all(reads).await.into_iter().collect()
 }
 
+/// The files at `paths` (in the version) read through the block cache, with their block tables.
+pub(super) fn cached_files(
+    sources: &ColdIndexSources<'_>,
+    manifest: &Manifest,
+    paths: &[String],
+    tables: Vec<BlockTable>,
+) -> Vec<crate::cache::CachedFile> {
+    paths
+        .iter()
+        .zip(tables)
+        .map(|(path, table)| {
+            sources.cache.file_with_retries(
+                sources.query.clone(),
+                sources.replica_reads.to_vec(),
+                layout::version_key(&manifest.index, &manifest.version, path),
+                table,
+            )
+        })
+        .collect()
+}
+
 async fn open_remote(
     sources: &ColdIndexSources<'_>,
     manifest: &Manifest,
@@ -274,18 +295,7 @@ async fn open_remote(
         .map(|(name, entry)| (name.to_string(), entry.path.clone()))
         .collect();
     let bounds_path = manifest.tier_dir(layout::COLD_TERM_BOUNDS);
-    let cached: Vec<_> = paths
-        .iter()
-        .zip(tables)
-        .map(|(path, table)| {
-            sources.cache.file_with_retries(
-                sources.query.clone(),
-                sources.replica_reads.to_vec(),
-                layout::version_key(&manifest.index, &manifest.version, path),
-                table,
-            )
-        })
-        .collect();
+    let cached = cached_files(sources, manifest, &paths, tables);
     let hot_terms_path = local.join(layout::HOT_DOC_FREQS);
     let unsharded = manifest.shard.is_none();
     let what = hotcache_path.display().to_string();

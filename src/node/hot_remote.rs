@@ -56,18 +56,7 @@ pub(super) async fn open(
         read_checked(sources, manifest, &hotcache_path)
     );
     let (tables, bytes) = (tables?, bytes?);
-    let cached: Vec<CachedFile> = paths
-        .iter()
-        .zip(tables)
-        .map(|(path, table)| {
-            sources.cache.file_with_retries(
-                sources.query.clone(),
-                sources.replica_reads.to_vec(),
-                layout::version_key(&manifest.index, &manifest.version, path),
-                table,
-            )
-        })
-        .collect();
+    let cached = cold_index::cached_files(sources, manifest, &paths, tables);
     let stats = Arc::new(ReadStats::default());
     let files: Vec<(String, String, CachedFile)> = index_files
         .into_iter()
@@ -195,15 +184,7 @@ async fn warmed_then<T: Send + 'static>(
         .map_err(|err| NodeError::Internal(format!("search task: {err}")))?;
     let misses = warmed.take_misses();
     if how.strict && !misses.is_empty() {
-        let missed: Vec<String> = misses
-            .iter()
-            .map(|miss| {
-                format!(
-                    "{} bytes {}..{}",
-                    miss.path, miss.range.start, miss.range.end
-                )
-            })
-            .collect();
+        let missed: Vec<String> = misses.iter().map(ToString::to_string).collect();
         return Err(NodeError::Internal(format!(
             "the search in the store read what its plan missed: {}",
             missed.join(", ")

@@ -140,15 +140,7 @@ pub(super) async fn rank_hits_remote(
         return Ok((cold_phase?, reads));
     }
     reads.plan_misses = misses.len() as u64;
-    let missed: Vec<String> = misses
-        .iter()
-        .map(|miss| {
-            format!(
-                "{} bytes {}..{}",
-                miss.path, miss.range.start, miss.range.end
-            )
-        })
-        .collect();
+    let missed: Vec<String> = misses.iter().map(ToString::to_string).collect();
     if how.strict {
         return Err(NodeError::Internal(format!(
             "the cold search read what its plan missed: {}",

@@ -452,20 +452,7 @@ pub async fn search(
             .filter(|hit| hit.tier == TierName::Hot)
             .map(|hit| hit.doc)
             .collect();
-        let read = {
-            let (version, cold, selection) = (version.clone(), cold.clone(), selection.clone());
-            move || {
-                let hot_searcher = version.hot.searcher();
-                page_documents(
-                    &version,
-                    cold.as_deref(),
-                    &hot_searcher,
-                    &selection,
-                    merged,
-                    spec,
-                )
-            }
-        };
+        let read = page_reader(&version, &cold, &selection, merged, spec);
         let (mut ranked, reading_misses) =
             hot_remote::read_in_store(&version, hot_docs, &how, read).await?;
         ranked.cold_index.plan_misses = ranking_misses + reading_misses;
@@ -484,19 +471,8 @@ pub async fn search(
                         .instrument(span)
                         .await?;
                 drop(permit);
-                let (version, cold, selection) = (version.clone(), cold.clone(), selection.clone());
-                let mut ranked = cpu_work(move || {
-                    let hot_searcher = version.hot.searcher();
-                    page_documents(
-                        &version,
-                        cold.as_deref(),
-                        &hot_searcher,
-                        &selection,
-                        merged,
-                        spec,
-                    )
-                })
-                .await??;
+                let mut ranked =
+                    cpu_work(page_reader(&version, &cold, &selection, merged, spec)).await??;
                 ranked.cold_index = reads;
                 ranked
             }
@@ -1076,6 +1052,28 @@ fn rank(
     let hot_searcher = version.hot.searcher();
     let merged = rank_hits(version, cold, &hot_searcher, query_text, profile, spec)?;
     page_documents(version, cold, &hot_searcher, selection, merged, spec)
+}
+
+/// `page_documents` over the version's hot searcher, for the caller to run where it should.
+fn page_reader(
+    version: &Arc<LoadedVersion>,
+    cold: &Option<Arc<ColdTier>>,
+    selection: &FieldSelection,
+    merged: MergedHits,
+    spec: PageSpec,
+) -> impl FnOnce() -> Result<Ranked, NodeError> + Send + 'static {
+    let (version, cold, selection) = (version.clone(), cold.clone(), selection.clone());
+    move || {
+        let hot_searcher = version.hot.searcher();
+        page_documents(
+            &version,
+            cold.as_deref(),
+            &hot_searcher,
+            &selection,
+            merged,
+            spec,
+        )
+    }
 }
 
 /// The page of merged hits, with its hot documents read (cold ones are read apart).

@@ -28,6 +28,16 @@ pub struct Miss {
     pub range: Range<u64>,
 }
 
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes {}..{}",
+            self.path, self.range.start, self.range.end
+        )
+    }
+}
+
 #[derive(Default)]
 struct Ranges {
     /// Per file, fetched ranges by start (several may overlap; any that holds a read serves
