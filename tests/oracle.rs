@@ -242,8 +242,9 @@ async fn merged_answers_equal_one_index_while_the_hot_tier_downloads() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(
-        data.path().join("cacm").read_dir().unwrap().count() == 1,
+    assert_eq!(
+        data.path().join("cacm").read_dir().unwrap().count(),
+        1,
         "one version in the data dir"
     );
     assert!(

@@ -957,8 +957,7 @@ impl Node {
         // that failed.
         if let Err(err) = self.open_local_cold(&version, local).await {
             debug!("the cold tier's kept parts are not all local ({err}): fetching them");
-            let cold = self.prepare_cold(manifest, local).await?;
-            open_cold_tier(&version, cold.0, cold.1).await?;
+            self.load_cold(slot, &version).await?;
         }
         write_atomically(&local.join(layout::MANIFEST), &manifest.encode()).await?;
         // The version searched in the store shares this data dir: dropped, not retired.
