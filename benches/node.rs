@@ -731,9 +731,12 @@ async fn run(settings: Settings) {
     let single_elapsed = single.elapsed();
     let data = tempfile::tempdir().unwrap();
     let rehydrating = Instant::now();
+    // The node as deployed: its default block cache (not the tests' 64 MiB) and no plan checks.
     let node_settings = |node: &mut tierdex::config::Settings| {
         node.inline_postings = settings.inline_postings;
         node.cold_index = settings.cold_index.clone();
+        node.cache_size = None;
+        node.cold_plan_strict = None;
     };
     let node = TestNode::start_with(s3.clone(), &["pypi"], data.path(), node_settings).await;
     node.wait_ready().await;
@@ -1002,7 +1005,9 @@ async fn run(settings: Settings) {
             .lines()
             .filter(|line| line.starts_with(name))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .sum::<f64>()
+            // An empty sum of floats is -0.
+            + 0.0
     };
     println!(
         "searches handed off their runtime worker (`inline_postings` {}): {} of {}",
@@ -1014,6 +1019,12 @@ async fn run(settings: Settings) {
         "hits rescored exactly (near ties of a flat term query): {} in {} searches",
         counted("tierdex_hits_rescored_exactly_total"),
         counted("tierdex_searches_total")
+    );
+    println!(
+        "remote cold tier ranked or skipped straight from the cache's memory: {} searches; storage rounds of index reads: {}; cold skipped: {}",
+        counted("tierdex_cold_searches_from_memory_total"),
+        counted("tierdex_cold_index_rounds_total"),
+        counted("tierdex_cold_searches_skipped_total")
     );
 
     let (top_docs, top_hits, exact_sums) = run_collectors(&hot_dir, &queries);

@@ -161,7 +161,8 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cold_index: Option<String>,
     /// Fail a search whose remote cold index reads were not all planned, instead of searching
-    /// again on the blocking pool (for tests that prove plans complete) [default: false].
+    /// again on the blocking pool (for tests that prove plans complete; every search is then
+    /// planned, none served straight from the cache's memory) [default: false].
     #[arg(long, env = "TIERDEX_COLD_PLAN_STRICT", hide = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cold_plan_strict: Option<bool>,
@@ -353,7 +354,8 @@ pub struct NodeConfig {
     /// 0: no disk tier.
     pub disk_cache_size: u64,
     pub cold_index: ColdIndexMode,
-    /// A remote cold search whose plan missed a read fails instead of being searched again.
+    /// A remote cold search whose plan missed a read fails instead of being searched again;
+    /// every search is planned (none served straight from the cache's memory).
     pub cold_plan_strict: bool,
     pub rehydrate_concurrency: usize,
     pub rehydrate_chunk_size: u64,

@@ -257,6 +257,77 @@ async fn merged_answers_equal_one_index_while_the_hot_tier_downloads() {
     check_answers(&node, &hot_numbers, style, "hot tier downloaded").await;
 }
 
+/// A counter of `node`'s metrics, summed over its labels.
+async fn counter(node: &TestNode, name: &str) -> u64 {
+    let text = node.node.metrics_text().await;
+    let total: f64 = text
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    total as u64
+}
+
+/// A node that is not strict ranks a warm remote cold tier straight over its cache's memory,
+/// with no warm-up: a second pass over every query makes no round of index reads, goes through
+/// memory for every search that reaches the cold tier, and still equals the oracle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_answers_equal_one_index_when_ranked_straight_from_memory() {
+    let server = S3Server::start();
+    let store = server.store("oracle", "indexes").await;
+    let style = IdStyle::Numbers;
+    build_cacm_styled(
+        store.clone(),
+        "hot = [\"citations >= 1\"]",
+        style,
+        "cacm",
+        1,
+    )
+    .await;
+    let data = tempfile::tempdir().unwrap();
+    let node = TestNode::start_with(store, &["cacm"], data.path(), |settings| {
+        settings.cold_index = Some("remote".into());
+        settings.cold_plan_strict = Some(false);
+    })
+    .await;
+    node.wait_ready().await;
+    let hot_numbers = cacm_cited_ids();
+    check_answers(&node, &hot_numbers, style, "first pass").await;
+    let count = |name: &'static str| counter(&node, name);
+    let searches = count("tierdex_searches_total").await;
+    let skipped = count("tierdex_cold_searches_skipped_total").await;
+    let from_memory = count("tierdex_cold_searches_from_memory_total").await;
+    let rounds = count("tierdex_cold_index_rounds_total").await;
+    assert!(
+        rounds > 0,
+        "the first pass read the cold index from storage"
+    );
+    check_answers(&node, &hot_numbers, style, "from memory").await;
+    let searches = count("tierdex_searches_total").await - searches;
+    let skipped = count("tierdex_cold_searches_skipped_total").await - skipped;
+    let from_memory = count("tierdex_cold_searches_from_memory_total").await - from_memory;
+    assert_eq!(
+        count("tierdex_cold_index_rounds_total").await,
+        rounds,
+        "the second pass made no round"
+    );
+    // Every search that reached the cold tier went through memory; only one skipped from
+    // kept bounds, before the attempt, may not have.
+    assert!(
+        from_memory >= searches - skipped && from_memory <= searches,
+        "{from_memory} of {searches} searches from memory ({skipped} skipped the cold tier)"
+    );
+    assert!(
+        searches - skipped > 50,
+        "searches that ranked the cold tier: {}",
+        searches - skipped
+    );
+    assert_eq!(count("tierdex_cold_plan_misses_total").await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_answers_equal_one_index_with_string_ids() {
     check_in_modes(

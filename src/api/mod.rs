@@ -119,6 +119,7 @@ fn stats_from_pb(stats: Option<pb::QueryStats>) -> SearchStats {
         rescored_hits: 0,
         cold_index_rounds: 0,
         cold_plan_misses: 0,
+        cold_from_memory: false,
         disk_cache_hits: 0,
     }
 }

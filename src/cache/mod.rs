@@ -323,6 +323,47 @@ impl CachedFile {
         Ok(runs(&blocks).len() as u64)
     }
 
+    /// The bytes of `range` if every block holding it is in memory, found without waiting: for a
+    /// synchronous search served from memory (`remote::warmed`). `None` says some block is not
+    /// there (or the cache was busy); the caller then reads with `read_ranges`. Counts hits
+    /// only, so that a block is not counted as a miss twice.
+    pub fn read_in_memory(&self, range: &Range<u64>) -> Option<Bytes> {
+        let inner = &self.inner;
+        if range.start > range.end || range.end > self.size() {
+            return None;
+        }
+        if range.start == range.end {
+            return Some(Bytes::new());
+        }
+        let block_size = inner.table.block_size;
+        let (first, last) = (range.start / block_size, (range.end - 1) / block_size);
+        // moka's lookup may wait only for its own housekeeping: one that would wait counts as
+        // absent.
+        let lookup = |block: u64| {
+            let key = BlockKey {
+                object: inner.id,
+                block,
+            };
+            inner.cache.blocks.get(&key).now_or_never().flatten()
+        };
+        let bytes = if first == last {
+            // Most reads (a dictionary block, a term's postings) lie in one block: a slice.
+            let offset = (range.start - first * block_size) as usize;
+            lookup(first)?.slice(offset..offset + (range.end - range.start) as usize)
+        } else {
+            let mut blocks = HashMap::with_capacity((last - first + 1) as usize);
+            for block in first..=last {
+                blocks.insert(block, lookup(block)?);
+            }
+            assemble(&blocks, block_size, range)
+        };
+        inner
+            .cache
+            .hits
+            .fetch_add(last - first + 1, Ordering::Relaxed);
+        Some(bytes)
+    }
+
     /// Reads several ranges, fetching every missing block in one round of requests.
     pub async fn read_ranges(
         &self,

@@ -41,6 +41,7 @@ pub struct NodeMetrics {
     rescored_hits: IntCounterVec,
     cold_index_rounds: IntCounterVec,
     cold_plan_misses: IntCounterVec,
+    cold_from_memory: IntCounterVec,
     storage_requests: IntCounterVec,
     storage_bytes: IntCounterVec,
     cache_capacity: IntGauge,
@@ -270,6 +271,11 @@ impl NodeMetrics {
                 "Remote cold index reads a search's plan missed; each such search ranked its cold \
                  tier again on the blocking pool (0 when plans are complete)",
             ),
+            cold_from_memory: by_index(
+                "tierdex_cold_searches_from_memory_total",
+                "Searches whose remote cold tier was ranked (or skipped) straight over the block \
+                 cache's memory, with no warm-up and no storage round",
+            ),
             storage_requests,
             storage_bytes,
             disk_capacity: gauge(
@@ -394,6 +400,9 @@ impl NodeMetrics {
                 self.cold_plan_misses
                     .with_label_values(&[index])
                     .inc_by(stats.cold_plan_misses);
+                if stats.cold_from_memory {
+                    self.cold_from_memory.with_label_values(&[index]).inc();
+                }
                 self.storage_requests
                     .with_label_values(&[index])
                     .inc_by(stats.storage_requests);

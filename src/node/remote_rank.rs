@@ -8,7 +8,11 @@
 //! 6. the cold tier ranked over the warmed bytes, and both tiers merged.
 //!
 //! Rounds 1 and 2 are the search's only waits on storage (none when the cache holds what they
-//! read). A round that fails, or outlives the time budget, leaves the cold tier unsearched: the
+//! read). Before them, a search first tries steps 2 to 6 with no warm-up, straight over the
+//! block cache's memory (`from_memory`): under a steady load most searches' terms were read
+//! before, and the warm-up (working out the plan, looking up and copying every range it names)
+//! would cost more than the ranking. Any read not in memory ends the attempt, and the search
+//! goes through the rounds. A round that fails, or outlives the time budget, leaves the cold tier unsearched: the
 //! answer is the hot tier's, flagged. A read the plan missed (step 6) is counted; the cold
 //! phase then runs again on the blocking pool, where missed reads may wait — or, in strict
 //! mode, the search fails naming the read.
@@ -38,6 +42,8 @@ pub struct ColdIndexReads {
     pub rounds: u32,
     /// Reads the plan missed.
     pub plan_misses: u64,
+    /// The cold phase ran straight over the block cache's memory, without a warm-up.
+    pub from_memory: bool,
 }
 
 /// How the remote phases may run.
@@ -89,6 +95,24 @@ pub(super) async fn rank_hits_remote(
     if skipped == Some(true) {
         return Ok((unsearched(&prepared, hot, true, None)?, reads));
     }
+    let prepared = Arc::new(prepared);
+    // Strict mode checks every search's plan, so it always warms up.
+    if !how.strict && cold.columns_open() {
+        let attempt = {
+            let (version, cold, hot_searcher) =
+                (version.clone(), cold.clone(), hot_searcher.clone());
+            let (prepared, hot) = (prepared.clone(), hot.clone());
+            cpu_work(move || from_memory(&version, &cold, &hot_searcher, &prepared, hot, skipped))
+                .await?
+        };
+        if let Some(ranked) = attempt {
+            reads.from_memory = true;
+            return match ranked? {
+                Some(merged) => Ok((merged, reads)),
+                None => Ok((unsearched(&prepared, hot, true, None)?, reads)),
+            };
+        }
+    }
     let terms = warm::query_terms(prepared.query.as_ref());
     let all_terms: Vec<tantivy::Term> = terms.iter().map(|(term, _)| term.clone()).collect();
     let cold_searcher = cold.tier.searcher();
@@ -126,7 +150,6 @@ pub(super) async fn rank_hits_remote(
     if let Err(why) = second {
         return Ok((unsearched(&prepared, hot, false, Some(why))?, reads));
     }
-    let prepared = Arc::new(prepared);
     let cold_phase = {
         let (version, cold, hot_searcher) = (version.clone(), cold.clone(), hot_searcher.clone());
         let (prepared, hot, warmed) = (prepared.clone(), hot.clone(), warmed.clone());
@@ -157,6 +180,28 @@ pub(super) async fn rank_hits_remote(
     .await
     .map_err(|err| NodeError::Internal(format!("cold search task: {err}")))??;
     Ok((merged, reads))
+}
+
+/// Steps 2 to 6 with no warm-up, for a search whose cold reads are all in the block cache's
+/// memory (its terms searched before, as most are under a steady load): within a scope served
+/// from memory. `None` when a read was not there: the search warms up and runs again. Else
+/// the cold phase's result: the merged hits, or `None` when the cold tier is skipped.
+fn from_memory(
+    version: &Arc<LoadedVersion>,
+    cold: &ColdTier,
+    hot_searcher: &Searcher,
+    prepared: &Prepared,
+    hot: HotRanked,
+    skipped: Option<bool>,
+) -> Option<Result<Option<MergedHits>, NodeError>> {
+    let warmed = Warmed::from_memory();
+    let ranked = warmed.scope(|| {
+        if skipped.is_none() && skips_cold(prepared, &hot, cold)? {
+            return Ok(None);
+        }
+        rank_cold_and_merge(version, cold, hot_searcher, prepared, hot).map(Some)
+    });
+    warmed.take_misses().is_empty().then_some(ranked)
 }
 
 /// Steps 6: within a warmed scope.

@@ -89,6 +89,9 @@ pub struct SearchStats {
     /// Remote cold index reads the search's plan missed (each one searched again on the
     /// blocking pool; 0 unless the plan is incomplete for the query).
     pub cold_plan_misses: u64,
+    /// The remote cold tier was decided (ranked or skipped) straight over the block cache's
+    /// memory, without a warm-up (`remote_rank::from_memory`).
+    pub cold_from_memory: bool,
     /// Blocks read from the block cache's disk tier.
     pub disk_cache_hits: u64,
 }
@@ -609,6 +612,7 @@ pub async fn search(
             rescored_hits: ranked.rescored_hits,
             cold_index_rounds: ranked.cold_index.rounds,
             cold_plan_misses: ranked.cold_index.plan_misses,
+            cold_from_memory: ranked.cold_index.from_memory,
             disk_cache_hits: counts.disk_hits,
         },
         version: version.version().to_string(),

@@ -5,8 +5,9 @@
 //! 2. the file's resident ranges: field norms and fast columns are read whole and often, so once
 //!    fetched they stay in memory for the version's life (1 byte per document and field for
 //!    norms; the columns a search reads);
-//! 3. synchronous reads: the ranges warmed for the current search (`warmed`), else the read
-//!    fails as a missed plan — it never waits on storage;
+//! 3. synchronous reads: the ranges warmed for the current search (`warmed`), or, in a scope
+//!    served from memory, the block cache's memory; else the read fails as a missed plan — it
+//!    never waits on storage;
 //!    asynchronous reads: the current round of the search's warm-up (`round`), or the block
 //!    cache directly when there is no round.
 
@@ -191,7 +192,14 @@ impl FileHandle for RemoteFile {
         if let Some(bytes) = self.kept(&range) {
             return Ok(bytes);
         }
-        if let Some(bytes) = warmed::read(self.id, &self.path, &range) {
+        let in_memory = || {
+            let bytes = owned_bytes(self.cached.read_in_memory(&range)?);
+            if let Some(resident) = &self.resident {
+                resident.insert(range.start, bytes.clone());
+            }
+            Some(bytes)
+        };
+        if let Some(bytes) = warmed::read(self.id, &self.path, &range, in_memory) {
             return Ok(bytes);
         }
         // On the blocking pool only (never a runtime worker): wait for the missed bytes.

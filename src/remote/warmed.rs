@@ -52,6 +52,9 @@ pub struct Warmed {
     ranges: Mutex<Ranges>,
     /// Set on the blocking pool only: a read the plan missed is fetched there, waiting.
     blocking: Option<tokio::runtime::Handle>,
+    /// A scope with no plan: reads are served from the block cache's memory, without waiting
+    /// (`Warmed::from_memory`).
+    from_memory: bool,
 }
 
 thread_local! {
@@ -69,6 +72,18 @@ impl Warmed {
         Arc::new(Warmed {
             ranges: Mutex::default(),
             blocking: Some(runtime),
+            from_memory: false,
+        })
+    }
+
+    /// A scope without a warm-up, for a search whose reads are likely all in the block cache's
+    /// memory (the same terms searched before): each read is served from there, and one whose
+    /// blocks are not all there is recorded as missed, as a plan's miss is. A search with no
+    /// miss is complete; one with misses is to be warmed up and run again.
+    pub fn from_memory() -> Arc<Warmed> {
+        Arc::new(Warmed {
+            from_memory: true,
+            ..Warmed::default()
         })
     }
 
@@ -140,13 +155,21 @@ pub(super) fn blocking_runtime() -> Option<(Arc<Warmed>, tokio::runtime::Handle)
     })
 }
 
-/// Serves a synchronous read of a remote file from the current scope, recording it as missed
-/// when the scope lacks it (or there is no scope).
-pub(super) fn read(file: FileId, path: &Arc<str>, range: &Range<u64>) -> Option<OwnedBytes> {
+/// Serves a synchronous read of a remote file from the current scope (`in_memory` reads it from
+/// the block cache's memory, in a scope `from_memory`), recording it as missed when the scope
+/// lacks it.
+pub(super) fn read(
+    file: FileId,
+    path: &Arc<str>,
+    range: &Range<u64>,
+    in_memory: impl FnOnce() -> Option<OwnedBytes>,
+) -> Option<OwnedBytes> {
     CURRENT.with(|current| {
         let current = current.borrow();
         let warmed = current.as_ref()?;
-        let found = warmed.get(file, range);
+        let found = warmed
+            .get(file, range)
+            .or_else(|| warmed.from_memory.then(in_memory).flatten());
         if found.is_none() {
             warmed.record_miss(Miss {
                 file,
@@ -167,21 +190,48 @@ mod tests {
         let warmed = Warmed::new();
         warmed.insert(7, 100, OwnedBytes::new((0u8..50).collect::<Vec<u8>>()));
         let path: Arc<str> = "cold/index/a.idx".into();
-        assert!(read(7, &path, &(110..120)).is_none(), "no scope, no read");
+        let none = || None;
+        assert!(
+            read(7, &path, &(110..120), none).is_none(),
+            "no scope, no read"
+        );
         assert!(!in_scope());
         warmed.scope(|| {
             assert!(in_scope());
             assert_eq!(
-                read(7, &path, &(110..115)).unwrap().as_slice(),
+                read(7, &path, &(110..115), none).unwrap().as_slice(),
                 &[10, 11, 12, 13, 14]
             );
-            assert!(read(7, &path, &(140..160)).is_none());
-            assert!(read(8, &path, &(0..1)).is_none());
+            assert!(read(7, &path, &(140..160), none).is_none());
+            assert!(read(8, &path, &(0..1), none).is_none());
         });
         assert!(!in_scope());
         let misses = warmed.take_misses();
         assert_eq!(misses.len(), 2);
         assert_eq!(misses[0].range, 140..160);
         assert!(warmed.take_misses().is_empty());
+    }
+
+    #[test]
+    fn a_scope_from_memory_serves_what_memory_holds_and_records_the_rest() {
+        let path: Arc<str> = "cold/index/a.idx".into();
+        let held = || Some(OwnedBytes::new(vec![1u8, 2, 3]));
+        Warmed::new().scope(|| {
+            assert!(
+                read(1, &path, &(0..3), held).is_none(),
+                "a planned scope never reads memory"
+            );
+        });
+        let warmed = Warmed::from_memory();
+        warmed.scope(|| {
+            assert_eq!(
+                read(1, &path, &(0..3), held).unwrap().as_slice(),
+                &[1, 2, 3]
+            );
+            assert!(read(1, &path, &(3..6), || None).is_none());
+        });
+        let misses = warmed.take_misses();
+        assert_eq!(misses.len(), 1);
+        assert_eq!(misses[0].range, 3..6);
     }
 }
