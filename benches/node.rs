@@ -38,6 +38,11 @@ use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{Query, QueryParser};
 use tantivy::{Index, Searcher};
 use tierdex::api::pb;
+
+// The allocator of the `tierdex` binary, so that the node is measured as it runs (tantivy's
+// baselines in this process use it too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tierdex::store::BlobStore;
 
 struct Settings {

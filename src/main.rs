@@ -27,6 +27,10 @@ mod cli {
     pub mod rules;
 }
 
+// Per-thread heaps: every runtime worker allocates for the searches it runs (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tierdex",
