@@ -326,6 +326,27 @@ async fn merged_answers_equal_one_index_when_ranked_straight_from_memory() {
         searches - skipped
     );
     assert_eq!(count("tierdex_cold_plan_misses_total").await, 0);
+    // What a search read from memory is in its stats: cache hits, no storage.
+    let mut client = node.client().await;
+    let mut with_cold = 0;
+    for query in cacm_query_texts() {
+        let response = client
+            .search(search_request("cacm", &query, 10))
+            .await
+            .unwrap()
+            .into_inner();
+        if response
+            .hits
+            .iter()
+            .any(|hit| hit.tier == pb::Tier::Cold as i32)
+        {
+            let stats = response.stats.unwrap_or_default();
+            assert!(stats.cache_hits > 0, "`{query}`: {stats:?}");
+            assert_eq!(stats.storage_requests, 0, "`{query}`");
+            with_cold += 1;
+        }
+    }
+    assert!(with_cold > 10, "pages with cold hits: {with_cold}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

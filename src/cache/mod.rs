@@ -326,8 +326,8 @@ impl CachedFile {
     /// The bytes of `range` if every block holding it is in memory, found without waiting: for a
     /// synchronous search served from memory (`remote::warmed`). `None` says some block is not
     /// there (or the cache was busy); the caller then reads with `read_ranges`. Counts hits
-    /// only, so that a block is not counted as a miss twice.
-    pub fn read_in_memory(&self, range: &Range<u64>) -> Option<Bytes> {
+    /// only (here and into `stats`), so that a block is not counted as a miss twice.
+    pub fn read_in_memory(&self, range: &Range<u64>, stats: &ReadStats) -> Option<Bytes> {
         let inner = &self.inner;
         if range.start > range.end || range.end > self.size() {
             return None;
@@ -357,10 +357,9 @@ impl CachedFile {
             }
             assemble(&blocks, block_size, range)
         };
-        inner
-            .cache
-            .hits
-            .fetch_add(last - first + 1, Ordering::Relaxed);
+        let hits = last - first + 1;
+        inner.cache.hits.fetch_add(hits, Ordering::Relaxed);
+        stats.cache_hits.fetch_add(hits, Ordering::Relaxed);
         Some(bytes)
     }
 

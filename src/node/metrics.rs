@@ -400,9 +400,9 @@ impl NodeMetrics {
                 self.cold_plan_misses
                     .with_label_values(&[index])
                     .inc_by(stats.cold_plan_misses);
-                if stats.cold_from_memory {
-                    self.cold_from_memory.with_label_values(&[index]).inc();
-                }
+                self.cold_from_memory
+                    .with_label_values(&[index])
+                    .inc_by(u64::from(stats.cold_from_memory));
                 self.storage_requests
                     .with_label_values(&[index])
                     .inc_by(stats.storage_requests);

@@ -101,9 +101,20 @@ pub(super) async fn rank_hits_remote(
         let attempt = {
             let (version, cold, hot_searcher) =
                 (version.clone(), cold.clone(), hot_searcher.clone());
-            let (prepared, hot) = (prepared.clone(), hot.clone());
-            cpu_work(move || from_memory(&version, &cold, &hot_searcher, &prepared, hot, skipped))
-                .await?
+            let (prepared, hot, stats) = (prepared.clone(), hot.clone(), how.stats.clone());
+            cpu_work(move || {
+                let warmed = Warmed::from_memory(stats);
+                from_memory(
+                    &version,
+                    &cold,
+                    &hot_searcher,
+                    &prepared,
+                    hot,
+                    skipped,
+                    &warmed,
+                )
+            })
+            .await?
         };
         if let Some(ranked) = attempt {
             reads.from_memory = true;
@@ -193,8 +204,8 @@ fn from_memory(
     prepared: &Prepared,
     hot: HotRanked,
     skipped: Option<bool>,
+    warmed: &Arc<Warmed>,
 ) -> Option<Result<Option<MergedHits>, NodeError>> {
-    let warmed = Warmed::from_memory();
     let ranked = warmed.scope(|| {
         if skipped.is_none() && skips_cold(prepared, &hot, cold)? {
             return Ok(None);

@@ -192,8 +192,8 @@ impl FileHandle for RemoteFile {
         if let Some(bytes) = self.kept(&range) {
             return Ok(bytes);
         }
-        let in_memory = || {
-            let bytes = owned_bytes(self.cached.read_in_memory(&range)?);
+        let in_memory = |stats: &ReadStats| {
+            let bytes = owned_bytes(self.cached.read_in_memory(&range, stats)?);
             if let Some(resident) = &self.resident {
                 resident.insert(range.start, bytes.clone());
             }

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tantivy::directory::OwnedBytes;
 
+use crate::cache::ReadStats;
+
 /// Which remote file a range belongs to (`RemoteFile::id`), within one process.
 pub type FileId = u64;
 
@@ -52,9 +54,9 @@ pub struct Warmed {
     ranges: Mutex<Ranges>,
     /// Set on the blocking pool only: a read the plan missed is fetched there, waiting.
     blocking: Option<tokio::runtime::Handle>,
-    /// A scope with no plan: reads are served from the block cache's memory, without waiting
-    /// (`Warmed::from_memory`).
-    from_memory: bool,
+    /// A scope with no plan: reads are served from the block cache's memory, without waiting,
+    /// counted here as cache hits (`Warmed::from_memory`).
+    from_memory: Option<Arc<ReadStats>>,
 }
 
 thread_local! {
@@ -72,7 +74,7 @@ impl Warmed {
         Arc::new(Warmed {
             ranges: Mutex::default(),
             blocking: Some(runtime),
-            from_memory: false,
+            from_memory: None,
         })
     }
 
@@ -80,9 +82,9 @@ impl Warmed {
     /// memory (the same terms searched before): each read is served from there, and one whose
     /// blocks are not all there is recorded as missed, as a plan's miss is. A search with no
     /// miss is complete; one with misses is to be warmed up and run again.
-    pub fn from_memory() -> Arc<Warmed> {
+    pub fn from_memory(stats: Arc<ReadStats>) -> Arc<Warmed> {
         Arc::new(Warmed {
-            from_memory: true,
+            from_memory: Some(stats),
             ..Warmed::default()
         })
     }
@@ -156,20 +158,20 @@ pub(super) fn blocking_runtime() -> Option<(Arc<Warmed>, tokio::runtime::Handle)
 }
 
 /// Serves a synchronous read of a remote file from the current scope (`in_memory` reads it from
-/// the block cache's memory, in a scope `from_memory`), recording it as missed when the scope
-/// lacks it.
+/// the block cache's memory, counting into the stats it is given, in a scope `from_memory`),
+/// recording it as missed when the scope lacks it.
 pub(super) fn read(
     file: FileId,
     path: &Arc<str>,
     range: &Range<u64>,
-    in_memory: impl FnOnce() -> Option<OwnedBytes>,
+    in_memory: impl FnOnce(&ReadStats) -> Option<OwnedBytes>,
 ) -> Option<OwnedBytes> {
     CURRENT.with(|current| {
         let current = current.borrow();
         let warmed = current.as_ref()?;
         let found = warmed
             .get(file, range)
-            .or_else(|| warmed.from_memory.then(in_memory).flatten());
+            .or_else(|| warmed.from_memory.as_deref().and_then(in_memory));
         if found.is_none() {
             warmed.record_miss(Miss {
                 file,
@@ -190,7 +192,7 @@ mod tests {
         let warmed = Warmed::new();
         warmed.insert(7, 100, OwnedBytes::new((0u8..50).collect::<Vec<u8>>()));
         let path: Arc<str> = "cold/index/a.idx".into();
-        let none = || None;
+        let none = |_: &ReadStats| None;
         assert!(
             read(7, &path, &(110..120), none).is_none(),
             "no scope, no read"
@@ -215,20 +217,20 @@ mod tests {
     #[test]
     fn a_scope_from_memory_serves_what_memory_holds_and_records_the_rest() {
         let path: Arc<str> = "cold/index/a.idx".into();
-        let held = || Some(OwnedBytes::new(vec![1u8, 2, 3]));
+        let held = |_: &ReadStats| Some(OwnedBytes::new(vec![1u8, 2, 3]));
         Warmed::new().scope(|| {
             assert!(
                 read(1, &path, &(0..3), held).is_none(),
                 "a planned scope never reads memory"
             );
         });
-        let warmed = Warmed::from_memory();
+        let warmed = Warmed::from_memory(Arc::default());
         warmed.scope(|| {
             assert_eq!(
                 read(1, &path, &(0..3), held).unwrap().as_slice(),
                 &[1, 2, 3]
             );
-            assert!(read(1, &path, &(3..6), || None).is_none());
+            assert!(read(1, &path, &(3..6), |_: &ReadStats| None).is_none());
         });
         let misses = warmed.take_misses();
         assert_eq!(misses.len(), 1);
