@@ -187,23 +187,30 @@ async fn merged_answers_equal_one_index_for_a_real_split() {
     .await;
 }
 
+/// CACM split by citations (the cited documents hot), numeric ids, built into s3s-fs: the
+/// server (stopped when dropped) and the store.
+async fn cited_split_in_s3s_fs() -> (S3Server, std::sync::Arc<dyn tierdex::store::BlobStore>) {
+    let server = S3Server::start();
+    let store = server.store("oracle", "indexes").await;
+    build_cacm_styled(
+        store.clone(),
+        "hot = [\"citations >= 1\"]",
+        IdStyle::Numbers,
+        "cacm",
+        1,
+    )
+    .await;
+    (server, store)
+}
+
 /// In remote mode a node on an empty data dir serves both tiers before its hot tier is
 /// downloaded, searching it in the store: the same answers, with every read of every search
 /// planned (strict), while the download is held, and again once the downloaded copy replaced
 /// it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_answers_equal_one_index_while_the_hot_tier_downloads() {
-    let server = S3Server::start();
-    let store = server.store("oracle", "indexes").await;
+    let (_server, store) = cited_split_in_s3s_fs().await;
     let style = IdStyle::Numbers;
-    build_cacm_styled(
-        store.clone(),
-        "hot = [\"citations >= 1\"]",
-        style,
-        "cacm",
-        1,
-    )
-    .await;
     // Rehydration spreads its chunks over both replicas: those on the gated one wait, so the
     // hot tier's download cannot finish. Searches read the primary.
     let replica = GatedStore::closed(store.clone(), "/hot/");
@@ -276,17 +283,8 @@ async fn counter(node: &TestNode, name: &str) -> u64 {
 /// memory for every search that reaches the cold tier, and still equals the oracle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_answers_equal_one_index_when_ranked_straight_from_memory() {
-    let server = S3Server::start();
-    let store = server.store("oracle", "indexes").await;
+    let (_server, store) = cited_split_in_s3s_fs().await;
     let style = IdStyle::Numbers;
-    build_cacm_styled(
-        store.clone(),
-        "hot = [\"citations >= 1\"]",
-        style,
-        "cacm",
-        1,
-    )
-    .await;
     let data = tempfile::tempdir().unwrap();
     let node = TestNode::start_with(store, &["cacm"], data.path(), |settings| {
         settings.cold_index = Some("remote".into());
