@@ -12,8 +12,8 @@
 //! block cache's memory (`from_memory`): under a steady load most searches' terms were read
 //! before, and the warm-up (working out the plan, looking up and copying every range it names)
 //! would cost more than the ranking. Any read not in memory ends the attempt, and the search
-//! goes through the rounds. A round that fails, or outlives the time budget, leaves the cold tier unsearched: the
-//! answer is the hot tier's, flagged. A read the plan missed (step 6) is counted; the cold
+//! goes through the rounds. A round that fails, or outlives the time budget, leaves the cold
+//! tier unsearched: the answer is the hot tier's, flagged. A read the plan missed (step 6) is counted; the cold
 //! phase then runs again on the blocking pool, where missed reads may wait — or, in strict
 //! mode, the search fails naming the read.
 
