@@ -1005,15 +1005,7 @@ async fn run(settings: Settings) {
         queries.len()
     );
     let metrics = node.node.metrics_text().await;
-    let counted = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|line| line.starts_with(name))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-            // An empty sum of floats is -0.
-            + 0.0
-    };
+    let counted = |name: &str| metric_sum(&metrics, name, &[]);
     println!(
         "searches handed off their runtime worker (`inline_postings` {}): {} of {}",
         node.node.config().inline_postings,

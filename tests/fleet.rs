@@ -96,15 +96,7 @@ async fn scrape_counter(address: &str, name: &str, labels: &[(&str, &str)]) -> f
         .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).await.unwrap();
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
-        .filter(|line| {
-            labels
-                .iter()
-                .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
-        })
-        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
+    metric_sum(&text, name, labels)
 }
 
 fn all_queries() -> Vec<String> {

@@ -266,16 +266,7 @@ async fn merged_answers_equal_one_index_while_the_hot_tier_downloads() {
 
 /// A counter of `node`'s metrics, summed over its labels.
 async fn counter(node: &TestNode, name: &str) -> u64 {
-    let text = node.node.metrics_text().await;
-    let total: f64 = text
-        .lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    total as u64
+    metric_sum(&node.node.metrics_text().await, name, &[]) as u64
 }
 
 /// A node that is not strict ranks a warm remote cold tier straight over its cache's memory,

@@ -22,6 +22,24 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The sum of the samples named `name` in a Prometheus text scrape whose labels include
+/// `labels` (0 when there are none).
+pub fn metric_sum(scrape: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|line| {
+            labels
+                .iter()
+                .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .fold(0.0, |sum, value| sum + value)
+}
+
 /// `../shared/data/<name>` beside the repository.
 pub fn shared_data(name: &str) -> PathBuf {
     let path = repo_root().join("../shared/data").join(name);
