@@ -332,32 +332,18 @@ impl CachedFile {
         if range.start > range.end || range.end > self.size() {
             return None;
         }
-        if range.start == range.end {
-            return Some(Bytes::new());
-        }
         let block_size = inner.table.block_size;
-        let (first, last) = (range.start / block_size, (range.end - 1) / block_size);
         // moka's lookup may wait only for its own housekeeping: one that would wait counts as
         // absent.
-        let lookup = |block: u64| {
+        let mut hits = 0;
+        let bytes = assemble(range, block_size, |block| {
             let key = BlockKey {
                 object: inner.id,
                 block,
             };
+            hits += 1;
             inner.cache.blocks.get(&key).now_or_never().flatten()
-        };
-        let bytes = if first == last {
-            // Most reads (a dictionary block, a term's postings) lie in one block: a slice.
-            let offset = (range.start - first * block_size) as usize;
-            lookup(first)?.slice(offset..offset + (range.end - range.start) as usize)
-        } else {
-            let mut blocks = HashMap::with_capacity((last - first + 1) as usize);
-            for block in first..=last {
-                blocks.insert(block, lookup(block)?);
-            }
-            assemble(&blocks, block_size, range)
-        };
-        let hits = last - first + 1;
+        })?;
         inner.cache.hits.fetch_add(hits, Ordering::Relaxed);
         stats.cache_hits.fetch_add(hits, Ordering::Relaxed);
         Some(bytes)
@@ -466,7 +452,10 @@ impl CachedFile {
         }
         Ok(ranges
             .iter()
-            .map(|range| assemble(&blocks, block_size, range))
+            .map(|range| {
+                assemble(range, block_size, |block| blocks.get(&block).cloned())
+                    .expect("every block of the ranges was read")
+            })
             .collect())
     }
 }
@@ -547,26 +536,31 @@ async fn fetch_run(
     Err(Arc::new(err))
 }
 
-/// The bytes of `range` from its blocks: a slice when it lies in one block, else a copy.
-fn assemble(blocks: &HashMap<u64, Bytes>, block_size: u64, range: &Range<u64>) -> Bytes {
+/// The bytes of `range` from its blocks, each given by `block` (`None` when one is not to
+/// be had): a slice when it lies in one block, else a copy.
+fn assemble(
+    range: &Range<u64>,
+    block_size: u64,
+    mut block: impl FnMut(u64) -> Option<Bytes>,
+) -> Option<Bytes> {
     if range.start == range.end {
-        return Bytes::new();
+        return Some(Bytes::new());
     }
     let first = range.start / block_size;
     let last = (range.end - 1) / block_size;
     if first == last {
         let offset = (range.start - first * block_size) as usize;
-        return blocks[&first].slice(offset..offset + (range.end - range.start) as usize);
+        return Some(block(first)?.slice(offset..offset + (range.end - range.start) as usize));
     }
     let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
-    for block in first..=last {
-        let block_start = block * block_size;
-        let data = &blocks[&block];
+    for number in first..=last {
+        let block_start = number * block_size;
+        let data = block(number)?;
         let from = range.start.saturating_sub(block_start) as usize;
         let to = ((range.end - block_start) as usize).min(data.len());
         out.extend_from_slice(&data[from..to]);
     }
-    out.freeze()
+    Some(out.freeze())
 }
 
 #[cfg(test)]
