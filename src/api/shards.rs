@@ -18,7 +18,8 @@ use super::{
 use crate::fleet::ShardClient;
 use crate::node::collector::IdKey;
 use crate::node::documents::{FieldValue, Fields};
-use crate::node::search::{SearchRequest, ShardDocuments, ShardHit, ShardPage, TierName};
+use crate::node::search::{SearchRequest, TierName};
+use crate::node::shard_search::{ShardDocuments, ShardHit, ShardPage};
 use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, TierState};
 use crate::tls::ClientTls;
 

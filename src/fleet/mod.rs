@@ -31,9 +31,9 @@ use crate::node::collector::IdKey;
 use crate::node::documents::{FieldValue, Fields};
 use crate::node::metrics::FleetMetrics;
 use crate::node::search::{
-    DEFAULT_LIMIT, SearchHit, SearchRequest, SearchResult, SearchStats, ShardDocuments, ShardHit,
-    ShardPage, TierName,
+    DEFAULT_LIMIT, SearchHit, SearchRequest, SearchResult, SearchStats, TierName,
 };
+use crate::node::shard_search::{ShardDocuments, ShardHit, ShardPage};
 use crate::node::{IndexStatus, Node, NodeError, NodeErrorKind, TierState};
 use membership::{DnsMembers, Membership, StaticMembers};
 

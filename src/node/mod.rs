@@ -14,6 +14,7 @@ pub mod offload;
 pub mod rehydrate;
 mod remote_rank;
 pub mod search;
+pub mod shard_search;
 mod skip;
 pub mod stable;
 pub mod statistics;
@@ -506,7 +507,7 @@ impl Node {
         name: &str,
         version: &str,
         request: SearchRequest,
-    ) -> Result<search::ShardPage, NodeError> {
+    ) -> Result<shard_search::ShardPage, NodeError> {
         let names = [name.to_string()];
         self.rank_shards(&names, version, request)
             .await?
@@ -515,14 +516,14 @@ impl Node {
     }
 
     /// Ranks several served shards at `version` for one fan-out, on one thread (see
-    /// `search::rank_shards`); one outcome per name, in order.
+    /// `shard_search::rank_shards`); one outcome per name, in order.
     pub async fn rank_shards(
         &self,
         names: &[String],
         version: &str,
         request: SearchRequest,
-    ) -> Result<Vec<Result<search::ShardPage, NodeError>>, NodeError> {
-        let mut outcomes: Vec<Option<Result<search::ShardPage, NodeError>>> = Vec::new();
+    ) -> Result<Vec<Result<shard_search::ShardPage, NodeError>>, NodeError> {
+        let mut outcomes: Vec<Option<Result<shard_search::ShardPage, NodeError>>> = Vec::new();
         let mut loaded = Vec::new();
         for name in names {
             match self.shard_version(name, version) {
@@ -533,7 +534,7 @@ impl Node {
                 Err(err) => outcomes.push(Some(Err(err))),
             }
         }
-        let mut ranked = search::rank_shards(loaded, request, &self.search_context())
+        let mut ranked = shard_search::rank_shards(loaded, request, &self.search_context())
             .await?
             .into_iter();
         Ok(outcomes
@@ -550,9 +551,9 @@ impl Node {
         hits: Vec<(search::TierName, u64)>,
         fields: &[String],
         deadline: Option<Instant>,
-    ) -> Result<search::ShardDocuments, NodeError> {
+    ) -> Result<shard_search::ShardDocuments, NodeError> {
         let loaded = self.shard_version(name, version)?;
-        search::fetch_shard(loaded, hits, fields, deadline, &self.search_context()).await
+        shard_search::fetch_shard(loaded, hits, fields, deadline, &self.search_context()).await
     }
 
     /// The version CURRENT names for `index`.
