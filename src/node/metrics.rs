@@ -3,8 +3,11 @@
 //! status when scraped. Labels are bounded: index names from the configuration, phases,
 //! outcomes from `NodeErrorKind`, tier states; never query text or ids.
 
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -64,6 +67,69 @@ pub struct NodeMetrics {
     tier_ready: IntGaugeVec,
     hot_in_store: IntGaugeVec,
     fleet: FleetMetrics,
+    /// Per index, the series every successful search updates, resolved once: resolving a
+    /// labelled series hashes its labels under a lock, about 1.5% of a hot search's CPU when
+    /// done for each of them on every search (profiled behind gRPC, docs/benchmarks.md).
+    series: RwLock<HashMap<String, Arc<SearchSeries>>>,
+}
+
+/// One index's series of successful searches.
+struct SearchSeries {
+    /// In `PHASES` order.
+    phases: [Histogram; 5],
+    ok: IntCounter,
+    degraded: IntCounter,
+    partial: IntCounter,
+    without_storage: IntCounter,
+    cold_skipped: IntCounter,
+    handed_off: IntCounter,
+    rescored_hits: IntCounter,
+    cold_index_rounds: IntCounter,
+    cold_plan_misses: IntCounter,
+    cold_from_memory: IntCounter,
+    storage_requests: IntCounter,
+    storage_bytes: IntCounter,
+}
+
+impl SearchSeries {
+    fn record(&self, result: &SearchResult) {
+        let stats = &result.stats;
+        let phases = [
+            stats.parse_ms,
+            stats.search_ms,
+            stats.hot_fetch_ms,
+            stats.cold_fetch_ms,
+            stats.total_ms,
+        ];
+        for (histogram, ms) in self.phases.iter().zip(phases) {
+            histogram.observe(ms / 1000.0);
+        }
+        let outcome = if !result.missing_shards.is_empty() {
+            &self.partial
+        } else if result.degraded.is_some() {
+            &self.degraded
+        } else {
+            &self.ok
+        };
+        outcome.inc();
+        if result.degraded.is_none() && stats.storage_requests == 0 {
+            self.without_storage.inc();
+        }
+        if result.cold_skipped {
+            self.cold_skipped.inc();
+        }
+        if stats.handed_off {
+            self.handed_off.inc();
+        }
+        self.rescored_hits.inc_by(stats.rescored_hits);
+        self.cold_index_rounds
+            .inc_by(u64::from(stats.cold_index_rounds));
+        self.cold_plan_misses.inc_by(stats.cold_plan_misses);
+        self.cold_from_memory
+            .inc_by(u64::from(stats.cold_from_memory));
+        self.storage_requests.inc_by(stats.storage_requests);
+        self.storage_bytes.inc_by(stats.storage_bytes);
+    }
 }
 
 /// What a fleet member counts of its fan-outs (zero on a node outside a fleet).
@@ -334,6 +400,7 @@ impl NodeMetrics {
             tier_ready,
             hot_in_store,
             fleet: FleetMetrics { replica_requests },
+            series: RwLock::default(),
             registry,
             scraping: std::sync::Mutex::new(()),
         }
@@ -360,62 +427,46 @@ impl NodeMetrics {
     /// Records one search's outcome. `index` must be a configured index name (bounded).
     pub fn record(&self, index: &str, outcome_of: &Result<SearchResult, NodeError>) {
         match outcome_of {
-            Ok(result) => {
-                let stats = &result.stats;
-                let phases = [
-                    stats.parse_ms,
-                    stats.search_ms,
-                    stats.hot_fetch_ms,
-                    stats.cold_fetch_ms,
-                    stats.total_ms,
-                ];
-                for (phase, ms) in PHASES.iter().zip(phases) {
-                    self.search_seconds
-                        .with_label_values(&[index, phase])
-                        .observe(ms / 1000.0);
-                }
-                let outcome = if !result.missing_shards.is_empty() {
-                    "partial"
-                } else if result.degraded.is_some() {
-                    "degraded"
-                } else {
-                    "ok"
-                };
-                self.searches.with_label_values(&[index, outcome]).inc();
-                if result.degraded.is_none() && stats.storage_requests == 0 {
-                    self.without_storage.with_label_values(&[index]).inc();
-                }
-                if result.cold_skipped {
-                    self.cold_skipped.with_label_values(&[index]).inc();
-                }
-                if stats.handed_off {
-                    self.handed_off.with_label_values(&[index]).inc();
-                }
-                self.rescored_hits
-                    .with_label_values(&[index])
-                    .inc_by(stats.rescored_hits);
-                self.cold_index_rounds
-                    .with_label_values(&[index])
-                    .inc_by(u64::from(stats.cold_index_rounds));
-                self.cold_plan_misses
-                    .with_label_values(&[index])
-                    .inc_by(stats.cold_plan_misses);
-                self.cold_from_memory
-                    .with_label_values(&[index])
-                    .inc_by(u64::from(stats.cold_from_memory));
-                self.storage_requests
-                    .with_label_values(&[index])
-                    .inc_by(stats.storage_requests);
-                self.storage_bytes
-                    .with_label_values(&[index])
-                    .inc_by(stats.storage_bytes);
-            }
+            Ok(result) => self.series(index).record(result),
             Err(err) => {
                 self.searches
                     .with_label_values(&[index, outcome(err)])
                     .inc();
             }
         }
+    }
+
+    /// `index`'s series of successful searches, resolved on its first search.
+    fn series(&self, index: &str) -> Arc<SearchSeries> {
+        if let Some(series) = self
+            .series
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(index)
+        {
+            return series.clone();
+        }
+        let series = Arc::new(SearchSeries {
+            phases: PHASES.map(|phase| self.search_seconds.with_label_values(&[index, phase])),
+            ok: self.searches.with_label_values(&[index, "ok"]),
+            degraded: self.searches.with_label_values(&[index, "degraded"]),
+            partial: self.searches.with_label_values(&[index, "partial"]),
+            without_storage: self.without_storage.with_label_values(&[index]),
+            cold_skipped: self.cold_skipped.with_label_values(&[index]),
+            handed_off: self.handed_off.with_label_values(&[index]),
+            rescored_hits: self.rescored_hits.with_label_values(&[index]),
+            cold_index_rounds: self.cold_index_rounds.with_label_values(&[index]),
+            cold_plan_misses: self.cold_plan_misses.with_label_values(&[index]),
+            cold_from_memory: self.cold_from_memory.with_label_values(&[index]),
+            storage_requests: self.storage_requests.with_label_values(&[index]),
+            storage_bytes: self.storage_bytes.with_label_values(&[index]),
+        });
+        self.series
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(index.to_string())
+            .or_insert(series)
+            .clone()
     }
 
     /// The registry in the Prometheus text format, with the figures read from the node's state

@@ -201,15 +201,41 @@ struct RemoteFrequencies {
     bounds: Arc<ColdTermBounds>,
 }
 
+/// Why a remote version's document frequency is not known.
+enum RemoteFrequencyError {
+    /// The term is only in the cold tier, and its cold bound is not read.
+    BoundNotRead(std::io::Error),
+    Tantivy(tantivy::TantivyError),
+}
+
+impl RemoteFrequencies {
+    /// `term`'s document frequency over both tiers; `hot` is the hot tier's searcher.
+    fn doc_freq(&self, term: &Term, hot: &[Searcher]) -> Result<u64, RemoteFrequencyError> {
+        if let Some(doc_freq) = self.hot_terms.get(term) {
+            return Ok(doc_freq);
+        }
+        // A hot term the table leaves out is in no cold document.
+        let in_hot = sum_doc_freqs(hot, term).map_err(RemoteFrequencyError::Tantivy)?;
+        if in_hot > 0 {
+            return Ok(in_hot);
+        }
+        // Only the cold tier has it: the cold bounds say how often.
+        self.bounds
+            .get(term)
+            .map(|found| found.map_or(0, |cold| cold.doc_freq))
+            .map_err(RemoteFrequencyError::BoundNotRead)
+    }
+}
+
+fn sum_doc_freqs(tiers: &[Searcher], term: &Term) -> tantivy::Result<u64> {
+    tiers.iter().map(|searcher| searcher.doc_freq(term)).sum()
+}
+
 impl CorpusStatistics {
     /// `term`'s document frequency summed over the loaded tiers, kept.
     fn tiers_doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        self.doc_freqs.get_or_compute(term, || {
-            self.tiers
-                .iter()
-                .map(|searcher| searcher.doc_freq(term))
-                .sum::<tantivy::Result<u64>>()
-        })
+        self.doc_freqs
+            .get_or_compute(term, || sum_doc_freqs(&self.tiers, term))
     }
 }
 
@@ -230,22 +256,20 @@ impl Bm25StatisticsProvider for CorpusStatistics {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        if let Some(RemoteFrequencies { hot_terms, bounds }) = &self.remote {
-            if let Some(doc_freq) = hot_terms.get(term) {
-                return Ok(doc_freq);
-            }
-            // A hot term the table leaves out is in no cold document.
-            let in_hot = self.tiers_doc_freq(term)?;
-            if in_hot > 0 {
-                return Ok(in_hot);
-            }
-            // Only the cold tier has it: the cold bounds say how often. Outside a search's
-            // warmed scope (ranking the hot tier), a bound not read yet does not matter, since
-            // no hot document has the term; within one, it is a read the plan missed.
-            return match bounds.get(term) {
-                Ok(found) => Ok(found.map_or(0, |cold| cold.doc_freq)),
-                Err(_) if !warmed::in_scope() => Ok(0),
-                Err(err) => Err(err.into()),
+        if let Some(remote) = &self.remote {
+            // Kept once known, as the other cases are: a search asks for each of its terms'
+            // frequencies several times (sizing, then weighing in each tier).
+            return match self
+                .doc_freqs
+                .get_or_compute(term, || remote.doc_freq(term, &self.tiers))
+            {
+                Ok(doc_freq) => Ok(doc_freq),
+                // Outside a search's warmed scope (ranking the hot tier), a cold bound not read
+                // yet does not matter, since no hot document has the term; within one, it is a
+                // read the plan missed.
+                Err(RemoteFrequencyError::BoundNotRead(_)) if !warmed::in_scope() => Ok(0),
+                Err(RemoteFrequencyError::BoundNotRead(err)) => Err(err.into()),
+                Err(RemoteFrequencyError::Tantivy(err)) => Err(err),
             };
         }
         if let Some(table) = &self.corpus_table {
