@@ -124,10 +124,19 @@ impl Latencies {
 }
 
 /// End-to-end latencies (client clock) and server-side ones (the node's `total_ms`).
+#[derive(Default)]
 struct GrpcRun {
     end_to_end: Latencies,
     server: Latencies,
     responses: Vec<pb::SearchResponse>,
+}
+
+impl GrpcRun {
+    fn extend(&mut self, other: GrpcRun) {
+        self.end_to_end.0.extend(other.end_to_end.0);
+        self.server.0.extend(other.server.0);
+        self.responses.extend(other.responses);
+    }
 }
 
 async fn run_grpc(
@@ -159,6 +168,40 @@ async fn run_grpc(
         run.responses.push(response);
     }
     run
+}
+
+/// The same searches sent to two servers, query by query, alternating which goes first: both
+/// sides see the machine in the same state (its speed drifts by 10–40% between runs a few
+/// minutes apart, docs/benchmarks.md), so their ratio does not depend on when each ran.
+async fn run_grpc_side_by_side(
+    first: (
+        &mut pb::tierdex_client::TierdexClient<tonic::transport::Channel>,
+        bool,
+    ),
+    second: (
+        &mut pb::tierdex_client::TierdexClient<tonic::transport::Channel>,
+        bool,
+    ),
+    queries: &[String],
+) -> (GrpcRun, GrpcRun) {
+    let (first_client, first_hot_only) = first;
+    let (second_client, second_hot_only) = second;
+    let mut runs = (GrpcRun::default(), GrpcRun::default());
+    for (at, query) in queries.iter().enumerate() {
+        let query = std::slice::from_ref(query);
+        if at % 2 == 0 {
+            runs.0
+                .extend(run_grpc(first_client, query, first_hot_only).await);
+            runs.1
+                .extend(run_grpc(second_client, query, second_hot_only).await);
+        } else {
+            runs.1
+                .extend(run_grpc(second_client, query, second_hot_only).await);
+            runs.0
+                .extend(run_grpc(first_client, query, first_hot_only).await);
+        }
+    }
+    runs
 }
 
 /// Hot-only searches through `Node::search` in this process, one after the other: the node's
@@ -381,58 +424,126 @@ fn cpu_times() -> (Duration, Duration) {
     (process, clients)
 }
 
-/// Searches per second of `clients` concurrent clients, each on its own connection, each
-/// sending `per_client` searches one after the other; how many failed; and the CPU time per
-/// search of the server and of the clients.
-async fn load(
+/// What one load round measured, before it is turned into rates.
+#[derive(Default, Clone, Copy)]
+struct LoadParts {
+    searches: usize,
+    errors: usize,
+    elapsed: Duration,
+    server_cpu: Duration,
+    client_cpu: Duration,
+}
+
+impl LoadParts {
+    fn add(&mut self, other: LoadParts) {
+        self.searches += other.searches;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.server_cpu += other.server_cpu;
+        self.client_cpu += other.client_cpu;
+    }
+
+    fn run(&self) -> LoadRun {
+        LoadRun {
+            searches_per_s: self.searches as f64 / self.elapsed.as_secs_f64(),
+            errors: self.errors,
+            server_cpu_per_search: self.server_cpu / self.searches as u32,
+            client_cpu_per_search: self.client_cpu / self.searches as u32,
+        }
+    }
+}
+
+/// `clients` concurrent clients on `addr`, each on its own connection (opened before the clock
+/// starts), sending `per_client` searches one after the other from `first_round` of its
+/// sequence of queries; how many failed; and the CPU time of everything but the clients.
+async fn load_round(
     clients_runtime: &tokio::runtime::Runtime,
     addr: &str,
     queries: &Arc<Vec<String>>,
     clients: usize,
-    per_client: usize,
-) -> LoadRun {
-    let total = clients * per_client;
+    (first_round, per_client): (usize, usize),
+) -> LoadParts {
+    let connected = Arc::new(tokio::sync::Barrier::new(clients + 1));
+    let clients_done = (0..clients)
+        .map(|client_index| {
+            let addr = addr.to_string();
+            let queries = queries.clone();
+            let connected = connected.clone();
+            clients_runtime.spawn(async move {
+                let mut client = pb::tierdex_client::TierdexClient::connect(addr)
+                    .await
+                    .unwrap();
+                connected.wait().await;
+                let mut errors = 0usize;
+                for round in first_round..first_round + per_client {
+                    let query = &queries[(client_index * 131 + round) % queries.len()];
+                    if client
+                        .search(search_request("pypi", query, 10))
+                        .await
+                        .is_err()
+                    {
+                        errors += 1;
+                    }
+                }
+                errors
+            })
+        })
+        .collect::<Vec<_>>();
+    connected.wait().await;
     let (process_before, clients_before) = cpu_times();
     let started = Instant::now();
-    let clients = (0..clients).map(|client_index| {
-        let addr = addr.to_string();
-        let queries = queries.clone();
-        clients_runtime.spawn(async move {
-            let mut client = pb::tierdex_client::TierdexClient::connect(addr)
-                .await
-                .unwrap();
-            let mut errors = 0usize;
-            for round in 0..per_client {
-                let query = &queries[(client_index * 131 + round) % queries.len()];
-                if client
-                    .search(search_request("pypi", query, 10))
-                    .await
-                    .is_err()
-                {
-                    errors += 1;
-                }
-            }
-            errors
-        })
-    });
-    let errors: usize = futures::future::join_all(clients)
+    let errors: usize = futures::future::join_all(clients_done)
         .await
         .into_iter()
         .map(Result::unwrap)
         .sum();
-    let searches_per_s = total as f64 / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
     let (process_after, clients_after) = cpu_times();
     let client_cpu = clients_after.saturating_sub(clients_before);
-    let server_cpu = process_after
-        .saturating_sub(process_before)
-        .saturating_sub(client_cpu);
-    LoadRun {
-        searches_per_s,
+    LoadParts {
+        searches: clients * per_client,
         errors,
-        server_cpu_per_search: server_cpu / total as u32,
-        client_cpu_per_search: client_cpu / total as u32,
+        elapsed,
+        server_cpu: process_after
+            .saturating_sub(process_before)
+            .saturating_sub(client_cpu),
+        client_cpu,
     }
 }
+
+/// Load rounds on two servers taking turns (`LOAD_ROUNDS` each, alternating which goes first),
+/// so that both see the machine in the same state; each client sends `per_client` searches to
+/// each server in all.
+async fn load_side_by_side(
+    clients_runtime: &tokio::runtime::Runtime,
+    addrs: [&str; 2],
+    queries: &Arc<Vec<String>>,
+    clients: usize,
+    per_client: usize,
+) -> [LoadRun; 2] {
+    let mut parts = [LoadParts::default(); 2];
+    let per_round = per_client.div_ceil(LOAD_ROUNDS);
+    for round in 0..LOAD_ROUNDS {
+        let first_round = round * per_round;
+        let count = per_round.min(per_client.saturating_sub(first_round));
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for side in order {
+            let measured = load_round(
+                clients_runtime,
+                addrs[side],
+                queries,
+                clients,
+                (first_round, count),
+            )
+            .await;
+            parts[side].add(measured);
+        }
+    }
+    parts.map(|parts| parts.run())
+}
+
+/// Turns each server takes in a load run.
+const LOAD_ROUNDS: usize = 4;
 
 /// One tantivy index opened in process, searched as a user of tantivy alone would.
 struct Tantivy {
@@ -806,20 +917,24 @@ async fn run(settings: Settings) {
     hot_tantivy_corpus.run(warm_up, false);
     let hot_in_process_corpus = hot_tantivy_corpus.run(&queries, false);
     let hot_in_process_counting = hot_tantivy.run(&queries, true);
-    let hot = run_grpc(&mut client, &queries, true).await;
     run_grpc(&mut bare_client, warm_up, false).await;
-    let hot_bare = run_grpc(&mut bare_client, &queries, false).await;
+    let (hot, hot_bare) =
+        run_grpc_side_by_side((&mut client, true), (&mut bare_client, false), &queries).await;
     let (hot_direct, hot_direct_stats) = run_direct(&node.node, &queries).await;
     let monolith_in_process = monolith_tantivy.run(&queries, false);
     let monolith_in_process_counting = monolith_tantivy.run(&queries, true);
-    let both = run_grpc(&mut client, &queries, false).await;
     let monolith_bare_addr = serve_bare(Tantivy::open(&monolith_dir), node_documents.clone()).await;
     let mut monolith_bare_client =
         pb::tierdex_client::TierdexClient::connect(monolith_bare_addr.clone())
             .await
             .unwrap();
     run_grpc(&mut monolith_bare_client, warm_up, false).await;
-    let monolith_bare = run_grpc(&mut monolith_bare_client, &queries, false).await;
+    let (both, monolith_bare) = run_grpc_side_by_side(
+        (&mut client, false),
+        (&mut monolith_bare_client, false),
+        &queries,
+    )
+    .await;
     let mut round_trip = Latencies::default();
     for _ in 0..queries.len() {
         let started = Instant::now();
@@ -1189,17 +1304,9 @@ async fn run(settings: Settings) {
     let (in_process, in_process_cpu) = in_process_throughput(&monolith_dir, &queries, total, 2);
     let queries = Arc::new(queries);
     let clients_runtime = client_runtime();
-    let node_load = load(
+    let [node_load, bare_load] = load_side_by_side(
         &clients_runtime,
-        &node.addr,
-        &queries,
-        settings.load_clients,
-        settings.load_queries,
-    )
-    .await;
-    let bare_load = load(
-        &clients_runtime,
-        &monolith_bare_addr,
+        [&node.addr, &monolith_bare_addr],
         &queries,
         settings.load_clients,
         settings.load_queries,
