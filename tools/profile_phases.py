@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Where the node's CPU goes against tantivy behind the same gRPC server, from a perf profile of
+the node bench's profiling mode (docs/benchmarks.md, "Where the gap goes").
+
+    cargo bench --bench node -- --queries 300 --profile-seconds 150 [--profile-both-tiers] &
+    perf record -F 299 -e cpu-clock --call-graph dwarf,32768 -p <bench pid> -o perf.data -- sleep 15
+    perf script -i perf.data -F comm,ip,sym --no-inline > stacks.txt
+    tools/profile_phases.py stacks.txt
+
+`perf script` with these fields takes seconds where `perf report --children` takes minutes. Each
+sample is put on one side (the node's search RPC or the bare server's) by the frames of its
+stack, then in the first phase whose frame it holds; the shares are of all samples, so the two
+sides compare directly (the bench sends them the same searches in turn). A stack cut short by
+the unwinder that reaches neither side's frames counts as neither.
+"""
+
+import collections
+import re
+import sys
+
+NODE_PHASES = [
+    ("rank hot tier", "node::search::rank_hot"),
+    ("rank cold tier", "node::search::rank_cold"),
+    ("parse and size", "node::search::prepare"),
+    ("merge tiers", "node::search::merge_tiers"),
+    ("skip decision", "node::search::skips_cold"),
+    ("hot documents", "node::search::page_documents"),
+    ("cold documents", "node::search::read_cold_documents"),
+    ("metrics", "node::metrics::"),
+    ("rest of the search", "node::search::search::"),
+    ("API layer", "TierdexService"),
+]
+BARE_PHASES = [
+    ("parse", "QueryParser"),
+    ("search", "SortBySimilarityScore"),
+    ("search", "top_docs"),
+    ("documents", "NodeDocuments::read"),
+    ("documents", "store::reader"),
+    ("rest", "BareTantivyServer"),
+]
+BARE_MARKS = ("BareTantivyServer", "SortBySimilarityScore")
+NODE_MARKS = ("tierdex::node::", "TierdexService")
+
+
+def samples(path):
+    """Each sample's frames, leaf first."""
+    stack = None
+    with open(path, errors="replace") as lines:
+        for line in lines:
+            line = line.rstrip("\n")
+            if not line.strip():
+                if stack is not None:
+                    yield stack
+                stack = None
+            elif not line[0].isspace():
+                if stack is not None:
+                    yield stack
+                stack = []
+            elif stack is not None:
+                parts = line.strip().split(" ", 1)
+                stack.append(re.sub(r"\+0x[0-9a-f]+$", "", parts[1] if len(parts) > 1 else "?"))
+    if stack is not None:
+        yield stack
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: profile_phases.py <perf script output>")
+    sides = {"node": collections.Counter(), "bare": collections.Counter()}
+    total = 0
+    for stack in samples(sys.argv[1]):
+        total += 1
+        joined = " ".join(stack)
+        if any(mark in joined for mark in BARE_MARKS):
+            side, phases = "bare", BARE_PHASES
+        elif any(mark in joined for mark in NODE_MARKS):
+            side, phases = "node", NODE_PHASES
+        else:
+            continue
+        phase = next((name for name, frame in phases if frame in joined), "other")
+        sides[side][phase] += 1
+    if total == 0:
+        sys.exit(f"{sys.argv[1]}: no samples (is it `perf script -F comm,ip,sym` output?)")
+    for side, label in (("node", "node's search RPC"), ("bare", "tantivy behind the same server")):
+        counts = sides[side]
+        print(f"{label}: {100 * sum(counts.values()) / total:.1f}% of {total} samples")
+        for phase, count in counts.most_common():
+            print(f"  {100 * count / total:5.2f}%  {phase}")
+
+
+if __name__ == "__main__":
+    main()
