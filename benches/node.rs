@@ -647,7 +647,7 @@ fn run_collectors(hot_dir: &Path, queries: &[String]) -> (Latencies, Latencies, 
         .map(|query| tantivy.parser.parse_query(query).unwrap())
         .collect();
     let columns =
-        Arc::new(HitColumns::open(&tantivy.searcher, "name", IdKind::Str, false).unwrap());
+        Arc::new(HitColumns::open(&tantivy.searcher, "name", IdKind::Str, TierName::Hot).unwrap());
     let top_docs = TopDocs::with_limit(10).order_by_score();
     let (mut docs_latencies, mut hits_latencies) = (Latencies::default(), Latencies::default());
     let mut exact_latencies = Latencies::default();

@@ -133,22 +133,67 @@ pub struct HitColumns {
 struct SegmentColumns {
     /// `_key` of each document.
     sort_keys: Column<u64>,
-    /// Orders like the id within the segment: the id's term ordinals for string ids, `_key`
-    /// for numeric ones.
-    local_order: Column<u64>,
+    /// Orders like the id within the segment.
+    local_order: LocalOrder,
     /// The string id column, to compare ids whose keys are equal.
     strings: Option<StrColumn>,
     /// `_addr` of each document (the cold tier).
     addr: Option<Column<u64>>,
 }
 
+/// Orders a segment's documents like their ids: the id's term ordinals for string ids, `_key`
+/// for numeric ones. Read for every candidate a ranking collects (ties are ordered by it).
+#[derive(Clone)]
+enum LocalOrder {
+    /// Decoded from the column for each candidate.
+    Column(Column<u64>),
+    /// Each document's rank in id order, read once when the tier is loaded: a candidate's then
+    /// costs an array index, where decoding the column cost 3% of a hot-only search's CPU
+    /// (profiled behind gRPC, docs/benchmarks.md). 4 bytes a document: for the hot tier,
+    /// small by design.
+    Ranks(Arc<[u32]>),
+}
+
+impl LocalOrder {
+    fn of(&self, doc: DocId) -> u64 {
+        match self {
+            LocalOrder::Column(column) => column.first(doc).unwrap_or(u64::MAX),
+            LocalOrder::Ranks(ranks) => ranks
+                .get(doc as usize)
+                .map_or(u64::MAX, |&rank| rank.into()),
+        }
+    }
+
+    /// The ranks of `column`'s values over `max_doc` documents, equal values ranked equal and
+    /// a document without a value last, as `Column` orders them (`u64::MAX`); `None` past
+    /// `u32` ranks.
+    fn ranks(column: &Column<u64>, max_doc: DocId) -> Option<LocalOrder> {
+        let mut by_value: Vec<(u64, DocId)> = (0..max_doc)
+            .map(|doc| (column.first(doc).unwrap_or(u64::MAX), doc))
+            .collect();
+        by_value.sort_unstable();
+        let mut ranks = vec![0u32; max_doc as usize];
+        let mut rank = 0u32;
+        for (at, &(value, doc)) in by_value.iter().enumerate() {
+            if at > 0 && value != by_value[at - 1].0 {
+                rank = rank.checked_add(1)?;
+            }
+            ranks[doc as usize] = rank;
+        }
+        Some(LocalOrder::Ranks(ranks.into()))
+    }
+}
+
 impl HitColumns {
+    /// The columns `tier`'s rankings read: the cold tier's with each document's `_addr`; the
+    /// hot tier's with the id order read into memory (`LocalOrder::Ranks`).
     pub fn open(
         searcher: &Searcher,
         id_field: &str,
         kind: IdKind,
-        with_addr: bool,
+        tier: TierName,
     ) -> tantivy::Result<HitColumns> {
+        let with_addr = tier == TierName::Cold;
         let segments = searcher
             .segment_readers()
             .iter()
@@ -163,10 +208,15 @@ impl HitColumns {
                     })?),
                     IdKind::U64 | IdKind::I64 => None,
                 };
-                let local_order = match &strings {
+                let order_column = match &strings {
                     Some(column) => column.ords().clone(),
                     None => sort_keys.clone(),
                 };
+                let local_order = match tier {
+                    TierName::Hot => LocalOrder::ranks(&order_column, reader.max_doc()),
+                    TierName::Cold => None,
+                }
+                .unwrap_or(LocalOrder::Column(order_column));
                 let addr = if with_addr {
                     Some(fast.u64(ADDR_FIELD)?)
                 } else {
@@ -311,7 +361,7 @@ impl SegmentTopHits {
         {
             return;
         }
-        let local = self.columns.local_order.first(doc).unwrap_or(u64::MAX);
+        let local = self.columns.local_order.of(doc);
         let candidate = Candidate {
             rank,
             score,
@@ -752,6 +802,44 @@ mod tests {
 }
 
 #[cfg(test)]
+mod local_order_tests {
+    use super::*;
+    use tantivy::schema::{FAST, Schema};
+    use tantivy::{Index, IndexWriter, doc};
+
+    /// Ranks read once order every pair of documents as the column does, ties and documents
+    /// without a value included.
+    #[test]
+    fn ranks_order_documents_as_their_column_does() {
+        let mut builder = Schema::builder();
+        let key = builder.add_u64_field(SORT_KEY_FIELD, FAST);
+        let index = Index::create_in_ram(builder.build());
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let values = [40u64, 7, 7, u64::MAX, 0, 1 << 40, 3];
+        for value in values {
+            writer.add_document(doc!(key => value)).unwrap();
+        }
+        writer.add_document(doc!()).unwrap();
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let reader = searcher.segment_reader(0);
+        let column = reader.fast_fields().u64(SORT_KEY_FIELD).unwrap();
+        let read = LocalOrder::Column(column.clone());
+        let ranks = LocalOrder::ranks(&column, reader.max_doc()).unwrap();
+        assert!(matches!(ranks, LocalOrder::Ranks(_)));
+        for a in 0..reader.max_doc() {
+            for b in 0..reader.max_doc() {
+                assert_eq!(
+                    read.of(a).cmp(&read.of(b)),
+                    ranks.of(a).cmp(&ranks.of(b)),
+                    "documents {a} and {b}"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod deep_page_tests {
     use super::*;
     use tantivy::query::AllQuery;
@@ -779,7 +867,8 @@ mod deep_page_tests {
             1,
             "one segment holds them all"
         );
-        let columns = Arc::new(HitColumns::open(&searcher, "id", IdKind::Str, false).unwrap());
+        let columns =
+            Arc::new(HitColumns::open(&searcher, "id", IdKind::Str, TierName::Hot).unwrap());
         let top = TopHits {
             limit: 10_000,
             tier: TierName::Hot,
@@ -823,7 +912,9 @@ mod near_tie_tests {
         let top = TopHits {
             limit: 3,
             tier: TierName::Hot,
-            columns: Arc::new(HitColumns::open(&searcher, "id", IdKind::Str, false).unwrap()),
+            columns: Arc::new(
+                HitColumns::open(&searcher, "id", IdKind::Str, TierName::Hot).unwrap(),
+            ),
             threshold: Arc::default(),
             profile: Arc::new(RankProfile::bm25()),
             values: Arc::new(TierValues::none()),

@@ -10,7 +10,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 
 use super::NodeError;
 use super::cold::ColdFile;
-use super::collector::{HitColumns, IdKind};
+use super::collector::{HitColumns, IdKind, TierName};
 use super::statistics::{CorpusStatistics, DocFreqTable};
 use crate::format::Manifest;
 use crate::ranking::RankProfiles;
@@ -86,7 +86,7 @@ impl ColdTier {
             return Ok(());
         }
         let searcher = self.tier.searcher();
-        let columns = HitColumns::open(&searcher, &schema.spec.id_field, id_kind, true)?;
+        let columns = HitColumns::open(&searcher, &schema.spec.id_field, id_kind, TierName::Cold)?;
         let values = TierValues::open(&searcher, schema)?;
         let _ = self.columns.set(Arc::new(columns));
         let _ = self.values.set(Arc::new(values));
@@ -188,7 +188,7 @@ impl LoadedVersion {
             &hot.searcher(),
             &schema.spec.id_field,
             id_kind,
-            false,
+            TierName::Hot,
         )?);
         let profiles = RankProfiles::compile(
             &schema,

@@ -161,7 +161,7 @@ fn pruned_and_every_match(
     let top = TopHits {
         limit,
         tier: TierName::Hot,
-        columns: Arc::new(HitColumns::open(&searcher, "id", IdKind::U64, false).unwrap()),
+        columns: Arc::new(HitColumns::open(&searcher, "id", IdKind::U64, TierName::Hot).unwrap()),
         threshold: Arc::default(),
         profile: profile.clone(),
         values,
