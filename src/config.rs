@@ -50,7 +50,7 @@ mod defaults {
     pub(super) use max_results;
     macro_rules! inline_postings {
         () => {
-            "20000"
+            "200000"
         };
     }
     pub(super) use inline_postings;

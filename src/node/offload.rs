@@ -9,10 +9,16 @@
 //!
 //! Why not hand every search off: the hand-off wakes another thread, and on the 2-core build
 //! machine that costs a fifth of a short search behind gRPC (both tiers, server-side p50
-//! 0.134 ms with `inline_postings` 0, 0.111 ms with the default; `cargo bench --bench node`,
+//! 0.134 ms with `inline_postings` 0, 0.111 ms with 20,000; `cargo bench --bench node`,
 //! docs/benchmarks.md at `2bd60b0`). A `spawn_blocking` round trip costs more still: it wakes a pool thread
-//! and then the parked worker (`cargo bench --bench machine_costs`). Short work holds its
-//! worker about as long as tokio's own budget of polls between yields. Rankings remain bounded
+//! and then the parked worker (`cargo bench --bench machine_costs`). Under load the hand-offs
+//! cost more than they give: the cores are busy either way, and each moves the worker's queue
+//! to a thread that must be woken. With the default at 20,000 postings, 1,060 of the bench's
+//! 8,200 PyPI searches handed off, and the node's throughput under 64 clients was 0.66× that of
+//! tantivy behind the same server; at 200,000, 256 did and it was 0.72× (docs/benchmarks.md at
+//! `1f7f4cd`). A search bounded to 200,000 postings that reads them all (as a rank profile
+//! does) holds its worker for a millisecond or two: an estimate at 5–10 ns a scored posting,
+//! not measured apart. Rankings remain bounded
 //! by the node's search permits; parquet decoding and the degraded hot backfill hold no permit
 //! (their number is bounded by the searches in flight, not by the permits).
 //!
