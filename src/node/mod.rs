@@ -23,6 +23,7 @@ pub mod version;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -201,6 +202,9 @@ pub struct IndexSlot {
     previous: ArcSwapOption<LoadedVersion>,
     /// The task loading and serving a shard (shards come and go with the fleet's placement).
     task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Set when that task is stopped. Aborting takes effect at the task's next await, so a
+    /// check finishing on another thread in the meantime must not count as done.
+    stopped: AtomicBool,
     state: Mutex<SlotState>,
     /// Asks the index's task to look for a new version now.
     check_now: Notify,
@@ -227,11 +231,13 @@ impl IndexSlot {
             }),
             check_now: Notify::new(),
             checks: watch::channel(0).0,
+            stopped: AtomicBool::new(false),
         }
     }
 
     /// Stops the task `Node::add_shard` started for this slot, if any.
     fn stop_task(&self) {
+        self.stopped.store(true, AtomicOrdering::SeqCst);
         if let Some(task) = self.task.lock().expect("not poisoned").take() {
             task.abort();
         }
@@ -626,6 +632,10 @@ impl Node {
         let served = slot.clone();
         let task = tokio::spawn(async move { node.serve_index(served).await }.instrument(span));
         *slot.task.lock().expect("not poisoned") = Some(task.abort_handle());
+        // Stopped between being listed and its task being kept: stop the task now.
+        if slot.stopped.load(AtomicOrdering::SeqCst) {
+            slot.stop_task();
+        }
         info!(shard = %slot.name, "serving a shard placed here");
         self.changes.send_modify(|generation| *generation += 1);
     }
@@ -740,7 +750,15 @@ impl Node {
             if let Err(err) = self.check_for_new_version(&slot).await {
                 debug!("looking for a new version failed: {err}");
             }
-            slot.checks.send_modify(|count| *count += 1);
+            // Counted under the watch's lock, so that a caller who saw the task stopped
+            // (`Node::reload`) never sees a check of it finish.
+            slot.checks.send_if_modified(|count| {
+                if slot.stopped.load(AtomicOrdering::SeqCst) {
+                    return false;
+                }
+                *count += 1;
+                true
+            });
         }
     }
 
