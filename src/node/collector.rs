@@ -165,9 +165,9 @@ impl LocalOrder {
     }
 
     /// The ranks of `column`'s values over `max_doc` documents, equal values ranked equal and
-    /// a document without a value last, as `Column` orders them (`u64::MAX`); `None` past
-    /// `u32` ranks.
-    fn ranks(column: &Column<u64>, max_doc: DocId) -> Option<LocalOrder> {
+    /// a document without a value last, as `Column` orders them (`u64::MAX`). A rank is below
+    /// `max_doc`, so it fits a `DocId`'s `u32`.
+    fn ranks(column: &Column<u64>, max_doc: DocId) -> LocalOrder {
         let mut by_value: Vec<(u64, DocId)> = (0..max_doc)
             .map(|doc| (column.first(doc).unwrap_or(u64::MAX), doc))
             .collect();
@@ -176,11 +176,11 @@ impl LocalOrder {
         let mut rank = 0u32;
         for (at, &(value, doc)) in by_value.iter().enumerate() {
             if at > 0 && value != by_value[at - 1].0 {
-                rank = rank.checked_add(1)?;
+                rank += 1;
             }
             ranks[doc as usize] = rank;
         }
-        Some(LocalOrder::Ranks(ranks.into()))
+        LocalOrder::Ranks(ranks.into())
     }
 }
 
@@ -214,9 +214,8 @@ impl HitColumns {
                 };
                 let local_order = match tier {
                     TierName::Hot => LocalOrder::ranks(&order_column, reader.max_doc()),
-                    TierName::Cold => None,
-                }
-                .unwrap_or(LocalOrder::Column(order_column));
+                    TierName::Cold => LocalOrder::Column(order_column),
+                };
                 let addr = if with_addr {
                     Some(fast.u64(ADDR_FIELD)?)
                 } else {
@@ -825,7 +824,7 @@ mod local_order_tests {
         let reader = searcher.segment_reader(0);
         let column = reader.fast_fields().u64(SORT_KEY_FIELD).unwrap();
         let read = LocalOrder::Column(column.clone());
-        let ranks = LocalOrder::ranks(&column, reader.max_doc()).unwrap();
+        let ranks = LocalOrder::ranks(&column, reader.max_doc());
         assert!(matches!(ranks, LocalOrder::Ranks(_)));
         for a in 0..reader.max_doc() {
             for b in 0..reader.max_doc() {
