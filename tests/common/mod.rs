@@ -499,6 +499,31 @@ pub fn rounds(reads: &[RecordedRead]) -> Vec<Vec<RecordedRead>> {
     rounds
 }
 
+/// The longest chain of reads each of which started after the one before it had finished: how
+/// many round trips the reads cost one after another, whatever the overlap of reads that do not
+/// depend on each other. Unlike [`rounds`], a read that waited for another is never merged into
+/// its round because a third, slower read of that round was still in flight.
+pub fn longest_chain(reads: &[RecordedRead]) -> Vec<RecordedRead> {
+    let mut sorted = reads.to_vec();
+    sorted.sort_by_key(|read| read.started);
+    // For each read, the longest chain ending with it: (length, the read before it).
+    let mut ends: Vec<(usize, Option<usize>)> = Vec::with_capacity(sorted.len());
+    for (index, read) in sorted.iter().enumerate() {
+        let before = (0..index)
+            .filter(|&earlier| sorted[earlier].finished <= read.started)
+            .max_by_key(|&earlier| ends[earlier].0);
+        ends.push((before.map_or(1, |earlier| ends[earlier].0 + 1), before));
+    }
+    let mut last = (0..sorted.len()).max_by_key(|&index| ends[index].0);
+    let mut chain = Vec::new();
+    while let Some(index) = last {
+        chain.push(sorted[index].clone());
+        last = ends[index].1;
+    }
+    chain.reverse();
+    chain
+}
+
 /// A node serving `indexes` from `store`, on a free loopback port, stopped when dropped.
 pub struct TestNode {
     pub addr: String,
