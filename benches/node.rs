@@ -236,6 +236,8 @@ async fn run_direct(
 struct BareTantivyServer {
     tantivy: Arc<Tantivy>,
     documents: Arc<NodeDocuments>,
+    /// Ranks the node's two tiers instead of `tantivy`'s index (which then only parses).
+    split: Option<Arc<SplitTantivy>>,
 }
 
 /// The node's conversion of a stored document to the fields it returns.
@@ -296,12 +298,18 @@ impl pb::tierdex_server::Tierdex for BareTantivyServer {
         let (hits, parse_ms, search_ms, hot_fetch_ms) = {
             let parsed = self.tantivy.parser.parse_query(&query).unwrap();
             let parse_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let top = self.tantivy.top_docs(parsed.as_ref());
+            let (top, documents) = match &self.split {
+                Some(split) => (split.top_docs(parsed.as_ref()), &split.monolith),
+                None => (
+                    self.tantivy.top_docs(parsed.as_ref()),
+                    &self.tantivy.searcher,
+                ),
+            };
             let search_ms = started.elapsed().as_secs_f64() * 1000.0 - parse_ms;
             let hits = top
                 .into_iter()
                 .map(|(score, address)| {
-                    let (id, fields) = self.documents.read(&self.tantivy.searcher, address);
+                    let (id, fields) = self.documents.read(documents, address);
                     pb::Hit {
                         id: Some(id),
                         score: f64::from(score),
@@ -344,12 +352,33 @@ impl pb::tierdex_server::Tierdex for BareTantivyServer {
 
 /// Serves `tantivy` bare on a loopback port; returns its address.
 async fn serve_bare(tantivy: Tantivy, documents: Arc<NodeDocuments>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let service = pb::tierdex_server::TierdexServer::new(BareTantivyServer {
+    serve_bare_server(BareTantivyServer {
         tantivy: Arc::new(tantivy),
         documents,
-    });
+        split: None,
+    })
+    .await
+}
+
+/// Serves `split` bare on a loopback port, parsing with `parser` (the hot tier's); returns its
+/// address.
+async fn serve_bare_split(
+    parser: Tantivy,
+    split: SplitTantivy,
+    documents: Arc<NodeDocuments>,
+) -> String {
+    serve_bare_server(BareTantivyServer {
+        tantivy: Arc::new(parser),
+        documents,
+        split: Some(Arc::new(split)),
+    })
+    .await
+}
+
+async fn serve_bare_server(server: BareTantivyServer) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = pb::tierdex_server::TierdexServer::new(server);
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
@@ -632,6 +661,103 @@ impl Tantivy {
             latencies.0.push(started.elapsed());
         }
         latencies
+    }
+}
+
+/// The node's split searched by tantivy as a user of tantivy would: the hot and the cold index
+/// (both local), each ranked with `TopDocs` and the whole corpus's statistics, their top 10s
+/// merged by score. The page's documents are read from the monolithic index's doc store, as the
+/// monolithic baseline reads them, so that only the ranking differs from that baseline: what
+/// splitting the index costs tantivy itself.
+struct SplitTantivy {
+    tiers: [Searcher; 2],
+    statistics: Arc<tierdex::node::statistics::CorpusStatistics>,
+    monolith: Searcher,
+    /// Per tier, segment and document: the same document's address in the monolithic index.
+    in_monolith: [Vec<Vec<tantivy::DocAddress>>; 2],
+}
+
+impl SplitTantivy {
+    /// The tiers at `hot` and `cold`; the monolithic index at `monolith`. Documents are matched
+    /// across indexes by their id (`name`).
+    fn open(hot: &Path, cold: &Path, monolith: &Path) -> SplitTantivy {
+        let searcher = |dir: &Path| {
+            Index::open_in_dir(dir)
+                .unwrap()
+                .reader()
+                .unwrap()
+                .searcher()
+        };
+        let (hot, cold, monolith) = (searcher(hot), searcher(cold), searcher(monolith));
+        // One parsed query serves both tiers: their searched fields must be the same fields.
+        for name in ["summary", "name"] {
+            assert_eq!(
+                hot.schema().get_field(name).unwrap(),
+                cold.schema().get_field(name).unwrap(),
+                "{name}: another field id in the cold index"
+            );
+        }
+        let ids = |searcher: &Searcher| -> Vec<Vec<String>> {
+            searcher
+                .segment_readers()
+                .iter()
+                .map(|segment| {
+                    let column = segment.fast_fields().str("name").unwrap().unwrap();
+                    (0..segment.max_doc())
+                        .map(|doc| {
+                            let mut id = String::new();
+                            let ord = column.term_ords(doc).next().unwrap();
+                            column.ord_to_str(ord, &mut id).unwrap();
+                            id
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let mut by_id = std::collections::HashMap::new();
+        for (segment, segment_ids) in ids(&monolith).into_iter().enumerate() {
+            for (doc, id) in segment_ids.into_iter().enumerate() {
+                by_id.insert(id, tantivy::DocAddress::new(segment as u32, doc as u32));
+            }
+        }
+        let in_monolith = [&hot, &cold].map(|tier| {
+            ids(tier)
+                .into_iter()
+                .map(|segment| segment.iter().map(|id| by_id[id]).collect())
+                .collect()
+        });
+        SplitTantivy {
+            statistics: Arc::new(
+                tierdex::node::statistics::CorpusStatistics::new(vec![monolith.clone()]).unwrap(),
+            ),
+            tiers: [hot, cold],
+            monolith,
+            in_monolith,
+        }
+    }
+
+    /// The top 10 of both tiers, best first, as addresses in the monolithic index.
+    fn top_docs(&self, query: &dyn Query) -> Vec<(tantivy::Score, tantivy::DocAddress)> {
+        let collector = TopDocs::with_limit(10).order_by_score();
+        let mut top: Vec<(tantivy::Score, tantivy::DocAddress)> = self
+            .tiers
+            .iter()
+            .zip(&self.in_monolith)
+            .flat_map(|(tier, in_monolith)| {
+                tier.search_with_statistics_provider(query, &collector, self.statistics.as_ref())
+                    .unwrap()
+                    .into_iter()
+                    .map(|(score, doc)| {
+                        (
+                            score,
+                            in_monolith[doc.segment_ord as usize][doc.doc_id as usize],
+                        )
+                    })
+            })
+            .collect();
+        top.sort_by(|a, b| b.0.total_cmp(&a.0));
+        top.truncate(10);
+        top
     }
 }
 
@@ -935,6 +1061,28 @@ async fn run(settings: Settings) {
         &queries,
     )
     .await;
+    // The same both-tier searches against tantivy over the node's own split (`SplitTantivy`):
+    // what the split costs tantivy, apart from what the node adds.
+    let split_dir = compact_store
+        .path()
+        .join("pypi-compact")
+        .join(&compact_manifest.version);
+    let split_bare_addr = serve_bare_split(
+        Tantivy::open(&hot_dir),
+        SplitTantivy::open(&hot_dir, &split_dir.join("cold/index"), &monolith_dir),
+        node_documents.clone(),
+    )
+    .await;
+    let mut split_bare_client = pb::tierdex_client::TierdexClient::connect(split_bare_addr.clone())
+        .await
+        .unwrap();
+    run_grpc(&mut split_bare_client, warm_up, false).await;
+    let (both_again, split_bare) = run_grpc_side_by_side(
+        (&mut client, false),
+        (&mut split_bare_client, false),
+        &queries,
+    )
+    .await;
     let mut round_trip = Latencies::default();
     for _ in 0..queries.len() {
         let started = Instant::now();
@@ -994,6 +1142,11 @@ async fn run(settings: Settings) {
         "tantivy alone behind the same gRPC server, monolithic index",
         &monolith_bare,
     );
+    grpc_rows("node, both tiers (again, beside the next row)", &both_again);
+    grpc_rows(
+        "tantivy alone behind the same gRPC server, the node's two tiers (both local, `TopDocs` each, merged)",
+        &split_bare,
+    );
     row("gRPC round trip alone (Status RPC)", &round_trip);
     ratio_row(
         "hot only server-side / hot index in process",
@@ -1039,6 +1192,16 @@ async fn run(settings: Settings) {
             &both.end_to_end,
             &monolith_bare.end_to_end,
         ),
+        (
+            "both tiers, server-side, against tantivy over the same two tiers",
+            &both_again.server,
+            &split_bare.server,
+        ),
+        (
+            "both tiers, through gRPC, against tantivy over the same two tiers",
+            &both_again.end_to_end,
+            &split_bare.end_to_end,
+        ),
     ] {
         ratio_row(
             name,
@@ -1073,6 +1236,11 @@ async fn run(settings: Settings) {
         (
             "tantivy behind the same gRPC server, monolithic index",
             &monolith_bare,
+        ),
+        ("both tiers, again", &both_again),
+        (
+            "tantivy behind the same gRPC server, the node's two tiers",
+            &split_bare,
         ),
     ] {
         println!(
@@ -1312,6 +1480,14 @@ async fn run(settings: Settings) {
         settings.load_queries,
     )
     .await;
+    let [node_split_load, split_load] = load_side_by_side(
+        &clients_runtime,
+        [&node.addr, &split_bare_addr],
+        &queries,
+        settings.load_clients,
+        settings.load_queries,
+    )
+    .await;
     clients_runtime.shutdown_background();
     let micros = |cpu: Duration| cpu.as_secs_f64() * 1e6;
     // The rate the in-process CPU time per search allows on 2 cores (`LoadRun::server_bound`).
@@ -1331,6 +1507,14 @@ async fn run(settings: Settings) {
         (
             "tantivy alone behind the same gRPC server, monolithic index",
             &bare_load,
+        ),
+        (
+            "node, both tiers (again, beside the next row)",
+            &node_split_load,
+        ),
+        (
+            "tantivy alone behind the same gRPC server, the node's two tiers",
+            &split_load,
         ),
     ] {
         println!(
@@ -1352,6 +1536,11 @@ async fn run(settings: Settings) {
         "| ratio node / tantivy behind the same gRPC server | **{:.2}x** | | | **{:.2}x** |",
         node_load.searches_per_s / bare_load.searches_per_s,
         node_load.server_bound(2.0) / bare_load.server_bound(2.0)
+    );
+    println!(
+        "| ratio node / tantivy over the same two tiers behind the same gRPC server | **{:.2}x** | | | **{:.2}x** |",
+        node_split_load.searches_per_s / split_load.searches_per_s,
+        node_split_load.server_bound(2.0) / split_load.server_bound(2.0)
     );
     let status = client
         .status(pb::StatusRequest {})
