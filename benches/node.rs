@@ -170,9 +170,30 @@ async fn run_grpc(
     run
 }
 
-/// The same searches sent to two servers, query by query, alternating which goes first: both
-/// sides see the machine in the same state (its speed drifts by 10–40% between runs a few
-/// minutes apart, docs/benchmarks.md), so their ratio does not depend on when each ran.
+/// The same searches sent to several servers (`sides`: a client, and whether its searches are
+/// hot-only), query by query, rotating which goes first: every side sees the machine in the
+/// same state (its speed drifts by 10–40% between runs a few minutes apart,
+/// docs/benchmarks.md), so their ratios do not depend on when each ran.
+async fn run_grpc_rotating(
+    sides: &mut [(
+        &mut pb::tierdex_client::TierdexClient<tonic::transport::Channel>,
+        bool,
+    )],
+    queries: &[String],
+) -> Vec<GrpcRun> {
+    let mut runs: Vec<GrpcRun> = sides.iter().map(|_| GrpcRun::default()).collect();
+    for (at, query) in queries.iter().enumerate() {
+        let query = std::slice::from_ref(query);
+        for turn in 0..sides.len() {
+            let side = (at + turn) % sides.len();
+            let (client, hot_only) = &mut sides[side];
+            runs[side].extend(run_grpc(client, query, *hot_only).await);
+        }
+    }
+    runs
+}
+
+/// `run_grpc_rotating` over two sides.
 async fn run_grpc_side_by_side(
     first: (
         &mut pb::tierdex_client::TierdexClient<tonic::transport::Channel>,
@@ -184,24 +205,9 @@ async fn run_grpc_side_by_side(
     ),
     queries: &[String],
 ) -> (GrpcRun, GrpcRun) {
-    let (first_client, first_hot_only) = first;
-    let (second_client, second_hot_only) = second;
-    let mut runs = (GrpcRun::default(), GrpcRun::default());
-    for (at, query) in queries.iter().enumerate() {
-        let query = std::slice::from_ref(query);
-        if at % 2 == 0 {
-            runs.0
-                .extend(run_grpc(first_client, query, first_hot_only).await);
-            runs.1
-                .extend(run_grpc(second_client, query, second_hot_only).await);
-        } else {
-            runs.1
-                .extend(run_grpc(second_client, query, second_hot_only).await);
-            runs.0
-                .extend(run_grpc(first_client, query, first_hot_only).await);
-        }
-    }
-    runs
+    let mut runs = run_grpc_rotating(&mut [first, second], queries).await;
+    let second = runs.pop().unwrap();
+    (runs.pop().unwrap(), second)
 }
 
 /// Hot-only searches through `Node::search` in this process, one after the other: the node's
@@ -540,23 +546,23 @@ async fn load_round(
     }
 }
 
-/// Load rounds on two servers taking turns (`LOAD_ROUNDS` each, alternating which goes first),
-/// so that both see the machine in the same state; each client sends `per_client` searches to
-/// each server in all.
-async fn load_side_by_side(
+/// Load rounds on several servers taking turns (`LOAD_ROUNDS` each, rotating which goes
+/// first), so that all see the machine in the same state; each client sends `per_client`
+/// searches to each server in all.
+async fn load_side_by_side<const SIDES: usize>(
     clients_runtime: &tokio::runtime::Runtime,
-    addrs: [&str; 2],
+    addrs: [&str; SIDES],
     queries: &Arc<Vec<String>>,
     clients: usize,
     per_client: usize,
-) -> [LoadRun; 2] {
-    let mut parts = [LoadParts::default(); 2];
+) -> [LoadRun; SIDES] {
+    let mut parts = [LoadParts::default(); SIDES];
     let per_round = per_client.div_ceil(LOAD_ROUNDS);
     for round in 0..LOAD_ROUNDS {
         let first_round = round * per_round;
         let count = per_round.min(per_client.saturating_sub(first_round));
-        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        for side in order {
+        for turn in 0..SIDES {
+            let side = (round + turn) % SIDES;
             let measured = load_round(
                 clients_runtime,
                 addrs[side],
@@ -1055,14 +1061,8 @@ async fn run(settings: Settings) {
             .await
             .unwrap();
     run_grpc(&mut monolith_bare_client, warm_up, false).await;
-    let (both, monolith_bare) = run_grpc_side_by_side(
-        (&mut client, false),
-        (&mut monolith_bare_client, false),
-        &queries,
-    )
-    .await;
-    // The same both-tier searches against tantivy over the node's own split (`SplitTantivy`):
-    // what the split costs tantivy, apart from what the node adds.
+    // Tantivy over the node's own split (`SplitTantivy`): what the split costs tantivy itself,
+    // apart from what the node adds. The three take turns on each query.
     let split_dir = compact_store
         .path()
         .join("pypi-compact")
@@ -1077,12 +1077,17 @@ async fn run(settings: Settings) {
         .await
         .unwrap();
     run_grpc(&mut split_bare_client, warm_up, false).await;
-    let (both_again, split_bare) = run_grpc_side_by_side(
-        (&mut client, false),
-        (&mut split_bare_client, false),
+    let [both, monolith_bare, split_bare]: [GrpcRun; 3] = run_grpc_rotating(
+        &mut [
+            (&mut client, false),
+            (&mut monolith_bare_client, false),
+            (&mut split_bare_client, false),
+        ],
         &queries,
     )
-    .await;
+    .await
+    .try_into()
+    .unwrap_or_else(|_| unreachable!("three sides"));
     let mut round_trip = Latencies::default();
     for _ in 0..queries.len() {
         let started = Instant::now();
@@ -1142,7 +1147,6 @@ async fn run(settings: Settings) {
         "tantivy alone behind the same gRPC server, monolithic index",
         &monolith_bare,
     );
-    grpc_rows("node, both tiers (again, beside the next row)", &both_again);
     grpc_rows(
         "tantivy alone behind the same gRPC server, the node's two tiers (both local, `TopDocs` each, merged)",
         &split_bare,
@@ -1194,12 +1198,12 @@ async fn run(settings: Settings) {
         ),
         (
             "both tiers, server-side, against tantivy over the same two tiers",
-            &both_again.server,
+            &both.server,
             &split_bare.server,
         ),
         (
             "both tiers, through gRPC, against tantivy over the same two tiers",
-            &both_again.end_to_end,
+            &both.end_to_end,
             &split_bare.end_to_end,
         ),
     ] {
@@ -1210,6 +1214,12 @@ async fn run(settings: Settings) {
             "",
         );
     }
+    ratio_row(
+        "tantivy over the two tiers / tantivy over the monolithic index, both behind the server, server-side (what the split costs tantivy)",
+        split_bare.server.p50() / monolith_bare.server.p50(),
+        split_bare.server.p99() / monolith_bare.server.p99(),
+        "",
+    );
     ratio_row(
         "hot only, `Node::search` in process / hot index in process",
         hot_direct.p50() / hot_in_process.p50(),
@@ -1237,7 +1247,6 @@ async fn run(settings: Settings) {
             "tantivy behind the same gRPC server, monolithic index",
             &monolith_bare,
         ),
-        ("both tiers, again", &both_again),
         (
             "tantivy behind the same gRPC server, the node's two tiers",
             &split_bare,
@@ -1472,17 +1481,9 @@ async fn run(settings: Settings) {
     let (in_process, in_process_cpu) = in_process_throughput(&monolith_dir, &queries, total, 2);
     let queries = Arc::new(queries);
     let clients_runtime = client_runtime();
-    let [node_load, bare_load] = load_side_by_side(
+    let [node_load, bare_load, split_load] = load_side_by_side(
         &clients_runtime,
-        [&node.addr, &monolith_bare_addr],
-        &queries,
-        settings.load_clients,
-        settings.load_queries,
-    )
-    .await;
-    let [node_split_load, split_load] = load_side_by_side(
-        &clients_runtime,
-        [&node.addr, &split_bare_addr],
+        [&node.addr, &monolith_bare_addr, &split_bare_addr],
         &queries,
         settings.load_clients,
         settings.load_queries,
@@ -1507,10 +1508,6 @@ async fn run(settings: Settings) {
         (
             "tantivy alone behind the same gRPC server, monolithic index",
             &bare_load,
-        ),
-        (
-            "node, both tiers (again, beside the next row)",
-            &node_split_load,
         ),
         (
             "tantivy alone behind the same gRPC server, the node's two tiers",
@@ -1539,8 +1536,13 @@ async fn run(settings: Settings) {
     );
     println!(
         "| ratio node / tantivy over the same two tiers behind the same gRPC server | **{:.2}x** | | | **{:.2}x** |",
-        node_split_load.searches_per_s / split_load.searches_per_s,
-        node_split_load.server_bound(2.0) / split_load.server_bound(2.0)
+        node_load.searches_per_s / split_load.searches_per_s,
+        node_load.server_bound(2.0) / split_load.server_bound(2.0)
+    );
+    println!(
+        "| ratio tantivy over the two tiers / tantivy over the monolithic index (what the split costs tantivy) | **{:.2}x** | | | **{:.2}x** |",
+        split_load.searches_per_s / bare_load.searches_per_s,
+        split_load.server_bound(2.0) / bare_load.server_bound(2.0)
     );
     let status = client
         .status(pb::StatusRequest {})
@@ -1554,5 +1556,13 @@ async fn run(settings: Settings) {
         cache.capacity_bytes as f64 / 1048576.0,
         cache.hit_rate
     );
+    for status in node.node.statuses() {
+        let (pinned, resident) = status.cold_memory_bytes;
+        println!(
+            "remote cold index held in memory for good after load: {:.1} MiB pinned (hotcache), {:.1} MiB resident (norms, columns, dictionary blocks read)",
+            pinned as f64 / 1048576.0,
+            resident as f64 / 1048576.0
+        );
+    }
     node.stop().await;
 }

@@ -283,7 +283,7 @@ impl NodeMetrics {
             Opts::new(
                 "tierdex_cold_index_memory_bytes",
                 "Bytes of remote cold indexes held in memory for good: `pinned` (the hotcache) \
-                 and `resident` (field norms and fast columns, kept once read)",
+                 and `resident` (field norms, fast columns and term dictionary blocks, kept once read)",
             ),
             &["index", "kind"],
         )

@@ -2,15 +2,17 @@
 //!
 //! Where a read is served from, in order:
 //! 1. the hotcache's pinned ranges (on local disk, in memory once opened);
-//! 2. the file's resident ranges: field norms and fast columns are read whole and often, so once
-//!    fetched they stay in memory for the version's life (1 byte per document and field for
-//!    norms; the columns a search reads);
+//! 2. the file's resident ranges: field norms and fast columns are read whole and often, and
+//!    term dictionary blocks by every search of their terms, so once fetched they stay in memory
+//!    for the version's life (1 byte per document and field for norms; the columns and
+//!    dictionary blocks searches read);
 //! 3. synchronous reads: the ranges warmed for the current search (`warmed`), or, in a scope
 //!    served from memory, the block cache's memory; else the read fails as a missed plan — it
 //!    never waits on storage;
 //!    asynchronous reads: the current round of the search's warm-up (`round`), or the block
 //!    cache directly when there is no round.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::ops::{Deref, Range};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,28 +47,36 @@ pub fn owned_bytes(bytes: Bytes) -> OwnedBytes {
     OwnedBytes::new(SharedBytes(bytes))
 }
 
-/// Ranges kept in memory, sorted by start, disjoint or not.
+/// Ranges kept in memory by start, disjoint or not (a term dictionary's are its blocks: some
+/// thousands in a large index, hence a map rather than a sorted list).
 #[derive(Default)]
 pub struct Resident {
-    ranges: RwLock<Vec<(u64, OwnedBytes)>>,
+    ranges: RwLock<BTreeMap<u64, OwnedBytes>>,
     bytes: AtomicU64,
 }
 
 impl Resident {
     fn get(&self, range: &Range<u64>) -> Option<OwnedBytes> {
         let ranges = self.ranges.read().unwrap_or_else(|err| err.into_inner());
-        find(&ranges, range)
+        ranges
+            .range(..=range.start)
+            .rev()
+            .find_map(|(start, bytes)| slice_of(*start, bytes, range))
     }
 
     pub(super) fn insert(&self, start: u64, bytes: OwnedBytes) {
-        let mut ranges = self.ranges.write().unwrap_or_else(|err| err.into_inner());
         let end = start + bytes.len() as u64;
-        if find(&ranges, &(start..end)).is_some() {
+        if self.get(&(start..end)).is_some() {
             return;
         }
-        self.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let at = ranges.partition_point(|(kept, _)| *kept <= start);
-        ranges.insert(at, (start, bytes));
+        let mut ranges = self.ranges.write().unwrap_or_else(|err| err.into_inner());
+        // A shorter range at the same start is replaced by the one holding it.
+        let added = bytes.len() as u64;
+        let replaced = ranges
+            .insert(start, bytes)
+            .map_or(0, |kept| kept.len() as u64);
+        self.bytes.fetch_add(added, Ordering::Relaxed);
+        self.bytes.fetch_sub(replaced, Ordering::Relaxed);
     }
 
     pub fn bytes(&self) -> u64 {
@@ -77,11 +87,17 @@ impl Resident {
 /// The bytes of `range` from a sorted list of ranges, if one holds all of it.
 fn find(ranges: &[(u64, OwnedBytes)], range: &Range<u64>) -> Option<OwnedBytes> {
     let before = ranges.partition_point(|(start, _)| *start <= range.start);
-    ranges[..before].iter().rev().find_map(|(start, bytes)| {
-        let end = start + bytes.len() as u64;
-        (range.end <= end)
-            .then(|| bytes.slice((range.start - start) as usize..(range.end - start) as usize))
-    })
+    ranges[..before]
+        .iter()
+        .rev()
+        .find_map(|(start, bytes)| slice_of(*start, bytes, range))
+}
+
+/// `range` out of the bytes kept from `start`, if they hold all of it (`start <= range.start`).
+fn slice_of(start: u64, bytes: &OwnedBytes, range: &Range<u64>) -> Option<OwnedBytes> {
+    let end = start + bytes.len() as u64;
+    (range.end <= end)
+        .then(|| bytes.slice((range.start - start) as usize..(range.end - start) as usize))
 }
 
 /// One file of a remote index.
@@ -232,5 +248,46 @@ impl FileHandle for RemoteFile {
                 Ok(owned_bytes(bytes))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(from: u8, len: u8) -> OwnedBytes {
+        OwnedBytes::new((from..from + len).collect::<Vec<u8>>())
+    }
+
+    #[test]
+    fn resident_ranges_serve_what_they_hold_and_count_each_byte_once() {
+        let resident = Resident::default();
+        resident.insert(10, bytes(10, 10));
+        resident.insert(40, bytes(40, 5));
+        assert_eq!(resident.bytes(), 15);
+        assert_eq!(resident.get(&(12..15)).unwrap().as_slice(), &[12, 13, 14]);
+        assert_eq!(
+            resident.get(&(40..45)).unwrap().as_slice(),
+            &[40, 41, 42, 43, 44]
+        );
+        for outside in [0..5, 15..25, 19..21, 30..41, 44..46] {
+            assert!(resident.get(&outside).is_none(), "{outside:?}");
+        }
+        // Held already: not kept twice.
+        resident.insert(12, bytes(12, 3));
+        assert_eq!(resident.bytes(), 15);
+        // A longer range at a start already kept replaces the shorter one.
+        resident.insert(40, bytes(40, 20));
+        assert_eq!(resident.bytes(), 30);
+        assert_eq!(
+            resident.get(&(50..60)).unwrap().as_slice(),
+            &bytes(50, 10).as_slice()[..]
+        );
+        // A range starting inside an earlier one, past a later start, is found in the earlier.
+        resident.insert(0, bytes(0, 100));
+        assert_eq!(
+            resident.get(&(41..90)).unwrap().as_slice(),
+            &bytes(41, 49).as_slice()[..]
+        );
     }
 }
