@@ -404,6 +404,8 @@ struct LoadRun {
     server_cpu_per_search: Duration,
     /// CPU time per search of the clients' threads.
     client_cpu_per_search: Duration,
+    /// Each search's time as its client saw it.
+    latencies: Latencies,
 }
 
 impl LoadRun {
@@ -460,13 +462,15 @@ fn cpu_times() -> (Duration, Duration) {
 }
 
 /// What one load round measured, before it is turned into rates.
-#[derive(Default, Clone, Copy)]
+#[derive(Default)]
 struct LoadParts {
     searches: usize,
     errors: usize,
     elapsed: Duration,
     server_cpu: Duration,
     client_cpu: Duration,
+    /// Each search's time as its client saw it, queueing behind the others included.
+    latencies: Latencies,
 }
 
 impl LoadParts {
@@ -476,6 +480,7 @@ impl LoadParts {
         self.elapsed += other.elapsed;
         self.server_cpu += other.server_cpu;
         self.client_cpu += other.client_cpu;
+        self.latencies.0.extend(other.latencies.0);
     }
 
     fn run(&self) -> LoadRun {
@@ -484,6 +489,7 @@ impl LoadParts {
             errors: self.errors,
             server_cpu_per_search: self.server_cpu / self.searches as u32,
             client_cpu_per_search: self.client_cpu / self.searches as u32,
+            latencies: self.latencies.clone(),
         }
     }
 }
@@ -510,8 +516,10 @@ async fn load_round(
                     .unwrap();
                 connected.wait().await;
                 let mut errors = 0usize;
+                let mut latencies = Vec::with_capacity(per_client);
                 for round in first_round..first_round + per_client {
                     let query = &queries[(client_index * 131 + round) % queries.len()];
+                    let started = Instant::now();
                     if client
                         .search(search_request("pypi", query, 10))
                         .await
@@ -519,19 +527,22 @@ async fn load_round(
                     {
                         errors += 1;
                     }
+                    latencies.push(started.elapsed());
                 }
-                errors
+                (errors, latencies)
             })
         })
         .collect::<Vec<_>>();
     connected.wait().await;
     let (process_before, clients_before) = cpu_times();
     let started = Instant::now();
-    let errors: usize = futures::future::join_all(clients_done)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .sum();
+    let mut errors = 0;
+    let mut latencies = Latencies::default();
+    for done in futures::future::join_all(clients_done).await {
+        let (client_errors, client_latencies) = done.unwrap();
+        errors += client_errors;
+        latencies.0.extend(client_latencies);
+    }
     let elapsed = started.elapsed();
     let (process_after, clients_after) = cpu_times();
     let client_cpu = clients_after.saturating_sub(clients_before);
@@ -543,6 +554,7 @@ async fn load_round(
             .saturating_sub(process_before)
             .saturating_sub(client_cpu),
         client_cpu,
+        latencies,
     }
 }
 
@@ -556,7 +568,7 @@ async fn load_side_by_side<const SIDES: usize>(
     clients: usize,
     per_client: usize,
 ) -> [LoadRun; SIDES] {
-    let mut parts = [LoadParts::default(); SIDES];
+    let mut parts: [LoadParts; SIDES] = std::array::from_fn(|_| LoadParts::default());
     let per_round = per_client.div_ceil(LOAD_ROUNDS);
     for round in 0..LOAD_ROUNDS {
         let first_round = round * per_round;
@@ -1495,11 +1507,11 @@ async fn run(settings: Settings) {
     let in_process_bound = 2.0 / in_process_cpu.as_secs_f64();
     println!();
     println!(
-        "| throughput, {total} searches | searches/s | server CPU µs/search | client CPU µs/search | 2 cores / server CPU per search |"
+        "| throughput, {total} searches | searches/s | server CPU µs/search | client CPU µs/search | 2 cores / server CPU per search | latency under load, p50 / p99 ms |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     println!(
-        "| monolithic index in process, 2 threads | {in_process:.0} | {:.1} | — | {:.0} |",
+        "| monolithic index in process, 2 threads | {in_process:.0} | {:.1} | — | {:.0} | — |",
         micros(in_process_cpu),
         in_process_bound
     );
@@ -1515,13 +1527,15 @@ async fn run(settings: Settings) {
         ),
     ] {
         println!(
-            "| {name}, {} gRPC clients ({} errors) | {:.0} | {:.1} | {:.1} | {:.0} |",
+            "| {name}, {} gRPC clients ({} errors) | {:.0} | {:.1} | {:.1} | {:.0} | {:.2} / {:.2} |",
             settings.load_clients,
             run.errors,
             run.searches_per_s,
             micros(run.server_cpu_per_search),
             micros(run.client_cpu_per_search),
-            run.server_bound(2.0)
+            run.server_bound(2.0),
+            run.latencies.p50(),
+            run.latencies.p99()
         );
     }
     println!(
@@ -1530,14 +1544,18 @@ async fn run(settings: Settings) {
         node_load.server_bound(2.0) / in_process_bound
     );
     println!(
-        "| ratio node / tantivy behind the same gRPC server | **{:.2}x** | | | **{:.2}x** |",
+        "| ratio node / tantivy behind the same gRPC server | **{:.2}x** | | | **{:.2}x** | {:.2}x / {:.2}x |",
         node_load.searches_per_s / bare_load.searches_per_s,
-        node_load.server_bound(2.0) / bare_load.server_bound(2.0)
+        node_load.server_bound(2.0) / bare_load.server_bound(2.0),
+        node_load.latencies.p50() / bare_load.latencies.p50(),
+        node_load.latencies.p99() / bare_load.latencies.p99()
     );
     println!(
-        "| ratio node / tantivy over the same two tiers behind the same gRPC server | **{:.2}x** | | | **{:.2}x** |",
+        "| ratio node / tantivy over the same two tiers behind the same gRPC server | **{:.2}x** | | | **{:.2}x** | {:.2}x / {:.2}x |",
         node_load.searches_per_s / split_load.searches_per_s,
-        node_load.server_bound(2.0) / split_load.server_bound(2.0)
+        node_load.server_bound(2.0) / split_load.server_bound(2.0),
+        node_load.latencies.p50() / split_load.latencies.p50(),
+        node_load.latencies.p99() / split_load.latencies.p99()
     );
     println!(
         "| ratio tantivy over the two tiers / tantivy over the monolithic index (what the split costs tantivy) | **{:.2}x** | | | **{:.2}x** |",
