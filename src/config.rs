@@ -180,7 +180,7 @@ pub struct Settings {
     #[arg(long, env = "TIERDEX_SEARCH_CONCURRENCY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search_concurrency: Option<usize>,
-    #[arg(long, env = "TIERDEX_INLINE_POSTINGS", help = concat!("Searches reading at most this many postings (their terms' document frequencies summed; ranges, prefixes and boosts count as more) run on the runtime worker that received them; larger ones first hand the worker's other tasks to another thread; 0 hands off every search that reads any posting [default: ", defaults::inline_postings!(), "]"))]
+    #[arg(long, env = "TIERDEX_INLINE_POSTINGS", help = concat!("Searches reading at most this many postings (their terms' document frequencies summed; ranges, prefixes and boosts count as more; a BM25 ranking of the top hits, which block-max pruning bounds, may count 10 times as many) run on the runtime worker that received them; larger ones first hand the worker's other tasks to another thread; 0 hands off every search that reads any posting [default: ", defaults::inline_postings!(), "]"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inline_postings: Option<u64>,
     #[arg(long, env = "TIERDEX_DEFAULT_TIMEOUT", help = concat!("Budget of a search without a gRPC deadline [default: ", defaults::default_timeout!(), "]"))]

@@ -318,9 +318,10 @@ impl NodeMetrics {
             ),
             handed_off: by_index(
                 "tierdex_searches_handed_off_total",
-                "Searches whose ranking could read more than inline_postings postings and first \
-                 handed the runtime worker's other tasks to another thread; the others ranked on \
-                 the worker that received them",
+                "Searches whose ranking could read more than inline_postings postings (10 times \
+                 that for a BM25 ranking of the top hits) and first handed the runtime worker's \
+                 other tasks to another thread; the others ranked on the worker that received \
+                 them",
             ),
             rescored_hits: by_index(
                 "tierdex_hits_rescored_exactly_total",

@@ -18,7 +18,10 @@
 //! tantivy behind the same server; at 200,000, 256 did and it was 0.72× (docs/benchmarks.md at
 //! `1f7f4cd`). A search bounded to 200,000 postings that reads them all (as a rank profile
 //! does) holds its worker for a millisecond or two: an estimate at 5–10 ns a scored posting,
-//! not measured apart. Rankings remain bounded
+//! not measured apart. A BM25 ranking of the top hits reads a small part of its bound, so it
+//! may count ten times as many (`cost::ranking_budget`): then none of the bench's searches
+//! handed off, and the load's p99 latency went down with the hand-offs, from 1.46× to 1.23× of
+//! tantivy's (docs/benchmarks.md at `3661128`). Rankings remain bounded
 //! by the node's search permits; parquet decoding and the degraded hot backfill hold no permit
 //! (their number is bounded by the searches in flight, not by the permits).
 //!

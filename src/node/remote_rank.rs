@@ -231,7 +231,7 @@ fn rank_cold_and_merge(
             prepared.statistics.as_ref(),
             prepared.spec.count,
         ),
-        prepared.spec.inline_postings,
+        prepared.postings_budget,
     );
     let page = sized(size, || {
         rank_cold(prepared, &hot, cold, prepared.statistics.as_ref())

@@ -22,7 +22,7 @@ use super::collector::{
     HitColumns, IdKey, IdKind, RankedHit, SharedThreshold, TopHits, near_tie_floor,
     sort_best_first, sort_rescored_best_first,
 };
-use super::cost::postings_bound;
+use super::cost::{postings_bound, ranking_budget};
 use super::documents::{FieldSelection, FieldValue, Fields, from_tantivy};
 use super::exact_sum::{SummedTerms, near_tie_runs};
 use super::hot_remote::{self, InStore};
@@ -781,6 +781,8 @@ pub(super) struct Prepared {
     pub near_tie: f64,
     /// The ranking's size (`offload`), from its postings.
     pub size: Size,
+    /// The postings the ranking may count and stay short (`cost::ranking_budget`).
+    pub postings_budget: u64,
     pub parse_ms: f64,
 }
 
@@ -812,10 +814,15 @@ pub(super) fn prepare(
         .filter(|_| profile.rule == RankRule::Bm25)
         .map_or(0.0, |summed| summed.near_tie());
     let statistics = version.statistics().clone();
-    // A ranking by a profile reads every match's postings: within the bound too.
+    // A ranking by a profile, or one that counts every match, reads all of its postings;
+    // BM25 alone skips most of them.
+    let postings_budget = ranking_budget(
+        spec.inline_postings,
+        profile.rule == RankRule::Bm25 && !spec.count,
+    );
     let size = Size::of(
         postings_bound(query.as_ref(), statistics.as_ref(), spec.count),
-        spec.inline_postings,
+        postings_budget,
     );
     Ok(Prepared {
         query,
@@ -824,6 +831,7 @@ pub(super) fn prepare(
         spec,
         near_tie,
         size,
+        postings_budget,
         parse_ms,
     })
 }

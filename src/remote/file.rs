@@ -281,13 +281,13 @@ mod tests {
         assert_eq!(resident.bytes(), 30);
         assert_eq!(
             resident.get(&(50..60)).unwrap().as_slice(),
-            &bytes(50, 10).as_slice()[..]
+            bytes(50, 10).as_slice()
         );
         // A range starting inside an earlier one, past a later start, is found in the earlier.
         resident.insert(0, bytes(0, 100));
         assert_eq!(
             resident.get(&(41..90)).unwrap().as_slice(),
-            &bytes(41, 49).as_slice()[..]
+            bytes(41, 49).as_slice()
         );
     }
 }
