@@ -17,7 +17,7 @@ const PHRASE_FACTOR: u64 = 4;
 /// is judged long. A BM25 ranking of the top k reads a small part of the postings its bound
 /// counts, skipping every block that cannot reach the k-th score; an exhaustive one (a rank
 /// profile, exact totals) reads them all. On the PyPI bench (`cargo bench --bench node`,
-/// docs/benchmarks.md at `3661128`), 256 of 8,200 web searches handed off at 200,000 postings,
+/// docs/benchmarks.md at `9502411`), 256 of 8,200 web searches handed off at 200,000 postings,
 /// none at 2,000,000, and the node's throughput under 64 clients went from 0.71× to 0.78× of
 /// tantivy's, its p99 latency under that load from 1.46× to 1.23×.
 pub const PRUNED_FACTOR: u64 = 10;

@@ -21,7 +21,7 @@
 //! not measured apart. A BM25 ranking of the top hits reads a small part of its bound, so it
 //! may count ten times as many (`cost::ranking_budget`): then none of the bench's searches
 //! handed off, and the load's p99 latency went down with the hand-offs, from 1.46× to 1.23× of
-//! tantivy's (docs/benchmarks.md at `3661128`). Rankings remain bounded
+//! tantivy's (docs/benchmarks.md at `9502411`). Rankings remain bounded
 //! by the node's search permits; parquet decoding and the degraded hot backfill hold no permit
 //! (their number is bounded by the searches in flight, not by the permits).
 //!
