@@ -4,7 +4,7 @@
 //! ```text
 //! ./tools/test.sh --no-run   # once: installs s3s-fs under target/tools
 //! cargo bench --bench node -- [--queries N] [--load-clients 64] [--load-queries 1000]
-//!     [--with-tracing] [--cold-compression lz4|zstd] [--profile-seconds S [--profile-both-tiers]]
+//!     [--with-tracing] [--cold-compression lz4|zstd] [--profile-seconds S [--profile-both-tiers [--profile-split]]]
 //!     [--cold-index remote|local]
 //! ```
 //!
@@ -53,6 +53,8 @@ struct Settings {
     profile_seconds: usize,
     /// With `profile_seconds`: both-tier searches against the monolithic index instead.
     profile_both_tiers: bool,
+    /// With `profile_both_tiers`: against tantivy over the node's two tiers instead.
+    profile_split: bool,
     /// Log as `tierdex serve` does by default (`info`, to a sink): the spans' cost included.
     with_tracing: bool,
     /// How the tiered build compresses cold pages.
@@ -70,6 +72,7 @@ fn settings() -> Settings {
         load_queries: 1000,
         profile_seconds: 0,
         profile_both_tiers: false,
+        profile_split: false,
         with_tracing: false,
         cold_compression: Default::default(),
         inline_postings: None,
@@ -89,6 +92,7 @@ fn settings() -> Settings {
             "--load-queries" => settings.load_queries = value(),
             "--profile-seconds" => settings.profile_seconds = value(),
             "--profile-both-tiers" => settings.profile_both_tiers = true,
+            "--profile-split" => settings.profile_split = true,
             "--inline-postings" => settings.inline_postings = Some(value() as u64),
             "--with-tracing" => settings.with_tracing = true,
             "--cold-index" => {
@@ -1037,7 +1041,22 @@ async fn run(settings: Settings) {
         // For a profiler: the node and tantivy behind the same gRPC server take turns on the
         // same searches: hot-only ones, or both tiers against the monolithic index.
         let both_tiers = settings.profile_both_tiers;
-        if both_tiers {
+        if both_tiers && settings.profile_split {
+            let split = compact_store
+                .path()
+                .join("pypi-compact")
+                .join(&compact_manifest.version)
+                .join("cold/index");
+            let split_addr = serve_bare_split(
+                Tantivy::open(&hot_dir),
+                SplitTantivy::open(&hot_dir, &split, &monolith_dir),
+                node_documents.clone(),
+            )
+            .await;
+            bare_client = pb::tierdex_client::TierdexClient::connect(split_addr)
+                .await
+                .unwrap();
+        } else if both_tiers {
             let monolith_addr =
                 serve_bare(Tantivy::open(&monolith_dir), node_documents.clone()).await;
             bare_client = pb::tierdex_client::TierdexClient::connect(monolith_addr)

@@ -2,10 +2,15 @@
 """Where the node's CPU goes against tantivy behind the same gRPC server, from a perf profile of
 the node bench's profiling mode (docs/benchmarks.md, "Where the gap goes").
 
-    cargo bench --bench node -- --queries 300 --profile-seconds 150 [--profile-both-tiers] &
+    cargo bench --bench node -- --queries 300 --profile-seconds 150 [--profile-both-tiers [--profile-split]] &
     perf record -F 299 -e cpu-clock --call-graph dwarf,32768 -p <bench pid> -o perf.data -- sleep 15
     perf script -i perf.data -F comm,ip,sym --no-inline > stacks.txt
     tools/profile_phases.py stacks.txt
+
+With `--profile-both-tiers` the other side is tantivy over the monolithic index; with
+`--profile-split` too, tantivy over the node's own two tiers (`SplitTantivy`). Only the ranking's
+split by kind of work differs in scope between the sides: tantivy's covers its collection
+(`SortBySimilarityScore`), not the weights it builds before it, which the node's covers.
 
 `perf script` with these fields takes seconds where `perf report --children` takes minutes. Each
 sample is put on one side (the node's search RPC or the bare server's) by the frames of its
