@@ -1099,23 +1099,33 @@ async fn run(settings: Settings) {
         .join("pypi-compact")
         .join(&compact_manifest.version);
     let split = SplitTantivy::open(&hot_dir, &split_dir.join("cold/index"), &monolith_dir);
-    // The same work as the monolithic baseline: the same scores for every query.
+    // The same work as the monolithic baseline: the same scores for every query, within the
+    // rounding of tantivy's `f32` sums (its union adds a document's terms in an order that
+    // depends on the index, which is why the node rescores near ties: `exact_sum`).
     let hot_parser = Tantivy::open(&hot_dir);
-    let same_scores = queries
-        .iter()
-        .filter(|query| {
-            let scores = |top: Vec<(tantivy::Score, tantivy::DocAddress)>| -> Vec<tantivy::Score> {
-                top.into_iter().map(|(score, _)| score).collect()
-            };
-            scores(split.top_docs(hot_parser.parser.parse_query(query).unwrap().as_ref()))
-                == scores(
-                    monolith_tantivy
-                        .top_docs(monolith_tantivy.parser.parse_query(query).unwrap().as_ref()),
-                )
-        })
-        .count();
+    let scores = |top: Vec<(tantivy::Score, tantivy::DocAddress)>| -> Vec<tantivy::Score> {
+        top.into_iter().map(|(score, _)| score).collect()
+    };
+    let (mut same_scores, mut within_rounding) = (0, 0);
+    for query in &queries {
+        let split_scores =
+            scores(split.top_docs(hot_parser.parser.parse_query(query).unwrap().as_ref()));
+        let monolith_scores = scores(
+            monolith_tantivy.top_docs(monolith_tantivy.parser.parse_query(query).unwrap().as_ref()),
+        );
+        if split_scores == monolith_scores {
+            same_scores += 1;
+        } else if split_scores.len() == monolith_scores.len()
+            && split_scores
+                .iter()
+                .zip(&monolith_scores)
+                .all(|(a, b)| (a - b).abs() <= 1e-5 * a.abs().max(b.abs()))
+        {
+            within_rounding += 1;
+        }
+    }
     println!(
-        "tantivy over the two tiers: the monolithic index's top 10 scores for {same_scores} of {} queries",
+        "tantivy over the two tiers: the monolithic index's top 10 scores for {same_scores} of {} queries, within f32 rounding for {within_rounding} more",
         queries.len()
     );
     let split_bare_addr = serve_bare_split(hot_parser, split, node_documents.clone()).await;
