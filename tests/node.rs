@@ -695,3 +695,70 @@ stored = true
         "{status}"
     );
 }
+
+/// The documents of CACM whose `field` holds the token `word` as the `default` tokenizer cuts
+/// it (split on what is not alphanumeric, lowercased): the term's document frequency, worked
+/// out apart from tantivy.
+fn cacm_doc_freq(field: &str, word: &str) -> u64 {
+    cacm_documents()
+        .values()
+        .filter(|document| {
+            document[field].as_str().is_some_and(|text| {
+                text.split(|c: char| !c.is_alphanumeric())
+                    .any(|token| token.to_lowercase() == word)
+            })
+        })
+        .count() as u64
+}
+
+/// A BM25 ranking of the top hits, which block-max pruning bounds, may count ten times
+/// `inline_postings` before it hands its worker off; a rank profile, which reads every posting
+/// it counts, only `inline_postings` (`cost::ranking_budget`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bm25_ranking_stays_on_its_worker_ten_times_longer_than_a_profile() {
+    let base = std::fs::read_to_string(fixture("cacm/schema.toml")).unwrap();
+    let text = format!("{base}\n[ranking.cited]\nscore = \"bm25 * (1 + ln(1 + citations))\"\n");
+    let schema =
+        Arc::new(tierdex::schema::IndexSchema::from_toml_str(&text, "schema.toml").unwrap());
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = local_store(store_dir.path());
+    let options = build_options(
+        schema,
+        "hot = [\"citations >= 1\"]",
+        vec![shared_data("cacm.jsonl")],
+        "cacm",
+    );
+    tierdex::builder::build(options, store.clone())
+        .await
+        .unwrap();
+    // `computer` over the default fields: its postings in both, over both tiers.
+    let bound = cacm_doc_freq("title", "computer") + cacm_doc_freq("abstract", "computer");
+    assert!(bound > 20, "a term with enough postings: {bound}");
+    let handed_off = |inline_postings: u64, profile: &'static str| {
+        let store = store.clone();
+        async move {
+            let data = tempfile::tempdir().unwrap();
+            let node = TestNode::start_with(store, &["cacm"], data.path(), |settings| {
+                settings.inline_postings = Some(inline_postings);
+            })
+            .await;
+            node.wait_ready().await;
+            let request = tierdex::node::search::SearchRequest {
+                query: "computer".into(),
+                limit: 10,
+                profile: profile.into(),
+                ..Default::default()
+            };
+            let result = node.node.search("cacm", request).await.unwrap();
+            result.stats.handed_off
+        }
+    };
+    // At exactly its postings, a profile stays on its worker: the bound above is the node's.
+    assert!(!handed_off(bound, "cited").await);
+    // One posting fewer: the profile hands off, BM25 does not.
+    assert!(handed_off(bound - 1, "cited").await);
+    assert!(!handed_off(bound - 1, "").await);
+    // BM25 hands off once its postings are more than ten times the setting.
+    assert!(handed_off((bound - 1) / 10, "").await);
+    assert!(!handed_off(bound.div_ceil(10), "").await);
+}
