@@ -73,16 +73,6 @@ fn clause_bound(query: &dyn Query, statistics: &dyn Bm25StatisticsProvider) -> O
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn a_pruned_ranking_may_count_more_postings_than_an_exhaustive_one() {
-        assert_eq!(ranking_budget(200_000, false), 200_000);
-        assert_eq!(ranking_budget(200_000, true), 200_000 * PRUNED_FACTOR);
-        // 0 still hands off every ranking that reads a posting.
-        assert_eq!(ranking_budget(0, true), 0);
-        assert_eq!(ranking_budget(u64::MAX, true), u64::MAX);
-    }
-
     use super::*;
     use tantivy::query::{QueryParser, RangeQuery};
     use tantivy::schema::{INDEXED, Schema, TEXT};
@@ -159,5 +149,14 @@ mod tests {
             std::ops::Bound::Unbounded,
         );
         assert_eq!(postings_bound(&range, &FREQUENCIES, false), None);
+    }
+
+    #[test]
+    fn a_pruned_ranking_may_count_more_postings_than_an_exhaustive_one() {
+        assert_eq!(ranking_budget(200_000, false), 200_000);
+        assert_eq!(ranking_budget(200_000, true), 200_000 * PRUNED_FACTOR);
+        // 0 still hands off every ranking that reads a posting.
+        assert_eq!(ranking_budget(0, true), 0);
+        assert_eq!(ranking_budget(u64::MAX, true), u64::MAX);
     }
 }

@@ -23,11 +23,10 @@ use std::time::{Duration, Instant};
 use tantivy::Searcher;
 
 use super::NodeError;
-use super::cost::postings_bound;
-use super::offload::{Size, cpu_work, sized};
+use super::offload::{cpu_work, sized};
 use super::search::{
     HotRanked, MergedHits, PageSpec, Prepared, merge_tiers, prepare, rank_cold, rank_hot,
-    skips_cold,
+    ranking_size, skips_cold,
 };
 use super::skip;
 use super::version::{ColdTier, LoadedVersion};
@@ -225,13 +224,11 @@ fn rank_cold_and_merge(
 ) -> Result<MergedHits, NodeError> {
     cold.open_columns(&version.schema, version.id_kind)?;
     // Sized again now that the cold terms' document frequencies are known.
-    let size = Size::of(
-        postings_bound(
-            prepared.query.as_ref(),
-            prepared.statistics.as_ref(),
-            prepared.spec.count,
-        ),
-        prepared.postings_budget,
+    let size = ranking_size(
+        prepared.query.as_ref(),
+        &prepared.statistics,
+        &prepared.profile,
+        prepared.spec,
     );
     let page = sized(size, || {
         rank_cold(prepared, &hot, cold, prepared.statistics.as_ref())

@@ -779,10 +779,8 @@ pub(super) struct Prepared {
     pub spec: PageSpec,
     /// `TopHits::near_tie`.
     pub near_tie: f64,
-    /// The ranking's size (`offload`), from its postings.
+    /// The ranking's size (`offload`), from its postings (`ranking_size`).
     pub size: Size,
-    /// The postings the ranking may count and stay short (`cost::ranking_budget`).
-    pub postings_budget: u64,
     pub parse_ms: f64,
 }
 
@@ -814,16 +812,7 @@ pub(super) fn prepare(
         .filter(|_| profile.rule == RankRule::Bm25)
         .map_or(0.0, |summed| summed.near_tie());
     let statistics = version.statistics().clone();
-    // A ranking by a profile, or one that counts every match, reads all of its postings;
-    // BM25 alone skips most of them.
-    let postings_budget = ranking_budget(
-        spec.inline_postings,
-        profile.rule == RankRule::Bm25 && !spec.count,
-    );
-    let size = Size::of(
-        postings_bound(query.as_ref(), statistics.as_ref(), spec.count),
-        postings_budget,
-    );
+    let size = ranking_size(query.as_ref(), &statistics, profile, spec);
     Ok(Prepared {
         query,
         statistics,
@@ -831,9 +820,24 @@ pub(super) fn prepare(
         spec,
         near_tie,
         size,
-        postings_budget,
         parse_ms,
     })
+}
+
+/// How long ranking `query` by `profile` may take (`offload`): its postings bound against its
+/// budget. A ranking by a profile, or one that counts every match, reads all of its postings;
+/// BM25 alone skips most of them (`cost::ranking_budget`).
+pub(super) fn ranking_size(
+    query: &dyn Query,
+    statistics: &CorpusStatistics,
+    profile: &RankProfile,
+    spec: PageSpec,
+) -> Size {
+    let pruned = profile.rule == RankRule::Bm25 && !spec.count;
+    Size::of(
+        postings_bound(query, statistics, spec.count),
+        ranking_budget(spec.inline_postings, pruned),
+    )
 }
 
 /// The hot tier ranked: the first phase of every ranking.
