@@ -244,10 +244,34 @@ async fn run_direct(
 /// answers what the node answers: each hit's id and stored fields through the node's own
 /// converters, scored with the same corpus statistics (those of the whole corpus).
 struct BareTantivyServer {
-    tantivy: Arc<Tantivy>,
+    index: Arc<BareIndex>,
     documents: Arc<NodeDocuments>,
-    /// Ranks the node's two tiers instead of `tantivy`'s index (which then only parses).
-    split: Option<Arc<SplitTantivy>>,
+}
+
+/// What a bare server searches: one index, or the node's two tiers.
+enum BareIndex {
+    One(Tantivy),
+    Split(SplitTantivy),
+}
+
+impl BareIndex {
+    fn parser(&self) -> &QueryParser {
+        match self {
+            BareIndex::One(tantivy) => &tantivy.parser,
+            BareIndex::Split(split) => &split.tiers[0].parser,
+        }
+    }
+
+    /// The top 10, and the searcher whose addresses they are.
+    fn top_docs(
+        &self,
+        query: &dyn Query,
+    ) -> (Vec<(tantivy::Score, tantivy::DocAddress)>, &Searcher) {
+        match self {
+            BareIndex::One(tantivy) => (tantivy.top_docs(query), &tantivy.searcher),
+            BareIndex::Split(split) => (split.top_docs(query), &split.monolith),
+        }
+    }
 }
 
 /// The node's conversion of a stored document to the fields it returns.
@@ -306,15 +330,9 @@ impl pb::tierdex_server::Tierdex for BareTantivyServer {
         let started = Instant::now();
         let query = request.into_inner().query;
         let (hits, parse_ms, search_ms, hot_fetch_ms) = {
-            let parsed = self.tantivy.parser.parse_query(&query).unwrap();
+            let parsed = self.index.parser().parse_query(&query).unwrap();
             let parse_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let (top, documents) = match &self.split {
-                Some(split) => (split.top_docs(parsed.as_ref()), &split.monolith),
-                None => (
-                    self.tantivy.top_docs(parsed.as_ref()),
-                    &self.tantivy.searcher,
-                ),
-            };
+            let (top, documents) = self.index.top_docs(parsed.as_ref());
             let search_ms = started.elapsed().as_secs_f64() * 1000.0 - parse_ms;
             let hits = top
                 .into_iter()
@@ -360,27 +378,11 @@ impl pb::tierdex_server::Tierdex for BareTantivyServer {
     }
 }
 
-/// Serves `tantivy` bare on a loopback port; returns its address.
-async fn serve_bare(tantivy: Tantivy, documents: Arc<NodeDocuments>) -> String {
+/// Serves `index` bare on a loopback port; returns its address.
+async fn serve_bare(index: BareIndex, documents: Arc<NodeDocuments>) -> String {
     serve_bare_server(BareTantivyServer {
-        tantivy: Arc::new(tantivy),
+        index: Arc::new(index),
         documents,
-        split: None,
-    })
-    .await
-}
-
-/// Serves `split` bare on a loopback port, parsing with `parser` (the hot tier's); returns its
-/// address.
-async fn serve_bare_split(
-    parser: Tantivy,
-    split: SplitTantivy,
-    documents: Arc<NodeDocuments>,
-) -> String {
-    serve_bare_server(BareTantivyServer {
-        tantivy: Arc::new(parser),
-        documents,
-        split: Some(Arc::new(split)),
     })
     .await
 }
@@ -692,8 +694,8 @@ impl Tantivy {
 /// monolithic baseline reads them, so that only the ranking differs from that baseline: what
 /// splitting the index costs tantivy itself.
 struct SplitTantivy {
-    tiers: [Searcher; 2],
-    statistics: Arc<tierdex::node::statistics::CorpusStatistics>,
+    /// Hot, then cold, each scored with the monolithic index's statistics.
+    tiers: [Tantivy; 2],
     monolith: Searcher,
     /// Per tier, segment and document: the same document's address in the monolithic index.
     in_monolith: [Vec<Vec<tantivy::DocAddress>>; 2],
@@ -703,56 +705,31 @@ impl SplitTantivy {
     /// The tiers at `hot` and `cold`; the monolithic index at `monolith`. Documents are matched
     /// across indexes by their id (`name`).
     fn open(hot: &Path, cold: &Path, monolith: &Path) -> SplitTantivy {
-        let searcher = |dir: &Path| {
-            Index::open_in_dir(dir)
-                .unwrap()
-                .reader()
-                .unwrap()
-                .searcher()
-        };
-        let (hot, cold, monolith) = (searcher(hot), searcher(cold), searcher(monolith));
-        // One parsed query serves both tiers: their searched fields must be the same fields.
+        let tiers = [hot, cold].map(|tier| Tantivy::open_scored_as(tier, monolith));
+        // One query parsed with the hot tier's parser serves both tiers: their searched fields
+        // must be the same fields.
         for name in ["summary", "name"] {
             assert_eq!(
-                hot.schema().get_field(name).unwrap(),
-                cold.schema().get_field(name).unwrap(),
+                tiers[0].searcher.schema().get_field(name).unwrap(),
+                tiers[1].searcher.schema().get_field(name).unwrap(),
                 "{name}: another field id in the cold index"
             );
         }
-        let ids = |searcher: &Searcher| -> Vec<Vec<String>> {
-            searcher
-                .segment_readers()
-                .iter()
-                .map(|segment| {
-                    let column = segment.fast_fields().str("name").unwrap().unwrap();
-                    (0..segment.max_doc())
-                        .map(|doc| {
-                            let mut id = String::new();
-                            let ord = column.term_ords(doc).next().unwrap();
-                            column.ord_to_str(ord, &mut id).unwrap();
-                            id
-                        })
-                        .collect()
-                })
-                .collect()
-        };
-        let mut by_id = std::collections::HashMap::new();
-        for (segment, segment_ids) in ids(&monolith).into_iter().enumerate() {
-            for (doc, id) in segment_ids.into_iter().enumerate() {
-                by_id.insert(id, tantivy::DocAddress::new(segment as u32, doc as u32));
-            }
-        }
-        let in_monolith = [&hot, &cold].map(|tier| {
-            ids(tier)
+        let monolith = Index::open_in_dir(monolith)
+            .unwrap()
+            .reader()
+            .unwrap()
+            .searcher();
+        let by_id: std::collections::HashMap<String, tantivy::DocAddress> =
+            addresses(&monolith).into_iter().flatten().collect();
+        let in_monolith = tiers.each_ref().map(|tier| {
+            addresses(&tier.searcher)
                 .into_iter()
-                .map(|segment| segment.iter().map(|id| by_id[id]).collect())
+                .map(|segment| segment.into_iter().map(|(id, _)| by_id[&id]).collect())
                 .collect()
         });
         SplitTantivy {
-            statistics: Arc::new(
-                tierdex::node::statistics::CorpusStatistics::new(vec![monolith.clone()]).unwrap(),
-            ),
-            tiers: [hot, cold],
+            tiers,
             monolith,
             in_monolith,
         }
@@ -760,27 +737,43 @@ impl SplitTantivy {
 
     /// The top 10 of both tiers, best first, as addresses in the monolithic index.
     fn top_docs(&self, query: &dyn Query) -> Vec<(tantivy::Score, tantivy::DocAddress)> {
-        let collector = TopDocs::with_limit(10).order_by_score();
         let mut top: Vec<(tantivy::Score, tantivy::DocAddress)> = self
             .tiers
             .iter()
             .zip(&self.in_monolith)
             .flat_map(|(tier, in_monolith)| {
-                tier.search_with_statistics_provider(query, &collector, self.statistics.as_ref())
-                    .unwrap()
-                    .into_iter()
-                    .map(|(score, doc)| {
-                        (
-                            score,
-                            in_monolith[doc.segment_ord as usize][doc.doc_id as usize],
-                        )
-                    })
+                tier.top_docs(query).into_iter().map(|(score, doc)| {
+                    (
+                        score,
+                        in_monolith[doc.segment_ord as usize][doc.doc_id as usize],
+                    )
+                })
             })
             .collect();
         top.sort_by(|a, b| b.0.total_cmp(&a.0));
         top.truncate(10);
         top
     }
+}
+
+/// Each document of `searcher`'s index, per segment: its id (`name`, as the node reads it) and
+/// its address.
+fn addresses(searcher: &Searcher) -> Vec<Vec<(String, tantivy::DocAddress)>> {
+    use tierdex::node::collector::{HitColumns, IdKind, TierName};
+    let columns = HitColumns::open(searcher, "name", IdKind::Str, TierName::Hot).unwrap();
+    searcher
+        .segment_readers()
+        .iter()
+        .enumerate()
+        .map(|(segment, reader)| {
+            (0..reader.max_doc())
+                .map(|doc| {
+                    let address = tantivy::DocAddress::new(segment as u32, doc);
+                    (columns.id_string(address), address)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The search step alone on the hot index, queries parsed beforehand: tantivy's `TopDocs` vs
@@ -978,11 +971,13 @@ async fn run(settings: Settings) {
             .await
             .unwrap()
             .manifest;
-    let compact_hot_dir = compact_store
+    let compact_version = compact_store
         .path()
         .join("pypi-compact")
-        .join(&compact_manifest.version)
-        .join("hot");
+        .join(&compact_manifest.version);
+    let compact_hot_dir = compact_version.join("hot");
+    // The same split's cold index, local: what `SplitTantivy` searches beside the hot tier.
+    let split_cold_dir = compact_version.join("cold/index");
 
     // Rehydration vs one single-stream GET of the same files.
     let index_files = index_file_keys(&manifest);
@@ -1030,7 +1025,7 @@ async fn run(settings: Settings) {
     run_grpc(&mut client, warm_up, true).await;
     run_grpc(&mut client, &queries, false).await;
     let hot_bare_addr = serve_bare(
-        Tantivy::open_scored_as(&hot_dir, &monolith_dir),
+        BareIndex::One(Tantivy::open_scored_as(&hot_dir, &monolith_dir)),
         node_documents.clone(),
     )
     .await;
@@ -1041,25 +1036,14 @@ async fn run(settings: Settings) {
         // For a profiler: the node and tantivy behind the same gRPC server take turns on the
         // same searches: hot-only ones, or both tiers against the monolithic index.
         let both_tiers = settings.profile_both_tiers;
-        if both_tiers && settings.profile_split {
-            let split = compact_store
-                .path()
-                .join("pypi-compact")
-                .join(&compact_manifest.version)
-                .join("cold/index");
-            let split_addr = serve_bare_split(
-                Tantivy::open(&hot_dir),
-                SplitTantivy::open(&hot_dir, &split, &monolith_dir),
-                node_documents.clone(),
-            )
-            .await;
-            bare_client = pb::tierdex_client::TierdexClient::connect(split_addr)
-                .await
-                .unwrap();
-        } else if both_tiers {
-            let monolith_addr =
-                serve_bare(Tantivy::open(&monolith_dir), node_documents.clone()).await;
-            bare_client = pb::tierdex_client::TierdexClient::connect(monolith_addr)
+        if both_tiers {
+            let index = if settings.profile_split {
+                BareIndex::Split(SplitTantivy::open(&hot_dir, &split_cold_dir, &monolith_dir))
+            } else {
+                BareIndex::One(Tantivy::open(&monolith_dir))
+            };
+            let addr = serve_bare(index, node_documents.clone()).await;
+            bare_client = pb::tierdex_client::TierdexClient::connect(addr)
                 .await
                 .unwrap();
         }
@@ -1086,7 +1070,11 @@ async fn run(settings: Settings) {
     let (hot_direct, hot_direct_stats) = run_direct(&node.node, &queries).await;
     let monolith_in_process = monolith_tantivy.run(&queries, false);
     let monolith_in_process_counting = monolith_tantivy.run(&queries, true);
-    let monolith_bare_addr = serve_bare(Tantivy::open(&monolith_dir), node_documents.clone()).await;
+    let monolith_bare_addr = serve_bare(
+        BareIndex::One(Tantivy::open(&monolith_dir)),
+        node_documents.clone(),
+    )
+    .await;
     let mut monolith_bare_client =
         pb::tierdex_client::TierdexClient::connect(monolith_bare_addr.clone())
             .await
@@ -1094,22 +1082,17 @@ async fn run(settings: Settings) {
     run_grpc(&mut monolith_bare_client, warm_up, false).await;
     // Tantivy over the node's own split (`SplitTantivy`): what the split costs tantivy itself,
     // apart from what the node adds. The three take turns on each query.
-    let split_dir = compact_store
-        .path()
-        .join("pypi-compact")
-        .join(&compact_manifest.version);
-    let split = SplitTantivy::open(&hot_dir, &split_dir.join("cold/index"), &monolith_dir);
+    let split = SplitTantivy::open(&hot_dir, &split_cold_dir, &monolith_dir);
     // The same work as the monolithic baseline: the same scores for every query, within the
     // rounding of tantivy's `f32` sums (its union adds a document's terms in an order that
     // depends on the index, which is why the node rescores near ties: `exact_sum`).
-    let hot_parser = Tantivy::open(&hot_dir);
     let scores = |top: Vec<(tantivy::Score, tantivy::DocAddress)>| -> Vec<tantivy::Score> {
         top.into_iter().map(|(score, _)| score).collect()
     };
     let (mut same_scores, mut within_rounding) = (0, 0);
     for query in &queries {
         let split_scores =
-            scores(split.top_docs(hot_parser.parser.parse_query(query).unwrap().as_ref()));
+            scores(split.top_docs(split.tiers[0].parser.parse_query(query).unwrap().as_ref()));
         let monolith_scores = scores(
             monolith_tantivy.top_docs(monolith_tantivy.parser.parse_query(query).unwrap().as_ref()),
         );
@@ -1128,7 +1111,7 @@ async fn run(settings: Settings) {
         "tantivy over the two tiers: the monolithic index's top 10 scores for {same_scores} of {} queries, within f32 rounding for {within_rounding} more",
         queries.len()
     );
-    let split_bare_addr = serve_bare_split(hot_parser, split, node_documents.clone()).await;
+    let split_bare_addr = serve_bare(BareIndex::Split(split), node_documents.clone()).await;
     let mut split_bare_client = pb::tierdex_client::TierdexClient::connect(split_bare_addr.clone())
         .await
         .unwrap();
