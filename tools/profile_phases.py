@@ -17,8 +17,9 @@ sample is put on one side (the node's search RPC or the bare server's) by the fr
 stack, then in the first phase whose frame it holds; the shares are of all samples, so the two
 sides compare directly (the bench sends them the same searches in turn). A stack cut short by
 the unwinder that reaches neither side's frames counts as neither. Each side's ranking is then
-split by kind of work (from the sample's leaf frame and stack), and the leaf frames on which the
-node spends most beyond tantivy are listed.
+split by kind of work (from the sample's leaf frame and stack), the node's term lookups by the
+tier it was ranking are counted, and the leaf frames on which the node spends most beyond
+tantivy are listed.
 """
 
 import collections
@@ -112,6 +113,8 @@ def main():
     leaves = {"node": collections.Counter(), "bare": collections.Counter()}
     # Term dictionary lookups anywhere in the RPC: tantivy's also weigh each term (`doc_freq`).
     lookups = collections.Counter()
+    # The node's, by the tier it was ranking.
+    tier_lookups = collections.Counter()
     total = 0
     for stack in samples(sys.argv[1]):
         total += 1
@@ -126,6 +129,10 @@ def main():
         sides[side][phase] += 1
         if "get_term_info" in joined:
             lookups[side] += 1
+            if side == "node":
+                tier = next((frame for frame in NODE_RANKING if frame in joined), None)
+                if tier:
+                    tier_lookups[tier.rsplit("_", 1)[1]] += 1
         leaf = stack[0] if stack else "?"
         leaves[side][leaf[:100]] += 1
         if any(frame in joined for frame in ranks):
@@ -145,6 +152,10 @@ def main():
     print(
         f"term dictionary lookups anywhere in the RPC: node {share(lookups['node']).strip()}, "
         f"tantivy {share(lookups['bare']).strip()}"
+    )
+    print(
+        f"the node's, ranking each tier: hot {share(tier_lookups['hot']).strip()}, "
+        f"cold {share(tier_lookups['cold']).strip()}"
     )
     print("leaf frames the node spends most on beyond tantivy's (node, tantivy):")
     extra = sorted(
